@@ -1,0 +1,412 @@
+//! Builds a `.q8b` model from fp32 weights and the activation ranges learned in training:
+//! quantizes weights symmetrically (S_w = 127 / max|W|), biases to int32 at S_w * S_x, packs the
+//! weights for the kernels, precomputes their row sums, and stores vocabulary and settings.
+//! The trainer and the tests both produce models only through this.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use std::path::Path;
+
+use crate::error::{bail, Error, Result, Status};
+use crate::format::writer::FileWriter;
+use crate::format::DType;
+pub use crate::format::MetaValue;
+use crate::kernels::{pack_weights, weight_sums};
+use crate::model::keys;
+pub use crate::model::Pooling;
+use crate::tokenizer::encode_vocab;
+
+pub type BuildError = Error;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BertConfig {
+    pub vocab_size: u32,
+    pub hidden_size: u32,
+    pub num_layers: u32,
+    pub num_heads: u32,
+    pub intermediate_size: u32,
+    pub max_position_embeddings: u32,
+    pub type_vocab_size: u32,
+    pub layer_norm_eps: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Head {
+    Classification { labels: Vec<String> },
+    Regression,
+    Embedding { pooling: Pooling, normalize: bool },
+    TokenStates,
+}
+
+/// Weight scales: one per tensor (as in the Q8BERT paper) or one per output row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightGranularity {
+    #[default]
+    PerTensor,
+    PerChannel,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizerConfig {
+    pub vocab: Vec<String>,
+    pub do_lower_case: bool,
+    pub strip_accents: bool,
+    pub tokenize_chinese_chars: bool,
+    pub unk_token: String,
+    pub cls_token: String,
+    pub sep_token: String,
+    pub pad_token: String,
+    pub mask_token: String,
+    pub max_input_chars_per_word: u32,
+}
+
+impl TokenizerConfig {
+    /// BERT-uncased defaults around a vocabulary.
+    pub fn bert_uncased(vocab: Vec<String>) -> Self {
+        TokenizerConfig {
+            vocab,
+            do_lower_case: true,
+            strip_accents: true,
+            tokenize_chinese_chars: true,
+            unk_token: "[UNK]".into(),
+            cls_token: "[CLS]".into(),
+            sep_token: "[SEP]".into(),
+            pad_token: "[PAD]".into(),
+            mask_token: "[MASK]".into(),
+            max_input_chars_per_word: 100,
+        }
+    }
+}
+
+/// An fp32 linear layer. `weight` is [out][in] row-major (PyTorch layout); `input_max` is the
+/// activation range (EMA of max|x| in QAT, or calibration max), giving S_x = 127 / input_max.
+#[derive(Debug, Clone, Copy)]
+pub struct Linear<'a> {
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+    pub input_max: f32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LayerNorm<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Embeddings<'a> {
+    pub word: &'a [f32],
+    pub position: &'a [f32],
+    pub token_type: &'a [f32],
+    pub layer_norm: LayerNorm<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    pub query: Linear<'a>,
+    pub key: Linear<'a>,
+    pub value: Linear<'a>,
+    pub attention_output: Linear<'a>,
+    pub attention_layer_norm: LayerNorm<'a>,
+    pub intermediate: Linear<'a>,
+    pub output: Linear<'a>,
+    pub output_layer_norm: LayerNorm<'a>,
+}
+
+struct Tensor {
+    name: String,
+    dtype: DType,
+    dims: Vec<u64>,
+    bytes: Vec<u8>,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+fn i32_bytes(v: &[i32]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+/// Symmetric scale for values whose largest magnitude is `max_abs` (1.0 for an all-zero tensor).
+pub fn symmetric_scale(max_abs: f32) -> f32 {
+    if max_abs > 0.0 && max_abs.is_finite() {
+        127.0 / max_abs
+    } else {
+        1.0
+    }
+}
+
+/// clamp(round(x * s), -127, 127), ties to even like the runtime.
+pub fn quantize_value(x: f32, s: f32) -> i8 {
+    crate::ops::math::quantize(x, s)
+}
+
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0.0f32, |m, &x| m.max(x.abs()))
+}
+
+/// Assembles a model file. Components may be given in any order; `to_bytes` checks that all
+/// the configuration needs is present.
+pub struct ModelBuilder {
+    config: BertConfig,
+    head: Head,
+    tokenizer: TokenizerConfig,
+    granularity: WeightGranularity,
+    embeddings: Option<Vec<Tensor>>,
+    layers: Vec<Option<Vec<Tensor>>>,
+    pooler: Option<Vec<Tensor>>,
+    classifier: Option<Vec<Tensor>>,
+    metadata: Vec<(String, MetaValue)>,
+}
+
+impl ModelBuilder {
+    pub fn new(config: BertConfig, head: Head, tokenizer: TokenizerConfig) -> Self {
+        let layers = (0..config.num_layers).map(|_| None).collect();
+        ModelBuilder {
+            config,
+            head,
+            tokenizer,
+            granularity: WeightGranularity::PerTensor,
+            embeddings: None,
+            layers,
+            pooler: None,
+            classifier: None,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// Applies to linear layers added after this call.
+    pub fn weight_granularity(&mut self, g: WeightGranularity) -> &mut Self {
+        self.granularity = g;
+        self
+    }
+
+    fn h(&self) -> usize {
+        self.config.hidden_size as usize
+    }
+
+    pub fn embeddings(&mut self, e: Embeddings<'_>) -> Result<&mut Self> {
+        let h = self.h();
+        let c = self.config;
+        let mut out = Vec::new();
+        for (name, table, rows) in [
+            ("embeddings.word_embeddings", e.word, c.vocab_size),
+            ("embeddings.position_embeddings", e.position, c.max_position_embeddings),
+            ("embeddings.token_type_embeddings", e.token_type, c.type_vocab_size),
+        ] {
+            let rows = rows as usize;
+            if table.len() != rows * h {
+                bail!(Status::InvalidArgument, "{name} has {} values, expected {rows} x {h}", table.len());
+            }
+            let s = symmetric_scale(max_abs(table));
+            let q: Vec<u8> = table.iter().map(|&x| quantize_value(x, s) as u8).collect();
+            out.push(Tensor { name: alloc::format!("{name}.weight"), dtype: DType::I8, dims: alloc::vec![rows as u64, h as u64], bytes: q });
+            out.push(Tensor { name: alloc::format!("{name}.scale"), dtype: DType::F32, dims: alloc::vec![1], bytes: f32_bytes(&[s]) });
+        }
+        out.extend(layer_norm_tensors("embeddings.layer_norm", e.layer_norm, h)?);
+        self.embeddings = Some(out);
+        Ok(self)
+    }
+
+    pub fn layer(&mut self, index: usize, l: Layer<'_>) -> Result<&mut Self> {
+        if index >= self.layers.len() {
+            bail!(Status::InvalidArgument, "layer index {index} but the model has {} layers", self.layers.len());
+        }
+        let (h, i) = (self.h(), self.config.intermediate_size as usize);
+        let p = alloc::format!("encoder.layer.{index}");
+        let g = self.granularity;
+        let mut t = Vec::new();
+        t.extend(qkv_tensors(&alloc::format!("{p}.attention.qkv"), [l.query, l.key, l.value], h, g)?);
+        t.extend(linear_tensors(&alloc::format!("{p}.attention.output"), &[l.attention_output], h, h, g)?);
+        t.extend(layer_norm_tensors(&alloc::format!("{p}.attention_layer_norm"), l.attention_layer_norm, h)?);
+        t.extend(linear_tensors(&alloc::format!("{p}.intermediate"), &[l.intermediate], i, h, g)?);
+        t.extend(linear_tensors(&alloc::format!("{p}.output"), &[l.output], h, i, g)?);
+        t.extend(layer_norm_tensors(&alloc::format!("{p}.output_layer_norm"), l.output_layer_norm, h)?);
+        self.layers[index] = Some(t);
+        Ok(self)
+    }
+
+    pub fn pooler(&mut self, l: Linear<'_>) -> Result<&mut Self> {
+        let h = self.h();
+        self.pooler = Some(linear_tensors("pooler", &[l], h, h, self.granularity)?);
+        Ok(self)
+    }
+
+    pub fn classifier(&mut self, l: Linear<'_>) -> Result<&mut Self> {
+        let n = match &self.head {
+            Head::Classification { labels } => labels.len(),
+            Head::Regression => 1,
+            _ => bail!(Status::InvalidArgument, "only classification and regression heads have a classifier"),
+        };
+        self.classifier = Some(linear_tensors("classifier", &[l], n, self.h(), self.granularity)?);
+        Ok(self)
+    }
+
+    /// Free-form metadata (base model, training arguments, metrics...). Keys the runtime
+    /// reserves (`general.architecture`, `bert.*`, `head.*`, `tokenizer.*`, `quant.*`) are set
+    /// by the builder and cannot be overridden here.
+    pub fn metadata(&mut self, key: &str, value: MetaValue) -> &mut Self {
+        self.metadata.retain(|(k, _)| k != key);
+        self.metadata.push((key.to_string(), value));
+        self
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let c = self.config;
+        let mut w = FileWriter::new();
+        w.metadata(keys::ARCHITECTURE, MetaValue::Str("bert".into()));
+        w.metadata(keys::VOCAB_SIZE, MetaValue::U32(c.vocab_size));
+        w.metadata(keys::HIDDEN_SIZE, MetaValue::U32(c.hidden_size));
+        w.metadata(keys::NUM_LAYERS, MetaValue::U32(c.num_layers));
+        w.metadata(keys::NUM_HEADS, MetaValue::U32(c.num_heads));
+        w.metadata(keys::INTERMEDIATE_SIZE, MetaValue::U32(c.intermediate_size));
+        w.metadata(keys::MAX_POSITIONS, MetaValue::U32(c.max_position_embeddings));
+        w.metadata(keys::TYPE_VOCAB_SIZE, MetaValue::U32(c.type_vocab_size));
+        w.metadata(keys::LAYER_NORM_EPS, MetaValue::F32(c.layer_norm_eps));
+        w.metadata(keys::HIDDEN_ACT, MetaValue::Str("gelu".into()));
+        let (kind, pooling, normalize) = match &self.head {
+            Head::Classification { labels } => {
+                w.metadata(keys::HEAD_LABELS, MetaValue::StrArray(labels.clone()));
+                ("classification", None, None)
+            }
+            Head::Regression => ("regression", None, None),
+            Head::Embedding { pooling, normalize } => ("embedding", Some(*pooling), Some(*normalize)),
+            Head::TokenStates => ("token_states", None, None),
+        };
+        w.metadata(keys::HEAD_KIND, MetaValue::Str(kind.into()));
+        if let Some(p) = pooling {
+            w.metadata(keys::HEAD_POOLING, MetaValue::Str(p.name().into()));
+        }
+        if let Some(n) = normalize {
+            w.metadata(keys::HEAD_NORMALIZE, MetaValue::Bool(n));
+        }
+        let gran = match self.granularity {
+            WeightGranularity::PerTensor => "per_tensor",
+            WeightGranularity::PerChannel => "per_channel",
+        };
+        w.metadata(keys::QUANT_WEIGHT_GRANULARITY, MetaValue::Str(gran.into()));
+
+        let tk = &self.tokenizer;
+        let id_of = |tok: &str| -> Result<u32> {
+            match tk.vocab.iter().position(|t| t == tok) {
+                Some(i) => Ok(i as u32),
+                None => bail!(Status::InvalidArgument, "special token {tok:?} is not in the vocabulary"),
+            }
+        };
+        w.metadata(keys::TOK_LOWER_CASE, MetaValue::Bool(tk.do_lower_case));
+        w.metadata(keys::TOK_STRIP_ACCENTS, MetaValue::Bool(tk.strip_accents));
+        w.metadata(keys::TOK_CHINESE_CHARS, MetaValue::Bool(tk.tokenize_chinese_chars));
+        w.metadata(keys::TOK_MAX_CHARS_PER_WORD, MetaValue::U32(tk.max_input_chars_per_word));
+        w.metadata(keys::TOK_UNK_ID, MetaValue::U32(id_of(&tk.unk_token)?));
+        w.metadata(keys::TOK_CLS_ID, MetaValue::U32(id_of(&tk.cls_token)?));
+        w.metadata(keys::TOK_SEP_ID, MetaValue::U32(id_of(&tk.sep_token)?));
+        w.metadata(keys::TOK_PAD_ID, MetaValue::U32(id_of(&tk.pad_token)?));
+        w.metadata(keys::TOK_MASK_ID, MetaValue::U32(id_of(&tk.mask_token)?));
+        for (k, v) in &self.metadata {
+            let reserved = ["general.architecture", "bert.", "head.", "tokenizer.", "quant."];
+            if reserved.iter().any(|r| k == r || (r.ends_with('.') && k.starts_with(r))) {
+                bail!(Status::InvalidArgument, "metadata key {k:?} is reserved for the runtime");
+            }
+            w.metadata(k, v.clone());
+        }
+
+        let Some(emb) = &self.embeddings else {
+            bail!(Status::InvalidArgument, "embeddings were not given");
+        };
+        let mut all: Vec<&Tensor> = emb.iter().collect();
+        for (i, l) in self.layers.iter().enumerate() {
+            match l {
+                Some(t) => all.extend(t.iter()),
+                None => bail!(Status::InvalidArgument, "layer {i} was not given"),
+            }
+        }
+        if matches!(self.head, Head::Classification { .. } | Head::Regression) {
+            match (&self.pooler, &self.classifier) {
+                (Some(p), Some(cl)) => all.extend(p.iter().chain(cl.iter())),
+                _ => bail!(Status::InvalidArgument, "a {kind} head needs pooler and classifier weights"),
+            }
+        }
+        for t in all {
+            w.tensor(&t.name, t.dtype, &t.dims, t.bytes.clone());
+        }
+        if tk.vocab.len() > c.vocab_size as usize {
+            bail!(Status::InvalidArgument, "vocabulary has {} tokens but vocab_size is {}", tk.vocab.len(), c.vocab_size);
+        }
+        let v = encode_vocab(&tk.vocab).map_err(|e| Error::new(Status::InvalidArgument, e.message()))?;
+        w.tensor_u32("tokenizer.vocab.offsets", &[v.offsets.len() as u64], &v.offsets);
+        w.tensor("tokenizer.vocab.bytes", DType::U8, &[v.bytes.len() as u64], v.bytes);
+        w.tensor_u32("tokenizer.vocab.hash", &[v.hash.len() as u64], &v.hash);
+        Ok(w.to_bytes())
+    }
+
+    /// Writes the file atomically: a temporary file in the same directory, then a rename.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        let tmp = path.with_extension("q8b.tmp");
+        let io = |e: std::io::Error| Error::new(Status::Io, alloc::format!("writing {}: {e}", path.display()));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&bytes).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+fn layer_norm_tensors(prefix: &str, ln: LayerNorm<'_>, h: usize) -> Result<Vec<Tensor>> {
+    if ln.gamma.len() != h || ln.beta.len() != h {
+        bail!(Status::InvalidArgument, "{prefix}: gamma/beta must have {h} values");
+    }
+    Ok(alloc::vec![
+        Tensor { name: alloc::format!("{prefix}.gamma"), dtype: DType::F32, dims: alloc::vec![h as u64], bytes: f32_bytes(ln.gamma) },
+        Tensor { name: alloc::format!("{prefix}.beta"), dtype: DType::F32, dims: alloc::vec![h as u64], bytes: f32_bytes(ln.beta) },
+    ])
+}
+
+/// Fuses Q, K and V (same input) into one [3H, H] linear with per-part weight scales.
+fn qkv_tensors(prefix: &str, parts: [Linear<'_>; 3], h: usize, g: WeightGranularity) -> Result<Vec<Tensor>> {
+    linear_tensors(prefix, &parts, h, h, g)
+}
+
+/// Quantizes one linear layer, or several stacked along the output dimension that share an
+/// input (each part keeps its own per-tensor scale).
+fn linear_tensors(prefix: &str, parts: &[Linear<'_>], n_part: usize, k: usize, g: WeightGranularity) -> Result<Vec<Tensor>> {
+    let mut input_max = 0.0f32;
+    for p in parts {
+        if p.weight.len() != n_part * k || p.bias.len() != n_part {
+            bail!(Status::InvalidArgument, "{prefix}: weight must be {n_part} x {k} and bias {n_part} values (got {} and {})", p.weight.len(), p.bias.len());
+        }
+        if !(p.input_max.is_finite() && p.input_max > 0.0) {
+            bail!(Status::InvalidArgument, "{prefix}: input_max {} must be finite and positive", p.input_max);
+        }
+        input_max = input_max.max(p.input_max);
+    }
+    let sx = 127.0 / input_max;
+    let n = n_part * parts.len();
+    let mut q = Vec::with_capacity(n * k);
+    let mut scales = Vec::new();
+    let mut bias = Vec::with_capacity(n);
+    for p in parts {
+        let row_scales: Vec<f32> = match g {
+            WeightGranularity::PerTensor => alloc::vec![symmetric_scale(max_abs(p.weight)); 1],
+            WeightGranularity::PerChannel => p.weight.chunks_exact(k).map(|r| symmetric_scale(max_abs(r))).collect(),
+        };
+        for (r, row) in p.weight.chunks_exact(k).enumerate() {
+            let sw = row_scales[if row_scales.len() == 1 { 0 } else { r }];
+            q.extend(row.iter().map(|&x| quantize_value(x, sw)));
+            let b = (p.bias[r] as f64 * sw as f64 * sx as f64).round_ties_even();
+            bias.push(b.clamp(i32::MIN as f64, i32::MAX as f64) as i32);
+        }
+        scales.extend(row_scales);
+    }
+    let packed = pack_weights(&q, n, k);
+    let sums = weight_sums(&q, n, k);
+    Ok(alloc::vec![
+        Tensor { name: alloc::format!("{prefix}.weight"), dtype: DType::I8P16K4, dims: alloc::vec![n as u64, k as u64], bytes: packed },
+        Tensor { name: alloc::format!("{prefix}.weight_scale"), dtype: DType::F32, dims: alloc::vec![scales.len() as u64], bytes: f32_bytes(&scales) },
+        Tensor { name: alloc::format!("{prefix}.input_scale"), dtype: DType::F32, dims: alloc::vec![1], bytes: f32_bytes(&[sx]) },
+        Tensor { name: alloc::format!("{prefix}.bias"), dtype: DType::I32, dims: alloc::vec![n as u64], bytes: i32_bytes(&bias) },
+        Tensor { name: alloc::format!("{prefix}.weight_sum"), dtype: DType::I32, dims: alloc::vec![n as u64], bytes: i32_bytes(&sums) },
+    ])
+}

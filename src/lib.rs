@@ -1,0 +1,38 @@
+//! q8bert: an embeddable int8 BERT inference runtime implementing Q8BERT
+//! (Zafrir et al., "Q8BERT: Quantized 8Bit BERT", 2019).
+//!
+//! Architecture, bottom up:
+//! - [`format`]: the `.q8b` container (spec in `docs/FORMAT.md`): validating reader, writer.
+//! - [`model`]: the BERT configuration, head and typed tensor views resolved from a file.
+//! - [`kernels`]: int8 GEMM kernels behind one dispatch point (scalar reference + x86 SIMD).
+//! - [`ops`]: fp32 math shared by all kernels (LayerNorm, softmax, GELU, requantization).
+//! - [`bert`]: the forward pass; [`runtime`]: the [`Model`] handle users hold.
+//! - [`tokenizer`]: BERT WordPiece driven by the vocabulary stored in the file.
+//! - [`builder`] (std): quantizes fp32 weights into a model file.
+//! - `ffi` (std): the C ABI declared in `include/q8bert.h`.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+pub mod error;
+pub mod format;
+pub mod kernels;
+pub mod model;
+pub mod ops;
+pub mod bert;
+pub mod runtime;
+pub mod tokenizer;
+#[cfg(feature = "std")]
+pub mod builder;
+#[cfg(feature = "std")]
+pub mod ffi;
+
+pub use bert::{Input, Workspace};
+pub use error::{Error, Result, Status};
+pub use kernels::{Kernel, KernelKind};
+pub use model::{Config, HeadConfig, HeadKind, Options, Pooling};
+pub use runtime::Model;
+
+/// Library version, from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,499 @@
+//! A validated BERT model: configuration, head and typed views of the tensors, resolved once
+//! at load from the container index. Weights stay where they are (memory map or caller buffer).
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::error::{bail, Error, Result, Status};
+use crate::format::{DType, FileIndex, MetaValue, TensorInfo};
+use crate::kernels::{Kernel, KernelKind};
+use crate::tokenizer::Vocab;
+
+/// Metadata keys the runtime reads. Everything else in the file is free-form.
+pub mod keys {
+    pub const ARCHITECTURE: &str = "general.architecture";
+    pub const VOCAB_SIZE: &str = "bert.vocab_size";
+    pub const HIDDEN_SIZE: &str = "bert.hidden_size";
+    pub const NUM_LAYERS: &str = "bert.num_layers";
+    pub const NUM_HEADS: &str = "bert.num_heads";
+    pub const INTERMEDIATE_SIZE: &str = "bert.intermediate_size";
+    pub const MAX_POSITIONS: &str = "bert.max_position_embeddings";
+    pub const TYPE_VOCAB_SIZE: &str = "bert.type_vocab_size";
+    pub const LAYER_NORM_EPS: &str = "bert.layer_norm_eps";
+    pub const HIDDEN_ACT: &str = "bert.hidden_act";
+    pub const HEAD_KIND: &str = "head.kind";
+    pub const HEAD_LABELS: &str = "head.labels";
+    pub const HEAD_POOLING: &str = "head.pooling";
+    pub const HEAD_NORMALIZE: &str = "head.normalize";
+    pub const QUANT_WEIGHT_GRANULARITY: &str = "quant.weight_granularity";
+    pub const TOK_LOWER_CASE: &str = "tokenizer.do_lower_case";
+    pub const TOK_STRIP_ACCENTS: &str = "tokenizer.strip_accents";
+    pub const TOK_CHINESE_CHARS: &str = "tokenizer.tokenize_chinese_chars";
+    pub const TOK_MAX_CHARS_PER_WORD: &str = "tokenizer.max_input_chars_per_word";
+    pub const TOK_UNK_ID: &str = "tokenizer.unk_token_id";
+    pub const TOK_CLS_ID: &str = "tokenizer.cls_token_id";
+    pub const TOK_SEP_ID: &str = "tokenizer.sep_token_id";
+    pub const TOK_PAD_ID: &str = "tokenizer.pad_token_id";
+    pub const TOK_MASK_ID: &str = "tokenizer.mask_token_id";
+}
+
+/// Limits on configuration values: far above any BERT, low enough that sizes derived from
+/// them cannot overflow.
+const MAX_DIM: u32 = 1 << 16;
+const MAX_LAYERS: u32 = 256;
+const MAX_VOCAB: u32 = 1 << 24;
+const MAX_LABELS: usize = 1 << 16;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f32,
+}
+
+impl Config {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+}
+
+/// What the model outputs per sequence. Numbers are part of the C ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum HeadKind {
+    /// Pooler (tanh) + classifier: `num_labels` logits per sequence.
+    Classification = 1,
+    /// Pooler (tanh) + one-output regressor: 1 float per sequence.
+    Regression = 2,
+    /// Pooled sentence embedding (mean or CLS, optionally L2-normalized): `hidden_size` floats.
+    Embedding = 3,
+    /// Final hidden state of every token: `seq_len * hidden_size` floats per sequence.
+    TokenStates = 4,
+}
+
+impl HeadKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Classification => "classification",
+            HeadKind::Regression => "regression",
+            HeadKind::Embedding => "embedding",
+            HeadKind::TokenStates => "token_states",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<HeadKind> {
+        [HeadKind::Classification, HeadKind::Regression, HeadKind::Embedding, HeadKind::TokenStates]
+            .into_iter()
+            .find(|h| h.name() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Mean,
+    Cls,
+}
+
+impl Pooling {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadConfig {
+    pub kind: HeadKind,
+    /// Label names (classification); empty otherwise.
+    pub labels: Vec<String>,
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizerSettings {
+    pub do_lower_case: bool,
+    pub strip_accents: bool,
+    pub tokenize_chinese_chars: bool,
+    pub unk_id: u32,
+    pub cls_id: u32,
+    pub sep_id: u32,
+    pub pad_id: u32,
+    pub mask_id: u32,
+    pub max_input_chars_per_word: u32,
+}
+
+/// An int8 linear layer: where its tensors are and its activation scale.
+#[derive(Debug, Clone)]
+pub struct LinearRef {
+    /// Output features.
+    pub n: usize,
+    /// Input features.
+    pub k: usize,
+    pub weight: Range<usize>,
+    /// f32 [groups]: rows `g*n/groups .. (g+1)*n/groups` share scale `g`.
+    pub weight_scale: Range<usize>,
+    pub groups: usize,
+    /// S_x: activations are quantized as clamp(round(x * input_scale)).
+    pub input_scale: f32,
+    pub bias: Range<usize>,
+    pub weight_sum: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerNormRef {
+    pub gamma: Range<usize>,
+    pub beta: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddingRef {
+    pub table: Range<usize>,
+    pub rows: usize,
+    /// Dequantization multiplier 1/S.
+    pub inv_scale: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerRefs {
+    /// Fused Q, K, V projection: [3H, H], rows Q then K then V.
+    pub qkv: LinearRef,
+    pub attention_output: LinearRef,
+    pub attention_layer_norm: LayerNormRef,
+    pub intermediate: LinearRef,
+    pub output: LinearRef,
+    pub output_layer_norm: LayerNormRef,
+}
+
+/// Typed, validated view of a whole model file.
+#[derive(Debug, Clone)]
+pub struct ModelLayout {
+    pub config: Config,
+    pub head: HeadConfig,
+    pub tokenizer: TokenizerSettings,
+    pub word_embeddings: EmbeddingRef,
+    pub position_embeddings: EmbeddingRef,
+    pub token_type_embeddings: EmbeddingRef,
+    pub embeddings_layer_norm: LayerNormRef,
+    pub layers: Vec<LayerRefs>,
+    pub pooler: Option<LinearRef>,
+    pub classifier: Option<LinearRef>,
+    pub vocab_offsets: Range<usize>,
+    pub vocab_bytes: Range<usize>,
+    pub vocab_hash: Range<usize>,
+}
+
+/// Reads the four-byte-aligned little-endian slice `r` of `file` as `T` values.
+pub(crate) fn cast<'f, T: bytemuck::Pod>(file: &'f [u8], r: &Range<usize>) -> &'f [T] {
+    // Alignment holds: tensor offsets are multiples of 64 and the buffer start is checked to be
+    // 4-aligned at load; the reader checked the range lies inside the file.
+    bytemuck::cast_slice(&file[r.clone()])
+}
+
+fn meta_u32(index: &FileIndex, key: &str) -> Result<u32> {
+    match index.metadata.get(key) {
+        Some(MetaValue::U32(v)) => Ok(*v),
+        Some(other) => bail!(Status::MissingMetadata, "metadata {key:?} must be a u32, found {other:?}"),
+        None => bail!(Status::MissingMetadata, "required metadata {key:?} is missing"),
+    }
+}
+
+fn meta_bool(index: &FileIndex, key: &str) -> Result<bool> {
+    match index.metadata.get(key) {
+        Some(MetaValue::Bool(v)) => Ok(*v),
+        Some(other) => bail!(Status::MissingMetadata, "metadata {key:?} must be a bool, found {other:?}"),
+        None => bail!(Status::MissingMetadata, "required metadata {key:?} is missing"),
+    }
+}
+
+fn meta_str<'i>(index: &'i FileIndex, key: &str) -> Result<&'i str> {
+    match index.metadata.get(key) {
+        Some(MetaValue::Str(v)) => Ok(v),
+        Some(other) => bail!(Status::MissingMetadata, "metadata {key:?} must be a string, found {other:?}"),
+        None => bail!(Status::MissingMetadata, "required metadata {key:?} is missing"),
+    }
+}
+
+fn dim(index: &FileIndex, key: &str, max: u32) -> Result<usize> {
+    let v = meta_u32(index, key)?;
+    if v == 0 || v > max {
+        bail!(Status::BadConfig, "{key} = {v} is outside 1..={max}");
+    }
+    Ok(v as usize)
+}
+
+/// Resolves tensors by name with dtype and shape checks, and records which were used.
+struct TensorResolver<'i> {
+    index: &'i FileIndex,
+    file: &'i [u8],
+    used: Vec<bool>,
+}
+
+impl<'i> TensorResolver<'i> {
+    fn get(&mut self, name: &str, dtype: DType, dims: &[usize]) -> Result<&'i TensorInfo> {
+        let Some(&i) = self.index.tensor_by_name.get(name) else {
+            bail!(Status::MissingTensor, "tensor {name:?} is missing");
+        };
+        let t = &self.index.tensors[i];
+        if t.dtype != dtype {
+            bail!(Status::WrongDtype, "tensor {name:?} is {}, must be {}", t.dtype.name(), dtype.name());
+        }
+        if t.dims.len() != dims.len() || t.dims.iter().zip(dims).any(|(&a, &b)| a != b as u64) {
+            bail!(Status::WrongShape, "tensor {name:?} has shape {:?}, the configuration needs {dims:?}", t.dims);
+        }
+        self.used[i] = true;
+        Ok(t)
+    }
+
+    fn scale(&mut self, name: &str) -> Result<f32> {
+        let t = self.get(name, DType::F32, &[1])?;
+        let s = cast::<f32>(self.file, &t.range)[0];
+        check_scale(name, s)?;
+        Ok(s)
+    }
+
+    fn linear(&mut self, prefix: &str, n: usize, k: usize) -> Result<LinearRef> {
+        let weight = self.get(&alloc::format!("{prefix}.weight"), DType::I8P16K4, &[n, k])?.range.clone();
+        let scale_name = alloc::format!("{prefix}.weight_scale");
+        let Some(&si) = self.index.tensor_by_name.get(&scale_name) else {
+            bail!(Status::MissingTensor, "tensor {scale_name:?} is missing");
+        };
+        let groups = self.index.tensors[si].dims.first().copied().unwrap_or(0) as usize;
+        if groups == 0 || groups > n || n % groups != 0 {
+            bail!(Status::WrongShape, "tensor {scale_name:?} has {groups} scales; it needs a divisor of {n} (1 per tensor, {n} per channel)");
+        }
+        let weight_scale = self.get(&scale_name, DType::F32, &[groups])?.range.clone();
+        for &s in cast::<f32>(self.file, &weight_scale) {
+            check_scale(&scale_name, s)?;
+        }
+        let input_scale = self.scale(&alloc::format!("{prefix}.input_scale"))?;
+        let bias = self.get(&alloc::format!("{prefix}.bias"), DType::I32, &[n])?.range.clone();
+        let weight_sum = self.get(&alloc::format!("{prefix}.weight_sum"), DType::I32, &[n])?.range.clone();
+        Ok(LinearRef { n, k, weight, weight_scale, groups, input_scale, bias, weight_sum })
+    }
+
+    fn layer_norm(&mut self, prefix: &str, h: usize) -> Result<LayerNormRef> {
+        Ok(LayerNormRef {
+            gamma: self.get(&alloc::format!("{prefix}.gamma"), DType::F32, &[h])?.range.clone(),
+            beta: self.get(&alloc::format!("{prefix}.beta"), DType::F32, &[h])?.range.clone(),
+        })
+    }
+
+    fn embedding(&mut self, prefix: &str, rows: usize, h: usize) -> Result<EmbeddingRef> {
+        let table = self.get(&alloc::format!("{prefix}.weight"), DType::I8, &[rows, h])?.range.clone();
+        let scale = self.scale(&alloc::format!("{prefix}.scale"))?;
+        Ok(EmbeddingRef { table, rows, inv_scale: 1.0 / scale })
+    }
+}
+
+fn check_scale(name: &str, s: f32) -> Result<()> {
+    if !(s.is_finite() && s > 0.0) || !(1.0 / s).is_finite() {
+        bail!(Status::BadScale, "scale {name:?} is {s}; scales must be finite and positive");
+    }
+    Ok(())
+}
+
+impl ModelLayout {
+    /// Checks that the container holds a complete, consistent BERT model. Cost is O(number of
+    /// tensors + vocabulary size + number of scales), independent of the weight bytes.
+    pub fn resolve(index: &FileIndex, file: &[u8]) -> Result<ModelLayout> {
+        let arch = meta_str(index, keys::ARCHITECTURE)?;
+        if arch != "bert" {
+            bail!(Status::BadConfig, "architecture {arch:?} is not supported (only \"bert\")");
+        }
+        let act = meta_str(index, keys::HIDDEN_ACT)?;
+        if act != "gelu" {
+            bail!(Status::BadConfig, "hidden_act {act:?} is not supported (only \"gelu\", erf form)");
+        }
+        let config = Config {
+            vocab_size: dim(index, keys::VOCAB_SIZE, MAX_VOCAB)?,
+            hidden_size: dim(index, keys::HIDDEN_SIZE, MAX_DIM)?,
+            num_layers: dim(index, keys::NUM_LAYERS, MAX_LAYERS)?,
+            num_heads: dim(index, keys::NUM_HEADS, MAX_DIM)?,
+            intermediate_size: dim(index, keys::INTERMEDIATE_SIZE, MAX_DIM)?,
+            max_position_embeddings: dim(index, keys::MAX_POSITIONS, MAX_DIM)?,
+            type_vocab_size: dim(index, keys::TYPE_VOCAB_SIZE, MAX_DIM)?,
+            layer_norm_eps: match index.metadata.get(keys::LAYER_NORM_EPS) {
+                Some(MetaValue::F32(v)) if v.is_finite() && *v > 0.0 => *v,
+                Some(v) => bail!(Status::BadConfig, "layer_norm_eps {v} must be a finite positive f32"),
+                None => bail!(Status::MissingMetadata, "required metadata {:?} is missing", keys::LAYER_NORM_EPS),
+            },
+        };
+        if config.hidden_size % config.num_heads != 0 {
+            bail!(Status::BadConfig, "hidden_size {} is not a multiple of num_heads {}", config.hidden_size, config.num_heads);
+        }
+
+        let kind_name = meta_str(index, keys::HEAD_KIND)?;
+        let Some(kind) = HeadKind::from_name(kind_name) else {
+            bail!(Status::BadConfig, "head kind {kind_name:?} is unknown");
+        };
+        let labels = match (kind, index.metadata.get(keys::HEAD_LABELS)) {
+            (HeadKind::Classification, Some(MetaValue::StrArray(l))) if !l.is_empty() && l.len() <= MAX_LABELS => l.clone(),
+            (HeadKind::Classification, _) => bail!(Status::MissingMetadata, "a classification head needs {:?}: 1 to {MAX_LABELS} label names", keys::HEAD_LABELS),
+            _ => Vec::new(),
+        };
+        let pooling = match index.metadata.get(keys::HEAD_POOLING) {
+            None => Pooling::Mean,
+            Some(MetaValue::Str(s)) if s == "mean" => Pooling::Mean,
+            Some(MetaValue::Str(s)) if s == "cls" => Pooling::Cls,
+            Some(v) => bail!(Status::BadConfig, "head.pooling {v} must be \"mean\" or \"cls\""),
+        };
+        let normalize = match index.metadata.get(keys::HEAD_NORMALIZE) {
+            None => false,
+            Some(_) => meta_bool(index, keys::HEAD_NORMALIZE)?,
+        };
+        let head = HeadConfig { kind, labels, pooling, normalize };
+
+        let mut r = TensorResolver { index, file, used: alloc::vec![false; index.tensors.len()] };
+        let (h, i_size) = (config.hidden_size, config.intermediate_size);
+        let word_embeddings = r.embedding("embeddings.word_embeddings", config.vocab_size, h)?;
+        let position_embeddings = r.embedding("embeddings.position_embeddings", config.max_position_embeddings, h)?;
+        let token_type_embeddings = r.embedding("embeddings.token_type_embeddings", config.type_vocab_size, h)?;
+        let embeddings_layer_norm = r.layer_norm("embeddings.layer_norm", h)?;
+        let mut layers = Vec::new();
+        for l in 0..config.num_layers {
+            let p = alloc::format!("encoder.layer.{l}");
+            layers.push(LayerRefs {
+                qkv: r.linear(&alloc::format!("{p}.attention.qkv"), 3 * h, h)?,
+                attention_output: r.linear(&alloc::format!("{p}.attention.output"), h, h)?,
+                attention_layer_norm: r.layer_norm(&alloc::format!("{p}.attention_layer_norm"), h)?,
+                intermediate: r.linear(&alloc::format!("{p}.intermediate"), i_size, h)?,
+                output: r.linear(&alloc::format!("{p}.output"), h, i_size)?,
+                output_layer_norm: r.layer_norm(&alloc::format!("{p}.output_layer_norm"), h)?,
+            });
+        }
+        let (pooler, classifier) = match kind {
+            HeadKind::Classification | HeadKind::Regression => {
+                let outputs = if kind == HeadKind::Regression { 1 } else { head.labels.len() };
+                (Some(r.linear("pooler", h, h)?), Some(r.linear("classifier", outputs, h)?))
+            }
+            _ => (None, None),
+        };
+
+        // Vocabulary and tokenizer settings.
+        let offsets = r.index.tensor("tokenizer.vocab.offsets").map(|t| t.dims.clone());
+        let v_plus_1 = match offsets.as_deref() {
+            Some([n]) => *n as usize,
+            Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.vocab.offsets\" must be 1-D"),
+            None => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.offsets\" is missing"),
+        };
+        if v_plus_1 < 2 || v_plus_1 - 1 > config.vocab_size {
+            bail!(Status::BadVocab, "vocabulary has {} tokens; the embedding table has {} rows", v_plus_1.saturating_sub(1), config.vocab_size);
+        }
+        let vocab_offsets = r.get("tokenizer.vocab.offsets", DType::U32, &[v_plus_1])?.range.clone();
+        let bytes_len = r.index.tensor("tokenizer.vocab.bytes").map(|t| t.dims.clone());
+        let vocab_bytes = match bytes_len.as_deref() {
+            Some([n]) => r.get("tokenizer.vocab.bytes", DType::U8, &[*n as usize])?.range.clone(),
+            _ => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.bytes\" is missing or not 1-D"),
+        };
+        let hash_len = r.index.tensor("tokenizer.vocab.hash").map(|t| t.dims.clone());
+        let vocab_hash = match hash_len.as_deref() {
+            Some([n]) => r.get("tokenizer.vocab.hash", DType::U32, &[*n as usize])?.range.clone(),
+            _ => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.hash\" is missing or not 1-D"),
+        };
+        if let Err(e) = Vocab::from_parts(cast(file, &vocab_offsets), &file[vocab_bytes.clone()], cast(file, &vocab_hash)) {
+            bail!(Status::BadVocab, "{}", e.message());
+        }
+        let tokenizer = TokenizerSettings {
+            do_lower_case: meta_bool(index, keys::TOK_LOWER_CASE)?,
+            strip_accents: meta_bool(index, keys::TOK_STRIP_ACCENTS)?,
+            tokenize_chinese_chars: meta_bool(index, keys::TOK_CHINESE_CHARS)?,
+            max_input_chars_per_word: meta_u32(index, keys::TOK_MAX_CHARS_PER_WORD)?,
+            unk_id: meta_u32(index, keys::TOK_UNK_ID)?,
+            cls_id: meta_u32(index, keys::TOK_CLS_ID)?,
+            sep_id: meta_u32(index, keys::TOK_SEP_ID)?,
+            pad_id: meta_u32(index, keys::TOK_PAD_ID)?,
+            mask_id: meta_u32(index, keys::TOK_MASK_ID)?,
+        };
+        let vocab_len = v_plus_1 - 1;
+        for (name, id) in [
+            ("unk", tokenizer.unk_id),
+            ("cls", tokenizer.cls_id),
+            ("sep", tokenizer.sep_id),
+            ("pad", tokenizer.pad_id),
+            ("mask", tokenizer.mask_id),
+        ] {
+            if id as usize >= vocab_len {
+                bail!(Status::BadSpecialToken, "{name} token id {id} is outside the {vocab_len}-token vocabulary");
+            }
+        }
+
+        if let Some(i) = r.used.iter().position(|u| !u) {
+            bail!(Status::UnknownTensor, "tensor {:?} is not part of a {} model", index.tensors[i].name, kind.name());
+        }
+
+        Ok(ModelLayout {
+            config,
+            head,
+            tokenizer,
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embeddings_layer_norm,
+            layers,
+            pooler,
+            classifier,
+            vocab_offsets,
+            vocab_bytes,
+            vocab_hash,
+        })
+    }
+
+    /// Floats written per sequence for an input of `seq_len` tokens.
+    pub fn output_dim(&self, seq_len: usize) -> usize {
+        match self.head.kind {
+            HeadKind::Classification => self.head.labels.len(),
+            HeadKind::Regression => 1,
+            HeadKind::Embedding => self.config.hidden_size,
+            HeadKind::TokenStates => seq_len * self.config.hidden_size,
+        }
+    }
+}
+
+/// How to open a model.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Worker threads for one run; 0 = one per available core.
+    pub num_threads: usize,
+    /// Force a kernel; `None` = the `Q8BERT_KERNEL` environment variable if set, else the best available.
+    pub kernel: Option<KernelKind>,
+    /// Hash the whole payload at load and compare with the stored checksum (O(file size)).
+    pub verify_checksum: bool,
+}
+
+pub(crate) fn choose_kernel(requested: Option<KernelKind>) -> Result<Kernel> {
+    #[allow(unused_mut)]
+    let mut requested = requested;
+    #[cfg(feature = "std")]
+    if requested.is_none() {
+        if let Ok(name) = std::env::var("Q8BERT_KERNEL") {
+            if !name.is_empty() && name != "auto" {
+                match KernelKind::from_name(&name) {
+                    Some(k) => requested = Some(k),
+                    None => bail!(Status::KernelUnavailable, "Q8BERT_KERNEL={name:?} is not a kernel name (scalar, avx2, avx-vnni, avx512-vnni, auto)"),
+                }
+            }
+        }
+    }
+    match requested {
+        None => Ok(Kernel::best_available()),
+        Some(kind) => match Kernel::new(kind) {
+            Some(k) => Ok(k),
+            None => bail!(Status::KernelUnavailable, "kernel {} is not compiled in or not supported by this CPU", kind.name()),
+        },
+    }
+}
+
+impl From<crate::tokenizer::VocabError> for Error {
+    fn from(e: crate::tokenizer::VocabError) -> Self {
+        Error::new(Status::BadVocab, e.message().to_string())
+    }
+}

@@ -1,0 +1,355 @@
+//! Shared test support: tiny random BERT models made with the builder, and an independent
+//! f64 reference of the same quantized arithmetic (dequantized weights, simulated activation
+//! quantization) to compare the runtime against.
+#![allow(dead_code)]
+
+use q8bert::builder::{self, BertConfig, Head, ModelBuilder, TokenizerConfig, WeightGranularity};
+
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform() * scale).collect()
+    }
+}
+
+pub struct FpLinear {
+    pub n: usize,
+    pub k: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub input_max: f32,
+}
+
+impl FpLinear {
+    fn random(rng: &mut Rng, n: usize, k: usize, input_max: f32) -> Self {
+        let s = 1.0 / (k as f32).sqrt();
+        FpLinear { n, k, weight: rng.vec(n * k, 2.0 * s), bias: rng.vec(n, 0.2), input_max }
+    }
+    fn view(&self) -> builder::Linear<'_> {
+        builder::Linear { weight: &self.weight, bias: &self.bias, input_max: self.input_max }
+    }
+}
+
+pub struct FpLayerNorm {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+}
+
+impl FpLayerNorm {
+    fn random(rng: &mut Rng, h: usize) -> Self {
+        FpLayerNorm { gamma: (0..h).map(|_| 1.0 + 0.2 * rng.uniform()).collect(), beta: rng.vec(h, 0.1) }
+    }
+    fn view(&self) -> builder::LayerNorm<'_> {
+        builder::LayerNorm { gamma: &self.gamma, beta: &self.beta }
+    }
+}
+
+pub struct FpLayer {
+    pub q: FpLinear,
+    pub k: FpLinear,
+    pub v: FpLinear,
+    pub ao: FpLinear,
+    pub aln: FpLayerNorm,
+    pub inter: FpLinear,
+    pub out: FpLinear,
+    pub oln: FpLayerNorm,
+}
+
+/// An fp32 model plus the options it was packed with.
+pub struct FpModel {
+    pub config: BertConfig,
+    pub head: Head,
+    pub granularity: WeightGranularity,
+    pub word: Vec<f32>,
+    pub pos: Vec<f32>,
+    pub typ: Vec<f32>,
+    pub eln: FpLayerNorm,
+    pub layers: Vec<FpLayer>,
+    pub pooler: FpLinear,
+    pub classifier: FpLinear,
+}
+
+pub fn tiny_config() -> BertConfig {
+    BertConfig {
+        vocab_size: 40,
+        hidden_size: 32,
+        num_layers: 2,
+        num_heads: 4,
+        intermediate_size: 50, // not a multiple of 4 or 16: exercises padding in the packed layout
+        max_position_embeddings: 24,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+    }
+}
+
+pub fn tiny_vocab(n: usize) -> Vec<String> {
+    let mut v: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
+    let mut i = 0;
+    while v.len() < n {
+        v.push(if i % 3 == 2 { format!("##w{i}") } else { format!("w{i}") });
+        i += 1;
+    }
+    v
+}
+
+impl FpModel {
+    pub fn random(config: BertConfig, head: Head, seed: u64) -> FpModel {
+        let mut rng = Rng::new(seed);
+        let h = config.hidden_size as usize;
+        let i = config.intermediate_size as usize;
+        let layers = (0..config.num_layers)
+            .map(|_| FpLayer {
+                q: FpLinear::random(&mut rng, h, h, 4.0),
+                k: FpLinear::random(&mut rng, h, h, 4.0),
+                v: FpLinear::random(&mut rng, h, h, 4.0),
+                ao: FpLinear::random(&mut rng, h, h, 1.5),
+                aln: FpLayerNorm::random(&mut rng, h),
+                inter: FpLinear::random(&mut rng, i, h, 4.0),
+                out: FpLinear::random(&mut rng, h, i, 2.0),
+                oln: FpLayerNorm::random(&mut rng, h),
+            })
+            .collect();
+        let n_out = match &head {
+            Head::Classification { labels } => labels.len(),
+            _ => 1,
+        };
+        FpModel {
+            word: rng.vec(config.vocab_size as usize * h, 1.0),
+            pos: rng.vec(config.max_position_embeddings as usize * h, 0.5),
+            typ: rng.vec(config.type_vocab_size as usize * h, 0.5),
+            eln: FpLayerNorm::random(&mut rng, h),
+            layers,
+            pooler: FpLinear::random(&mut rng, h, h, 4.0),
+            classifier: FpLinear::random(&mut rng, n_out, h, 1.0),
+            config,
+            head,
+            granularity: WeightGranularity::PerTensor,
+        }
+    }
+
+    pub fn builder(&self) -> ModelBuilder {
+        let vocab = tiny_vocab(self.config.vocab_size as usize);
+        let mut b = ModelBuilder::new(self.config, self.head.clone(), TokenizerConfig::bert_uncased(vocab));
+        b.weight_granularity(self.granularity);
+        b.embeddings(builder::Embeddings { word: &self.word, position: &self.pos, token_type: &self.typ, layer_norm: self.eln.view() })
+            .unwrap();
+        for (idx, l) in self.layers.iter().enumerate() {
+            b.layer(
+                idx,
+                builder::Layer {
+                    query: l.q.view(),
+                    key: l.k.view(),
+                    value: l.v.view(),
+                    attention_output: l.ao.view(),
+                    attention_layer_norm: l.aln.view(),
+                    intermediate: l.inter.view(),
+                    output: l.out.view(),
+                    output_layer_norm: l.oln.view(),
+                },
+            )
+            .unwrap();
+        }
+        if matches!(self.head, Head::Classification { .. } | Head::Regression) {
+            b.pooler(self.pooler.view()).unwrap();
+            b.classifier(self.classifier.view()).unwrap();
+        }
+        b
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        self.builder().to_bytes().unwrap()
+    }
+}
+
+/// Heap buffer aligned to 8 bytes (the runtime needs 4), for `Model::from_bytes`.
+pub struct Aligned {
+    buf: Vec<u64>,
+    len: usize,
+}
+
+impl Aligned {
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut buf = vec![0u64; bytes.len().div_ceil(8)];
+        let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+        dst[..bytes.len()].copy_from_slice(bytes);
+        Aligned { buf, len: bytes.len() }
+    }
+    pub fn bytes(&self) -> &[u8] {
+        let b: &[u8] = bytemuck::cast_slice(&self.buf);
+        &b[..self.len]
+    }
+}
+
+// ---------- f64 reference of the quantized arithmetic ----------
+
+fn scale_of(v: &[f32]) -> f64 {
+    let m = v.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
+    if m > 0.0 {
+        127.0 / m as f64
+    } else {
+        1.0
+    }
+}
+
+fn fake_quant(x: f64, s: f64) -> f64 {
+    (x * s).clamp(-127.0, 127.0).round_ties_even() / s
+}
+
+fn erf(x: f64) -> f64 {
+    let ax = x.abs();
+    let r = if ax < 3.0 {
+        let (mut term, mut s, mut n) = (ax, ax, 0.0f64);
+        loop {
+            n += 1.0;
+            term *= -ax * ax / n;
+            let add = term / (2.0 * n + 1.0);
+            s += add;
+            if add.abs() < 1e-17 {
+                break;
+            }
+        }
+        s * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        let mut f = 0.0;
+        for k in (1..60).rev() {
+            f = (k as f64 / 2.0) / (ax + f);
+        }
+        1.0 - (-ax * ax).exp() / std::f64::consts::PI.sqrt() / (ax + f)
+    };
+    r.copysign(x)
+}
+
+/// Reference linear: fake-quantized input and weights, bias rounded at S_w*S_x.
+fn ref_linear(l: &FpLinear, x: &[f64], g: WeightGranularity, shared_input_max: f32) -> Vec<f64> {
+    let sx = (127.0f32 / shared_input_max) as f64;
+    let xq: Vec<f64> = x.iter().map(|&v| fake_quant(v, sx)).collect();
+    let rows = x.len() / l.k;
+    let tensor_scale = scale_of(&l.weight);
+    let mut out = vec![0.0; rows * l.n];
+    for j in 0..l.n {
+        let wrow = &l.weight[j * l.k..(j + 1) * l.k];
+        let sw = match g {
+            WeightGranularity::PerTensor => tensor_scale,
+            WeightGranularity::PerChannel => scale_of(wrow),
+        };
+        let sw32 = sw as f32 as f64;
+        let bq = (l.bias[j] as f64 * sw32 * sx).round_ties_even() / (sw32 * sx);
+        for r in 0..rows {
+            let mut acc = 0.0;
+            for kk in 0..l.k {
+                acc += xq[r * l.k + kk] * fake_quant(wrow[kk] as f64, sw32);
+            }
+            out[r * l.n + j] = acc + bq;
+        }
+    }
+    out
+}
+
+fn ref_layer_norm(x: &mut [f64], ln: &FpLayerNorm, eps: f64) {
+    let h = ln.gamma.len();
+    for row in x.chunks_exact_mut(h) {
+        let mean = row.iter().sum::<f64>() / h as f64;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / h as f64;
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = (*v - mean) / (var + eps).sqrt() * ln.gamma[i] as f64 + ln.beta[i] as f64;
+        }
+    }
+}
+
+/// Reference output for ONE sequence of unpadded token ids.
+pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
+    let c = &m.config;
+    let h = c.hidden_size as usize;
+    let t = ids.len();
+    let eps = c.layer_norm_eps as f64;
+    let (sw, sp, st) = (scale_of(&m.word), scale_of(&m.pos), scale_of(&m.typ));
+    let mut x = vec![0.0f64; t * h];
+    for i in 0..t {
+        for d in 0..h {
+            let w = fake_quant(m.word[ids[i] as usize * h + d] as f64, sw);
+            let p = fake_quant(m.pos[i * h + d] as f64, sp);
+            let y = fake_quant(m.typ[types[i] as usize * h + d] as f64, st);
+            x[i * h + d] = w + y + p;
+        }
+    }
+    ref_layer_norm(&mut x, &m.eln, eps);
+    let heads = c.num_heads as usize;
+    let dh = h / heads;
+    let g = m.granularity;
+    for l in &m.layers {
+        let qkv_max = l.q.input_max.max(l.k.input_max).max(l.v.input_max);
+        let q = ref_linear(&l.q, &x, g, qkv_max);
+        let k = ref_linear(&l.k, &x, g, qkv_max);
+        let v = ref_linear(&l.v, &x, g, qkv_max);
+        let mut ctx = vec![0.0; t * h];
+        for hd in 0..heads {
+            for i in 0..t {
+                let mut s: Vec<f64> = (0..t)
+                    .map(|j| (0..dh).map(|d| q[i * h + hd * dh + d] * k[j * h + hd * dh + d]).sum::<f64>() / (dh as f64).sqrt())
+                    .collect();
+                let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = s.iter_mut().map(|v| {
+                    *v = (*v - mx).exp();
+                    *v
+                }).sum();
+                for j in 0..t {
+                    for d in 0..dh {
+                        ctx[i * h + hd * dh + d] += s[j] / sum * v[j * h + hd * dh + d];
+                    }
+                }
+            }
+        }
+        let mut a = ref_linear(&l.ao, &ctx, g, l.ao.input_max);
+        for (o, r) in a.iter_mut().zip(&x) {
+            *o += r;
+        }
+        ref_layer_norm(&mut a, &l.aln, eps);
+        let mut inter = ref_linear(&l.inter, &a, g, l.inter.input_max);
+        for v in inter.iter_mut() {
+            *v = 0.5 * *v * (1.0 + erf(*v / std::f64::consts::SQRT_2));
+        }
+        let mut o = ref_linear(&l.out, &inter, g, l.out.input_max);
+        for (o, r) in o.iter_mut().zip(&a) {
+            *o += r;
+        }
+        ref_layer_norm(&mut o, &l.oln, eps);
+        x = o;
+    }
+    match &m.head {
+        Head::Classification { .. } | Head::Regression => {
+            let pooled: Vec<f64> = ref_linear(&m.pooler, &x[..h], g, m.pooler.input_max).iter().map(|v| v.tanh()).collect();
+            ref_linear(&m.classifier, &pooled, g, m.classifier.input_max)
+        }
+        Head::Embedding { pooling, normalize } => {
+            let mut out: Vec<f64> = match pooling {
+                builder::Pooling::Cls => x[..h].to_vec(),
+                builder::Pooling::Mean => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).sum::<f64>() / t as f64).collect(),
+            };
+            if *normalize {
+                let n = out.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+                out.iter_mut().for_each(|v| *v /= n);
+            }
+            out
+        }
+        Head::TokenStates => x,
+    }
+}
