@@ -95,47 +95,59 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in numeric order.
+    pub const ALL: [Status; 38] = [Status::Ok, Status::NullArgument, Status::InvalidArgument, Status::BufferTooSmall, Status::SequenceTooLong, Status::InvalidUtf8, Status::TokenOutOfRange, Status::UnsupportedOptions, Status::KernelUnavailable, Status::UnsupportedOperation, Status::Io, Status::FileTooShort, Status::BadMagic, Status::UnsupportedVersion, Status::BadHeader, Status::SectionOutOfBounds, Status::BadMetadata, Status::BadString, Status::DuplicateName, Status::BadTensorEntry, Status::TensorOutOfBounds, Status::MisalignedTensor, Status::OverlappingTensors, Status::HoleOrTrailingBytes, Status::MissingMetadata, Status::BadConfig, Status::MissingTensor, Status::WrongDtype, Status::WrongShape, Status::BadScale, Status::BadVocab, Status::BadSpecialToken, Status::ChecksumMismatch, Status::MisalignedBuffer, Status::UnknownTensor, Status::OutOfMemory, Status::Internal, Status::Panic];
+
+    pub fn from_u32(v: u32) -> Option<Status> {
+        Status::ALL.iter().copied().find(|s| *s as u32 == v)
+    }
+
     /// Static description of the status (no detail).
-    pub const fn description(self) -> &'static str {
+    pub fn description(self) -> &'static str {
+        self.description_cstr().to_str().unwrap_or("")
+    }
+
+    /// The same description, NUL-terminated for the C ABI.
+    pub const fn description_cstr(self) -> &'static core::ffi::CStr {
         match self {
-            Status::Ok => "ok",
-            Status::NullArgument => "a required pointer argument is NULL",
-            Status::InvalidArgument => "invalid argument",
-            Status::BufferTooSmall => "output buffer too small",
-            Status::SequenceTooLong => "sequence longer than the model maximum",
-            Status::InvalidUtf8 => "text is not valid UTF-8",
-            Status::TokenOutOfRange => "token id out of range",
-            Status::UnsupportedOptions => "unsupported options struct size or flags",
-            Status::KernelUnavailable => "requested kernel is not available on this CPU or build",
-            Status::UnsupportedOperation => "operation not supported by this model's head",
-            Status::Io => "I/O error reading the model file",
-            Status::FileTooShort => "model file too short",
-            Status::BadMagic => "not a q8bert model file (bad magic)",
-            Status::UnsupportedVersion => "unsupported model format version",
-            Status::BadHeader => "invalid model file header",
-            Status::SectionOutOfBounds => "model file section out of bounds",
-            Status::BadMetadata => "malformed model metadata",
-            Status::BadString => "invalid string in model file",
-            Status::DuplicateName => "duplicate name in model file",
-            Status::BadTensorEntry => "malformed tensor directory entry",
-            Status::TensorOutOfBounds => "tensor data out of bounds",
-            Status::MisalignedTensor => "misaligned tensor data",
-            Status::OverlappingTensors => "overlapping or unordered tensors",
-            Status::HoleOrTrailingBytes => "unaccounted bytes in model file",
-            Status::MissingMetadata => "required metadata missing",
-            Status::BadConfig => "invalid model configuration",
-            Status::MissingTensor => "required tensor missing",
-            Status::WrongDtype => "tensor has the wrong dtype",
-            Status::WrongShape => "tensor has the wrong shape",
-            Status::BadScale => "invalid quantization scale",
-            Status::BadVocab => "invalid vocabulary",
-            Status::BadSpecialToken => "special token id outside the vocabulary",
-            Status::ChecksumMismatch => "checksum mismatch",
-            Status::MisalignedBuffer => "model buffer not aligned to 4 bytes",
-            Status::UnknownTensor => "unknown tensor in model file",
-            Status::OutOfMemory => "out of memory",
-            Status::Internal => "internal error",
-            Status::Panic => "internal error: panic caught at the API boundary",
+            Status::Ok => c"ok",
+            Status::NullArgument => c"a required pointer argument is NULL",
+            Status::InvalidArgument => c"invalid argument",
+            Status::BufferTooSmall => c"output buffer too small",
+            Status::SequenceTooLong => c"sequence longer than the model maximum",
+            Status::InvalidUtf8 => c"text is not valid UTF-8",
+            Status::TokenOutOfRange => c"token id out of range",
+            Status::UnsupportedOptions => c"unsupported options struct size or flags",
+            Status::KernelUnavailable => c"requested kernel is not available on this CPU or build",
+            Status::UnsupportedOperation => c"operation not supported by this model's head",
+            Status::Io => c"I/O error reading the model file",
+            Status::FileTooShort => c"model file too short",
+            Status::BadMagic => c"not a q8bert model file (bad magic)",
+            Status::UnsupportedVersion => c"unsupported model format version",
+            Status::BadHeader => c"invalid model file header",
+            Status::SectionOutOfBounds => c"model file section out of bounds",
+            Status::BadMetadata => c"malformed model metadata",
+            Status::BadString => c"invalid string in model file",
+            Status::DuplicateName => c"duplicate name in model file",
+            Status::BadTensorEntry => c"malformed tensor directory entry",
+            Status::TensorOutOfBounds => c"tensor data out of bounds",
+            Status::MisalignedTensor => c"misaligned tensor data",
+            Status::OverlappingTensors => c"overlapping or unordered tensors",
+            Status::HoleOrTrailingBytes => c"unaccounted bytes in model file",
+            Status::MissingMetadata => c"required metadata missing",
+            Status::BadConfig => c"invalid model configuration",
+            Status::MissingTensor => c"required tensor missing",
+            Status::WrongDtype => c"tensor has the wrong dtype",
+            Status::WrongShape => c"tensor has the wrong shape",
+            Status::BadScale => c"invalid quantization scale",
+            Status::BadVocab => c"invalid vocabulary",
+            Status::BadSpecialToken => c"special token id outside the vocabulary",
+            Status::ChecksumMismatch => c"checksum mismatch",
+            Status::MisalignedBuffer => c"model buffer not aligned to 4 bytes",
+            Status::UnknownTensor => c"unknown tensor in model file",
+            Status::OutOfMemory => c"out of memory",
+            Status::Internal => c"internal error",
+            Status::Panic => c"internal error: panic caught at the API boundary",
         }
     }
 }

@@ -16,13 +16,21 @@
 extern crate alloc;
 
 pub mod error;
+/// cbindgen:ignore
 pub mod format;
+/// cbindgen:ignore
 pub mod kernels;
+/// cbindgen:ignore
 pub mod model;
+/// cbindgen:ignore
 pub mod ops;
+/// cbindgen:ignore
 pub mod bert;
+/// cbindgen:ignore
 pub mod runtime;
+/// cbindgen:ignore
 pub mod tokenizer;
+/// cbindgen:ignore
 #[cfg(feature = "std")]
 pub mod builder;
 #[cfg(feature = "std")]

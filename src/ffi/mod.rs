@@ -1,1 +1,369 @@
-//! C ABI (placeholder)
+//! The C ABI (`include/q8bert.h`, generated from this module by cbindgen).
+//!
+//! Conventions: every function returns a `q8bert_status` (0 = OK) unless it cannot fail;
+//! pointers are checked for NULL; outputs are written only on success; no panic crosses the
+//! boundary (each body runs under `catch_unwind`); the library never prints. The detail of the
+//! last failure on the calling thread is available from `q8bert_last_error()`.
+#![allow(non_camel_case_types)]
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::{Error, Status};
+use crate::kernels::KernelKind;
+use crate::model::Options;
+use crate::runtime::Model;
+
+mod util;
+use util::{check_mut, check_ref, slice_from};
+
+/// Library version, also available at run time from `q8bert_version()`.
+pub const Q8BERT_VERSION_MAJOR: u32 = 0;
+pub const Q8BERT_VERSION_MINOR: u32 = 1;
+pub const Q8BERT_VERSION_PATCH: u32 = 0;
+/// MAJOR * 10000 + MINOR * 100 + PATCH, for compile-time checks.
+pub const Q8BERT_VERSION_NUMBER: u32 = Q8BERT_VERSION_MAJOR * 10000 + Q8BERT_VERSION_MINOR * 100 + Q8BERT_VERSION_PATCH;
+
+/// `q8bert_options.kernel`: pick the fastest kernel this CPU supports (or `$Q8BERT_KERNEL`).
+pub const Q8BERT_KERNEL_AUTO: u32 = 0;
+/// Portable reference kernel, available everywhere.
+pub const Q8BERT_KERNEL_SCALAR: u32 = 1;
+/// x86-64 AVX2 (`vpmaddubsw`).
+pub const Q8BERT_KERNEL_AVX2: u32 = 2;
+/// x86-64 AVX-VNNI (256-bit `vpdpbusd`).
+pub const Q8BERT_KERNEL_AVX_VNNI: u32 = 3;
+/// x86-64 AVX512-VNNI (512-bit `vpdpbusd`).
+pub const Q8BERT_KERNEL_AVX512_VNNI: u32 = 4;
+
+/// `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
+pub const Q8BERT_FLAG_VERIFY_CHECKSUM: u32 = 1;
+
+/// `q8bert_info.head_kind`: `num_labels` logits per sequence.
+pub const Q8BERT_HEAD_CLASSIFICATION: u32 = 1;
+/// One float per sequence.
+pub const Q8BERT_HEAD_REGRESSION: u32 = 2;
+/// A pooled sentence embedding of `hidden_size` floats per sequence.
+pub const Q8BERT_HEAD_EMBEDDING: u32 = 3;
+/// `seq_len * hidden_size` floats per sequence (zeros at masked positions).
+pub const Q8BERT_HEAD_TOKEN_STATES: u32 = 4;
+
+/// Options for `q8bert_create*`. Initialize with `q8bert_options_init`, then change fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct q8bert_options {
+    /// `sizeof(q8bert_options)`, set by `q8bert_options_init`; lets the struct grow compatibly.
+    pub struct_size: u32,
+    /// Threads used inside one `q8bert_run` call; 0 = one per available core.
+    pub num_threads: u32,
+    /// One of `Q8BERT_KERNEL_*`; `Q8BERT_KERNEL_AUTO` (0) by default.
+    pub kernel: u32,
+    /// Bitwise OR of `Q8BERT_FLAG_*`; 0 by default.
+    pub flags: u32,
+}
+
+/// Facts about a loaded model, filled by `q8bert_model_info`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct q8bert_info {
+    /// `sizeof(q8bert_info)` as this library defines it.
+    pub struct_size: u32,
+    /// One of `Q8BERT_HEAD_*`.
+    pub head_kind: u32,
+    /// Floats per sequence in `q8bert_run`'s output (per token for `Q8BERT_HEAD_TOKEN_STATES`).
+    pub output_dim: u32,
+    /// Longest sequence accepted (the model's max_position_embeddings).
+    pub max_seq_len: u32,
+    pub vocab_size: u32,
+    pub hidden_size: u32,
+    pub num_layers: u32,
+    pub num_heads: u32,
+    pub intermediate_size: u32,
+    /// Number of classes (classification), else 1 (regression) or 0.
+    pub num_labels: u32,
+    /// The kernel in use, one of `Q8BERT_KERNEL_*` (never AUTO).
+    pub kernel: u32,
+    /// Threads used per run.
+    pub num_threads: u32,
+    /// Size of the model file in bytes.
+    pub file_size: u64,
+}
+
+/// A loaded model. Opaque; immutable after creation, so one model may be used by many threads
+/// at once.
+pub struct q8bert_model {
+    model: Model<'static>,
+    labels: Vec<CString>,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(e: &Error) {
+    let text = format!("{}: {}", e.status.description(), e.message).replace('\0', " ");
+    let text = CString::new(text).unwrap_or_default();
+    LAST_ERROR.with(|l| *l.borrow_mut() = text);
+}
+
+/// Runs `body` with the panic boundary and records a failure's detail for `q8bert_last_error`.
+fn guard(body: impl FnOnce() -> Result<(), Error>) -> Status {
+    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::new(Status::Panic, what))
+    });
+    match result {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            set_last_error(&e);
+            e.status
+        }
+    }
+}
+
+fn options_from_c(opts: *const q8bert_options) -> Result<Options, Error> {
+    let Some(o) = (unsafe { util::opt_ref(opts) }) else {
+        return Ok(Options::default());
+    };
+    if (o.struct_size as usize) < std::mem::size_of::<q8bert_options>() {
+        return Err(Error::new(Status::UnsupportedOptions, format!("options.struct_size is {}; call q8bert_options_init first", o.struct_size)));
+    }
+    if o.flags & !Q8BERT_FLAG_VERIFY_CHECKSUM != 0 {
+        return Err(Error::new(Status::UnsupportedOptions, format!("unknown option flags 0x{:x}", o.flags)));
+    }
+    let kernel = match o.kernel {
+        Q8BERT_KERNEL_AUTO => None,
+        k => match KernelKind::from_u32(k) {
+            Some(kind) => Some(kind),
+            None => return Err(Error::new(Status::UnsupportedOptions, format!("unknown kernel id {k}"))),
+        },
+    };
+    Ok(Options { num_threads: o.num_threads as usize, kernel, verify_checksum: o.flags & Q8BERT_FLAG_VERIFY_CHECKSUM != 0 })
+}
+
+fn finish_create(model: Model<'static>, model_out: *mut *mut q8bert_model) -> Result<(), Error> {
+    let labels = model.head().labels.iter().map(|l| CString::new(l.replace('\0', " ")).unwrap_or_default()).collect();
+    let boxed = Box::new(q8bert_model { model, labels });
+    // SAFETY: model_out was checked non-NULL by the caller of this helper.
+    unsafe { *model_out = Box::into_raw(boxed) };
+    Ok(())
+}
+
+/// Fills `opts` with the defaults: auto kernel, one thread per core, no extra verification.
+#[no_mangle]
+pub extern "C" fn q8bert_options_init(opts: *mut q8bert_options) {
+    // SAFETY: a non-NULL opts points to writable q8bert_options storage (caller's contract).
+    if let Some(o) = unsafe { opts.as_mut() } {
+        *o = q8bert_options { struct_size: std::mem::size_of::<q8bert_options>() as u32, num_threads: 0, kernel: Q8BERT_KERNEL_AUTO, flags: 0 };
+    }
+}
+
+/// Opens a model file by memory-mapping it. `opts` may be NULL for defaults. On success
+/// `*model_out` receives a model to release with `q8bert_free`; on failure it is untouched.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `opts` is NULL or points to an initialized
+/// `q8bert_options`; `model_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_create(path: *const c_char, opts: *const q8bert_options, model_out: *mut *mut q8bert_model) -> Status {
+    guard(|| {
+        if path.is_null() || model_out.is_null() {
+            return Err(Error::new(Status::NullArgument, "path and model_out must not be NULL"));
+        }
+        // SAFETY: path is non-NULL and NUL-terminated per the contract above.
+        let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+        let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes));
+        let options = options_from_c(opts)?;
+        finish_create(Model::open(path, &options)?, model_out)
+    })
+}
+
+/// Opens a model from a buffer without copying it. The buffer must start at a 4-byte-aligned
+/// address and stay alive and unchanged until `q8bert_free`.
+///
+/// # Safety
+/// `data` points to `len` readable bytes that outlive the model; `opts`/`model_out` as in
+/// `q8bert_create`.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_create_from_memory(
+    data: *const u8,
+    len: usize,
+    opts: *const q8bert_options,
+    model_out: *mut *mut q8bert_model,
+) -> Status {
+    guard(|| {
+        if data.is_null() || model_out.is_null() {
+            return Err(Error::new(Status::NullArgument, "data and model_out must not be NULL"));
+        }
+        // SAFETY: the caller guarantees `len` readable bytes at `data` that outlive the model,
+        // which is what the 'static lifetime stands for here.
+        let bytes: &'static [u8] = unsafe { slice_from(data, len, "data")? };
+        let options = options_from_c(opts)?;
+        finish_create(Model::from_bytes(bytes, &options)?, model_out)
+    })
+}
+
+/// Describes the model.
+///
+/// # Safety
+/// `model` is NULL or a live model; `info_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_model_info(model: *const q8bert_model, info_out: *mut q8bert_info) -> Status {
+    guard(|| {
+        // SAFETY: per the contract, non-NULL pointers are valid.
+        let m = unsafe { check_ref(model, "model")? };
+        let info = unsafe { check_mut(info_out, "info_out")? };
+        let model = &m.model;
+        let c = model.config();
+        let head = model.head();
+        *info = q8bert_info {
+            struct_size: std::mem::size_of::<q8bert_info>() as u32,
+            head_kind: head.kind as u32,
+            output_dim: model.layout().output_dim(1) as u32,
+            max_seq_len: c.max_position_embeddings as u32,
+            vocab_size: c.vocab_size as u32,
+            hidden_size: c.hidden_size as u32,
+            num_layers: c.num_layers as u32,
+            num_heads: c.num_heads as u32,
+            intermediate_size: c.intermediate_size as u32,
+            num_labels: match head.kind {
+                crate::HeadKind::Classification => head.labels.len() as u32,
+                crate::HeadKind::Regression => 1,
+                _ => 0,
+            },
+            kernel: model.kernel().kind() as u32,
+            num_threads: model.num_threads() as u32,
+            file_size: model.file_bytes().len() as u64,
+        };
+        Ok(())
+    })
+}
+
+/// Number of floats `q8bert_run` writes for `batch` sequences of `seq_len` tokens.
+///
+/// # Safety
+/// `model` is NULL or a live model; `len_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_output_len(model: *const q8bert_model, batch: usize, seq_len: usize, len_out: *mut usize) -> Status {
+    guard(|| {
+        // SAFETY: per the contract, non-NULL pointers are valid.
+        let m = unsafe { check_ref(model, "model")? };
+        let out = unsafe { check_mut(len_out, "len_out")? };
+        *out = m.model.output_len(batch, seq_len);
+        Ok(())
+    })
+}
+
+/// Runs the model on `batch` sequences of `seq_len` token ids (row-major `[batch][seq_len]`).
+/// `token_type_ids` NULL = all zeros; `attention_mask` NULL = all ones (values must be 0 or 1).
+/// Writes `q8bert_output_len(batch, seq_len)` floats to `output` (capacity `output_len` floats).
+///
+/// # Safety
+/// Non-NULL arrays hold `batch * seq_len` values; `output` holds `output_len` floats.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_run(
+    model: *const q8bert_model,
+    input_ids: *const i32,
+    token_type_ids: *const i32,
+    attention_mask: *const i32,
+    batch: usize,
+    seq_len: usize,
+    output: *mut f32,
+    output_len: usize,
+) -> Status {
+    guard(|| {
+        // SAFETY: per the contract, non-NULL pointers are valid for the stated lengths.
+        let m = unsafe { check_ref(model, "model")? };
+        if input_ids.is_null() || output.is_null() {
+            return Err(Error::new(Status::NullArgument, "input_ids and output must not be NULL"));
+        }
+        let Some(n) = batch.checked_mul(seq_len) else {
+            return Err(Error::new(Status::InvalidArgument, format!("batch {batch} x seq_len {seq_len} overflows")));
+        };
+        let ids = unsafe { slice_from(input_ids, n, "input_ids")? };
+        let types = if token_type_ids.is_null() { None } else { Some(unsafe { slice_from(token_type_ids, n, "token_type_ids")? }) };
+        let mask = if attention_mask.is_null() { None } else { Some(unsafe { slice_from(attention_mask, n, "attention_mask")? }) };
+        let needed = m.model.output_len(batch, seq_len);
+        if output_len < needed {
+            return Err(Error::new(Status::BufferTooSmall, format!("output_len is {output_len} floats, {needed} are needed")));
+        }
+        let out = unsafe { util::slice_from_mut(output, output_len, "output")? };
+        m.model.run(ids, types, mask, batch, seq_len, out).map_err(Into::into)
+    })
+}
+
+/// Name of class `index` of a classification model, or NULL (out of range, other heads).
+/// The string lives as long as the model.
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_label_name(model: *const q8bert_model, index: usize) -> *const c_char {
+    // SAFETY: a non-NULL model is live per the contract.
+    match unsafe { model.as_ref() }.and_then(|m| m.labels.get(index)) {
+        Some(s) => s.as_ptr(),
+        None => std::ptr::null(),
+    }
+}
+
+/// Releases a model. NULL is a no-op.
+///
+/// # Safety
+/// `model` is NULL or was returned by `q8bert_create*` and not freed yet; no other thread uses it.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_free(model: *mut q8bert_model) {
+    if !model.is_null() {
+        // SAFETY: the pointer came from Box::into_raw in finish_create and is freed once.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(model) })));
+    }
+}
+
+/// Static description of a status code (never NULL; "unknown status" for unknown codes).
+#[no_mangle]
+pub extern "C" fn q8bert_status_string(status: u32) -> *const c_char {
+    match Status::from_u32(status) {
+        Some(s) => util::static_cstr(s.description_cstr()),
+        None => c"unknown status".as_ptr(),
+    }
+}
+
+/// Name of a kernel id (`Q8BERT_KERNEL_*`), or "unknown".
+#[no_mangle]
+pub extern "C" fn q8bert_kernel_name(kernel: u32) -> *const c_char {
+    let name: &'static CStr = match KernelKind::from_u32(kernel) {
+        Some(KernelKind::Scalar) => c"scalar",
+        Some(KernelKind::Avx2) => c"avx2",
+        Some(KernelKind::AvxVnni) => c"avx-vnni",
+        Some(KernelKind::Avx512Vnni) => c"avx512-vnni",
+        None if kernel == Q8BERT_KERNEL_AUTO => c"auto",
+        None => c"unknown",
+    };
+    util::static_cstr(name)
+}
+
+/// Detail of the calling thread's most recent failure ("" if none). Valid until the next
+/// failing call on this thread.
+#[no_mangle]
+pub extern "C" fn q8bert_last_error() -> *const c_char {
+    LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+/// The library version as "MAJOR.MINOR.PATCH".
+#[no_mangle]
+pub extern "C" fn q8bert_version() -> *const c_char {
+    const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => panic!("version contains NUL"),
+    };
+    VERSION.as_ptr()
+}
+
+/// The library version as MAJOR * 10000 + MINOR * 100 + PATCH (compare with `Q8BERT_VERSION_NUMBER`).
+#[no_mangle]
+pub extern "C" fn q8bert_version_number() -> u32 {
+    Q8BERT_VERSION_NUMBER
+}

@@ -1,0 +1,129 @@
+//! The C examples, compiled with -Wall -Wextra -Wpedantic -Werror against include/q8bert.h and
+//! the freshly built libq8bert.so / libq8bert.a, run on a generated model: outputs must equal
+//! the Rust API's bit for bit, and the error-path program must pass every check.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{tiny_config, Aligned, FpModel};
+use q8bert::builder::Head;
+use q8bert::{Model, Options};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds the C libraries once, in their own target directory so this does not wait on the
+/// cargo process running the tests.
+fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = root().join("target/c-api");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--lib", "--quiet", "--target-dir"])
+            .arg(&target)
+            .current_dir(root())
+            .status()
+            .expect("cannot run cargo");
+        assert!(status.success(), "building libq8bert failed");
+        target.join("debug")
+    })
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("q8bert-c-api-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn compile(source: &str, out: &Path, static_link: bool) {
+    let mut cmd = Command::new("cc");
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("c_examples").join(source))
+        .arg("-o")
+        .arg(out);
+    if static_link {
+        cmd.arg(lib_dir().join("libq8bert.a")).args(["-lpthread", "-ldl", "-lm"]);
+    } else {
+        cmd.arg("-L").arg(lib_dir()).arg("-lq8bert").arg(format!("-Wl,-rpath,{}", lib_dir().display()));
+    }
+    let result = cmd.output().expect("cannot run cc");
+    assert!(result.status.success(), "compiling {source} failed:\n{}", String::from_utf8_lossy(&result.stderr));
+}
+
+fn write_model(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let fp = FpModel::random(tiny_config(), Head::Classification { labels: vec!["negative".into(), "positive".into()] }, 42);
+    let path = dir.join("tiny.q8b");
+    fp.builder().write(&path).unwrap();
+    (path.clone(), std::fs::read(path).unwrap())
+}
+
+fn parse_outputs(stdout: &str) -> Vec<Vec<f32>> {
+    let mut seqs: Vec<Vec<f32>> = Vec::new();
+    for line in stdout.lines() {
+        if line.starts_with("sequence ") {
+            seqs.push(Vec::new());
+        } else if let (Some(cur), Ok(v)) = (seqs.last_mut(), line.parse::<f32>()) {
+            cur.push(v);
+        }
+    }
+    seqs
+}
+
+fn run_ids_matches_rust(static_link: bool) {
+    let dir = scratch_dir(if static_link { "static" } else { "shared" });
+    let (model_path, bytes) = write_model(&dir);
+    let exe = dir.join("run_ids");
+    compile("run_ids.c", &exe, static_link);
+    let out = Command::new(&exe)
+        .arg(&model_path)
+        .args(["2", "7", "9", "11", "3", "--", "2", "30", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "run_ids failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let from_c = parse_outputs(&stdout);
+
+    let buf = Aligned::new(&bytes);
+    let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+    let mut expected = Vec::new();
+    for ids in [&[2, 7, 9, 11, 3][..], &[2, 30, 3][..]] {
+        let mut o = vec![0.0f32; 2];
+        model.run(ids, None, None, 1, ids.len(), &mut o).unwrap();
+        expected.push(o);
+    }
+    assert_eq!(from_c, expected, "C output differs from the Rust API:\n{stdout}");
+    assert!(stdout.contains("label: "), "classification prints a label:\n{stdout}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn c_example_shared_library_matches_rust() {
+    run_ids_matches_rust(false);
+}
+
+#[test]
+fn c_example_static_library_matches_rust() {
+    run_ids_matches_rust(true);
+}
+
+#[test]
+fn c_error_paths() {
+    let dir = scratch_dir("errors");
+    let (model_path, mut bytes) = write_model(&dir);
+    bytes[0] ^= 0xff;
+    let corrupt = dir.join("corrupt.q8b");
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let exe = dir.join("test_errors");
+    compile("test_errors.c", &exe, false);
+    let out = Command::new(&exe).arg(&model_path).arg(&corrupt).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    assert!(out.status.success() && stdout.contains(" passed, 0 failed"), "C error-path checks failed:\n{stdout}");
+    std::fs::remove_dir_all(dir).ok();
+}
