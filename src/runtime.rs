@@ -4,7 +4,6 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use crate::bert::{self, Input, Workspace};
 use crate::error::{bail, Result, Status};
@@ -36,7 +35,7 @@ pub struct Model<'a> {
     kernel: Kernel,
     num_threads: usize,
     #[cfg(feature = "std")]
-    pool: std::sync::Mutex<Vec<Workspace>>,
+    pool: std::sync::Mutex<alloc::vec::Vec<Workspace>>,
 }
 
 impl<'a> Model<'a> {
@@ -62,7 +61,7 @@ impl<'a> Model<'a> {
             kernel,
             num_threads,
             #[cfg(feature = "std")]
-            pool: std::sync::Mutex::new(Vec::new()),
+            pool: std::sync::Mutex::new(alloc::vec::Vec::new()),
         })
     }
 
