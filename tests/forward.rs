@@ -199,3 +199,37 @@ fn misaligned_buffer_is_rejected() {
     let err = Model::from_bytes(&shifted[start..start + bytes.len()], &Options::default()).err().unwrap();
     assert_eq!(err.status, Status::MisalignedBuffer);
 }
+
+#[test]
+fn threads_sharing_one_model_get_identical_results() {
+    let fp = FpModel::random(tiny_config(), heads().remove(0), 21);
+    let bytes = fp.bytes();
+    let buf = Aligned::new(&bytes);
+    let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+    let mut rng = Rng::new(5);
+    let batches: Vec<Batch> = (0..8).map(|i| random_batch(&mut rng, 1 + i % 4, 6 + i, 40)).collect();
+    let reference: Vec<Vec<f32>> = batches
+        .iter()
+        .map(|b| {
+            let n = b.seqs.len();
+            let mut out = vec![0.0; model.output_len(n, b.seq_len)];
+            model.run(&b.ids, Some(&b.types), Some(&b.mask), n, b.seq_len, &mut out).unwrap();
+            out
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (model, batches, reference) = (&model, &batches, &reference);
+            s.spawn(move || {
+                for round in 0..50 {
+                    let i = (t + round) % batches.len();
+                    let b = &batches[i];
+                    let n = b.seqs.len();
+                    let mut out = vec![0.0; model.output_len(n, b.seq_len)];
+                    model.run(&b.ids, Some(&b.types), Some(&b.mask), n, b.seq_len, &mut out).unwrap();
+                    assert_eq!(out, reference[i], "thread {t} round {round}");
+                }
+            });
+        }
+    });
+}
