@@ -35,6 +35,9 @@ pub mod tokenizer;
 pub mod builder;
 #[cfg(feature = "std")]
 pub mod ffi;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod threads;
 
 pub use bert::{Input, Workspace};
 pub use error::{Error, Result, Status};

@@ -1,0 +1,214 @@
+//! A small persistent thread pool for parallelism inside one `run` call.
+//!
+//! One primitive: `parallel_for(n, f)` calls `f(0..n)` once each, spread over the caller and the
+//! pool's workers, and returns when all calls are done. Which thread runs a task never changes
+//! what it computes, so results are bit-identical for any thread count. If the pool is already
+//! busy with another caller's run (a host sharing one model across threads), the second caller
+//! runs its tasks inline instead of queueing, so the machine is never oversubscribed.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
+use std::thread::JoinHandle;
+
+/// A task body with its lifetime erased; valid only while its `parallel_for` call is running.
+#[derive(Clone, Copy)]
+struct JobPtr(*const (dyn Fn(usize) + Sync));
+// SAFETY: the pointee is `Sync`, and `parallel_for` keeps it alive until every worker is done.
+unsafe impl Send for JobPtr {}
+
+struct State {
+    job: Option<JobPtr>,
+    n_tasks: usize,
+    generation: u64,
+    /// Workers still inside the current job.
+    active: usize,
+    panicked: Option<Box<dyn std::any::Any + Send>>,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    done: Condvar,
+    next: AtomicUsize,
+}
+
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    /// Held by the run currently using the workers.
+    in_use: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic inside a task is caught before it can poison the lock; recover regardless.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ThreadPool {
+    /// A pool giving `threads`-way parallelism (the caller counts as one thread).
+    pub fn new(threads: usize) -> ThreadPool {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { job: None, n_tasks: 0, generation: 0, active: 0, panicked: None, shutdown: false }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            next: AtomicUsize::new(0),
+        });
+        let mut workers = Vec::new();
+        for i in 1..threads.max(1) {
+            let shared = shared.clone();
+            let spawned = std::thread::Builder::new().name(format!("q8bert-{i}")).spawn(move || worker(&shared));
+            // Fewer threads than asked if the OS refuses: still correct, just less parallel.
+            if let Ok(handle) = spawned {
+                workers.push(handle);
+            }
+        }
+        ThreadPool { shared, workers, in_use: Mutex::new(()) }
+    }
+
+    /// Threads a `parallel_for` may use, the caller included.
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Runs `f(i)` for every `i < n`; returns when all are done. A panic in any task is
+    /// re-raised here after every thread has stopped using `f`.
+    pub fn parallel_for(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        let guard = match self.in_use.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if guard.is_none() || self.workers.is_empty() || n <= 1 {
+            (0..n).for_each(f);
+            return;
+        }
+        // SAFETY: only the lifetime is erased; `Finish` below waits for every worker to leave
+        // the job before this function returns or unwinds, so `f` outlives all uses.
+        let job = JobPtr(unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(f) });
+        {
+            let mut st = lock(&self.shared.state);
+            self.shared.next.store(0, Ordering::Relaxed);
+            st.job = Some(job);
+            st.n_tasks = n;
+            st.generation += 1;
+            st.active = self.workers.len();
+            self.shared.wake.notify_all();
+        }
+        struct Finish<'a>(&'a Shared);
+        impl Drop for Finish<'_> {
+            fn drop(&mut self) {
+                let mut st = lock(&self.0.state);
+                while st.active > 0 {
+                    st = self.0.done.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                st.job = None;
+            }
+        }
+        let finish = Finish(&self.shared);
+        run_tasks(&self.shared.next, n, f);
+        drop(finish);
+        if let Some(payload) = lock(&self.shared.state).panicked.take() {
+            resume_unwind(payload);
+        }
+        drop(guard);
+    }
+}
+
+fn run_tasks(next: &AtomicUsize, n: usize, f: &(dyn Fn(usize) + Sync)) {
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            break;
+        }
+        f(i);
+    }
+}
+
+fn worker(shared: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        let (job, n) = {
+            let mut st = lock(&shared.state);
+            while st.generation == seen && !st.shutdown {
+                st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.shutdown {
+                return;
+            }
+            seen = st.generation;
+            (st.job, st.n_tasks)
+        };
+        if let Some(JobPtr(f)) = job {
+            // SAFETY: the job stays alive until `active` reaches 0, which happens below.
+            let f = unsafe { &*f };
+            let result = catch_unwind(AssertUnwindSafe(|| run_tasks(&shared.next, n, f)));
+            let mut st = lock(&shared.state);
+            if let Err(payload) = result {
+                st.panicked.get_or_insert(payload);
+            }
+            st.active -= 1;
+            if st.active == 0 {
+                shared.done.notify_all();
+            }
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.wake.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_runs_exactly_once() {
+        let pool = ThreadPool::new(3);
+        for n in [0, 1, 2, 7, 100] {
+            let counts: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            pool.parallel_for(n, &|i| {
+                counts[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    #[test]
+    fn panics_propagate_and_the_pool_keeps_working() {
+        let pool = ThreadPool::new(2);
+        let r = catch_unwind(AssertUnwindSafe(|| pool.parallel_for(16, &|i| assert!(i != 9, "task 9 fails"))));
+        assert!(r.is_err());
+        let sum = AtomicUsize::new(0);
+        pool.parallel_for(10, &|i| {
+            sum.fetch_add(i, Ordering::Relaxed);
+        });
+        assert_eq!(sum.load(Ordering::Relaxed), 45);
+    }
+
+    #[test]
+    fn concurrent_callers_do_not_deadlock() {
+        let pool = ThreadPool::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let sum = AtomicUsize::new(0);
+                        pool.parallel_for(8, &|i| {
+                            sum.fetch_add(i, Ordering::Relaxed);
+                        });
+                        assert_eq!(sum.load(Ordering::Relaxed), 28);
+                    }
+                });
+            }
+        });
+    }
+}
