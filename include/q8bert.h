@@ -57,6 +57,22 @@
 #define Q8BERT_FLAG_VERIFY_CHECKSUM 1
 
 /*
+ `q8bert_options.flags`: text longer than the sequence limit is truncated longest-first (as
+ Hugging Face does) instead of failing with `Q8BERT_STATUS_SEQUENCE_TOO_LONG`.
+ */
+#define Q8BERT_FLAG_TRUNCATE 2
+
+/*
+ `q8bert_tokenize_ex` truncation policy: fail when the text is too long.
+ */
+#define Q8BERT_TRUNCATION_ERROR 0
+
+/*
+ `q8bert_tokenize_ex` truncation policy: drop tokens longest-first.
+ */
+#define Q8BERT_TRUNCATION_LONGEST_FIRST 1
+
+/*
  `q8bert_info.head_kind`: `num_labels` logits per sequence.
  */
 #define Q8BERT_HEAD_CLASSIFICATION 1
@@ -270,6 +286,10 @@ typedef struct q8bert_options {
    Bitwise OR of `Q8BERT_FLAG_*`; 0 by default.
    */
   uint32_t flags;
+  /*
+   Longest token sequence for text input, special tokens included; 0 = the model's maximum.
+   */
+  uint32_t max_seq_len;
 } q8bert_options;
 
 /*
@@ -313,6 +333,10 @@ typedef struct q8bert_info {
    Size of the model file in bytes.
    */
   uint64_t file_size;
+  /*
+   Token limit for text input (the `max_seq_len` option, or `max_seq_len` above).
+   */
+  uint32_t max_text_tokens;
 } q8bert_info;
 
 #ifdef __cplusplus
@@ -384,6 +408,68 @@ q8bert_status q8bert_run(const struct q8bert_model *model,
                          size_t seq_len,
                          float *output,
                          size_t output_len);
+
+/*
+ Tokenizes UTF-8 text (and an optional second text of a pair, else NULL) into
+ `[CLS] a [SEP] (b [SEP])` token ids and token type ids (`type_ids` may be NULL), with the
+ model's `max_seq_len` and truncation option. On success `*len_out` is the token count; if
+ `capacity` is too small the call fails with `Q8BERT_STATUS_BUFFER_TOO_SMALL` and `*len_out`
+ is the count needed.
+
+ # Safety
+ Texts are NUL-terminated; `ids`/`type_ids` hold `capacity` values; `len_out` is writable.
+ */
+q8bert_status q8bert_tokenize(const struct q8bert_model *model,
+                              const char *text_a,
+                              const char *text_b,
+                              int32_t *ids,
+                              int32_t *type_ids,
+                              size_t capacity,
+                              size_t *len_out);
+
+/*
+ `q8bert_tokenize` with an explicit token limit `max_len` (special tokens included), a
+ truncation policy (`Q8BERT_TRUNCATION_*`), and `*truncated_out` (may be NULL) receiving the
+ number of tokens dropped.
+
+ # Safety
+ As `q8bert_tokenize`; `truncated_out` is NULL or writable.
+ */
+q8bert_status q8bert_tokenize_ex(const struct q8bert_model *model,
+                                 const char *text_a,
+                                 const char *text_b,
+                                 size_t max_len,
+                                 uint32_t truncation,
+                                 int32_t *ids,
+                                 int32_t *type_ids,
+                                 size_t capacity,
+                                 size_t *len_out,
+                                 size_t *truncated_out);
+
+/*
+ Number of floats `q8bert_run_text` writes for `batch` texts.
+
+ # Safety
+ `model` is NULL or a live model; `len_out` is NULL or writable.
+ */
+q8bert_status q8bert_text_output_len(const struct q8bert_model *model,
+                                     size_t batch,
+                                     size_t *len_out);
+
+/*
+ Tokenizes and runs `batch` UTF-8 texts (`texts_b` NULL, or `batch` second texts of pairs).
+ Writes `q8bert_text_output_len(batch)` floats: per text, the logits, score or embedding.
+
+ # Safety
+ `texts_a` (and a non-NULL `texts_b`) hold `batch` NUL-terminated strings; `output` holds
+ `output_len` floats.
+ */
+q8bert_status q8bert_run_text(const struct q8bert_model *model,
+                              const char *const *texts_a,
+                              const char *const *texts_b,
+                              size_t batch,
+                              float *output,
+                              size_t output_len);
 
 /*
  Name of class `index` of a classification model, or NULL (out of range, other heads).

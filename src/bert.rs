@@ -40,6 +40,17 @@ pub struct Workspace {
     scores: Vec<f32>,
     dq: Vec<f32>,
     pooled: Vec<f32>,
+    /// Buffers of `Model::run_text`.
+    pub(crate) text: TextScratch,
+}
+
+/// Token buffers for text input, reused across calls.
+#[derive(Default)]
+pub(crate) struct TextScratch {
+    pub encodings: Vec<crate::tokenizer::Encoding>,
+    pub ids: Vec<i32>,
+    pub types: Vec<i32>,
+    pub mask: Vec<i32>,
 }
 
 impl Workspace {

@@ -8,7 +8,7 @@ use core::ops::Range;
 use crate::error::{bail, Error, Result, Status};
 use crate::format::{DType, FileIndex, MetaValue, TensorInfo};
 use crate::kernels::{Kernel, KernelKind};
-use crate::tokenizer::Vocab;
+use crate::tokenizer::{TokenizerSettings, Truncation, Vocab};
 
 /// Metadata keys the runtime reads. Everything else in the file is free-form.
 pub mod keys {
@@ -118,19 +118,6 @@ pub struct HeadConfig {
     pub normalize: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenizerSettings {
-    pub do_lower_case: bool,
-    pub strip_accents: bool,
-    pub tokenize_chinese_chars: bool,
-    pub unk_id: u32,
-    pub cls_id: u32,
-    pub sep_id: u32,
-    pub pad_id: u32,
-    pub mask_id: u32,
-    pub max_input_chars_per_word: u32,
-}
-
 /// An int8 linear layer: where its tensors are and its activation scale.
 #[derive(Debug, Clone)]
 pub struct LinearRef {
@@ -179,6 +166,7 @@ pub struct ModelLayout {
     pub config: Config,
     pub head: HeadConfig,
     pub tokenizer: TokenizerSettings,
+    pub mask_id: u32,
     pub word_embeddings: EmbeddingRef,
     pub position_embeddings: EmbeddingRef,
     pub token_type_embeddings: EmbeddingRef,
@@ -411,15 +399,15 @@ impl ModelLayout {
             cls_id: meta_u32(index, keys::TOK_CLS_ID)?,
             sep_id: meta_u32(index, keys::TOK_SEP_ID)?,
             pad_id: meta_u32(index, keys::TOK_PAD_ID)?,
-            mask_id: meta_u32(index, keys::TOK_MASK_ID)?,
         };
+        let mask_id = meta_u32(index, keys::TOK_MASK_ID)?;
         let vocab_len = v_plus_1 - 1;
         for (name, id) in [
             ("unk", tokenizer.unk_id),
             ("cls", tokenizer.cls_id),
             ("sep", tokenizer.sep_id),
             ("pad", tokenizer.pad_id),
-            ("mask", tokenizer.mask_id),
+            ("mask", mask_id),
         ] {
             if id as usize >= vocab_len {
                 bail!(Status::BadSpecialToken, "{name} token id {id} is outside the {vocab_len}-token vocabulary");
@@ -434,6 +422,7 @@ impl ModelLayout {
             config,
             head,
             tokenizer,
+            mask_id,
             word_embeddings,
             position_embeddings,
             token_type_embeddings,
@@ -459,7 +448,7 @@ impl ModelLayout {
 }
 
 /// How to open a model.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Worker threads for one run; 0 = one per available core.
     pub num_threads: usize,
@@ -467,6 +456,16 @@ pub struct Options {
     pub kernel: Option<KernelKind>,
     /// Hash the whole payload at load and compare with the stored checksum (O(file size)).
     pub verify_checksum: bool,
+    /// Longest token sequence for text input; 0 = the model's max_position_embeddings.
+    pub max_seq_len: usize,
+    /// What text input longer than `max_seq_len` does: an error (default) or longest-first truncation.
+    pub truncation: Truncation,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { num_threads: 0, kernel: None, verify_checksum: false, max_seq_len: 0, truncation: Truncation::Error }
+    }
 }
 
 pub(crate) fn choose_kernel(requested: Option<KernelKind>) -> Result<Kernel> {

@@ -9,7 +9,8 @@ use crate::bert::{self, Input, Workspace};
 use crate::error::{bail, Result, Status};
 use crate::format::{FileIndex, MetaValue, TensorInfo};
 use crate::kernels::Kernel;
-use crate::model::{choose_kernel, Config, HeadConfig, ModelLayout, Options, TokenizerSettings};
+use crate::model::{cast, choose_kernel, Config, HeadConfig, HeadKind, ModelLayout, Options};
+use crate::tokenizer::{Encoding, TokenizeError, Tokenizer, TokenizerSettings, Truncation, Vocab};
 
 enum Storage<'a> {
     Borrowed(&'a [u8]),
@@ -29,11 +30,15 @@ impl Storage<'_> {
 
 /// A loaded model. `'a` is the lifetime of a caller-provided buffer (`'static` for files).
 pub struct Model<'a> {
+    // Declared before `storage` so it is dropped first: it borrows the storage's bytes.
+    tokenizer: Tokenizer<'a>,
     storage: Storage<'a>,
     index: FileIndex,
     layout: ModelLayout,
     kernel: Kernel,
     num_threads: usize,
+    max_seq_len: usize,
+    truncation: Truncation,
     #[cfg(feature = "std")]
     pool: std::sync::Mutex<alloc::vec::Vec<Workspace>>,
 }
@@ -46,15 +51,27 @@ impl<'a> Model<'a> {
     }
 
     fn from_storage(storage: Storage<'a>, options: &Options) -> Result<Model<'a>> {
-        let bytes = storage.bytes();
+        // SAFETY: the bytes are either the caller's `&'a` buffer or a memory map owned by the
+        // returned model. A map's address does not change when the model moves, and the only
+        // value borrowing it beyond this function (`tokenizer`) is dropped before `storage`;
+        // `Model::tokenizer` hands it out only for the lifetime of `&self`.
+        let bytes: &'a [u8] = unsafe { &*(storage.bytes() as *const [u8]) };
         if bytes.as_ptr() as usize % 4 != 0 {
             bail!(Status::MisalignedBuffer, "model buffer starts at {:p}, which is not 4-byte aligned", bytes.as_ptr());
         }
         let kernel = choose_kernel(options.kernel)?;
         let index = FileIndex::parse(bytes, options.verify_checksum)?;
         let layout = ModelLayout::resolve(&index, bytes)?;
+        let vocab = Vocab::from_parts(cast(bytes, &layout.vocab_offsets), &bytes[layout.vocab_bytes.clone()], cast(bytes, &layout.vocab_hash))?;
+        let tokenizer = Tokenizer::new(vocab, layout.tokenizer.clone())?;
+        if options.max_seq_len > layout.config.max_position_embeddings {
+            bail!(Status::InvalidArgument, "max_seq_len {} exceeds the model maximum {}", options.max_seq_len, layout.config.max_position_embeddings);
+        }
         let num_threads = if options.num_threads == 0 { default_threads() } else { options.num_threads };
         Ok(Model {
+            tokenizer,
+            max_seq_len: if options.max_seq_len == 0 { layout.config.max_position_embeddings } else { options.max_seq_len },
+            truncation: options.truncation,
             storage,
             index,
             layout,
@@ -128,11 +145,15 @@ impl<'a> Model<'a> {
         output: &mut [f32],
     ) -> Result<()> {
         let input = Input { input_ids, token_type_ids, attention_mask, batch, seq_len };
+        self.with_workspace(|ws| self.run_with(ws, &input, output))
+    }
+
+    /// Calls `f` with pooled scratch memory, so repeated and concurrent runs reuse it.
+    fn with_workspace<R>(&self, f: impl FnOnce(&mut Workspace) -> R) -> R {
         #[cfg(feature = "std")]
         {
-            // Scratch memory is pooled so repeated and concurrent runs reuse it.
             let mut ws = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None).unwrap_or_default();
-            let result = self.run_with(&mut ws, &input, output);
+            let result = f(&mut ws);
             if let Ok(mut p) = self.pool.lock() {
                 p.push(ws);
             }
@@ -140,9 +161,102 @@ impl<'a> Model<'a> {
         }
         #[cfg(not(feature = "std"))]
         {
-            let mut ws = Workspace::new();
-            self.run_with(&mut ws, &input, output)
+            f(&mut Workspace::new())
         }
+    }
+
+    /// The model's WordPiece tokenizer (vocabulary and settings from the file).
+    pub fn tokenizer(&self) -> &Tokenizer<'_> {
+        &self.tokenizer
+    }
+
+    /// Longest token sequence accepted for text input (special tokens included).
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+
+    /// Tokenizes one text or text pair into `[CLS] a [SEP] (b [SEP])` with the model's
+    /// truncation policy and `max_seq_len`.
+    pub fn encode(&self, text_a: &str, text_b: Option<&str>) -> Result<Encoding> {
+        let mut enc = Encoding::default();
+        self.encode_into(text_a, text_b, self.max_seq_len, self.truncation, &mut enc)?;
+        Ok(enc)
+    }
+
+    /// Like [`Model::encode`] with an explicit length limit and policy, reusing `out`.
+    pub fn encode_into(&self, text_a: &str, text_b: Option<&str>, max_len: usize, truncation: Truncation, out: &mut Encoding) -> Result<()> {
+        self.tokenizer.encode_into(text_a, text_b, max_len, truncation, out).map_err(tokenize_error)
+    }
+
+    /// Floats `run_text` writes for `batch` texts (token-state models are padded to `max_seq_len`).
+    pub fn text_output_len(&self, batch: usize) -> usize {
+        match self.layout.head.kind {
+            HeadKind::TokenStates => self.output_len(batch, self.max_seq_len),
+            _ => self.output_len(batch, 1),
+        }
+    }
+
+    /// Tokenizes and runs a batch of texts (or text pairs when `texts_b` is given).
+    pub fn run_text(&self, texts_a: &[&str], texts_b: Option<&[&str]>, output: &mut [f32]) -> Result<()> {
+        let batch = texts_a.len();
+        if batch == 0 {
+            bail!(Status::InvalidArgument, "no texts given");
+        }
+        if let Some(b) = texts_b {
+            if b.len() != batch {
+                bail!(Status::InvalidArgument, "{} first texts but {} second texts", batch, b.len());
+            }
+        }
+        let needed = self.text_output_len(batch);
+        if output.len() < needed {
+            bail!(Status::BufferTooSmall, "output has room for {} floats, {needed} are needed", output.len());
+        }
+        self.with_workspace(|ws| {
+            let mut text = core::mem::take(&mut ws.text);
+            let result = (|| {
+                text.encodings.resize_with(batch, Encoding::default);
+                let mut seq_len = 1;
+                for (i, enc) in text.encodings.iter_mut().enumerate() {
+                    let b = texts_b.map(|b| b[i]);
+                    self.tokenizer.encode_into(texts_a[i], b, self.max_seq_len, self.truncation, enc).map_err(|e| {
+                        let mut err = tokenize_error(e);
+                        err.message = alloc::format!("text {i}: {}", err.message);
+                        err
+                    })?;
+                    seq_len = seq_len.max(enc.ids.len());
+                }
+                if self.layout.head.kind == HeadKind::TokenStates {
+                    seq_len = self.max_seq_len;
+                }
+                let pad = self.layout.tokenizer.pad_id as i32;
+                text.ids.clear();
+                text.types.clear();
+                text.mask.clear();
+                for enc in &text.encodings[..batch] {
+                    let n = enc.ids.len();
+                    text.ids.extend_from_slice(&enc.ids);
+                    text.types.extend_from_slice(&enc.type_ids);
+                    text.mask.extend(core::iter::repeat_n(1, n));
+                    text.ids.extend(core::iter::repeat_n(pad, seq_len - n));
+                    text.types.extend(core::iter::repeat_n(0, seq_len - n));
+                    text.mask.extend(core::iter::repeat_n(0, seq_len - n));
+                }
+                let input = Input { input_ids: &text.ids, token_type_ids: Some(&text.types), attention_mask: Some(&text.mask), batch, seq_len };
+                self.run_with(ws, &input, output)
+            })();
+            ws.text = text;
+            result
+        })
+    }
+}
+
+fn tokenize_error(e: TokenizeError) -> crate::Error {
+    match e {
+        TokenizeError::TooLong { needed, max } => crate::Error::new(
+            Status::SequenceTooLong,
+            alloc::format!("the text needs {needed} tokens, the limit is {max} (enable truncation to cut it)"),
+        ),
+        other => crate::Error::new(Status::InvalidArgument, alloc::format!("{other}")),
     }
 }
 

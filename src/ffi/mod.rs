@@ -14,6 +14,7 @@ use crate::error::{Error, Status};
 use crate::kernels::KernelKind;
 use crate::model::Options;
 use crate::runtime::Model;
+use crate::tokenizer::{Encoding, Truncation};
 
 mod util;
 use util::{check_mut, check_ref, slice_from};
@@ -39,6 +40,15 @@ pub const Q8BERT_KERNEL_AVX512_VNNI: u32 = 4;
 /// `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
 pub const Q8BERT_FLAG_VERIFY_CHECKSUM: u32 = 1;
 
+/// `q8bert_options.flags`: text longer than the sequence limit is truncated longest-first (as
+/// Hugging Face does) instead of failing with `Q8BERT_STATUS_SEQUENCE_TOO_LONG`.
+pub const Q8BERT_FLAG_TRUNCATE: u32 = 2;
+
+/// `q8bert_tokenize_ex` truncation policy: fail when the text is too long.
+pub const Q8BERT_TRUNCATION_ERROR: u32 = 0;
+/// `q8bert_tokenize_ex` truncation policy: drop tokens longest-first.
+pub const Q8BERT_TRUNCATION_LONGEST_FIRST: u32 = 1;
+
 /// `q8bert_info.head_kind`: `num_labels` logits per sequence.
 pub const Q8BERT_HEAD_CLASSIFICATION: u32 = 1;
 /// One float per sequence.
@@ -60,6 +70,8 @@ pub struct q8bert_options {
     pub kernel: u32,
     /// Bitwise OR of `Q8BERT_FLAG_*`; 0 by default.
     pub flags: u32,
+    /// Longest token sequence for text input, special tokens included; 0 = the model's maximum.
+    pub max_seq_len: u32,
 }
 
 /// Facts about a loaded model, filled by `q8bert_model_info`.
@@ -87,6 +99,8 @@ pub struct q8bert_info {
     pub num_threads: u32,
     /// Size of the model file in bytes.
     pub file_size: u64,
+    /// Token limit for text input (the `max_seq_len` option, or `max_seq_len` above).
+    pub max_text_tokens: u32,
 }
 
 /// A loaded model. Opaque; immutable after creation, so one model may be used by many threads
@@ -132,7 +146,7 @@ fn options_from_c(opts: *const q8bert_options) -> Result<Options, Error> {
     if (o.struct_size as usize) < std::mem::size_of::<q8bert_options>() {
         return Err(Error::new(Status::UnsupportedOptions, format!("options.struct_size is {}; call q8bert_options_init first", o.struct_size)));
     }
-    if o.flags & !Q8BERT_FLAG_VERIFY_CHECKSUM != 0 {
+    if o.flags & !(Q8BERT_FLAG_VERIFY_CHECKSUM | Q8BERT_FLAG_TRUNCATE) != 0 {
         return Err(Error::new(Status::UnsupportedOptions, format!("unknown option flags 0x{:x}", o.flags)));
     }
     let kernel = match o.kernel {
@@ -142,7 +156,13 @@ fn options_from_c(opts: *const q8bert_options) -> Result<Options, Error> {
             None => return Err(Error::new(Status::UnsupportedOptions, format!("unknown kernel id {k}"))),
         },
     };
-    Ok(Options { num_threads: o.num_threads as usize, kernel, verify_checksum: o.flags & Q8BERT_FLAG_VERIFY_CHECKSUM != 0 })
+    Ok(Options {
+        num_threads: o.num_threads as usize,
+        kernel,
+        verify_checksum: o.flags & Q8BERT_FLAG_VERIFY_CHECKSUM != 0,
+        max_seq_len: o.max_seq_len as usize,
+        truncation: if o.flags & Q8BERT_FLAG_TRUNCATE != 0 { Truncation::LongestFirst } else { Truncation::Error },
+    })
 }
 
 fn finish_create(model: Model<'static>, model_out: *mut *mut q8bert_model) -> Result<(), Error> {
@@ -158,7 +178,13 @@ fn finish_create(model: Model<'static>, model_out: *mut *mut q8bert_model) -> Re
 pub extern "C" fn q8bert_options_init(opts: *mut q8bert_options) {
     // SAFETY: a non-NULL opts points to writable q8bert_options storage (caller's contract).
     if let Some(o) = unsafe { opts.as_mut() } {
-        *o = q8bert_options { struct_size: std::mem::size_of::<q8bert_options>() as u32, num_threads: 0, kernel: Q8BERT_KERNEL_AUTO, flags: 0 };
+        *o = q8bert_options {
+            struct_size: std::mem::size_of::<q8bert_options>() as u32,
+            num_threads: 0,
+            kernel: Q8BERT_KERNEL_AUTO,
+            flags: 0,
+            max_seq_len: 0,
+        };
     }
 }
 
@@ -238,6 +264,7 @@ pub unsafe extern "C" fn q8bert_model_info(model: *const q8bert_model, info_out:
             kernel: model.kernel().kind() as u32,
             num_threads: model.num_threads() as u32,
             file_size: model.file_bytes().len() as u64,
+            max_text_tokens: model.max_seq_len() as u32,
         };
         Ok(())
     })
@@ -293,6 +320,170 @@ pub unsafe extern "C" fn q8bert_run(
         }
         let out = unsafe { util::slice_from_mut(output, output_len, "output")? };
         m.model.run(ids, types, mask, batch, seq_len, out).map_err(Into::into)
+    })
+}
+
+/// Reads a NUL-terminated UTF-8 text argument.
+///
+/// # Safety
+/// A non-NULL `p` points to a NUL-terminated string.
+unsafe fn text_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(Error::new(Status::NullArgument, format!("{what} must not be NULL")));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    std::str::from_utf8(bytes).map_err(|e| Error::new(Status::InvalidUtf8, format!("{what} is not valid UTF-8 (bad byte at offset {})", e.valid_up_to())))
+}
+
+/// Writes an encoding to the caller's arrays, or reports the size needed.
+///
+/// # Safety
+/// `ids` (and a non-NULL `type_ids`) hold `capacity` values; `len_out` is writable.
+unsafe fn write_encoding(enc: &Encoding, ids: *mut i32, type_ids: *mut i32, capacity: usize, len_out: *mut usize) -> Result<(), Error> {
+    let n = enc.ids.len();
+    // SAFETY: per the contract above.
+    let len = unsafe { check_mut(len_out, "len_out")? };
+    if capacity < n {
+        *len = n;
+        return Err(Error::new(Status::BufferTooSmall, format!("capacity is {capacity} tokens, {n} are needed (written to *len_out)")));
+    }
+    let ids = unsafe { util::slice_from_mut(ids, capacity, "ids")? };
+    ids[..n].copy_from_slice(&enc.ids);
+    if !type_ids.is_null() {
+        let types = unsafe { util::slice_from_mut(type_ids, capacity, "type_ids")? };
+        types[..n].copy_from_slice(&enc.type_ids);
+    }
+    *len = n;
+    Ok(())
+}
+
+/// Tokenizes UTF-8 text (and an optional second text of a pair, else NULL) into
+/// `[CLS] a [SEP] (b [SEP])` token ids and token type ids (`type_ids` may be NULL), with the
+/// model's `max_seq_len` and truncation option. On success `*len_out` is the token count; if
+/// `capacity` is too small the call fails with `Q8BERT_STATUS_BUFFER_TOO_SMALL` and `*len_out`
+/// is the count needed.
+///
+/// # Safety
+/// Texts are NUL-terminated; `ids`/`type_ids` hold `capacity` values; `len_out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_tokenize(
+    model: *const q8bert_model,
+    text_a: *const c_char,
+    text_b: *const c_char,
+    ids: *mut i32,
+    type_ids: *mut i32,
+    capacity: usize,
+    len_out: *mut usize,
+) -> Status {
+    guard(|| {
+        // SAFETY: per the contract, non-NULL pointers are valid.
+        let m = unsafe { check_ref(model, "model")? };
+        let a = unsafe { text_arg(text_a, "text_a")? };
+        let b = if text_b.is_null() { None } else { Some(unsafe { text_arg(text_b, "text_b")? }) };
+        if ids.is_null() {
+            return Err(Error::new(Status::NullArgument, "ids must not be NULL"));
+        }
+        let enc = m.model.encode(a, b)?;
+        unsafe { write_encoding(&enc, ids, type_ids, capacity, len_out) }
+    })
+}
+
+/// `q8bert_tokenize` with an explicit token limit `max_len` (special tokens included), a
+/// truncation policy (`Q8BERT_TRUNCATION_*`), and `*truncated_out` (may be NULL) receiving the
+/// number of tokens dropped.
+///
+/// # Safety
+/// As `q8bert_tokenize`; `truncated_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_tokenize_ex(
+    model: *const q8bert_model,
+    text_a: *const c_char,
+    text_b: *const c_char,
+    max_len: usize,
+    truncation: u32,
+    ids: *mut i32,
+    type_ids: *mut i32,
+    capacity: usize,
+    len_out: *mut usize,
+    truncated_out: *mut usize,
+) -> Status {
+    guard(|| {
+        // SAFETY: per the contract, non-NULL pointers are valid.
+        let m = unsafe { check_ref(model, "model")? };
+        let a = unsafe { text_arg(text_a, "text_a")? };
+        let b = if text_b.is_null() { None } else { Some(unsafe { text_arg(text_b, "text_b")? }) };
+        if ids.is_null() {
+            return Err(Error::new(Status::NullArgument, "ids must not be NULL"));
+        }
+        let policy = match truncation {
+            Q8BERT_TRUNCATION_ERROR => Truncation::Error,
+            Q8BERT_TRUNCATION_LONGEST_FIRST => Truncation::LongestFirst,
+            t => return Err(Error::new(Status::InvalidArgument, format!("unknown truncation policy {t}"))),
+        };
+        let mut enc = Encoding::default();
+        m.model.encode_into(a, b, max_len, policy, &mut enc)?;
+        unsafe { write_encoding(&enc, ids, type_ids, capacity, len_out)? };
+        if let Some(t) = unsafe { truncated_out.as_mut() } {
+            *t = enc.num_truncated;
+        }
+        Ok(())
+    })
+}
+
+/// Number of floats `q8bert_run_text` writes for `batch` texts.
+///
+/// # Safety
+/// `model` is NULL or a live model; `len_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_text_output_len(model: *const q8bert_model, batch: usize, len_out: *mut usize) -> Status {
+    guard(|| {
+        // SAFETY: per the contract, non-NULL pointers are valid.
+        let m = unsafe { check_ref(model, "model")? };
+        *unsafe { check_mut(len_out, "len_out")? } = m.model.text_output_len(batch);
+        Ok(())
+    })
+}
+
+/// Tokenizes and runs `batch` UTF-8 texts (`texts_b` NULL, or `batch` second texts of pairs).
+/// Writes `q8bert_text_output_len(batch)` floats: per text, the logits, score or embedding.
+///
+/// # Safety
+/// `texts_a` (and a non-NULL `texts_b`) hold `batch` NUL-terminated strings; `output` holds
+/// `output_len` floats.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_run_text(
+    model: *const q8bert_model,
+    texts_a: *const *const c_char,
+    texts_b: *const *const c_char,
+    batch: usize,
+    output: *mut f32,
+    output_len: usize,
+) -> Status {
+    guard(|| {
+        // SAFETY: per the contract, non-NULL pointers are valid for the stated lengths.
+        let m = unsafe { check_ref(model, "model")? };
+        let ptrs_a = unsafe { slice_from(texts_a, batch, "texts_a")? };
+        let mut a = Vec::with_capacity(batch);
+        for (i, &p) in ptrs_a.iter().enumerate() {
+            a.push(unsafe { text_arg(p, &format!("texts_a[{i}]"))? });
+        }
+        let b = if texts_b.is_null() {
+            None
+        } else {
+            let ptrs_b = unsafe { slice_from(texts_b, batch, "texts_b")? };
+            let mut b = Vec::with_capacity(batch);
+            for (i, &p) in ptrs_b.iter().enumerate() {
+                b.push(unsafe { text_arg(p, &format!("texts_b[{i}]"))? });
+            }
+            Some(b)
+        };
+        let needed = m.model.text_output_len(batch);
+        if output_len < needed {
+            return Err(Error::new(Status::BufferTooSmall, format!("output_len is {output_len} floats, {needed} are needed")));
+        }
+        let out = unsafe { util::slice_from_mut(output, output_len, "output")? };
+        m.model.run_text(&a, b.as_deref(), out)
     })
 }
 

@@ -1,0 +1,65 @@
+//! Throughput (MB/s of input text) over the SST-2 train+dev sentences.
+//! Compare with scripts/bench_hf_tokenizer.py on the same text.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use q8bert::tokenizer::{encode_vocab, Encoding, Tokenizer, TokenizerSettings, Truncation};
+use std::path::Path;
+
+const GLUE: &str = "/work/shared/data/glue/SST-2";
+
+fn sentences() -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for split in ["train.tsv", "dev.tsv"] {
+        let text = std::fs::read_to_string(Path::new(GLUE).join(split)).ok()?;
+        for line in text.lines().skip(1) {
+            if let Some((sentence, _label)) = line.rsplit_once('\t') {
+                out.push(sentence.to_string());
+            }
+        }
+    }
+    Some(out)
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(sents) = sentences() else {
+        eprintln!("SST-2 not found under {GLUE}; skipping tokenizer benchmark");
+        return;
+    };
+    let vocab_txt =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vocab.txt"))
+            .expect("tests/data/vocab.txt");
+    let tokens: Vec<&str> = vocab_txt.lines().collect();
+    let enc = encode_vocab(&tokens).unwrap();
+    let bytes: usize = sents.iter().map(|s| s.len()).sum();
+    eprintln!(
+        "SST-2 train+dev: {} sentences, {} bytes",
+        sents.len(),
+        bytes
+    );
+
+    let mut g = c.benchmark_group("sst2");
+    g.throughput(Throughput::BytesDecimal(bytes as u64));
+    g.sample_size(20);
+    for (name, lower) in [("encode_uncased", true), ("encode_cased", false)] {
+        let mut s = TokenizerSettings::uncased();
+        s.do_lower_case = lower;
+        s.strip_accents = lower;
+        let tok = Tokenizer::new(enc.vocab().unwrap(), s).unwrap();
+        let mut out = Encoding::default();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut n = 0usize;
+                for s in &sents {
+                    tok.encode_into(s, None, 512, Truncation::LongestFirst, &mut out)
+                        .unwrap();
+                    n += out.ids.len();
+                }
+                n
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
