@@ -1,0 +1,305 @@
+//! Packing a trained model into `.q8b` with the runtime's own writer (`q8bert::builder`), then
+//! re-opening it with the runtime's loader and checking its predictions against the trainer's
+//! fake-quantized ones. Compiled only with the `runtime` feature (the q8bert crate dependency).
+
+use crate::data::{Task, TextTokenizer};
+use crate::train::{Dataset, FineTuneOptions};
+use anyhow::Result;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Provenance stored in the file's metadata.
+#[derive(Clone, Debug, Default)]
+pub struct TrainMeta {
+    pub entries: Vec<(String, MetaEntry)>,
+}
+
+#[derive(Clone, Debug)]
+pub enum MetaEntry {
+    Str(String),
+    F32(f32),
+    U32(u32),
+    U64(u64),
+    Bool(bool),
+}
+
+impl TrainMeta {
+    pub fn from_options(o: &FineTuneOptions, metrics: &BTreeMap<String, f64>, train_file: &Path) -> Result<Self> {
+        use MetaEntry::*;
+        let mut e = vec![
+            ("general.base_model".to_string(), Str(o.model.display().to_string())),
+            ("general.producer".into(), Str(format!("trainer {}", env!("CARGO_PKG_VERSION")))),
+            ("train.task".into(), Str(o.task.name().into())),
+            ("train.data_hash".into(), Str(crate::data::file_hash(train_file)?)),
+            ("train.method".into(), Str(if o.fp32 { "fp32+post-training-quantization" } else { "q8bert-qat" }.into())),
+            ("train.epochs".into(), F32(o.epochs)),
+            ("train.lr".into(), F32(o.lr)),
+            ("train.warmup_ratio".into(), F32(o.warmup_ratio)),
+            ("train.weight_decay".into(), F32(o.weight_decay)),
+            ("train.batch_size".into(), U32(o.batch_size as u32)),
+            ("train.max_seq_len".into(), U32(o.max_seq_len as u32)),
+            ("train.seed".into(), U64(o.seed)),
+            ("train.max_train_examples".into(), U64(o.max_train_examples.unwrap_or(0) as u64)),
+            ("qat.enabled".into(), Bool(!o.fp32)),
+            ("qat.ema_decay".into(), F32(o.ema_decay)),
+            ("qat.start_step".into(), U64(o.qat_start_step as u64)),
+            ("qat.per_channel".into(), Bool(o.per_channel)),
+        ];
+        for (k, v) in metrics {
+            e.push((format!("metrics.eval_{k}"), F32(*v as f32)));
+        }
+        Ok(TrainMeta { entries: e })
+    }
+}
+
+#[cfg(not(feature = "runtime"))]
+pub fn export_classifier(
+    _model: &crate::bert::Bert,
+    _tok: &TextTokenizer,
+    _task: Task,
+    path: &Path,
+    _per_channel: bool,
+    _meta: &TrainMeta,
+    _check: Option<(&Dataset, u32)>,
+) -> Result<BTreeMap<String, Value>> {
+    anyhow::bail!("cannot write {}: trainer was built without the `runtime` feature (q8bert crate)", path.display())
+}
+
+#[cfg(not(feature = "runtime"))]
+pub fn export_embedding(
+    _model: &crate::bert::Bert,
+    _tok: &TextTokenizer,
+    path: &Path,
+    _mean: bool,
+    _normalize: bool,
+    _per_channel: bool,
+    _meta: &TrainMeta,
+) -> Result<()> {
+    anyhow::bail!("cannot write {}: trainer was built without the `runtime` feature (q8bert crate)", path.display())
+}
+
+#[cfg(feature = "runtime")]
+pub use with_runtime::{export_classifier, export_embedding, inspect};
+
+#[cfg(not(feature = "runtime"))]
+pub fn inspect(path: &Path) -> Result<String> {
+    anyhow::bail!("cannot read {}: trainer was built without the `runtime` feature", path.display())
+}
+
+#[cfg(feature = "runtime")]
+mod with_runtime {
+    use super::*;
+    use crate::bert::{Bert, LayerNorm as TLayerNorm, Linear as TLinear};
+    use crate::metrics::argmax;
+    use anyhow::{anyhow, bail, Context};
+    use candle_core::Var;
+    use q8bert::builder as qb;
+    use serde_json::json;
+
+    fn vec_of(v: &Var) -> Result<Vec<f32>> {
+        Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// Owned copies of one linear's tensors, for the builder's borrowed views.
+    struct OwnedLinear {
+        w: Vec<f32>,
+        b: Vec<f32>,
+        input_max: f32,
+    }
+    impl OwnedLinear {
+        fn new(l: &TLinear, input_max: Option<f32>, what: &str) -> Result<Self> {
+            let input_max = input_max.with_context(|| format!("no input range for {what}: train with QAT or calibrate first"))?;
+            Ok(OwnedLinear { w: vec_of(&l.weight)?, b: vec_of(&l.bias)?, input_max })
+        }
+        fn view(&self) -> qb::Linear<'_> {
+            qb::Linear { weight: &self.w, bias: &self.b, input_max: self.input_max }
+        }
+    }
+    struct OwnedLn {
+        g: Vec<f32>,
+        b: Vec<f32>,
+    }
+    impl OwnedLn {
+        fn new(l: &TLayerNorm) -> Result<Self> {
+            Ok(OwnedLn { g: vec_of(&l.gamma)?, b: vec_of(&l.beta)? })
+        }
+        fn view(&self) -> qb::LayerNorm<'_> {
+            qb::LayerNorm { gamma: &self.g, beta: &self.b }
+        }
+    }
+
+    fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+        anyhow!("q8bert: {e:?}")
+    }
+
+    fn builder(model: &Bert, tok: &TextTokenizer, head: qb::Head, per_channel: bool, meta: &TrainMeta) -> Result<qb::ModelBuilder> {
+        let c = &model.cfg;
+        let cfg = qb::BertConfig {
+            vocab_size: c.vocab_size as u32,
+            hidden_size: c.hidden_size as u32,
+            num_layers: c.num_hidden_layers as u32,
+            num_heads: c.num_attention_heads as u32,
+            intermediate_size: c.intermediate_size as u32,
+            max_position_embeddings: c.max_position_embeddings as u32,
+            type_vocab_size: c.type_vocab_size as u32,
+            layer_norm_eps: c.layer_norm_eps as f32,
+        };
+        let s = tok.settings();
+        let tc = &tok.config;
+        let tcfg = qb::TokenizerConfig {
+            vocab: tok.vocab.clone(),
+            do_lower_case: s.do_lower_case,
+            strip_accents: s.strip_accents,
+            tokenize_chinese_chars: s.tokenize_chinese_chars,
+            unk_token: tc.unk_token.clone(),
+            cls_token: tc.cls_token.clone(),
+            sep_token: tc.sep_token.clone(),
+            pad_token: tc.pad_token.clone(),
+            mask_token: tc.mask_token.clone(),
+            max_input_chars_per_word: s.max_input_chars_per_word,
+        };
+        let mut b = qb::ModelBuilder::new(cfg, head, tcfg);
+        b.weight_granularity(if per_channel { qb::WeightGranularity::PerChannel } else { qb::WeightGranularity::PerTensor });
+        let e = &model.embeddings;
+        let (word, pos, tt) = (vec_of(&e.word)?, vec_of(&e.position)?, vec_of(&e.token_type)?);
+        let eln = OwnedLn::new(&e.layer_norm)?;
+        b.embeddings(qb::Embeddings { word: &word, position: &pos, token_type: &tt, layer_norm: eln.view() }).map_err(err)?;
+        for (i, l) in model.layers.iter().enumerate() {
+            let qkv = l.qkv_in.get();
+            let q = OwnedLinear::new(&l.query, qkv, &format!("layer {i} query"))?;
+            let k = OwnedLinear::new(&l.key, qkv, &format!("layer {i} key"))?;
+            let v = OwnedLinear::new(&l.value, qkv, &format!("layer {i} value"))?;
+            let ao = OwnedLinear::new(&l.attention_output, l.attention_output_in.get(), &format!("layer {i} attention output"))?;
+            let it = OwnedLinear::new(&l.intermediate, l.intermediate_in.get(), &format!("layer {i} intermediate"))?;
+            let out = OwnedLinear::new(&l.output, l.output_in.get(), &format!("layer {i} output"))?;
+            let (aln, oln) = (OwnedLn::new(&l.attention_layer_norm)?, OwnedLn::new(&l.output_layer_norm)?);
+            b.layer(
+                i,
+                qb::Layer {
+                    query: q.view(),
+                    key: k.view(),
+                    value: v.view(),
+                    attention_output: ao.view(),
+                    attention_layer_norm: aln.view(),
+                    intermediate: it.view(),
+                    output: out.view(),
+                    output_layer_norm: oln.view(),
+                },
+            )
+            .map_err(err)?;
+        }
+        if let Some(h) = &model.head {
+            let p = OwnedLinear::new(&h.pooler, h.pooler_in.get(), "pooler")?;
+            let c = OwnedLinear::new(&h.classifier, h.classifier_in.get(), "classifier")?;
+            b.pooler(p.view()).map_err(err)?;
+            b.classifier(c.view()).map_err(err)?;
+        }
+        for (k, v) in &meta.entries {
+            let mv = match v {
+                MetaEntry::Str(s) => qb::MetaValue::Str(s.clone()),
+                MetaEntry::F32(x) => qb::MetaValue::F32(*x),
+                MetaEntry::U32(x) => qb::MetaValue::U32(*x),
+                MetaEntry::U64(x) => qb::MetaValue::U64(*x),
+                MetaEntry::Bool(x) => qb::MetaValue::Bool(*x),
+            };
+            b.metadata(k, mv);
+        }
+        Ok(b)
+    }
+
+    /// Writes a classification/regression model and re-opens it with the runtime. With `check`,
+    /// runs those rows through the runtime and reports agreement with the trainer's
+    /// fake-quantized predictions (argmax; max abs difference for regression).
+    pub fn export_classifier(
+        model: &Bert,
+        tok: &TextTokenizer,
+        task: Task,
+        path: &Path,
+        per_channel: bool,
+        meta: &TrainMeta,
+        check: Option<(&Dataset, u32)>,
+    ) -> Result<BTreeMap<String, Value>> {
+        let n = model.num_labels().context("model has no head")?;
+        let head = if task.is_regression() {
+            qb::Head::Regression
+        } else {
+            qb::Head::Classification { labels: crate::train::label_names(task, n) }
+        };
+        let b = builder(model, tok, head, per_channel, meta)?;
+        b.write(path).map_err(err)?;
+        let rt = q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
+        let mut report = BTreeMap::new();
+        report.insert("model_file".into(), json!(path.display().to_string()));
+        let Some((data, pad)) = check else { return Ok(report) };
+        let (sim, _) = crate::train::predict(model, data, pad, true, per_channel, 32, task.is_regression())?;
+        let mut agree = 0usize;
+        let mut max_diff = 0f32;
+        let mut runtime_out = Vec::with_capacity(data.rows.len());
+        for (i, row) in data.rows.iter().enumerate() {
+            let seq = row.ids.len();
+            let ids: Vec<i32> = row.ids.iter().map(|&x| x as i32).collect();
+            let tys: Vec<i32> = row.type_ids.iter().map(|&x| x as i32).collect();
+            let mut out = vec![0f32; rt.output_len(1, seq)];
+            rt.run(&ids, Some(&tys), None, 1, seq, &mut out).map_err(err)?;
+            for (a, b) in out.iter().zip(&sim[i]) {
+                max_diff = max_diff.max((a - b).abs());
+            }
+            if task.is_regression() || argmax(&out) == argmax(&sim[i]) {
+                agree += 1;
+            }
+            runtime_out.push(out);
+        }
+        if runtime_out.is_empty() {
+            bail!("no rows to check");
+        }
+        let gold: Vec<f32> = data.rows.iter().map(|r| r.label).collect();
+        for (k, v) in crate::metrics::glue_metrics(task, &runtime_out, &gold) {
+            report.insert(format!("runtime_eval_{k}"), json!(v));
+        }
+        report.insert("runtime_agreement".into(), json!(agree as f64 / data.rows.len() as f64));
+        report.insert("runtime_max_abs_diff".into(), json!(max_diff));
+        eprintln!("runtime check: {report:?}");
+        Ok(report)
+    }
+
+    pub fn export_embedding(model: &Bert, tok: &TextTokenizer, path: &Path, mean: bool, normalize: bool, per_channel: bool, meta: &TrainMeta) -> Result<()> {
+        let pooling = if mean { qb::Pooling::Mean } else { qb::Pooling::Cls };
+        let b = builder(model, tok, qb::Head::Embedding { pooling, normalize }, per_channel, meta)?;
+        b.write(path).map_err(err)?;
+        q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
+        Ok(())
+    }
+
+    /// Human-readable summary of a packed model: config, head, kernel, metadata, and every tensor
+    /// with its scales (small f32 tensors are printed in full, larger ones summarised).
+    pub fn inspect(path: &Path) -> Result<String> {
+        use std::fmt::Write;
+        let m = q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
+        let mut o = String::new();
+        writeln!(o, "file: {}", path.display())?;
+        writeln!(o, "config: {:?}", m.config())?;
+        writeln!(o, "head: {:?}", m.head())?;
+        writeln!(o, "kernel: {:?}, threads: {}", m.kernel(), m.num_threads())?;
+        writeln!(o, "metadata:")?;
+        for (k, v) in m.metadata() {
+            writeln!(o, "  {k} = {v:?}")?;
+        }
+        writeln!(o, "tensors:")?;
+        let bytes = m.file_bytes();
+        for t in m.tensors() {
+            let mut line = format!("  {:<48} {:?} {:?}", t.name, t.dtype, t.dims);
+            if format!("{:?}", t.dtype) == "F32" && (t.name.contains("scale")) {
+                let vals: Vec<f32> = bytes[t.range.clone()].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                if vals.len() <= 4 {
+                    line += &format!(" = {vals:?}");
+                } else {
+                    let (mn, mx) = vals.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                    line += &format!(" = [{} values, min {mn}, max {mx}]", vals.len());
+                }
+            }
+            writeln!(o, "{line}")?;
+        }
+        Ok(o)
+    }
+}

@@ -1,0 +1,320 @@
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use trainer::bert::Bert;
+use trainer::data::{read_tsv, Example, Task, TextTokenizer};
+use trainer::train::{calibrate, Dataset, FineTuneOptions};
+
+// Training allocates and frees many large temporaries per step; glibc malloc returned them to the
+// OS each time (millions of page faults, 30-40% system time). mimalloc with purging disabled
+// keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "trainer", version, about = "Q8BERT quantization-aware training for the q8bert runtime")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Fine-tune a BERT checkpoint on a GLUE task or a TSV with QAT, writing OUT/model.q8b.
+    FineTune(FineTuneArgs),
+    /// Post-training quantization of an fp32 model (classifier or sentence-transformers embedding).
+    Quantize(QuantizeArgs),
+    /// Print a packed model's config, head, metadata, tensors and scales.
+    Inspect { file: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct FineTuneArgs {
+    /// Hugging Face model directory (config.json, model.safetensors, vocab.txt).
+    #[arg(long)]
+    model: PathBuf,
+    /// sst2, cola, mrpc, stsb; or classification/regression with --train-file/--eval-file.
+    #[arg(long)]
+    task: String,
+    /// GLUE-format directory (SST-2/train.tsv, ...).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TSV with a header: text [text_b] label.
+    #[arg(long)]
+    train_file: Option<PathBuf>,
+    #[arg(long)]
+    eval_file: Option<PathBuf>,
+    #[arg(long)]
+    output_dir: PathBuf,
+    #[arg(long, default_value_t = 3.0)]
+    epochs: f32,
+    #[arg(long, default_value_t = 2e-5)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.0)]
+    warmup_ratio: f32,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 64)]
+    eval_batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    max_seq_len: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Worker threads (default: all available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Evaluate every N steps (0 = once per epoch); always at the end.
+    #[arg(long, default_value_t = 0)]
+    eval_steps: usize,
+    #[arg(long, default_value_t = 50)]
+    logging_steps: usize,
+    #[arg(long)]
+    max_train_examples: Option<usize>,
+    #[arg(long)]
+    max_eval_examples: Option<usize>,
+    /// Decay of the EMA of max|x| that sets each activation's quantization range (Q8BERT: 0.9999).
+    #[arg(long, default_value_t = 0.9999)]
+    ema_decay: f32,
+    /// Step from which fake quantization is applied (ranges are tracked from step 0).
+    #[arg(long, default_value_t = 0)]
+    qat_start_step: usize,
+    /// Train without QAT (the fp32 baseline; the export is then post-training quantized).
+    #[arg(long)]
+    fp32: bool,
+    /// One weight scale per output row instead of per tensor.
+    #[arg(long)]
+    per_channel: bool,
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f32,
+    /// Override the checkpoint's dropout probabilities.
+    #[arg(long)]
+    dropout: Option<f32>,
+    /// Skip writing model.q8b (still saves the fp32 weights).
+    #[arg(long)]
+    no_export: bool,
+    /// Dev rows run through the packed runtime model after export to check agreement with the
+    /// trainer (default: all; 0 skips the check).
+    #[arg(long)]
+    check_rows: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct QuantizeArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    /// TSV (header row; first column text, optional second text) used to calibrate ranges.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// auto (sentence-transformers dir -> embedding; classifier config -> its head),
+    /// embedding, classification, regression.
+    #[arg(long, default_value = "auto")]
+    head: String,
+    #[arg(long)]
+    task: Option<String>,
+    #[arg(long, default_value_t = 128)]
+    max_seq_len: usize,
+    #[arg(long, default_value_t = 64)]
+    calibration_batches: usize,
+    #[arg(long)]
+    per_channel: bool,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn set_threads(n: Option<usize>) -> usize {
+    let n = n.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+    // candle and gemm size their pools from this variable; it must be set before their first use.
+    // (candle's default counts physical cores, which is 1 on a 2-vCPU machine.)
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    n
+}
+
+fn disable_mimalloc_purge() {
+    // mi_option_purge_delay (15 in mimalloc v2 and v3) = -1: never return freed pages to the OS.
+    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+}
+
+fn main() -> Result<()> {
+    disable_mimalloc_purge();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::FineTune(a) => fine_tune(a),
+        Cmd::Quantize(a) => quantize(a),
+        Cmd::Inspect { file } => {
+            print!("{}", trainer::export::inspect(&file)?);
+            Ok(())
+        }
+    }
+}
+
+fn fine_tune(a: FineTuneArgs) -> Result<()> {
+    let threads = set_threads(a.threads);
+    let task = Task::parse(&a.task)?;
+    let (train_file, eval_file) = match (&a.train_file, &a.eval_file, &a.data_dir) {
+        (Some(t), Some(e), _) => (t.clone(), e.clone()),
+        (None, None, Some(d)) => {
+            let sub = task.glue_dir().context("--data-dir needs a GLUE task (sst2, cola, mrpc, stsb)")?;
+            (d.join(sub).join("train.tsv"), d.join(sub).join("dev.tsv"))
+        }
+        _ => bail!("give either --data-dir or both --train-file and --eval-file"),
+    };
+    let o = FineTuneOptions {
+        model: a.model,
+        task,
+        train_file,
+        eval_file,
+        output_dir: a.output_dir,
+        epochs: a.epochs,
+        lr: a.lr,
+        warmup_ratio: a.warmup_ratio,
+        weight_decay: a.weight_decay,
+        batch_size: a.batch_size.max(1),
+        eval_batch_size: a.eval_batch_size.max(1),
+        max_seq_len: a.max_seq_len,
+        seed: a.seed,
+        eval_steps: a.eval_steps,
+        logging_steps: a.logging_steps.max(1),
+        max_train_examples: a.max_train_examples,
+        max_eval_examples: a.max_eval_examples,
+        ema_decay: a.ema_decay,
+        qat_start_step: a.qat_start_step,
+        fp32: a.fp32,
+        per_channel: a.per_channel,
+        max_grad_norm: a.max_grad_norm,
+        dropout: a.dropout,
+        threads,
+        export: !a.no_export,
+        check_rows: a.check_rows,
+    };
+    trainer::train::fine_tune(&o)
+}
+
+/// Built-in calibration text: varied everyday English, short and long.
+const CALIBRATION: &[&str] = &[
+    "The quick brown fox jumps over the lazy dog.",
+    "A man is playing a guitar on the street corner.",
+    "How do I reset my password if I no longer have access to my email?",
+    "The film was a gripping, funny and deeply moving experience from start to finish.",
+    "Stock markets fell sharply on Tuesday after the central bank raised interest rates.",
+    "Please send the quarterly report to the finance team before Friday.",
+    "She said the weather would be sunny, but it rained all afternoon.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "What is the capital of Australia?",
+    "I absolutely hated the ending; it made no sense at all.",
+    "The new smartphone has a larger battery and a faster processor than last year's model.",
+    "Two dogs are running through a field of tall grass.",
+    "Researchers published the results of the clinical trial in a peer-reviewed journal.",
+    "Can you recommend a good Italian restaurant near the train station?",
+    "The committee postponed its decision until more data becomes available.",
+    "He fixed the leaking faucet with a wrench and some tape.",
+    "This product stopped working after two days and customer service never replied.",
+    "The museum's collection includes paintings from the 17th and 18th centuries.",
+    "Children were playing soccer in the park while their parents watched.",
+    "Machine learning models can be compressed by quantizing their weights to 8-bit integers.",
+    "Is it safe to drink tap water in this city?",
+    "The orchestra performed Beethoven's ninth symphony to a sold-out audience.",
+    "Traffic on the highway was backed up for miles because of an accident.",
+    "Our team won the championship after a dramatic overtime victory!",
+];
+
+#[derive(serde::Deserialize)]
+struct StModule {
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(default)]
+    path: String,
+}
+
+/// sentence-transformers layout: (mean pooling?, normalize?) when modules.json has a Pooling module.
+fn sentence_transformers_head(dir: &Path) -> Result<Option<(bool, bool)>> {
+    let p = dir.join("modules.json");
+    if !p.exists() {
+        return Ok(None);
+    }
+    let mods: Vec<StModule> = serde_json::from_str(&std::fs::read_to_string(&p)?).context("parsing modules.json")?;
+    let Some(pool) = mods.iter().find(|m| m.ty.ends_with(".Pooling")) else { return Ok(None) };
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(&pool.path).join("config.json"))?)?;
+    let flag = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    let mean = if flag("pooling_mode_mean_tokens") {
+        true
+    } else if flag("pooling_mode_cls_token") {
+        false
+    } else {
+        bail!("{}: only mean or CLS pooling is supported by the runtime", pool.path)
+    };
+    let normalize = mods.iter().any(|m| m.ty.ends_with(".Normalize"));
+    Ok(Some((mean, normalize)))
+}
+
+fn quantize(a: QuantizeArgs) -> Result<()> {
+    set_threads(a.threads);
+    let tok = TextTokenizer::from_dir(&a.model)?;
+    let examples: Vec<Example> = match &a.calibration {
+        Some(p) => read_tsv_texts(p)?,
+        None => CALIBRATION.iter().map(|s| Example { text_a: s.to_string(), text_b: None, label: 0.0 }).collect(),
+    };
+    let st = sentence_transformers_head(&a.model)?;
+    let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.model.join("config.json"))?)?;
+    let n_cfg_labels = cfg_json.get("id2label").and_then(|v| v.as_object()).map(|m| m.len());
+    let head = match a.head.as_str() {
+        "auto" if st.is_some() => "embedding",
+        "auto" if n_cfg_labels.is_some() => {
+            if cfg_json.get("problem_type").and_then(|v| v.as_str()) == Some("regression") || n_cfg_labels == Some(1) {
+                "regression"
+            } else {
+                "classification"
+            }
+        }
+        "auto" => "embedding",
+        h @ ("embedding" | "classification" | "regression") => h,
+        h => bail!("unknown --head {h:?}"),
+    };
+    let max_len = a.max_seq_len;
+    let data = Dataset { rows: tok.encode_all(&examples, max_len)? };
+    let meta_base = vec![
+        ("general.base_model".to_string(), trainer::export::MetaEntry::Str(a.model.display().to_string())),
+        ("general.producer".into(), trainer::export::MetaEntry::Str(format!("trainer {}", env!("CARGO_PKG_VERSION")))),
+        ("train.method".into(), trainer::export::MetaEntry::Str("post-training-quantization".into())),
+        ("train.calibration_rows".into(), trainer::export::MetaEntry::U64(data.rows.len() as u64)),
+    ];
+    let meta = trainer::export::TrainMeta { entries: meta_base };
+    if head == "embedding" {
+        let (mean, normalize) = st.unwrap_or((true, true));
+        let model = Bert::load(&a.model, None, 0)?;
+        calibrate(&model, &data, tok.pad_id(), 16, a.calibration_batches)?;
+        trainer::export::export_embedding(&model, &tok, &a.output, mean, normalize, a.per_channel, &meta)?;
+    } else {
+        let task = match &a.task {
+            Some(t) => Task::parse(t)?,
+            None if head == "regression" => Task::Regression,
+            None => Task::Classification,
+        };
+        let n = if head == "regression" { 1 } else { n_cfg_labels.unwrap_or(2) };
+        let model = Bert::load(&a.model, Some(n), 0)?;
+        calibrate(&model, &data, tok.pad_id(), 16, a.calibration_batches)?;
+        trainer::export::export_classifier(&model, &tok, task, &a.output, a.per_channel, &meta, None)?;
+    }
+    eprintln!("wrote {} ({head} head, {} calibration rows)", a.output.display(), data.rows.len());
+    Ok(())
+}
+
+/// Calibration TSV: header row, text in the first column (and the second when there are 3+).
+fn read_tsv_texts(p: &Path) -> Result<Vec<Example>> {
+    if let Ok(rows) = read_tsv(p, true) {
+        return Ok(rows);
+    }
+    let text = std::fs::read_to_string(p)?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            Example { text_a: f[0].to_string(), text_b: (f.len() >= 3).then(|| f[1].to_string()), label: 0.0 }
+        })
+        .collect())
+}

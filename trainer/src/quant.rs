@@ -1,0 +1,260 @@
+//! Fake quantization (quantize then dequantize) with a straight-through estimator, and the EMA
+//! range trackers of Q8BERT. The arithmetic mirrors the runtime: q = clamp(round_ties_even(x*S),
+//! -127, 127), dequantized as q / S.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use std::cell::Cell;
+use std::sync::Arc;
+
+/// Largest int8 magnitude used (symmetric: -127..=127, never -128).
+pub const QMAX_I8: f32 = 127.0;
+/// Bias is packed as int32; the clamp is only there to mirror a saturating conversion.
+pub const QMAX_I32: f32 = 2_147_483_520.0;
+
+/// Runtime rounding: ties to even.
+#[inline]
+pub fn quantize_value(x: f32, scale: f32, qmax: f32) -> f32 {
+    (x * scale).round_ties_even().clamp(-qmax, qmax)
+}
+
+/// Scale so that `max_abs` maps to 127. A zero range (all-zero tensor) gets scale 1 so that
+/// quantization is the identity on zeros instead of dividing by zero.
+pub fn scale_for(max_abs: f32) -> f32 {
+    if max_abs > 0.0 && max_abs.is_finite() {
+        QMAX_I8 / max_abs
+    } else {
+        1.0
+    }
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let v = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("fake-quant expects a contiguous f32 tensor"),
+    }
+}
+
+/// Scales indexed by `(i / inner) % scales.len()`: one scale (per tensor) or one per row of a
+/// row-major [rows, inner] matrix (per output channel).
+#[derive(Clone, Debug)]
+pub struct Scales {
+    pub scales: Arc<Vec<f32>>,
+    pub inner: usize,
+}
+
+impl Scales {
+    pub fn per_tensor(s: f32) -> Self {
+        Scales { scales: Arc::new(vec![s]), inner: 1 }
+    }
+    /// Length of runs sharing one scale within a chunk.
+    fn run_len(&self, chunk: usize) -> usize {
+        if self.scales.len() == 1 {
+            chunk.max(1)
+        } else {
+            self.inner
+        }
+    }
+    /// Parallel chunks must start on a row boundary when scales are per row.
+    fn chunk_align(&self) -> usize {
+        if self.scales.len() == 1 {
+            1
+        } else {
+            self.inner
+        }
+    }
+    #[inline]
+    fn at(&self, i: usize) -> f32 {
+        if self.scales.len() == 1 {
+            self.scales[0]
+        } else {
+            self.scales[(i / self.inner) % self.scales.len()]
+        }
+    }
+}
+
+/// 1.5 * 2^23: adding then subtracting it rounds |v| < 2^22 to an integer, ties to even (the
+/// default FP rounding mode), and vectorizes, unlike a call to `rintf`.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+fn fq_run(x: &[f32], out: &mut [f32], s: f32, qmax: f32) {
+    let inv = 1.0 / s;
+    if qmax <= QMAX_I8 {
+        // Clamping before rounding gives the same result for an int8 range (127.5 rounds to
+        // 128 -> 127 either way) and keeps the magic-number rounding in its exact range.
+        for (o, &v) in out.iter_mut().zip(x) {
+            let t = (v * s).clamp(-qmax, qmax);
+            *o = ((t + ROUND_MAGIC) - ROUND_MAGIC) * inv;
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = quantize_value(v, s, qmax) * inv;
+        }
+    }
+}
+
+/// Splits `out` in two halves (aligned to `align` elements) processed on two threads when it is
+/// large; `f(start, chunk)` gets each chunk's offset. Tiny tensors stay on the calling thread.
+pub fn par_chunks(out: &mut [f32], align: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let n = out.len();
+    let threads = crate::threads();
+    if n < (1 << 21) || threads < 2 {
+        f(0, out);
+        return;
+    }
+    let per = n.div_ceil(threads).div_ceil(align) * align;
+    std::thread::scope(|sc| {
+        let f = &f;
+        let mut rest = out;
+        let mut start = 0;
+        let mut handles = Vec::new();
+        while !rest.is_empty() {
+            let take = per.min(rest.len());
+            let (a, b) = rest.split_at_mut(take);
+            rest = b;
+            let s0 = start;
+            start += take;
+            if rest.is_empty() {
+                f(s0, a); // last chunk on this thread
+            } else {
+                handles.push(sc.spawn(move || f(s0, a)));
+            }
+        }
+    });
+}
+
+/// Forward: q(x)/S. Backward (clipped straight-through estimator): the incoming gradient passes
+/// unchanged where |x| <= qmax/S (inside the representable range) and is zero where the value was
+/// clipped. This is the fused form of `clip(x) + (q(x) - clip(x)).detach()`, without the ~8
+/// temporaries that expression allocates.
+pub struct FakeQuant {
+    pub scales: Scales,
+    pub qmax: f32,
+}
+
+impl CustomOp1 for FakeQuant {
+    fn name(&self) -> &'static str {
+        "fake-quant"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l)?;
+        let mut out = vec![0f32; x.len()];
+        let (scales, qmax) = (&self.scales, self.qmax);
+        par_chunks(&mut out, scales.chunk_align(), |start, o| {
+            let xs = &x[start..start + o.len()];
+            let run = scales.run_len(o.len());
+            for (k, (oc, xc)) in o.chunks_mut(run).zip(xs.chunks(run)).enumerate() {
+                let sc = scales.at(start + k * run);
+                fq_run(xc, oc, sc, qmax);
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let arg = arg.contiguous()?;
+        let grad = grad.contiguous()?;
+        let g = arg.apply_op2_no_bwd(&grad, &SteMask { scales: self.scales.clone(), qmax: self.qmax })?;
+        Ok(Some(g))
+    }
+}
+
+/// grad where |x * S| <= qmax, else 0.
+struct SteMask {
+    scales: Scales,
+    qmax: f32,
+}
+
+impl CustomOp2 for SteMask {
+    fn name(&self) -> &'static str {
+        "ste-mask"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1)?;
+        let g = contiguous_f32(s2, l2)?;
+        if x.len() != g.len() {
+            candle_core::bail!("ste-mask: shape mismatch");
+        }
+        let mut out = vec![0f32; x.len()];
+        let (scales, qmax) = (&self.scales, self.qmax);
+        par_chunks(&mut out, scales.chunk_align(), |start, o| {
+            let run = scales.run_len(o.len());
+            for (k, oc) in o.chunks_mut(run).enumerate() {
+                let b = start + k * run;
+                let sc = scales.at(b);
+                for (j, ov) in oc.iter_mut().enumerate() {
+                    let inside = (x[b + j] * sc).abs() <= qmax;
+                    *ov = if inside { g[b + j] } else { 0.0 };
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Fake-quantizes `x` (any shape) with the given scales.
+pub fn fake_quant(x: &Tensor, scales: Scales, qmax: f32) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(FakeQuant { scales, qmax })
+}
+
+/// max |x| over a tensor, read straight from CPU storage (no temporaries, no graph).
+pub fn abs_max(t: &Tensor) -> candle_core::Result<f32> {
+    let t = t.contiguous()?;
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        candle_core::Storage::Cpu(cs) => {
+            let x = contiguous_f32(cs, l)?;
+            Ok(x.iter().fold(0f32, |m, v| m.max(v.abs())))
+        }
+        _ => candle_core::bail!("abs_max: CPU tensors only"),
+    }
+}
+
+/// max |row| for each row of a [rows, cols] matrix.
+pub fn row_abs_max(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    let (_, cols) = t.dims2()?;
+    let t = t.contiguous()?;
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        candle_core::Storage::Cpu(cs) => {
+            let x = contiguous_f32(cs, l)?;
+            Ok(x.chunks(cols).map(|r| r.iter().fold(0f32, |m, v| m.max(v.abs()))).collect())
+        }
+        _ => candle_core::bail!("row_abs_max: CPU tensors only"),
+    }
+}
+
+/// Exponential moving average of max|x| for one quantized input (Q8BERT's activation
+/// threshold). The first observation initialises it, so a slow decay such as 0.9999 does not
+/// start from an arbitrary value.
+#[derive(Debug, Default)]
+pub struct RangeTracker {
+    value: Cell<Option<f32>>,
+}
+
+impl RangeTracker {
+    pub fn get(&self) -> Option<f32> {
+        self.value.get()
+    }
+    pub fn set(&self, v: Option<f32>) {
+        self.value.set(v)
+    }
+    /// ema <- decay * ema + (1 - decay) * observed.
+    pub fn observe(&self, observed: f32, decay: f32) {
+        let next = match self.value.get() {
+            None => observed,
+            Some(prev) => decay * prev + (1.0 - decay) * observed,
+        };
+        self.value.set(Some(next));
+    }
+    /// For post-training calibration: the plain running maximum.
+    pub fn observe_max(&self, observed: f32) {
+        let next = self.value.get().map_or(observed, |p| p.max(observed));
+        self.value.set(Some(next));
+    }
+}

@@ -1,0 +1,465 @@
+//! `trainer fine-tune`: Q8BERT quantization-aware fine-tuning (or the fp32 baseline) of a BERT
+//! sequence classifier/regressor, following Hugging Face `run_glue.py` conventions.
+
+use crate::bert::{Batch, Bert, Ctx, Track};
+use crate::data::{read_tsv, Encoded, Example, Task, TextTokenizer};
+use crate::metrics::glue_metrics;
+use crate::optim::{linear_schedule, AdamW};
+use crate::rng::Rng;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, D};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct FineTuneOptions {
+    pub model: PathBuf,
+    pub task: Task,
+    pub train_file: PathBuf,
+    pub eval_file: PathBuf,
+    pub output_dir: PathBuf,
+    pub epochs: f32,
+    pub lr: f32,
+    pub warmup_ratio: f32,
+    pub weight_decay: f32,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub max_seq_len: usize,
+    pub seed: u64,
+    pub eval_steps: usize,
+    pub logging_steps: usize,
+    pub max_train_examples: Option<usize>,
+    pub max_eval_examples: Option<usize>,
+    pub ema_decay: f32,
+    pub qat_start_step: usize,
+    pub fp32: bool,
+    pub per_channel: bool,
+    pub max_grad_norm: f32,
+    pub dropout: Option<f32>,
+    pub threads: usize,
+    pub export: bool,
+    /// Rows of the eval set run through the packed model after export (None = all).
+    pub check_rows: Option<usize>,
+}
+
+/// A tokenized data set ready for batching.
+pub struct Dataset {
+    pub rows: Vec<Encoded>,
+}
+
+impl Dataset {
+    /// Pads `idx` rows to their longest length.
+    pub fn batch(&self, idx: &[usize], pad_id: u32) -> Result<(Batch, Vec<f32>)> {
+        let seq = idx.iter().map(|&i| self.rows[i].ids.len()).max().unwrap_or(1);
+        let n = idx.len();
+        let mut ids = vec![pad_id; n * seq];
+        let mut types = vec![0u32; n * seq];
+        let mut mask = vec![0f32; n * seq];
+        let mut labels = Vec::with_capacity(n);
+        for (b, &i) in idx.iter().enumerate() {
+            let r = &self.rows[i];
+            for (t, (&id, &ty)) in r.ids.iter().zip(&r.type_ids).enumerate() {
+                ids[b * seq + t] = id;
+                types[b * seq + t] = ty;
+                mask[b * seq + t] = 1.0;
+            }
+            labels.push(r.label);
+        }
+        Ok((Batch::new(&ids, &types, &mask, n, seq)?, labels))
+    }
+
+    /// Length-bucketed batches: shuffle, cut into pools of 50 batches, sort each pool by length,
+    /// then shuffle the batch order. Padding waste drops while batches stay random.
+    pub fn bucketed_batches(&self, batch_size: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+        let mut idx: Vec<usize> = (0..self.rows.len()).collect();
+        rng.shuffle(&mut idx);
+        let mut batches = Vec::new();
+        for pool in idx.chunks(batch_size * 50) {
+            let mut pool = pool.to_vec();
+            pool.sort_by_key(|&i| self.rows[i].ids.len());
+            batches.extend(pool.chunks(batch_size).map(|c| c.to_vec()));
+        }
+        rng.shuffle(&mut batches);
+        batches
+    }
+
+    /// Deterministic batches sorted by length (evaluation).
+    pub fn sorted_batches(&self, batch_size: usize) -> Vec<Vec<usize>> {
+        let mut idx: Vec<usize> = (0..self.rows.len()).collect();
+        idx.sort_by_key(|&i| self.rows[i].ids.len());
+        idx.chunks(batch_size).map(|c| c.to_vec()).collect()
+    }
+}
+
+/// Mean cross-entropy (classification) or mean squared error (regression, one output).
+pub fn loss(logits: &Tensor, labels: &[f32], regression: bool) -> Result<Tensor> {
+    let (n, c) = logits.dims2()?;
+    if regression {
+        let y = Tensor::from_slice(labels, (n, 1), &Device::Cpu)?;
+        return Ok((logits - y)?.sqr()?.mean_all()?);
+    }
+    let mut onehot = vec![0f32; n * c];
+    for (i, &l) in labels.iter().enumerate() {
+        let l = l as usize;
+        if l >= c {
+            bail!("label {l} out of range for {c} classes");
+        }
+        onehot[i * c + l] = 1.0;
+    }
+    let onehot = Tensor::from_vec(onehot, (n, c), &Device::Cpu)?;
+    let m = logits.max_keepdim(D::Minus1)?.detach();
+    let lse = (logits.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()? + m)?;
+    let picked = (logits * onehot)?.sum_keepdim(D::Minus1)?;
+    Ok((lse - picked)?.mean_all()?)
+}
+
+/// Raw head outputs for every row, in dataset order, and the mean loss.
+pub fn predict(model: &Bert, data: &Dataset, pad_id: u32, quant: bool, per_channel: bool, batch_size: usize, regression: bool) -> Result<(Vec<Vec<f32>>, f64)> {
+    let ctx = Ctx::eval(quant, per_channel);
+    let mut out = vec![Vec::new(); data.rows.len()];
+    let mut total_loss = 0f64;
+    for idx in data.sorted_batches(batch_size) {
+        let (batch, labels) = data.batch(&idx, pad_id)?;
+        let logits = model.logits(&batch, &ctx)?.detach();
+        total_loss += loss(&logits, &labels, regression)?.to_scalar::<f32>()? as f64 * idx.len() as f64;
+        let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+        for (i, r) in idx.into_iter().zip(rows) {
+            out[i] = r;
+        }
+    }
+    Ok((out, total_loss / data.rows.len().max(1) as f64))
+}
+
+/// Runs calibration batches through the fp32 model, setting every input range to the max |x| seen.
+pub fn calibrate(model: &Bert, data: &Dataset, pad_id: u32, batch_size: usize, max_batches: usize) -> Result<()> {
+    for (_, t) in model.trackers() {
+        t.set(None);
+    }
+    let ctx = Ctx { dropout: false, quant: false, track: Track::Max, per_channel: false, rng: std::cell::RefCell::new(Rng::new(0)) };
+    for idx in data.sorted_batches(batch_size).into_iter().take(max_batches) {
+        let (batch, _) = data.batch(&idx, pad_id)?;
+        if model.head.is_some() {
+            model.logits(&batch, &ctx)?;
+        } else {
+            model.encode(&batch, &ctx)?;
+        }
+    }
+    Ok(())
+}
+
+fn sum_sq(t: &Tensor) -> Result<f64> {
+    let v = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok(v.iter().map(|&x| (x as f64) * (x as f64)).sum())
+}
+
+pub fn num_labels(task: Task, train: &[Example]) -> usize {
+    match task {
+        Task::Stsb | Task::Regression => 1,
+        Task::Sst2 | Task::Cola | Task::Mrpc => 2,
+        Task::Classification => (train.iter().map(|e| e.label as usize).max().unwrap_or(1) + 1).max(2),
+    }
+}
+
+pub fn label_names(task: Task, n: usize) -> Vec<String> {
+    match task {
+        Task::Sst2 => vec!["negative".into(), "positive".into()],
+        Task::Cola => vec!["unacceptable".into(), "acceptable".into()],
+        Task::Mrpc => vec!["not_equivalent".into(), "equivalent".into()],
+        _ => (0..n).map(|i| format!("LABEL_{i}")).collect(),
+    }
+}
+
+/// Everything fine-tune produced, for the export step.
+pub struct TrainOutcome {
+    pub best_metrics: BTreeMap<String, f64>,
+    pub eval: Dataset,
+    pub train_runtime: f64,
+}
+
+pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
+    let t_start = Instant::now();
+    std::fs::create_dir_all(&o.output_dir).with_context(|| format!("creating {}", o.output_dir.display()))?;
+    let tokenizer = TextTokenizer::from_dir(&o.model)?;
+    let regression = o.task.is_regression();
+    let mut train_ex = read_tsv(&o.train_file, regression)?;
+    let mut eval_ex = read_tsv(&o.eval_file, regression)?;
+    if let Some(n) = o.max_train_examples {
+        train_ex.truncate(n);
+    }
+    if let Some(n) = o.max_eval_examples {
+        eval_ex.truncate(n);
+    }
+    if train_ex.is_empty() || eval_ex.is_empty() {
+        bail!("empty training or evaluation set");
+    }
+    let n_labels = num_labels(o.task, &train_ex);
+    let mut model = Bert::load(&o.model, Some(n_labels), o.seed)?;
+    if let Some(p) = o.dropout {
+        model.cfg.hidden_dropout_prob = p;
+        model.cfg.attention_probs_dropout_prob = p;
+    }
+    let max_len = o.max_seq_len.min(model.cfg.max_position_embeddings);
+    let train = Dataset { rows: tokenizer.encode_all(&train_ex, max_len)? };
+    let eval = Dataset { rows: tokenizer.encode_all(&eval_ex, max_len)? };
+    let pad = tokenizer.pad_id();
+
+    let named = model.named_params();
+    let vars: Vec<_> = named.iter().map(|(_, v)| *v).collect();
+    let no_decay: Vec<bool> = named.iter().map(|(n, _)| n.ends_with(".bias") || n.contains("LayerNorm")).collect();
+    let mut opt = AdamW::new(&vars, &no_decay, o.weight_decay);
+
+    let mut rng = Rng::new(o.seed);
+    let per_epoch = train.rows.len().div_ceil(o.batch_size);
+    let total_steps = ((o.epochs * per_epoch as f32).ceil() as usize).max(1);
+    let warmup = (o.warmup_ratio * total_steps as f32).ceil() as usize;
+    let eval_steps = if o.eval_steps == 0 { per_epoch } else { o.eval_steps };
+    let main_metric = o.task.main_metric();
+
+    eprintln!(
+        "fine-tune {} ({}): {} train / {} eval rows, {} labels, {} steps ({} per epoch), batch {}, lr {}, {} threads",
+        o.task.name(),
+        if o.fp32 { "fp32 baseline" } else { "QAT int8" },
+        train.rows.len(),
+        eval.rows.len(),
+        n_labels,
+        total_steps,
+        per_epoch,
+        o.batch_size,
+        o.lr,
+        o.threads
+    );
+
+    let pb = ProgressBar::with_draw_target(Some(total_steps as u64), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let interactive = !pb.is_hidden();
+
+    let mut log_history: Vec<Value> = Vec::new();
+    let mut best: Option<(f64, usize, Vec<Tensor>, BTreeMap<String, Option<f32>>, BTreeMap<String, f64>)> = None;
+    let (mut t_fwd, mut t_bwd, mut t_opt, mut t_eval) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut loss_acc = 0f64;
+    let mut loss_n = 0usize;
+    let mut loss_total = 0f64;
+    let mut examples_seen = 0usize;
+    let t_train = Instant::now();
+
+    let mut evaluate = |model: &Bert, step: usize, quant: bool, log_history: &mut Vec<Value>| -> Result<()> {
+        let t0 = Instant::now();
+        let (outs, eval_loss) = predict(model, &eval, pad, quant, o.per_channel, o.eval_batch_size, regression)?;
+        let dt = t0.elapsed();
+        t_eval += dt;
+        let m = glue_metrics(o.task, &outs, &eval.rows.iter().map(|r| r.label).collect::<Vec<_>>());
+        let mut entry = serde_json::Map::new();
+        for (k, v) in &m {
+            entry.insert(format!("eval_{k}"), json!(v));
+        }
+        entry.insert("eval_loss".into(), json!(eval_loss));
+        entry.insert("eval_runtime".into(), json!(dt.as_secs_f64()));
+        entry.insert("eval_samples_per_second".into(), json!(eval.rows.len() as f64 / dt.as_secs_f64()));
+        entry.insert("epoch".into(), json!(step as f64 / per_epoch as f64));
+        entry.insert("step".into(), json!(step));
+        let score = m.get(main_metric).copied().unwrap_or(f64::NAN);
+        let msg = format!("step {step}: eval_{main_metric} = {score:.4}, eval_loss = {eval_loss:.4}{}", if quant { " (int8 simulated)" } else { "" });
+        if interactive {
+            pb.println(msg);
+        } else {
+            eprintln!("{msg}");
+        }
+        log_history.push(Value::Object(entry));
+        if best.as_ref().is_none_or(|b| score > b.0) {
+            best = Some((score, step, model.snapshot()?, model.ranges(), m));
+        }
+        Ok(())
+    };
+
+    for step in 0..total_steps {
+        if batches.is_empty() {
+            batches = model_batches(&train, o.batch_size, &mut rng);
+        }
+        let idx = batches.pop().unwrap();
+        let (batch, labels) = train.batch(&idx, pad)?;
+        let quant = !o.fp32 && step >= o.qat_start_step;
+        let ctx = Ctx {
+            dropout: true,
+            quant,
+            track: if o.fp32 { Track::None } else { Track::Ema(o.ema_decay) },
+            per_channel: o.per_channel,
+            rng: std::cell::RefCell::new(Rng::new(o.seed.wrapping_mul(1_000_003).wrapping_add(step as u64))),
+        };
+        let t0 = Instant::now();
+        let logits = model.logits(&batch, &ctx)?;
+        let l = loss(&logits, &labels, regression)?;
+        let lv = l.to_scalar::<f32>()? as f64;
+        if !lv.is_finite() {
+            bail!("loss became {lv} at step {step}");
+        }
+        let t1 = Instant::now();
+        let grads = l.backward()?;
+        let t2 = Instant::now();
+        // Global gradient-norm clipping (HF default max_grad_norm = 1.0), folded into the lr.
+        let mut norm_sq = 0f64;
+        for v in &vars {
+            if let Some(g) = grads.get(v) {
+                norm_sq += sum_sq(g)?;
+            }
+        }
+        let norm = norm_sq.sqrt() as f32;
+        let clip = if o.max_grad_norm > 0.0 && norm > o.max_grad_norm { o.max_grad_norm / (norm + 1e-6) } else { 1.0 };
+        let lr = linear_schedule(step, warmup, total_steps, o.lr);
+        if clip != 1.0 {
+            let scaled = scale_grads(&vars, grads, clip)?;
+            opt.step(&vars, &scaled, lr)?;
+        } else {
+            opt.step(&vars, &grads, lr)?;
+        }
+        let t3 = Instant::now();
+        t_fwd += t1 - t0;
+        t_bwd += t2 - t1;
+        t_opt += t3 - t2;
+        examples_seen += idx.len();
+        loss_acc += lv;
+        loss_n += 1;
+        loss_total += lv;
+        let done = step + 1;
+        let eps = examples_seen as f64 / t_train.elapsed().as_secs_f64();
+        pb.set_position(done as u64);
+        pb.set_message(format!("loss {:.4} | {:.1} ex/s", loss_acc / loss_n as f64, eps));
+        if done % o.logging_steps == 0 || done == total_steps {
+            log_history.push(json!({
+                "loss": loss_acc / loss_n as f64,
+                "learning_rate": lr,
+                "grad_norm": norm,
+                "epoch": done as f64 / per_epoch as f64,
+                "step": done,
+            }));
+            if !interactive {
+                eprintln!("step {done}/{total_steps}: loss {:.4}, lr {lr:.3e}, {eps:.1} ex/s", loss_acc / loss_n as f64);
+            }
+            loss_acc = 0.0;
+            loss_n = 0;
+        }
+        if done % eval_steps == 0 || done == total_steps {
+            evaluate(&model, done, !o.fp32 && done > o.qat_start_step, &mut log_history)?;
+        }
+    }
+    pb.finish_and_clear();
+    drop(evaluate);
+    let train_runtime = t_train.elapsed().as_secs_f64() - t_eval.as_secs_f64();
+    let (best_score, best_step, snap, ranges, best_metrics) = best.context("no evaluation ran")?;
+    model.restore(&snap)?;
+    model.set_ranges(&ranges);
+    if o.fp32 {
+        // The baseline has no trained ranges: calibrate on training batches (post-training
+        // quantization) so it can still be packed and compared.
+        calibrate(&model, &train, pad, o.batch_size, 32)?;
+    }
+    let steps_f = total_steps as f64;
+    let timing = json!({
+        "forward_s": t_fwd.as_secs_f64(),
+        "backward_s": t_bwd.as_secs_f64(),
+        "optimizer_s": t_opt.as_secs_f64(),
+        "eval_s": t_eval.as_secs_f64(),
+        "forward_ms_per_step": 1e3 * t_fwd.as_secs_f64() / steps_f,
+        "backward_ms_per_step": 1e3 * t_bwd.as_secs_f64() / steps_f,
+        "optimizer_ms_per_step": 1e3 * t_opt.as_secs_f64() / steps_f,
+    });
+    eprintln!("best eval_{main_metric} = {best_score:.4} at step {best_step}; time per step: {timing}");
+
+    // fp32 weights + config + tokenizer files: a Hugging Face BertForSequenceClassification dir.
+    save_hf_dir(&model, o, n_labels)?;
+    std::fs::write(o.output_dir.join("quant_ranges.json"), serde_json::to_string_pretty(&model.ranges())?)?;
+
+    let mut results = serde_json::Map::new();
+    let epochs_done = total_steps as f64 / per_epoch as f64;
+    results.insert("epoch".into(), json!(epochs_done));
+    for (k, v) in &best_metrics {
+        results.insert(format!("eval_{k}"), json!(v));
+    }
+    results.insert("eval_samples".into(), json!(eval.rows.len()));
+    results.insert("train_loss".into(), json!(loss_total / steps_f));
+    results.insert("train_runtime".into(), json!(train_runtime));
+    results.insert("train_samples".into(), json!(train.rows.len()));
+    results.insert("train_samples_per_second".into(), json!(examples_seen as f64 / train_runtime));
+    results.insert("train_steps_per_second".into(), json!(steps_f / train_runtime));
+    results.insert("train_step_timing".into(), timing);
+    results.insert("qat".into(), json!(!o.fp32));
+
+    let state = json!({
+        "best_metric": best_score,
+        "best_model_checkpoint": o.output_dir.display().to_string(),
+        "best_global_step": best_step,
+        "metric_for_best_model": format!("eval_{main_metric}"),
+        "epoch": epochs_done,
+        "global_step": total_steps,
+        "max_steps": total_steps,
+        "num_train_epochs": o.epochs,
+        "train_batch_size": o.batch_size,
+        "eval_steps": eval_steps,
+        "logging_steps": o.logging_steps,
+        "log_history": log_history,
+        "seed": o.seed,
+    });
+    write_json(&o.output_dir.join("trainer_state.json"), &state)?;
+
+    if o.export {
+        let meta = crate::export::TrainMeta::from_options(o, &best_metrics, &o.train_file)?;
+        let n_check = o.check_rows.unwrap_or(eval.rows.len()).min(eval.rows.len());
+        let check = Dataset { rows: eval.rows[..n_check].to_vec() };
+        let check = (n_check > 0).then_some((&check, pad));
+        let report = crate::export::export_classifier(&model, &tokenizer, o.task, &o.output_dir.join("model.q8b"), o.per_channel, &meta, check)?;
+        for (k, v) in report {
+            results.insert(k, v);
+        }
+    }
+    write_json(&o.output_dir.join("all_results.json"), &Value::Object(results))?;
+    eprintln!("done in {:.1}s; outputs in {}", t_start.elapsed().as_secs_f64(), o.output_dir.display());
+    Ok(())
+}
+
+fn model_batches(train: &Dataset, bs: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+    // Reversed so that `pop` yields them in order.
+    let mut b = train.bucketed_batches(bs, rng);
+    b.reverse();
+    b
+}
+
+fn scale_grads(vars: &[&candle_core::Var], mut grads: candle_core::backprop::GradStore, s: f32) -> Result<candle_core::backprop::GradStore> {
+    for v in vars {
+        if let Some(g) = grads.remove(v) {
+            grads.insert(v, (g * s as f64)?);
+        }
+    }
+    Ok(grads)
+}
+
+pub fn write_json(path: &Path, v: &Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(v)? + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+fn save_hf_dir(model: &Bert, o: &FineTuneOptions, n_labels: usize) -> Result<()> {
+    let tensors: Vec<(String, Tensor)> = model.named_params().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+    let path = o.output_dir.join("model.safetensors");
+    candle_core::safetensors::save(&tensors.into_iter().collect::<std::collections::HashMap<_, _>>(), &path)?;
+    let mut cfg = model.cfg.clone();
+    let names = label_names(o.task, n_labels);
+    cfg.id2label = Some(names.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone())).collect());
+    cfg.architectures = Some(vec!["BertForSequenceClassification".into()]);
+    cfg.problem_type = Some(if o.task.is_regression() { "regression" } else { "single_label_classification" }.into());
+    let mut v = serde_json::to_value(&cfg)?;
+    v["label2id"] = json!(names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect::<BTreeMap<_, _>>());
+    write_json(&o.output_dir.join("config.json"), &v)?;
+    for f in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+        let src = o.model.join(f);
+        if src.exists() {
+            std::fs::copy(&src, o.output_dir.join(f))?;
+        }
+    }
+    let _ = DType::F32;
+    Ok(())
+}
