@@ -127,3 +127,46 @@ fn c_error_paths() {
     assert!(out.status.success() && stdout.contains(" passed, 0 failed"), "C error-path checks failed:\n{stdout}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn c_classify_text_mode_matches_rust() {
+    let dir = scratch_dir("classify");
+    let fp = FpModel::with_real_vocab(Head::Classification { labels: vec!["negative".into(), "positive".into()] }, 8);
+    let path = dir.join("text.q8b");
+    fp.builder().write(&path).unwrap();
+    let exe = dir.join("classify");
+    let mut cmd = Command::new("cc");
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1", "-I"])
+        .arg(root().join("include"))
+        .arg(root().join("c_examples/classify.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(lib_dir())
+        .arg("-lq8bert")
+        .arg("-lm")
+        .arg(format!("-Wl,-rpath,{}", lib_dir().display()));
+    let built = cmd.output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+    let texts = ["a gripping, funny film.", "dull and far too long."];
+    let out = Command::new(&exe).arg(&path).args(texts).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+
+    let model = Model::open(&path, &Options::default()).unwrap();
+    let mut logits = vec![0.0f32; 4];
+    model.run_text(&texts, None, &mut logits).unwrap();
+    let labels: Vec<&str> = stdout.lines().filter_map(|l| l.trim().strip_prefix("label: ")).collect();
+    let expected: Vec<&str> = logits.chunks(2).map(|l| if l[1] > l[0] { "positive" } else { "negative" }).collect();
+    assert_eq!(labels, expected, "{stdout}");
+    // Invalid UTF-8 on the command line is reported, not a crash.
+    let bad_arg = {
+        use std::os::unix::ffi::OsStringExt;
+        std::ffi::OsString::from_vec(vec![b'o', b'k', 0xff])
+    };
+    let bad = Command::new(&exe).arg(&path).arg(bad_arg).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("UTF-8"));
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -79,6 +79,7 @@ pub struct FpModel {
     pub config: BertConfig,
     pub head: Head,
     pub granularity: WeightGranularity,
+    pub vocab: Vec<String>,
     pub word: Vec<f32>,
     pub pos: Vec<f32>,
     pub typ: Vec<f32>,
@@ -143,12 +144,28 @@ impl FpModel {
             config,
             head,
             granularity: WeightGranularity::PerTensor,
+            vocab: tiny_vocab(config.vocab_size as usize),
         }
     }
 
+    /// A small random model over the real BERT-uncased vocabulary (tests/data/vocab.txt), for
+    /// text input.
+    pub fn with_real_vocab(head: Head, seed: u64) -> FpModel {
+        let vocab: Vec<String> = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vocab.txt"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let mut config = tiny_config();
+        config.vocab_size = vocab.len() as u32;
+        config.max_position_embeddings = 64;
+        let mut m = FpModel::random(config, head, seed);
+        m.vocab = vocab;
+        m
+    }
+
     pub fn builder(&self) -> ModelBuilder {
-        let vocab = tiny_vocab(self.config.vocab_size as usize);
-        let mut b = ModelBuilder::new(self.config, self.head.clone(), TokenizerConfig::bert_uncased(vocab));
+        let mut b = ModelBuilder::new(self.config, self.head.clone(), TokenizerConfig::bert_uncased(self.vocab.clone()));
         b.weight_granularity(self.granularity);
         b.embeddings(builder::Embeddings { word: &self.word, position: &self.pos, token_type: &self.typ, layer_norm: self.eln.view() })
             .unwrap();
