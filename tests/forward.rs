@@ -233,3 +233,31 @@ fn threads_sharing_one_model_get_identical_results() {
         }
     });
 }
+
+#[test]
+fn every_kernel_gives_bit_identical_outputs() {
+    use q8bert::KernelKind;
+    for head in heads() {
+        let fp = FpModel::random(tiny_config(), head, 31);
+        let bytes = fp.bytes();
+        let buf = Aligned::new(&bytes);
+        let mut rng = Rng::new(17);
+        let b = random_batch(&mut rng, 4, 24, 40);
+        let run = |kind: KernelKind| {
+            let model = Model::from_bytes(buf.bytes(), &Options { kernel: Some(kind), ..Default::default() }).unwrap();
+            assert_eq!(model.kernel().kind(), kind, "the requested kernel runs");
+            let mut out = vec![0.0f32; model.output_len(4, 24)];
+            model.run(&b.ids, Some(&b.types), Some(&b.mask), 4, 24, &mut out).unwrap();
+            out
+        };
+        let reference = run(KernelKind::Scalar);
+        for kind in KernelKind::ALL {
+            if q8bert::Kernel::new(kind).is_none() {
+                eprintln!("SKIPPED: kernel {} is not available on this CPU", kind.name());
+                continue;
+            }
+            assert_eq!(run(kind), reference, "kernel {} differs from scalar", kind.name());
+            eprintln!("kernel {}: bit-identical to scalar", kind.name());
+        }
+    }
+}

@@ -1,46 +1,56 @@
-//! int8 x int8 -> int32 GEMM kernels over weights packed in the file's P16K4 layout.
-//! One dispatch point: a [`Kernel`] is chosen once per model; the scalar kernel is the
-//! reference every other kernel must match bit-exactly, and the portable fallback.
+//! int8 GEMM kernels over the packed "P16K4" weight layout.
+//!
+//! Layout: byte of W(n, k) is at `((n/16)*K4 + k/4)*64 + (n%16)*4 + (k%4)`, zero padded,
+//! so one 64-byte group is one zmm operand of `vpdpbusd` (16 columns x 4 k).
+//!
+//! Needs `extern crate alloc` at the crate root; with the `std` feature the best kernel is
+//! picked at run time, without it only kernels enabled at compile time (plus scalar) exist.
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use alloc::vec::Vec;
 
 mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
 
-/// Output rows per packed panel.
+/// Output columns per packed panel.
 pub const PANEL: usize = 16;
-/// Consecutive K values per 4-byte group (one `vpdpbusd` lane).
+/// Consecutive k per packed group.
 pub const KGROUP: usize = 4;
+/// Bytes per (panel, k-group) block.
+const GROUP_BYTES: usize = PANEL * KGROUP;
 
-/// Bytes of an [N, K] weight matrix in the packed layout.
+#[inline]
+fn div_ceil(a: usize, b: usize) -> usize {
+    a.div_ceil(b)
+}
+
+/// Number of bytes of the packed form of an `[n, k]` weight matrix.
 pub fn packed_len(n: usize, k: usize) -> usize {
-    n.div_ceil(PANEL) * PANEL * k.div_ceil(KGROUP) * KGROUP
+    div_ceil(n, PANEL) * div_ceil(k, KGROUP) * GROUP_BYTES
 }
 
-/// Byte index of element (n, k) in the packed layout.
-#[inline(always)]
-pub fn packed_index(n: usize, k: usize, k_total: usize) -> usize {
-    let k4 = k_total.div_ceil(KGROUP);
-    ((n / PANEL) * k4 + k / KGROUP) * (PANEL * KGROUP) + (n % PANEL) * KGROUP + (k % KGROUP)
-}
-
-/// Packs a row-major [n][k] int8 matrix (PyTorch Linear layout); padding is zero.
+/// Packs row-major `w[n][k]` into the P16K4 layout (zero padded).
 pub fn pack_weights(w: &[i8], n: usize, k: usize) -> Vec<u8> {
-    assert_eq!(w.len(), n * k, "weight matrix is not n*k");
+    assert!(w.len() >= n * k, "pack_weights: w.len() {} < n*k {}", w.len(), n * k);
+    let k4 = div_ceil(k, KGROUP);
     let mut out = alloc::vec![0u8; packed_len(n, k)];
-    for row in 0..n {
-        for col in 0..k {
-            out[packed_index(row, col, k)] = w[row * k + col] as u8;
+    for (j, row) in w.chunks_exact(k.max(1)).take(n).enumerate() {
+        let panel_base = (j / PANEL) * k4 * GROUP_BYTES + (j % PANEL) * KGROUP;
+        for (kk, &v) in row[..k].iter().enumerate() {
+            out[panel_base + (kk / KGROUP) * GROUP_BYTES + kk % KGROUP] = v as u8;
         }
     }
     out
 }
 
-/// Per-output-row sums of the weights, for the +128 activation offset of `vpdpbusd`.
+/// `wsum[n] = sum_k w[n][k]`, used to undo the +128 activation offset of the VNNI kernels.
 pub fn weight_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
-    (0..n).map(|row| w[row * k..(row + 1) * k].iter().map(|&v| v as i32).sum()).collect()
+    assert!(w.len() >= n * k, "weight_sums: w.len() {} < n*k {}", w.len(), n * k);
+    (0..n).map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum()).collect()
 }
 
-/// Kernel implementations. Numbers are reported through the C ABI.
+/// Which implementation a [`Kernel`] runs. Discriminants are stable (stored/logged by callers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum KernelKind {
@@ -51,6 +61,10 @@ pub enum KernelKind {
 }
 
 impl KernelKind {
+    /// All kinds, best first.
+    pub const ALL: [KernelKind; 4] =
+        [KernelKind::Avx512Vnni, KernelKind::AvxVnni, KernelKind::Avx2, KernelKind::Scalar];
+
     pub fn name(self) -> &'static str {
         match self {
             KernelKind::Scalar => "scalar",
@@ -60,23 +74,51 @@ impl KernelKind {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<KernelKind> {
-        [KernelKind::Scalar, KernelKind::Avx2, KernelKind::AvxVnni, KernelKind::Avx512Vnni]
-            .into_iter()
-            .find(|k| k.name().eq_ignore_ascii_case(name))
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(s))
     }
 
-    pub fn from_u32(v: u32) -> Option<KernelKind> {
-        [KernelKind::Scalar, KernelKind::Avx2, KernelKind::AvxVnni, KernelKind::Avx512Vnni]
-            .into_iter()
-            .find(|k| *k as u32 == v)
+    /// The kind with this C ABI number (`Q8BERT_KERNEL_*`).
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| *k as u32 == v)
     }
 }
 
-/// A GEMM implementation that is compiled in and supported by this CPU.
+/// A GEMM implementation that is known to run on this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kernel {
+    // Invariant: `kind` is built into this binary and supported by the running CPU.
     kind: KernelKind,
+}
+
+/// Whether `kind` is compiled in and usable on this CPU.
+fn available(kind: KernelKind) -> bool {
+    match kind {
+        KernelKind::Scalar => true,
+        #[cfg(target_arch = "x86_64")]
+        KernelKind::Avx512Vnni => x86_64::detect::avx512_vnni(),
+        #[cfg(target_arch = "x86_64")]
+        KernelKind::AvxVnni => x86_64::detect::avx_vnni(),
+        #[cfg(target_arch = "x86_64")]
+        KernelKind::Avx2 => x86_64::detect::avx2(),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => false,
+    }
+}
+
+/// Validated arguments shared by all kernels.
+pub(crate) struct GemmArgs<'a> {
+    pub a: &'a [i8],
+    pub a_stride: usize,
+    pub m: usize,
+    pub w: &'a [u8],
+    pub wsum: &'a [i32],
+    pub k: usize,
+    /// ceil(k / 4): groups per panel in `w`.
+    pub k4: usize,
+    pub n_begin: usize,
+    pub n_end: usize,
+    pub out_stride: usize,
 }
 
 impl Kernel {
@@ -84,26 +126,23 @@ impl Kernel {
         Kernel { kind: KernelKind::Scalar }
     }
 
-    /// The fastest kernel that is both built and detected.
+    /// The fastest kernel that is both built and supported by this CPU.
     pub fn best_available() -> Kernel {
-        Kernel::scalar()
+        KernelKind::ALL.into_iter().find_map(Kernel::new).unwrap_or_else(Kernel::scalar)
     }
 
-    /// `None` if `kind` is not compiled in or this CPU lacks the instructions.
+    /// `None` if `kind` is not built into this binary or not supported by this CPU.
     pub fn new(kind: KernelKind) -> Option<Kernel> {
-        match kind {
-            KernelKind::Scalar => Some(Kernel::scalar()),
-            _ => None,
-        }
+        available(kind).then_some(Kernel { kind })
     }
 
     pub fn kind(&self) -> KernelKind {
         self.kind
     }
 
-    /// `out[i*out_stride + j] = sum_{k<K} A[i][k] * W[j][k]` exactly, for `i < m` and
-    /// `j in n_begin..n_end` (`n_begin` a multiple of [`PANEL`]). `A` is int8 row-major with
-    /// `a_stride >= round_up(k, 4)`; bytes between `k` and `a_stride` are ignored.
+    /// `out[i*out_stride + j] = sum_{k<K} A[i][k] * W[j][k]` (exact, i32) for `i < m` and
+    /// `j` in `[n_begin, n_end)`. `n_begin` must be a multiple of 16. Other elements of `out`
+    /// are untouched. Uses a thread-local scratch buffer with `std`, a fresh one without.
     #[allow(clippy::too_many_arguments)]
     pub fn gemm_i8(
         &self,
@@ -119,13 +158,217 @@ impl Kernel {
         out: &mut [i32],
         out_stride: usize,
     ) {
-        assert!(n_begin % PANEL == 0 && n_begin <= n_end && n_end <= n, "bad column range");
-        assert!(a_stride >= k.div_ceil(KGROUP) * KGROUP, "activation stride too small");
-        assert!(m == 0 || a.len() >= (m - 1) * a_stride + k, "activation slice too short");
-        assert!(w_packed.len() >= packed_len(n, k) && wsum.len() >= n, "weight slices too short");
-        assert!(m == 0 || out.len() >= (m - 1) * out_stride + n_end, "output slice too short");
-        match self.kind {
-            _ => scalar::gemm_i8(a, a_stride, m, w_packed, n, k, n_begin, n_end, out, out_stride),
+        #[cfg(feature = "std")]
+        {
+            use core::cell::RefCell;
+            std::thread_local! {
+                static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+            }
+            let mut args = Some((a, w_packed, wsum, &mut *out));
+            let _ = SCRATCH.try_with(|s| {
+                if let Ok(mut s) = s.try_borrow_mut() {
+                    let (a, w, ws, o) = args.take().unwrap();
+                    self.gemm_i8_with_scratch(
+                        a, a_stride, m, w, ws, n, k, n_begin, n_end, o, out_stride, &mut s,
+                    );
+                }
+            });
+            // TLS being torn down or re-entered: fall back to a private buffer.
+            if let Some((a, w, ws, o)) = args {
+                let mut s = Vec::new();
+                self.gemm_i8_with_scratch(a, a_stride, m, w, ws, n, k, n_begin, n_end, o, out_stride, &mut s);
+            }
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            let mut s = Vec::new();
+            self.gemm_i8_with_scratch(
+                a, a_stride, m, w_packed, wsum, n, k, n_begin, n_end, out, out_stride, &mut s,
+            );
         }
     }
+
+    /// [`Kernel::gemm_i8`] with a caller-owned scratch buffer (grown as needed, reusable).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_i8_with_scratch(
+        &self,
+        a: &[i8],
+        a_stride: usize,
+        m: usize,
+        w_packed: &[u8],
+        wsum: &[i32],
+        n: usize,
+        k: usize,
+        n_begin: usize,
+        n_end: usize,
+        out: &mut [i32],
+        out_stride: usize,
+        scratch: &mut Vec<u8>,
+    ) {
+        assert!(n_begin.is_multiple_of(PANEL), "gemm_i8: n_begin {n_begin} not a multiple of {PANEL}");
+        assert!(n_begin <= n_end && n_end <= n, "gemm_i8: bad column range {n_begin}..{n_end} of {n}");
+        assert!(
+            w_packed.len() >= packed_len(n, k),
+            "gemm_i8: w_packed.len() {} < packed_len {}",
+            w_packed.len(),
+            packed_len(n, k)
+        );
+        assert!(wsum.len() >= n_end, "gemm_i8: wsum.len() {} < n_end {n_end}", wsum.len());
+        if m == 0 || n_begin == n_end {
+            return;
+        }
+        let a_need = (m - 1).checked_mul(a_stride).and_then(|x| x.checked_add(k));
+        assert!(
+            a_need.is_some_and(|x| x <= a.len()),
+            "gemm_i8: a.len() {} too small for m={m} a_stride={a_stride} k={k}",
+            a.len()
+        );
+        assert!(m == 1 || a_stride >= k, "gemm_i8: a_stride {a_stride} < k {k}");
+        let out_need = (m - 1).checked_mul(out_stride).and_then(|x| x.checked_add(n_end));
+        assert!(
+            out_need.is_some_and(|x| x <= out.len()),
+            "gemm_i8: out.len() {} too small for m={m} out_stride={out_stride} n_end={n_end}",
+            out.len()
+        );
+        assert!(m == 1 || out_stride >= n_end, "gemm_i8: out_stride {out_stride} < n_end {n_end}");
+        if k == 0 {
+            for i in 0..m {
+                out[i * out_stride + n_begin..i * out_stride + n_end].fill(0);
+            }
+            return;
+        }
+        let args = GemmArgs {
+            a,
+            a_stride,
+            m,
+            w: w_packed,
+            wsum,
+            k,
+            k4: div_ceil(k, KGROUP),
+            n_begin,
+            n_end,
+            out_stride,
+        };
+        match self.kind {
+            KernelKind::Scalar => scalar::gemm(&args, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel` is only constructed for kinds whose CPU features were detected
+            // (or enabled at compile time); `args` and `out` were bounds-checked above.
+            KernelKind::Avx512Vnni => unsafe { x86_64::avx512_vnni::gemm(&args, out, scratch) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX-VNNI + AVX2.
+            KernelKind::AvxVnni => unsafe { x86_64::avx_vnni::gemm(&args, out, scratch) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX2.
+            KernelKind::Avx2 => unsafe { x86_64::avx2::gemm(&args, out, scratch) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("kernel {:?} is never constructed on this target", self.kind),
+        }
+    }
+}
+
+/// Peak-throughput probes (independent dot-product chains, no memory traffic), for benches.
+pub mod probe {
+    /// Runs `iters` iterations of the probe for `kind`; returns int8 ops done
+    /// (2 per multiply-add), or `None` if the kind is unavailable or has no probe.
+    pub fn run(kind: super::KernelKind, iters: u64) -> Option<u64> {
+        super::Kernel::new(kind)?;
+        match kind {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU features for `kind` were checked just above.
+            super::KernelKind::Avx512Vnni => Some(unsafe { super::x86_64::probe::dpbusd_zmm(iters) }),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            super::KernelKind::AvxVnni => Some(unsafe { super::x86_64::probe::dpbusd_ymm(iters) }),
+            _ => None,
+        }
+    }
+}
+
+/// Packs rows of A for the SIMD kernels: for each row block of `rows` rows starting at
+/// `r0` (pack offset `r0 * kc_pad`), layout `[chunk][row][64 bytes]` covering k bytes
+/// `[k0, k0 + kc)` (clipped at `k`). Bytes are XORed with `xor`; tail bytes hold `xor`
+/// (value 0 before the XOR; their weights are zero anyway). `kc_pad` = chunks * 64.
+///
+/// Only real A bytes (< k per row) are read, so row padding and the end of `a` never are.
+#[inline(always)]
+pub(crate) fn pack_a_block(
+    p: &GemmArgs<'_>,
+    i0: usize,
+    blocks: &[(usize, usize)],
+    k0: usize,
+    kc_pad: usize,
+    xor: u8,
+    dst: &mut [u8],
+) {
+    let chunks = kc_pad / 64;
+    for &(r0, rows) in blocks {
+        let blk = &mut dst[r0 * kc_pad..(r0 + rows) * kc_pad];
+        for r in 0..rows {
+            let row = &p.a[(i0 + r0 + r) * p.a_stride..];
+            for c in 0..chunks {
+                let d: &mut [u8; 64] =
+                    (&mut blk[(c * rows + r) * 64..(c * rows + r + 1) * 64]).try_into().unwrap();
+                let ks = k0 + c * 64;
+                let len = p.k.saturating_sub(ks).min(64);
+                if len == 0 {
+                    d.fill(xor);
+                } else if len == 64 {
+                    let s: &[i8; 64] = row[ks..ks + 64].try_into().unwrap();
+                    for (d, &s) in d.iter_mut().zip(s) {
+                        *d = (s as u8) ^ xor;
+                    }
+                } else {
+                    for (d, &s) in d.iter_mut().zip(&row[ks..ks + len]) {
+                        *d = (s as u8) ^ xor;
+                    }
+                    d[len..].fill(xor);
+                }
+            }
+        }
+    }
+}
+
+/// Splits `m` rows into blocks of `mr` rows, then the remainder greedily into `tails`
+/// (descending, must end in 1). Returns `(first_row, rows)` pairs into `out`.
+pub(crate) fn row_blocks(m: usize, mr: usize, tails: &[usize], out: &mut Vec<(usize, usize)>) {
+    out.clear();
+    let mut r = 0;
+    while m - r >= mr {
+        out.push((r, mr));
+        r += mr;
+    }
+    for &t in tails {
+        while m - r >= t {
+            out.push((r, t));
+            r += t;
+        }
+    }
+    debug_assert_eq!(r, m);
+}
+
+/// Blocking over k-groups: returns the group count per block (a multiple of 16 groups =
+/// one 64-byte A chunk, except the last block), balanced so no block exceeds `max_groups`.
+#[inline]
+pub(crate) fn k_block_groups(k4: usize, max_groups: usize) -> usize {
+    let nb = div_ceil(k4, max_groups);
+    div_ceil(div_ceil(k4, nb), 16) * 16
+}
+
+/// Rows per packed A block: a multiple of `mr` (>= `mr`) keeping a block of `row_bytes`-byte
+/// rows within `budget` bytes, balanced so the last block is not a sliver.
+#[inline]
+pub(crate) fn m_block_rows(m: usize, row_bytes: usize, budget: usize, mr: usize) -> usize {
+    let max_rows = (budget / row_bytes.max(1) / mr).max(1) * mr;
+    let nb = div_ceil(m, max_rows);
+    (div_ceil(div_ceil(m, nb), mr) * mr).min(m)
+}
+
+/// Ensures `v` can hold `len` bytes starting at a 64-byte aligned offset; returns that slice.
+pub(crate) fn aligned_scratch(v: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if v.len() < len + 64 {
+        v.resize(len + 64, 0);
+    }
+    let off = v.as_ptr().align_offset(64).min(64);
+    &mut v[off..off + len]
 }

@@ -1,28 +1,18 @@
-//! The reference kernel: deliberately naive, reads the same packed bytes as the fast kernels.
+//! Naive reference kernel: reads the packed weights byte by byte. Ground truth for tests.
 
-use super::packed_index;
+use super::{GemmArgs, GROUP_BYTES, KGROUP, PANEL};
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_i8(
-    a: &[i8],
-    a_stride: usize,
-    m: usize,
-    w_packed: &[u8],
-    _n: usize,
-    k: usize,
-    n_begin: usize,
-    n_end: usize,
-    out: &mut [i32],
-    out_stride: usize,
-) {
-    for i in 0..m {
-        let row = &a[i * a_stride..i * a_stride + k];
-        for j in n_begin..n_end {
-            let mut acc = 0i32;
-            for (kk, &x) in row.iter().enumerate() {
-                acc += x as i32 * w_packed[packed_index(j, kk, k)] as i8 as i32;
+pub(crate) fn gemm(p: &GemmArgs<'_>, out: &mut [i32]) {
+    for i in 0..p.m {
+        let row = &p.a[i * p.a_stride..i * p.a_stride + p.k];
+        for j in p.n_begin..p.n_end {
+            let panel = (j / PANEL) * p.k4 * GROUP_BYTES + (j % PANEL) * KGROUP;
+            let mut acc: i32 = 0;
+            for (kk, &av) in row.iter().enumerate() {
+                let wv = p.w[panel + (kk / KGROUP) * GROUP_BYTES + kk % KGROUP] as i8;
+                acc = acc.wrapping_add(av as i32 * wv as i32);
             }
-            out[i * out_stride + j] = acc;
+            out[i * p.out_stride + j] = acc;
         }
     }
 }

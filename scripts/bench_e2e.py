@@ -1,0 +1,803 @@
+#!/usr/bin/env python3
+"""End-to-end latency of q8bert next to ONNX Runtime int8 and fp32, on the same model shapes.
+
+Usage:
+    python3 scripts/bench_e2e.py [--quick] [--out docs/BENCHMARKS.md]
+        [--models bert-base,minilm] [--points 1x32,1x128,8x128] [--threads 1,2]
+        [--passes N] [--no-q8bert | --q8bert-bin PATH]
+
+What it does:
+  1. Creates a venv under ~/.cache/q8bert/bench/venv (or $Q8BERT_BENCH_VENV), installs the pinned
+     packages of scripts/bench_requirements.txt that are missing there, and re-runs itself in it.
+  2. Builds the comparison models once (cached under ~/.cache/q8bert/bench/models): a BERT graph
+     written directly with onnx.helper (opset 17, dynamic batch/sequence axes, seeded random
+     weights) in the op pattern that PyTorch's exporter produces, then ONNX Runtime's transformer
+     optimizer (fusion: EmbedLayerNormalization, Attention, SkipLayerNormalization, BiasGelu), then
+     `quantize_dynamic` (QInt8 weights, u8 activations) for the int8 peer.
+  3. For every point (model shape x batch x seq x threads) it takes /tmp/q8bert-build.lock and
+     measures q8bert (target/release/examples/bench_e2e), ORT int8 and ORT fp32 back to back, then
+     releases the lock so that others can build between points. The order of the three peers
+     rotates from one pass to the next.
+  4. Writes a markdown page (default docs/BENCHMARKS.md; /tmp/q8bert-bench/BENCHMARKS.md with
+     --quick unless --out is given) and an SVG chart bench_latency.svg beside it.
+
+Do not wrap this script in `flock /tmp/q8bert-build.lock ...`: it takes the lock itself, per point.
+(If it is wrapped anyway, it sees that an ancestor holds the lock and does not take it again.)
+"""
+import argparse
+import datetime
+import fcntl
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+REQUIREMENTS = os.path.join(ROOT, "scripts", "bench_requirements.txt")
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "q8bert", "bench")
+VENV = os.environ.get("Q8BERT_BENCH_VENV", os.path.join(CACHE, "venv"))
+LOCK_PATH = "/tmp/q8bert-build.lock"
+MODEL_FORMAT = 1  # bump when the graph builder changes, to invalidate cached models
+SEED = 20240501
+
+SHAPES = {
+    "bert-base": dict(title="BERT-base", layers=12, hidden=768, heads=12, inter=3072,
+                      vocab=30522, max_pos=512, type_vocab=2),
+    "minilm": dict(title="all-MiniLM-L6-v2 shape", layers=6, hidden=384, heads=12, inter=1536,
+                   vocab=30522, max_pos=512, type_vocab=2),
+}
+PEERS = ("q8bert", "ort-int8", "ort-fp32")
+PEER_TITLE = {"q8bert": "q8bert", "ort-int8": "ORT int8", "ort-fp32": "ORT fp32"}
+TARGET_VS_INT8 = 1.5
+TARGET_VS_FP32 = 3.5
+
+
+def log(msg):
+    print(f"[bench_e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. Python environment
+# ----------------------------------------------------------------------------------------------
+
+def read_pins():
+    pins = []
+    with open(REQUIREMENTS, encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                pins.append(line)
+    return pins
+
+
+MISSING_PROBE = r"""
+import sys
+from importlib import metadata
+for pin in sys.argv[1:]:
+    name, _, want = pin.partition("==")
+    try:
+        have = metadata.version(name.strip())
+    except metadata.PackageNotFoundError:
+        have = None
+    if have is None or (want and have != want.strip()):
+        print(pin)
+"""
+
+
+def ensure_env(args):
+    """Make sure the pinned packages are importable; re-exec inside the venv if needed."""
+    pins = read_pins()
+    if args.no_venv:
+        py = sys.executable
+    else:
+        py = os.path.join(VENV, "bin", "python")
+        if not os.path.exists(py):
+            log(f"creating venv {VENV}")
+            subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    missing = subprocess.run([py, "-c", MISSING_PROBE, *pins], check=True,
+                             capture_output=True, text=True).stdout.split()
+    if missing:
+        log(f"pip install {' '.join(missing)}")
+        cmd = [py, "-m", "pip", "install", "--quiet", *missing]
+        if args.no_venv:
+            cmd.insert(4, "--user")
+        subprocess.run(cmd, check=True)
+    if not args.no_venv and os.path.realpath(sys.prefix) != os.path.realpath(VENV):
+        os.execv(py, [py, os.path.abspath(__file__), *sys.argv[1:]])
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared lock (/tmp/q8bert-build.lock), taken per measurement point
+# ----------------------------------------------------------------------------------------------
+
+def _ancestors():
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def _lock_held_by_ancestor():
+    try:
+        ino = os.stat(LOCK_PATH).st_ino
+        with open("/proc/locks", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    anc = _ancestors()
+    for line in lines:
+        parts = line.split()
+        if "->" in parts:
+            continue
+        try:
+            kind, pid, dev_ino = parts[1], int(parts[4]), parts[5]
+        except (IndexError, ValueError):
+            continue
+        if kind == "FLOCK" and int(dev_ino.rsplit(":", 1)[1]) == ino and pid in anc:
+            return True
+    return False
+
+
+class SharedLock:
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+        self.fd = None
+        self.inherited = False
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if _lock_held_by_ancestor():
+                os.close(fd)
+                self.inherited = True
+                return self
+            log(f"waiting for {LOCK_PATH} ...")
+            t0 = time.monotonic()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            log(f"got the lock after {time.monotonic() - t0:.1f} s")
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+        return False
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Comparison models
+# ----------------------------------------------------------------------------------------------
+
+def build_fp32_graph(cfg, seed, path):
+    """A BERT encoder (last_hidden_state output) written with onnx.helper, in the op pattern of
+    the PyTorch exporter for HF BertModel, so that ORT's transformer optimizer fuses it."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    H, L, NH, FF = cfg["hidden"], cfg["layers"], cfg["heads"], cfg["inter"]
+    D = H // NH
+    inits, nodes = [], []
+
+    def init(name, arr):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    def weight(name, shape, std=0.02):
+        return init(name, (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)))
+
+    def ln_params(prefix):
+        g = init(prefix + ".gamma", (1.0 + 0.05 * rng.standard_normal(H)).astype(np.float32))
+        b = init(prefix + ".beta", (0.02 * rng.standard_normal(H)).astype(np.float32))
+        return g, b
+
+    def op(op_type, inputs, name, out=None, **attrs):
+        out = out or name + "_out"
+        nodes.append(helper.make_node(op_type, inputs, [out], name=name, **attrs))
+        return out
+
+    i64 = lambda name, vals: init(name, np.array(vals, dtype=np.int64))  # noqa: E731
+    f32 = lambda name, val: init(name, np.array(val, dtype=np.float32))  # noqa: E731
+
+    # Embeddings: word + token type + position (Slice of a [1, max_pos] position_ids buffer).
+    word = op("Gather", [weight("emb.word", (cfg["vocab"], H)), "input_ids"], "emb.word_gather")
+    ttype = op("Gather", [weight("emb.type", (cfg["type_vocab"], H)), "token_type_ids"],
+               "emb.type_gather")
+    wt = op("Add", [word, ttype], "emb.add0")
+    shape = op("Shape", ["input_ids"], "emb.shape")
+    seq = op("Gather", [shape, i64("c.one_scalar", 1)], "emb.seq_len", axis=0)
+    seq_u = op("Unsqueeze", [seq, i64("c.axes0", [0])], "emb.seq_len_u")
+    pos_ids = op("Slice", [i64("emb.position_ids", np.arange(cfg["max_pos"])[None, :]),
+                           i64("c.zero1", [0]), seq_u, i64("c.one1", [1]), i64("c.step1", [1])],
+                 "emb.pos_slice")
+    pos = op("Gather", [weight("emb.pos", (cfg["max_pos"], H)), pos_ids], "emb.pos_gather")
+    emb = op("Add", [wt, pos], "emb.add1")
+    g, b = ln_params("emb.ln")
+    x = op("LayerNormalization", [emb, g, b], "emb.ln", axis=-1, epsilon=1e-12)
+
+    # Extended attention mask: (1 - mask[:, None, None, :]) * -10000
+    m = op("Unsqueeze", ["attention_mask", i64("c.axes1", [1])], "mask.u1")
+    m = op("Unsqueeze", [m, i64("c.axes2", [2])], "mask.u2")
+    m = op("Cast", [m], "mask.cast", to=TensorProto.FLOAT)
+    m = op("Sub", [f32("c.f_one", 1.0), m], "mask.sub")
+    mask = op("Mul", [m, f32("c.f_neg", -10000.0)], "mask.mul")
+
+    heads_shape = i64("c.heads_shape", [0, 0, NH, D])
+    merge_shape = i64("c.merge_shape", [0, 0, H])
+    scale = f32("c.sqrt_d", float(np.sqrt(D)))
+    sqrt2 = f32("c.sqrt2", 1.4142135381698608)
+    half = f32("c.half", 0.5)
+
+    def dense(p, inp, n_in, n_out):
+        mm = op("MatMul", [inp, weight(p + ".w", (n_in, n_out))], p + ".matmul")
+        return op("Add", [weight(p + ".b", (n_out,)), mm], p + ".add")
+
+    for li in range(L):
+        p = f"l{li}"
+        q = op("Reshape", [dense(p + ".q", x, H, H), heads_shape], p + ".q_reshape")
+        q = op("Transpose", [q], p + ".q_t", perm=[0, 2, 1, 3])
+        k = op("Reshape", [dense(p + ".k", x, H, H), heads_shape], p + ".k_reshape")
+        k = op("Transpose", [k], p + ".k_t", perm=[0, 2, 3, 1])
+        v = op("Reshape", [dense(p + ".v", x, H, H), heads_shape], p + ".v_reshape")
+        v = op("Transpose", [v], p + ".v_t", perm=[0, 2, 1, 3])
+        s = op("MatMul", [q, k], p + ".qk")
+        s = op("Div", [s, scale], p + ".qk_scale")
+        s = op("Add", [s, mask], p + ".qk_mask")
+        s = op("Softmax", [s], p + ".softmax", axis=-1)
+        c = op("MatMul", [s, v], p + ".pv")
+        c = op("Transpose", [c], p + ".ctx_t", perm=[0, 2, 1, 3])
+        c = op("Reshape", [c, merge_shape], p + ".ctx_reshape")
+        o = dense(p + ".attn_out", c, H, H)
+        r = op("Add", [o, x], p + ".attn_residual")
+        g, b = ln_params(p + ".attn_ln")
+        x = op("LayerNormalization", [r, g, b], p + ".attn_ln", axis=-1, epsilon=1e-12)
+        h = dense(p + ".ffn_in", x, H, FF)
+        e = op("Div", [h, sqrt2], p + ".gelu_div")
+        e = op("Erf", [e], p + ".gelu_erf")
+        e = op("Add", [e, f32(p + ".c_one", 1.0)], p + ".gelu_add")
+        e = op("Mul", [h, e], p + ".gelu_mul")
+        e = op("Mul", [e, half], p + ".gelu_half")
+        o = dense(p + ".ffn_out", e, FF, H)
+        r = op("Add", [o, x], p + ".ffn_residual")
+        g, b = ln_params(p + ".ffn_ln")
+        last = li == L - 1
+        x = op("LayerNormalization", [r, g, b], p + ".ffn_ln",
+               out="last_hidden_state" if last else None, axis=-1, epsilon=1e-12)
+
+    dims = ["batch", "sequence"]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, dims)
+              for n in ("input_ids", "attention_mask", "token_type_ids")]
+    outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, dims + [H])]
+    graph = helper.make_graph(nodes, "bert", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="q8bert-bench_e2e")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def build_models(key, cfg):
+    """Returns (dir, meta) with fp32_opt.onnx and int8.onnx in dir; builds them when absent."""
+    import onnx
+    import onnxruntime as ort
+    d = os.path.join(CACHE, "models", f"{key}-v{MODEL_FORMAT}-seed{SEED}-ort{ort.__version__}")
+    meta_path = os.path.join(d, "meta.json")
+    if os.path.exists(meta_path):
+        with open(meta_path, encoding="utf-8") as f:
+            return d, json.load(f)
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    tmp = d + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    t0 = time.monotonic()
+    raw = os.path.join(tmp, "fp32.onnx")
+    build_fp32_graph(cfg, SEED, raw)
+    log(f"{key}: fp32 graph written ({time.monotonic() - t0:.1f} s), optimizing")
+    # opt_level=0: the Python fusions only (the graph has nothing for ORT's offline pass to fold;
+    # sessions run with all graph optimizations anyway). Higher levels import torch.
+    opt = optimize_model(raw, model_type="bert", num_heads=cfg["heads"],
+                         hidden_size=cfg["hidden"], opt_level=0)
+    fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+    expect = {"EmbedLayerNormalization": 1, "Attention": cfg["layers"],
+              "SkipLayerNormalization": 2 * cfg["layers"]}
+    if any(fused.get(k, 0) != v for k, v in expect.items()) or not (
+            fused.get("BiasGelu", 0) + fused.get("Gelu", 0) + fused.get("FastGelu", 0)):
+        raise RuntimeError(f"{key}: transformer optimizer fused only {fused}, expected {expect}")
+    fp32 = os.path.join(tmp, "fp32_opt.onnx")
+    opt.save_model_to_file(fp32)
+    log(f"{key}: fused {fused}; quantizing")
+    int8 = os.path.join(tmp, "int8.onnx")
+    # The fused contrib ops carry no inferred output types; every activation here is fp32.
+    quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    os.remove(raw)
+    meta = dict(key=key, config=cfg, seed=SEED, fused=fused, ort=ort.__version__,
+                fp32_bytes=os.path.getsize(fp32), int8_bytes=os.path.getsize(int8),
+                quant_ops=_op_counts(int8), build_s=round(time.monotonic() - t0, 1))
+    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+    shutil.rmtree(d, ignore_errors=True)
+    os.rename(tmp, d)
+    log(f"{key}: models built in {meta['build_s']} s -> {d}")
+    return d, meta
+
+
+def _op_counts(path):
+    import onnx
+    counts = {}
+    for n in onnx.load(path, load_external_data=False).graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+# ----------------------------------------------------------------------------------------------
+# 3./4. Measurements
+# ----------------------------------------------------------------------------------------------
+
+class Timing:
+    def __init__(self, quick):
+        self.warmup_runs, self.warmup_s = (2, 0.1) if quick else (3, 0.5)
+        self.min_runs, self.min_s = (5, 0.3) if quick else (20, 2.0)
+        self.max_s = 10.0 if quick else 60.0
+
+
+def summarize(samples_ms):
+    import numpy as np
+    a = np.asarray(samples_ms)
+    return dict(median_ms=float(np.median(a)), p10_ms=float(np.percentile(a, 10)),
+                p90_ms=float(np.percentile(a, 90)), runs=len(samples_ms))
+
+
+class OrtPeer:
+    def __init__(self, timing):
+        self.timing = timing
+        self.sessions = {}
+
+    def session(self, path, threads):
+        import onnxruntime as ort
+        key = (path, threads)
+        if key not in self.sessions:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self.sessions[key] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        return self.sessions[key]
+
+    def drop(self):
+        self.sessions.clear()
+
+    def measure(self, path, threads, feeds):
+        sess = self.session(path, threads)
+        t = self.timing
+        run = lambda: sess.run(["last_hidden_state"], feeds)  # noqa: E731
+        t0, n = time.perf_counter(), 0
+        while n < t.warmup_runs or time.perf_counter() - t0 < t.warmup_s:
+            run()
+            n += 1
+        samples = []
+        start = time.perf_counter()
+        while True:
+            a = time.perf_counter_ns()
+            run()
+            samples.append((time.perf_counter_ns() - a) / 1e6)
+            el = time.perf_counter() - start
+            if (len(samples) >= t.min_runs and el >= t.min_s) or (el >= t.max_s and len(samples) >= 3):
+                break
+        return summarize(samples)
+
+
+def make_feeds(cfg, batch, seq, seed):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    return {"input_ids": rng.integers(0, cfg["vocab"], size=(batch, seq), dtype=np.int64),
+            "attention_mask": np.ones((batch, seq), dtype=np.int64),
+            "token_type_ids": np.zeros((batch, seq), dtype=np.int64)}
+
+
+def build_q8bert(args):
+    """Returns (binary path, None) or (None, reason it is skipped). Call with the lock held."""
+    if args.no_q8bert:
+        return None, "skipped (--no-q8bert)"
+    if args.q8bert_bin:
+        if os.access(args.q8bert_bin, os.X_OK):
+            return args.q8bert_bin, None
+        return None, f"--q8bert-bin {args.q8bert_bin} is not an executable"
+    if shutil.which("cargo") is None:
+        return None, "cargo not found"
+    log("cargo build --release --example bench_e2e")
+    p = subprocess.run(["cargo", "build", "--release", "--example", "bench_e2e",
+                        "--message-format=json-render-diagnostics"],
+                       cwd=ROOT, capture_output=True, text=True)
+    if p.returncode != 0:
+        errs = [ln for ln in p.stderr.splitlines() if ln.strip().startswith("error")]
+        reason = errs[0].strip() if errs else (p.stderr.strip().splitlines() or ["?"])[-1]
+        return None, f"`cargo build --release --example bench_e2e` failed: {reason}"
+    exe = None
+    for line in p.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if (msg.get("reason") == "compiler-artifact" and msg.get("executable")
+                and msg.get("target", {}).get("name") == "bench_e2e"):
+            exe = msg["executable"]
+    exe = exe or os.path.join(ROOT, "target", "release", "examples", "bench_e2e")
+    if not os.access(exe, os.X_OK):
+        return None, f"built, but {exe} is missing"
+    return exe, None
+
+
+def measure_q8bert(exe, key, batch, seq, threads, timing):
+    cmd = [exe, "--shape", key, "--batch", str(batch), "--seq", str(seq), "--threads",
+           str(threads), "--min-time-ms", str(int(timing.min_s * 1000))]
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                           timeout=max(120.0, 10 * timing.max_s))
+    except subprocess.TimeoutExpired:
+        return dict(error="timed out")
+    for line in reversed(p.stdout.strip().splitlines()):
+        try:
+            res = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(res, dict) and "median_ms" in res:
+            return res
+    tail = (p.stderr.strip().splitlines() or p.stdout.strip().splitlines() or ["no output"])[-1]
+    return dict(error=f"exit {p.returncode}: {tail[:200]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Report
+# ----------------------------------------------------------------------------------------------
+
+def machine_info():
+    info = {"model_name": "?", "flags": set()}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            k, _, v = line.partition(":")
+            if k.strip() == "Model name":
+                info["model_name"] = v.strip()
+            elif k.strip() == "Flags":
+                info["flags"] = set(v.split())
+    except OSError:
+        pass
+    if not info["flags"]:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("flags"):
+                        info["flags"] = set(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+    info["cpus"] = os.cpu_count()
+    info["kernel"] = platform.release()
+    return info
+
+
+def tool_versions(ort_mods):
+    def cmd(*c):
+        try:
+            return subprocess.run(c, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+    rev = cmd("git", "rev-parse", "--short", "HEAD") or "?"
+    if cmd("git", "status", "--porcelain", "--untracked-files=no"):
+        rev += " (with uncommitted changes)"
+    import numpy
+    import onnx
+    import onnxruntime
+    return {"q8bert commit": rev, "rustc": cmd("rustc", "--version") or "?",
+            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+            "onnx": onnx.__version__, "numpy": numpy.__version__}
+
+
+def fmt_ms(v):
+    if v is None:
+        return "—"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def fmt_x(num, den, target):
+    if num is None or den is None:
+        return "—"
+    s = num / den
+    return f"{s:.2f}x {'✓' if s >= target else '✗'}"
+
+
+def write_svg(path, results, models, points, threads_list):
+    """Grouped bars (log-scale latency) per model shape, one group per shape x threads."""
+    import math
+    colors = {"q8bert": "#d1495b", "ort-int8": "#2e86ab", "ort-fp32": "#a3a9b3"}
+    W, panel_h, top, left, right, bottom = 980, 330, 56, 70, 20, 62
+    groups = [(b, s, t) for (b, s) in points for t in threads_list]
+    H = top + len(models) * (panel_h + bottom) + 10
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           f'viewBox="0 0 {W} {H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="24" text-anchor="middle" font-size="17" font-weight="bold">'
+           'End-to-end latency, median ms (log scale, lower is better)</text>']
+    lx = left
+    for peer in PEERS:
+        out.append(f'<rect x="{lx}" y="36" width="14" height="12" fill="{colors[peer]}"/>'
+                   f'<text x="{lx + 19}" y="46" font-size="13">{PEER_TITLE[peer]}</text>')
+        lx += 120
+    for mi, key in enumerate(models):
+        y0 = top + mi * (panel_h + bottom) + 22
+        ph = panel_h - 22
+        vals = [results.get((key, b, s, t), {}).get(p) for (b, s, t) in groups for p in PEERS]
+        vals = [v for v in vals if v]
+        out.append(f'<text x="{left}" y="{y0 - 8}" font-size="14" font-weight="bold">'
+                   f'{SHAPES[key]["title"]}</text>')
+        if not vals:
+            out.append(f'<text x="{left + 10}" y="{y0 + 30}" font-size="13">no data</text>')
+            continue
+        lo = 10 ** math.floor(math.log10(min(vals)))
+        hi = 10 ** math.ceil(math.log10(max(vals) * 1.15))
+        pw = W - left - right
+
+        def ypos(v):
+            return y0 + ph - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * ph
+
+        dec = lo
+        while dec <= hi * 1.0001:
+            for mult in (1, 2, 5):
+                v = dec * mult
+                if v > hi * 1.0001:
+                    break
+                y = ypos(v)
+                major = mult == 1
+                out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" '
+                           f'stroke="{"#c8c8c8" if major else "#ececec"}" stroke-width="1"/>')
+                out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
+                           f'text-anchor="end" fill="#444">{v:g}</text>')
+            dec *= 10
+        out.append(f'<text x="18" y="{y0 + ph / 2}" font-size="12" text-anchor="middle" '
+                   f'transform="rotate(-90 18 {y0 + ph / 2})">ms</text>')
+        gw = pw / len(groups)
+        bw = min(40.0, gw * 0.8 / len(PEERS))
+        for gi, (b, s, t) in enumerate(groups):
+            cx = left + gw * (gi + 0.5)
+            r = results.get((key, b, s, t), {})
+            for pi, peer in enumerate(PEERS):
+                x = cx - bw * len(PEERS) / 2 + pi * bw
+                v = r.get(peer)
+                if v:
+                    y = ypos(v)
+                    out.append(f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bw - 2:.1f}" '
+                               f'height="{y0 + ph - y:.1f}" fill="{colors[peer]}">'
+                               f'<title>{PEER_TITLE[peer]} {b}x{s}, {t} thread(s): '
+                               f'{v:.2f} ms</title></rect>')
+                    out.append(f'<text x="{x + bw / 2:.1f}" y="{y - 4:.1f}" font-size="10" '
+                               f'text-anchor="middle">{fmt_ms(v)}</text>')
+                else:
+                    out.append(f'<text x="{x + bw / 2:.1f}" y="{y0 + ph - 4:.1f}" font-size="9" '
+                               f'text-anchor="middle" fill="#888">n/a</text>')
+            out.append(f'<text x="{cx:.1f}" y="{y0 + ph + 17}" font-size="12" '
+                       f'text-anchor="middle">{b}x{s}</text>')
+            out.append(f'<text x="{cx:.1f}" y="{y0 + ph + 32}" font-size="11" '
+                       f'text-anchor="middle" fill="#555">{t} thread{"s" if t > 1 else ""}</text>')
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y0 + ph}" y2="{y0 + ph}" '
+                   'stroke="#333"/>')
+        out.append(f'<line x1="{left}" x2="{left}" y1="{y0}" y2="{y0 + ph}" stroke="#333"/>')
+    out.append("</svg>")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def write_page(path, svg_name, ctx):
+    m, v, res, det = ctx["machine"], ctx["versions"], ctx["results"], ctx["details"]
+    flags = m["flags"]
+    yn = lambda f: "yes" if f in flags else "no"  # noqa: E731
+    t = ctx["timing"]
+    L = ["# q8bert end-to-end benchmarks", ""]
+    L.append(f"Generated by `scripts/bench_e2e.py{' --quick' if ctx['quick'] else ''}` on "
+             f"{ctx['date']} ({ctx['elapsed_min']:.1f} min). All numbers: median latency of one "
+             "`run` call in milliseconds; lower is better. Speedup = peer ms / q8bert ms; "
+             f"✓ marks the issue-5 targets (≥ {TARGET_VS_INT8}x vs ORT int8, "
+             f"≥ {TARGET_VS_FP32}x vs ORT fp32).")
+    if ctx["quick"]:
+        L += ["", "**Quick mode**: few runs per point; numbers are indicative only."]
+    L += ["", "## Machine", "",
+          f"- CPU: {m['model_name']} ({m['cpus']} logical CPUs, shared; `lscpu` model name as "
+          "the hypervisor reports it)",
+          f"- avx512_vnni: {yn('avx512_vnni')}, avx_vnni: {yn('avx_vnni')}, "
+          f"avx512f: {yn('avx512f')}, avx512_bf16: {yn('avx512_bf16')}",
+          f"- Linux {m['kernel']}", "", "## Versions", ""]
+    L += [f"- {k}: {val}" for k, val in v.items()]
+    L += ["", "## Method", "",
+          "- Models: BERT encoders with seeded random weights, output `last_hidden_state`, built "
+          "by the script as ONNX (opset 17, dynamic batch and sequence axes) in the PyTorch "
+          "exporter's op pattern; BERT-base (12 layers, hidden 768, 12 heads, FFN 3072) and the "
+          "all-MiniLM-L6-v2 shape (6 layers, hidden 384, 12 heads, FFN 1536), both with vocab "
+          "30522 and 512 positions.",
+          "- ORT fp32: the graph after `onnxruntime.transformers.optimizer.optimize_model("
+          "model_type=\"bert\")` (fused: " + "; ".join(
+              f"{k}: {', '.join(f'{o} {n}' for o, n in mm['fused'].items())}"
+              for k, mm in ctx["meta"].items()) + ").",
+          "- ORT int8: `onnxruntime.quantization.quantize_dynamic` of that graph, QInt8 weights "
+          "(per tensor), u8 activations quantized at run time (QAttention, DynamicQuantizeMatMul / "
+          "MatMulInteger).",
+          "- Sessions: CPUExecutionProvider, `intra_op_num_threads` = threads, "
+          "`inter_op_num_threads` = 1, sequential execution, `ORT_ENABLE_ALL` graph optimizations. "
+          "Inputs: random token ids within the vocab, attention mask all ones, token types 0.",
+          f"- Timing: {t.warmup_runs}+ warm-up runs (≥ {t.warmup_s} s), then at least "
+          f"{t.min_runs} timed runs and {t.min_s} s per point (at most {t.max_s} s); q8bert's "
+          f"`bench_e2e` example is given `--min-time-ms {int(t.min_s * 1000)}` and does its own "
+          "warm-up.",
+          f"- Per point the three peers run back to back while the script holds "
+          f"`{LOCK_PATH}` (the lock is released between points); their order rotates between "
+          f"passes. Passes: {ctx['passes']}" + ("; a cell is the median of the per-pass medians."
+                                                 if ctx["passes"] > 1 else "."),
+          ]
+    if ctx["q8bert_note"]:
+        L.append(f"- q8bert column: {ctx['q8bert_note']}")
+    kernels = sorted({d.get("kernel") for d in det.values() if d.get("kernel")})
+    if kernels:
+        L.append(f"- q8bert kernel reported by `bench_e2e`: {', '.join(kernels)}")
+    L += ["", "## Results", "", f"![latency per shape: q8bert vs ONNX Runtime]({svg_name})", ""]
+    for key in ctx["models"]:
+        c = SHAPES[key]
+        L += [f"### {c['title']} ({c['layers']} layers, hidden {c['hidden']}, {c['heads']} heads, "
+              f"FFN {c['inter']})", "",
+              "| batch x seq | threads | q8bert ms | ORT int8 ms | ORT fp32 ms | "
+              "speedup vs ORT int8 | speedup vs ORT fp32 |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+        for (b, s) in ctx["points"]:
+            for th in ctx["threads"]:
+                r = res.get((key, b, s, th), {})
+                q, i8, f32 = r.get("q8bert"), r.get("ort-int8"), r.get("ort-fp32")
+                L.append(f"| {b}x{s} | {th} | {fmt_ms(q)} | {fmt_ms(i8)} | {fmt_ms(f32)} | "
+                         f"{fmt_x(i8, q, TARGET_VS_INT8)} | {fmt_x(f32, q, TARGET_VS_FP32)} |")
+        L.append("")
+    L += ["<details><summary>Spread per point (p10 / median / p90 ms, timed runs, last pass)"
+          "</summary>", "", "| model | batch x seq | threads | peer | p10 | median | p90 | runs |",
+          "|---|---|---:|---|---:|---:|---:|---:|"]
+    for (key, b, s, th, peer), d in sorted(det.items()):
+        if "median_ms" in d:
+            L.append(f"| {key} | {b}x{s} | {th} | {PEER_TITLE[peer]} | {fmt_ms(d.get('p10_ms'))} | "
+                     f"{fmt_ms(d['median_ms'])} | {fmt_ms(d.get('p90_ms'))} | "
+                     f"{d.get('runs', d.get('iters', '?'))} |")
+        else:
+            L.append(f"| {key} | {b}x{s} | {th} | {PEER_TITLE[peer]} | error: "
+                     f"{d.get('error', '?')} | | | |")
+    L += ["", "</details>", ""]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(L))
+
+
+# ----------------------------------------------------------------------------------------------
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few runs per point; page goes to /tmp")
+    ap.add_argument("--out", help="markdown page (default docs/BENCHMARKS.md, "
+                    "or /tmp/q8bert-bench/BENCHMARKS.md with --quick)")
+    ap.add_argument("--models", default="bert-base,minilm", help="comma list of bert-base,minilm")
+    ap.add_argument("--points", default="1x32,1x128,8x128", help="comma list of BATCHxSEQ")
+    ap.add_argument("--threads", default="1,2", help="comma list of thread counts")
+    ap.add_argument("--passes", type=int, help="passes over all points (default 3, 1 with --quick)")
+    ap.add_argument("--no-q8bert", action="store_true", help="ORT columns only")
+    ap.add_argument("--q8bert-bin", help="use this q8bert bench_e2e binary instead of building it")
+    ap.add_argument("--no-venv", action="store_true",
+                    help="use this interpreter (pip install --user what is missing)")
+    ap.add_argument("--no-lock", action="store_true", help=f"do not take {LOCK_PATH}")
+    args = ap.parse_args()
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in args.models:
+        if m not in SHAPES:
+            ap.error(f"unknown model shape {m!r} (known: {', '.join(SHAPES)})")
+    try:
+        args.points = [tuple(int(x) for x in p.lower().split("x")) for p in args.points.split(",")]
+        args.threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        ap.error("--points is like 1x32,8x128 and --threads like 1,2")
+    if args.passes is None:
+        args.passes = 1 if args.quick else 3
+    if args.out is None:
+        args.out = ("/tmp/q8bert-bench/BENCHMARKS.md" if args.quick
+                    else os.path.join(ROOT, "docs", "BENCHMARKS.md"))
+    return args
+
+
+def main():
+    args = parse_args()
+    ensure_env(args)
+    t_start = time.monotonic()
+    import onnxruntime as ort
+    ort.set_default_logger_severity(3)
+    timing = Timing(args.quick)
+    lock = lambda: SharedLock(not args.no_lock)  # noqa: E731
+
+    with lock():
+        exe, q8_note = build_q8bert(args)
+    if q8_note:
+        log(f"q8bert column: {q8_note}")
+        if "no example target" in q8_note:
+            q8_note = ("not measured: the `bench_e2e` example does not exist yet in this tree "
+                       f"({q8_note}).")
+        elif not q8_note.startswith("skipped"):
+            q8_note = f"not measured: {q8_note}"
+
+    models, meta = {}, {}
+    for key in args.models:
+        with lock():
+            models[key], meta[key] = build_models(key, SHAPES[key])
+
+    ortp = OrtPeer(timing)
+    per_pass = {}   # (key, b, s, t, peer) -> [median per pass]
+    details = {}    # (key, b, s, t, peer) -> last result dict
+    for pas in range(args.passes):
+        for key in args.models:
+            cfg, d = SHAPES[key], models[key]
+            for (b, s) in args.points:
+                feeds = make_feeds(cfg, b, s, SEED + b * 1000 + s)
+                for th in args.threads:
+                    order = list(PEERS[pas % 3:] + PEERS[:pas % 3])
+                    with lock():
+                        for peer in order:
+                            if peer == "q8bert":
+                                if exe is None:
+                                    continue
+                                r = measure_q8bert(exe, key, b, s, th, timing)
+                            else:
+                                path = os.path.join(d, "int8.onnx" if peer == "ort-int8"
+                                                    else "fp32_opt.onnx")
+                                try:
+                                    r = ortp.measure(path, th, feeds)
+                                except Exception as e:  # noqa: BLE001
+                                    r = dict(error=f"{type(e).__name__}: {e}"[:200])
+                            details[(key, b, s, th, peer)] = r
+                            if "median_ms" in r:
+                                per_pass.setdefault((key, b, s, th, peer), []).append(
+                                    float(r["median_ms"]))
+                    line = ", ".join(
+                        f"{PEER_TITLE[p]} {fmt_ms(details.get((key, b, s, th, p), {}).get('median_ms'))}"
+                        for p in PEERS if p != "q8bert" or exe)
+                    log(f"pass {pas + 1}/{args.passes} {key} {b}x{s} {th}T: {line} ms")
+            ortp.drop()  # free this model's sessions before the next model
+
+    results = {}
+    for (key, b, s, th, peer), meds in per_pass.items():
+        results.setdefault((key, b, s, th), {})[peer] = statistics.median(meds)
+
+    out = os.path.abspath(args.out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    svg = os.path.join(os.path.dirname(out), "bench_latency.svg")
+    write_svg(svg, results, args.models, args.points, args.threads)
+    ctx = dict(machine=machine_info(), versions=tool_versions(ort), results=results,
+               details=details, timing=timing, quick=args.quick, passes=args.passes,
+               models=args.models, points=args.points, threads=args.threads, meta=meta,
+               q8bert_note=q8_note, date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+               elapsed_min=(time.monotonic() - t_start) / 60)
+    write_page(out, os.path.basename(svg), ctx)
+    raw = os.path.join(CACHE, "last_results.json")
+    with open(raw, "w", encoding="utf-8") as f:
+        json.dump({"|".join(map(str, k)): v for k, v in details.items()}, f, indent=1)
+    log(f"wrote {out} and {svg} (raw results: {raw})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+//! AVX2 kernel for CPUs without VNNI: s8 x s8 via the sign trick, no +128 offset:
+//! vpmaddubsw(|a|, sign(w, a)) gives a*w pairs (|sum| <= 2*127*127 fits i16, no saturation),
+//! vpmaddwd by 1 widens to i32 sums of 4. Tile: MR rows x one panel (two ymm halves).
+
+use core::arch::x86_64::*;
+
+use alloc::vec::Vec;
+
+use super::super::{
+    aligned_scratch, k_block_groups, m_block_rows, pack_a_block, row_blocks, GemmArgs, PANEL,
+};
+
+const MR: usize = 4;
+const TAILS: [usize; 2] = [2, 1];
+/// One panel per strip: 64 B per group, 384 groups = 24 KiB of L1.
+const KC_MAX_GROUPS: usize = 384;
+/// Packed A block budget (L2).
+const A_BLOCK_BYTES: usize = 1 << 19;
+
+/// # Safety
+/// CPU must support AVX2. `p` and `out` must satisfy the bounds checked by
+/// `Kernel::gemm_i8_with_scratch` (k > 0, m > 0, non-empty column range).
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u8>) {
+    let kcg = k_block_groups(p.k4, KC_MAX_GROUPS);
+    let mc_max = m_block_rows(p.m, kcg * 4, A_BLOCK_BYTES, MR);
+    let buf = aligned_scratch(scratch, mc_max * kcg * 4);
+    let mut blocks = Vec::with_capacity(mc_max / MR + TAILS.len() * 2);
+    let wps = p.k4 * 64;
+    debug_assert!(p.w.len() >= p.n_end.div_ceil(PANEL) * wps);
+    debug_assert!(out.len() >= (p.m - 1) * p.out_stride + p.n_end);
+    let out_ptr = out.as_mut_ptr();
+
+    let mut i0 = 0;
+    while i0 < p.m {
+        let mc = (p.m - i0).min(mc_max);
+        row_blocks(mc, MR, &TAILS, &mut blocks);
+        let mut g0 = 0;
+        while g0 < p.k4 {
+            let kg = (p.k4 - g0).min(kcg);
+            let kc_pad = kg.div_ceil(16) * 64;
+            pack_a_block(p, i0, &blocks, g0 * 4, kc_pad, 0, buf);
+            let mut j = p.n_begin;
+            while j < p.n_end {
+                let t = Tile {
+                    // SAFETY: panel j/16 < ceil(n_end/16), group g0 < k4: inside `w`.
+                    w: unsafe { p.w.as_ptr().add((j / PANEL) * wps + g0 * 64) },
+                    kg,
+                    os: p.out_stride,
+                    cols: (p.n_end - j).min(PANEL),
+                    first: g0 == 0,
+                };
+                // SAFETY: row i0 < m, col j < n_end: inside `out`.
+                let o0 = unsafe { out_ptr.add(i0 * p.out_stride + j) };
+                for &(r0, rows) in &blocks {
+                    debug_assert!((r0 + rows) * kc_pad <= buf.len());
+                    // SAFETY: block r0 packed at r0 * kc_pad with kg groups; rows < m;
+                    // target features enabled here.
+                    unsafe {
+                        let a = buf.as_ptr().add(r0 * kc_pad);
+                        let o = o0.add(r0 * p.out_stride);
+                        match rows {
+                            4 => micro::<4>(a, &t, o),
+                            2 => micro::<2>(a, &t, o),
+                            1 => micro::<1>(a, &t, o),
+                            _ => unreachable!("row tile {rows} not in MR/TAILS"),
+                        }
+                    }
+                }
+                j += PANEL;
+            }
+            g0 += kg;
+        }
+        i0 += mc;
+    }
+}
+
+/// One panel over one k block.
+struct Tile {
+    w: *const u8,
+    kg: usize,
+    os: usize,
+    /// Valid columns in the panel (1..=16).
+    cols: usize,
+    first: bool,
+}
+
+/// Lane masks for vpmaskmovd: lanes < cols of each ymm half.
+#[target_feature(enable = "avx2")]
+fn half_masks(cols: usize) -> [__m256i; 2] {
+    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let c = cols as i32;
+    [_mm256_cmpgt_epi32(_mm256_set1_epi32(c), idx), _mm256_cmpgt_epi32(_mm256_set1_epi32(c - 8), idx)]
+}
+
+/// Loads 16 i32 (two halves) from `p`, only the first `cols` when partial.
+///
+/// # Safety
+/// `p..p+cols` readable.
+#[target_feature(enable = "avx2")]
+unsafe fn load16(p: *const i32, cols: usize, m: &[__m256i; 2]) -> [__m256i; 2] {
+    // SAFETY: full loads only when all 16 lanes are valid; vpmaskmovd suppresses faults.
+    unsafe {
+        if cols == PANEL {
+            [_mm256_loadu_si256(p.cast()), _mm256_loadu_si256(p.add(8).cast())]
+        } else {
+            [_mm256_maskload_epi32(p, m[0]), _mm256_maskload_epi32(p.add(8), m[1])]
+        }
+    }
+}
+
+/// # Safety
+/// `p..p+cols` writable.
+#[target_feature(enable = "avx2")]
+unsafe fn store16(p: *mut i32, cols: usize, m: &[__m256i; 2], v: [__m256i; 2]) {
+    // SAFETY: as for `load16`.
+    unsafe {
+        if cols == PANEL {
+            _mm256_storeu_si256(p.cast(), v[0]);
+            _mm256_storeu_si256(p.add(8).cast(), v[1]);
+        } else {
+            _mm256_maskstore_epi32(p, m[0], v[0]);
+            _mm256_maskstore_epi32(p.add(8), m[1], v[1]);
+        }
+    }
+}
+
+/// R rows x one panel microkernel.
+///
+/// # Safety
+/// AVX2 available; `a` holds R rows x ceil(kg/16) chunks; `t.w` has `kg` groups;
+/// `o` valid for R rows of stride `t.os`, `t.cols` columns.
+#[target_feature(enable = "avx2")]
+unsafe fn micro<const R: usize>(a: *const u8, t: &Tile, o: *mut i32) {
+    let masks = half_masks(t.cols);
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    // No offset, so no wsum correction: the first k block starts from zero.
+    if !t.first {
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: row r < R of the tile, t.cols columns.
+            *row = unsafe { load16(o.add(r * t.os), t.cols, &masks) };
+        }
+    }
+
+    let ones = _mm256_set1_epi16(1);
+    macro_rules! step {
+        ($ap:expr, $wp:expr) => {{
+            // SAFETY: one 64-byte group of the panel.
+            let w = unsafe { [_mm256_loadu_si256($wp.cast()), _mm256_loadu_si256($wp.add(32).cast())] };
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: 4 bytes of row r in the current chunk of packed A.
+                let b = _mm256_set1_epi32(unsafe { $ap.add(r * 64).cast::<i32>().read_unaligned() });
+                let babs = _mm256_abs_epi8(b);
+                for (x, w) in row.iter_mut().zip(w) {
+                    let prod16 = _mm256_maddubs_epi16(babs, _mm256_sign_epi8(w, b));
+                    *x = _mm256_add_epi32(*x, _mm256_madd_epi16(prod16, ones));
+                }
+            }
+        }};
+    }
+
+    let mut ap = a;
+    let mut wp = t.w;
+    for _ in 0..t.kg / 16 {
+        for g in 0..16 {
+            // g < 16 stays inside this chunk / these 16 groups.
+            step!(ap.wrapping_add(g * 4), wp.wrapping_add(g * 64));
+        }
+        // Next chunk (R rows x 64 B) and 16 groups; at most one past the end.
+        ap = ap.wrapping_add(R * 64);
+        wp = wp.wrapping_add(16 * 64);
+    }
+    for g in 0..t.kg % 16 {
+        // The last, partial chunk holds kg % 16 groups.
+        step!(ap.wrapping_add(g * 4), wp.wrapping_add(g * 64));
+    }
+
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: as for the loads above.
+        unsafe { store16(o.add(r * t.os), t.cols, &masks, *row) };
+    }
+}

@@ -1,0 +1,37 @@
+//! x86-64 SIMD kernels. All `#[target_feature]` code of the kernels module lives here.
+
+pub(crate) mod avx2;
+pub(crate) mod avx512_vnni;
+pub(crate) mod avx_vnni;
+pub(crate) mod probe;
+
+/// CPU feature checks: run time with `std`, compile time without.
+pub(crate) mod detect {
+    #[cfg(feature = "std")]
+    pub(crate) fn avx512_vnni() -> bool {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(feature = "std")]
+    pub(crate) fn avx_vnni() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(feature = "std")]
+    pub(crate) fn avx2() -> bool {
+        std::is_x86_feature_detected!("avx2")
+    }
+
+    #[cfg(not(feature = "std"))]
+    pub(crate) fn avx512_vnni() -> bool {
+        cfg!(all(target_feature = "avx512f", target_feature = "avx512bw", target_feature = "avx512vnni"))
+    }
+    #[cfg(not(feature = "std"))]
+    pub(crate) fn avx_vnni() -> bool {
+        cfg!(all(target_feature = "avx2", target_feature = "avxvnni"))
+    }
+    #[cfg(not(feature = "std"))]
+    pub(crate) fn avx2() -> bool {
+        cfg!(target_feature = "avx2")
+    }
+}

@@ -1,0 +1,61 @@
+//! Peak probes: many independent `vpdpbusd` chains with register operands only, so the
+//! loop is bound by the VNNI ports alone. Used by benches to express GOPS as % of peak.
+
+use core::arch::x86_64::*;
+
+/// Independent accumulators: enough to cover latency (~5) x throughput (2/cycle).
+const CHAINS: usize = 24;
+/// dpbusd per chain per loop iteration.
+const UNROLL: usize = 4;
+
+/// Returns int8 ops executed (2 per MAC; 64 MACs per zmm dpbusd).
+///
+/// # Safety
+/// CPU must support AVX512F + AVX512-VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn dpbusd_zmm(iters: u64) -> u64 {
+    let a = _mm512_set1_epi32(core::hint::black_box(0x0102_0304));
+    let b = _mm512_set1_epi32(core::hint::black_box(0x0101_0101));
+    let mut acc = [_mm512_setzero_si512(); CHAINS];
+    for _ in 0..iters {
+        for _ in 0..UNROLL {
+            for x in acc.iter_mut() {
+                *x = _mm512_dpbusd_epi32(*x, a, b);
+            }
+        }
+    }
+    let mut s = _mm512_setzero_si512();
+    for x in acc {
+        s = _mm512_add_epi32(s, x);
+    }
+    core::hint::black_box(_mm512_reduce_add_epi32(s));
+    iters * (CHAINS * UNROLL) as u64 * 64 * 2
+}
+
+/// Returns int8 ops executed (32 MACs per ymm dpbusd). 12 chains: only 16 ymm registers
+/// are assumed (AVX-VNNI CPUs without AVX-512).
+///
+/// # Safety
+/// CPU must support AVX2 + AVX-VNNI.
+#[target_feature(enable = "avx2,avxvnni")]
+pub(crate) unsafe fn dpbusd_ymm(iters: u64) -> u64 {
+    let a = _mm256_set1_epi32(core::hint::black_box(0x0102_0304));
+    let b = _mm256_set1_epi32(core::hint::black_box(0x0101_0101));
+    let mut acc = [_mm256_setzero_si256(); 12];
+    for _ in 0..iters {
+        for _ in 0..UNROLL {
+            for x in acc.iter_mut() {
+                *x = _mm256_dpbusd_avx_epi32(*x, a, b);
+            }
+        }
+    }
+    let mut s = _mm256_setzero_si256();
+    for x in acc {
+        s = _mm256_add_epi32(s, x);
+    }
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` is 32 writable bytes; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
+    core::hint::black_box(lanes);
+    iters * (12 * UNROLL) as u64 * 32 * 2
+}

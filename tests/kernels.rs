@@ -1,0 +1,396 @@
+//! Every kernel kind against the scalar reference, bit-exact, on shared cases.
+
+use q8bert::kernels::{
+    pack_weights, packed_len, weight_sums, Kernel, KernelKind, KGROUP, PANEL,
+};
+
+/// Fixed-seed xorshift64* so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Contract range [-127, 127].
+    fn i8v(&mut self) -> i8 {
+        (self.below(255) as i32 - 127) as i8
+    }
+}
+
+/// One GEMM problem; `a` has row stride `a_stride` with garbage in the padding.
+#[derive(Clone)]
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Vec<i8>,
+    a_stride: usize,
+    w: Vec<i8>, // row-major [n][k]
+    n_begin: usize,
+    n_end: usize,
+    out_stride: usize,
+}
+
+impl Case {
+    /// Random values; `pad` extra bytes of stride beyond round_up(k, 4), filled with garbage
+    /// (including -128, outside the contract, to prove it is never used). The last row of
+    /// `a` is cut right after k so any read past it is out of bounds (ASan).
+    fn random(rng: &mut Rng, m: usize, n: usize, k: usize, pad: usize) -> Case {
+        let a_stride = k.div_ceil(4) * 4 + pad;
+        let len = if m == 0 { 0 } else { (m - 1) * a_stride + k };
+        let mut a = vec![0i8; len];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = if i % a_stride < k { rng.i8v() } else { rng.next() as i8 };
+        }
+        let w = (0..n * k).map(|_| rng.i8v()).collect();
+        Case { m, n, k, a, a_stride, w, n_begin: 0, n_end: n, out_stride: n }
+    }
+
+    fn filled(
+        m: usize,
+        n: usize,
+        k: usize,
+        av: impl Fn(usize, usize) -> i8,
+        wv: impl Fn(usize, usize) -> i8,
+    ) -> Case {
+        let a_stride = k.div_ceil(4) * 4;
+        let mut a = vec![0x55i8; if m == 0 { 0 } else { (m - 1) * a_stride + k }];
+        for i in 0..m {
+            for kk in 0..k {
+                a[i * a_stride + kk] = av(i, kk);
+            }
+        }
+        let mut w = vec![0i8; n * k];
+        for j in 0..n {
+            for kk in 0..k {
+                w[j * k + kk] = wv(j, kk);
+            }
+        }
+        Case { m, n, k, a, a_stride, w, n_begin: 0, n_end: n, out_stride: n }
+    }
+
+    fn desc(&self) -> String {
+        format!(
+            "m={} n={} k={} a_stride={} cols={}..{} out_stride={}",
+            self.m, self.n, self.k, self.a_stride, self.n_begin, self.n_end, self.out_stride
+        )
+    }
+}
+
+const SENTINEL: i32 = 0x5A5A_5A5A;
+
+/// Runs `kernel` on `c`; untouched output elements keep SENTINEL.
+fn run(kernel: &Kernel, c: &Case) -> Vec<i32> {
+    let wp = pack_weights(&c.w, c.n, c.k);
+    let ws = weight_sums(&c.w, c.n, c.k);
+    let mut out = vec![SENTINEL; c.m * c.out_stride];
+    kernel.gemm_i8(&c.a, c.a_stride, c.m, &wp, &ws, c.n, c.k, c.n_begin, c.n_end, &mut out, c.out_stride);
+    out
+}
+
+/// Plain triple loop on the unpacked weights: checks the scalar kernel itself.
+fn naive(c: &Case) -> Vec<i32> {
+    let mut out = vec![SENTINEL; c.m * c.out_stride];
+    for i in 0..c.m {
+        for j in c.n_begin..c.n_end {
+            out[i * c.out_stride + j] =
+                (0..c.k).map(|kk| c.a[i * c.a_stride + kk] as i32 * c.w[j * c.k + kk] as i32).sum();
+        }
+    }
+    out
+}
+
+/// The shared driver: every kernel kind on every case, compared with scalar bit-exactly.
+/// A kind this CPU lacks is reported as SKIPPED.
+fn check_all_kernels(test: &str, cases: &[Case]) {
+    let scalar = Kernel::scalar();
+    let want: Vec<Vec<i32>> = cases.iter().map(|c| run(&scalar, c)).collect();
+    for kind in KernelKind::ALL {
+        let Some(kernel) = Kernel::new(kind) else {
+            eprintln!("[{test}] SKIPPED: {} not detected", kind.name());
+            continue;
+        };
+        assert_eq!(kernel.kind(), kind);
+        for (c, want) in cases.iter().zip(&want) {
+            let got = run(&kernel, c);
+            if &got != want {
+                let idx = got.iter().zip(want).position(|(g, w)| g != w).unwrap();
+                panic!(
+                    "[{test}] {} differs from scalar on {}: first at row {} col {}: got {} want {}",
+                    kind.name(),
+                    c.desc(),
+                    idx / c.out_stride.max(1),
+                    idx % c.out_stride.max(1),
+                    got[idx],
+                    want[idx]
+                );
+            }
+        }
+        eprintln!("[{test}] ran {}: {} cases bit-exact vs scalar", kind.name(), cases.len());
+    }
+}
+
+#[test]
+fn scalar_matches_naive() {
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    for _ in 0..200 {
+        let (m, n, k) = (1 + rng.below(9), 1 + rng.below(40), 1 + rng.below(70));
+        let pad = rng.below(3) * 4 + rng.below(2);
+        let mut c = Case::random(&mut rng, m, n, k, pad);
+        c.n_begin = rng.below(n.div_ceil(16)) * 16;
+        c.n_end = c.n_begin + rng.below(n - c.n_begin + 1);
+        c.out_stride = n + rng.below(3);
+        assert_eq!(run(&Kernel::scalar(), &c), naive(&c), "{}", c.desc());
+    }
+    eprintln!("[scalar_matches_naive] ran scalar: 200 cases equal to the unpacked triple loop");
+}
+
+#[test]
+fn edge_shapes() {
+    let mut rng = Rng(0xE1);
+    let mut cases = Vec::new();
+    for m in [1, 2, 3, 5, 7, 8, 11, 12, 13, 25] {
+        for n in [1, 5, 15, 16, 17, 31, 32, 33, 48, 50] {
+            for k in [1, 2, 3, 4, 5, 7, 8, 63, 64, 65, 67, 129] {
+                cases.push(Case::random(&mut rng, m, n, k, 0));
+            }
+        }
+    }
+    check_all_kernels("edge_shapes", &cases);
+}
+
+#[test]
+fn large_k_and_blocking() {
+    let mut rng = Rng(0xB10C);
+    let cases = vec![
+        Case::random(&mut rng, 13, 40, 3072, 0),
+        Case::random(&mut rng, 12, 33, 3073, 4), // k4 = 769: uneven k blocks, K % 4 != 0
+        Case::random(&mut rng, 3, 17, 3075, 0),
+        Case::random(&mut rng, 1, 1, 3072, 0),
+        Case::random(&mut rng, 100, 20, 3072, 0), // two M blocks in the AVX-512 kernel
+        Case::random(&mut rng, 13, 35, 3100, 0),  // k4 = 775 > 768: two k blocks everywhere
+        Case::random(&mut rng, 1300, 17, 800, 0), // two M blocks in the AVX-512 kernel
+        Case::random(&mut rng, 400, 20, 100, 0),
+        Case::random(&mut rng, 777, 49, 770, 12),
+        Case::random(&mut rng, 128, 96, 768, 0), // BERT-like tile
+    ];
+    check_all_kernels("large_k_and_blocking", &cases);
+}
+
+#[test]
+fn extremes_no_overflow_or_saturation() {
+    let k = 3072;
+    let mut cases = Vec::new();
+    for (av, wv) in [(127i8, 127i8), (-127, -127), (127, -127), (-127, 127)] {
+        cases.push(Case::filled(13, 35, k, |_, _| av, |_, _| wv));
+        cases.push(Case::filled(5, 17, k - 1, |_, _| av, |_, _| wv));
+    }
+    // Alternating signs: worst case for i16 pair sums in the AVX2 path.
+    cases.push(Case::filled(
+        9,
+        33,
+        k,
+        |i, kk| if (i + kk) % 2 == 0 { 127 } else { -127 },
+        |j, kk| if (j + kk) % 3 == 0 { -127 } else { 127 },
+    ));
+    cases.push(Case::filled(
+        7,
+        16,
+        4,
+        |_, kk| if kk < 2 { 127 } else { -127 },
+        |_, kk| if kk < 2 { 127 } else { -127 },
+    ));
+    // Exact expected values, independent of any kernel.
+    for kind in KernelKind::ALL {
+        let Some(kernel) = Kernel::new(kind) else { continue };
+        for (av, wv) in [(127i8, 127i8), (-127, 127)] {
+            let c = Case::filled(13, 35, k, |_, _| av, |_, _| wv);
+            let want = av as i32 * wv as i32 * k as i32;
+            assert!(run(&kernel, &c).iter().all(|&x| x == want), "{} extreme {av}x{wv}", kind.name());
+        }
+    }
+    check_all_kernels("extremes", &cases);
+}
+
+#[test]
+fn random_shapes() {
+    let mut rng = Rng(0xC0FFEE);
+    let cases: Vec<Case> = (0..150)
+        .map(|_| {
+            let m = 1 + rng.below(40);
+            let n = 1 + rng.below(100);
+            let k = 1 + rng.below(900);
+            let pad = rng.below(20);
+            Case::random(&mut rng, m, n, k, pad)
+        })
+        .collect();
+    check_all_kernels("random_shapes", &cases);
+}
+
+#[test]
+fn column_subranges() {
+    let mut rng = Rng(0x5AB);
+    let mut cases = Vec::new();
+    let base = Case::random(&mut rng, 14, 100, 77, 3);
+    for n_begin in [0, 16, 32, 48, 96] {
+        for n_end in [n_begin, n_begin + 1, n_begin + 15, n_begin + 16, n_begin + 17, n_begin + 33, 99, 100] {
+            if n_end < n_begin || n_end > 100 {
+                continue;
+            }
+            let mut c = base.clone();
+            c.n_begin = n_begin;
+            c.n_end = n_end;
+            cases.push(c);
+        }
+    }
+    // Wider output rows than n_end: the gap must stay untouched (SENTINEL compared too).
+    let mut c = base.clone();
+    c.n_begin = 32;
+    c.n_end = 70;
+    c.out_stride = 123;
+    cases.push(c);
+    check_all_kernels("column_subranges", &cases);
+}
+
+#[test]
+fn stride_padding_is_ignored() {
+    let mut rng = Rng(0xFADE);
+    let mut cases = Vec::new();
+    for k in [1, 3, 4, 6, 64, 65, 130] {
+        for pad in [1, 4, 60, 64] {
+            cases.push(Case::random(&mut rng, 13, 37, k, pad));
+        }
+    }
+    // Same A values with two different garbage paddings must give identical outputs.
+    let c1 = Case::random(&mut rng, 9, 40, 70, 10);
+    let mut c2 = c1.clone();
+    for (i, v) in c2.a.iter_mut().enumerate() {
+        if i % c2.a_stride >= c2.k {
+            *v = !*v;
+        }
+    }
+    for kind in KernelKind::ALL {
+        if let Some(kern) = Kernel::new(kind) {
+            assert_eq!(run(&kern, &c1), run(&kern, &c2), "{} reads stride padding", kind.name());
+        }
+    }
+    check_all_kernels("stride_padding", &cases);
+}
+
+#[test]
+fn scratch_reuse_and_k_zero() {
+    let mut rng = Rng(0x77);
+    for kind in KernelKind::ALL {
+        let Some(kern) = Kernel::new(kind) else {
+            eprintln!("[scratch_reuse] SKIPPED: {} not detected", kind.name());
+            continue;
+        };
+        let mut scratch = Vec::new();
+        for (m, n, k) in [(50, 40, 900), (3, 5, 7), (130, 20, 3000), (1, 1, 1)] {
+            let c = Case::random(&mut rng, m, n, k, 0);
+            let wp = pack_weights(&c.w, n, k);
+            let ws = weight_sums(&c.w, n, k);
+            let mut out = vec![SENTINEL; m * n];
+            kern.gemm_i8_with_scratch(&c.a, c.a_stride, m, &wp, &ws, n, k, 0, n, &mut out, n, &mut scratch);
+            assert_eq!(out, naive(&c), "{} {}", kind.name(), c.desc());
+        }
+        let mut out = vec![SENTINEL; 6];
+        kern.gemm_i8(&[], 0, 2, &[], &[0; 3], 3, 0, 0, 3, &mut out, 3);
+        assert_eq!(out, vec![0; 6], "{} k=0", kind.name());
+        eprintln!("[scratch_reuse] ran {}", kind.name());
+    }
+}
+
+#[test]
+fn pack_layout_matches_formula() {
+    let mut rng = Rng(0x9);
+    for (n, k) in [(1, 1), (17, 5), (33, 64), (16, 4), (5, 130)] {
+        let w: Vec<i8> = (0..n * k).map(|_| rng.i8v()).collect();
+        let p = pack_weights(&w, n, k);
+        let k4 = k.div_ceil(KGROUP);
+        assert_eq!(p.len(), packed_len(n, k));
+        assert_eq!(p.len(), n.div_ceil(PANEL) * PANEL * k4 * KGROUP);
+        let mut seen = vec![false; p.len()];
+        for j in 0..n {
+            for kk in 0..k {
+                let idx = ((j / 16) * k4 + kk / 4) * 64 + (j % 16) * 4 + (kk % 4);
+                assert_eq!(p[idx] as i8, w[j * k + kk]);
+                seen[idx] = true;
+            }
+        }
+        assert!(p.iter().zip(&seen).all(|(&b, &s)| s || b == 0), "padding must be zero");
+        let ws = weight_sums(&w, n, k);
+        for j in 0..n {
+            assert_eq!(ws[j], w[j * k..(j + 1) * k].iter().map(|&x| x as i32).sum::<i32>());
+        }
+    }
+}
+
+#[test]
+fn names_round_trip() {
+    for kind in KernelKind::ALL {
+        assert_eq!(KernelKind::from_name(kind.name()), Some(kind));
+    }
+    assert_eq!(KernelKind::from_name("avx512"), None);
+    assert_eq!(Kernel::scalar().kind(), KernelKind::Scalar);
+}
+
+#[test]
+#[should_panic(expected = "not a multiple of 16")]
+fn rejects_unaligned_n_begin() {
+    let w = pack_weights(&[1; 40], 20, 2);
+    let mut out = vec![0; 20];
+    Kernel::best_available().gemm_i8(&[1, 1], 2, 1, &w, &[2; 20], 20, 2, 8, 20, &mut out, 20);
+}
+
+#[test]
+#[should_panic(expected = "a.len()")]
+fn rejects_short_a() {
+    let w = pack_weights(&[1; 40], 20, 2);
+    let mut out = vec![0; 40];
+    Kernel::best_available().gemm_i8(&[1, 1, 1], 4, 2, &w, &[2; 20], 20, 2, 0, 20, &mut out, 20);
+}
+
+/// On this machine every SIMD kernel must actually run, not be skipped. Needs run-time
+/// detection (`std`); without it kernels exist only if enabled at compile time.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", feature = "std"))]
+#[test]
+fn kernels_present_when_cpu_has_them() {
+    let info = std::fs::read_to_string("/proc/cpuinfo").expect("read /proc/cpuinfo");
+    let flags: Vec<&str> =
+        info.lines().find(|l| l.starts_with("flags")).expect("flags line").split_whitespace().collect();
+    let has = |f: &str| flags.contains(&f);
+    eprintln!(
+        "cpu flags: avx2={} avx_vnni={} avx512f={} avx512bw={} avx512_vnni={}",
+        has("avx2"),
+        has("avx_vnni"),
+        has("avx512f"),
+        has("avx512bw"),
+        has("avx512_vnni")
+    );
+    if has("avx2") {
+        assert!(Kernel::new(KernelKind::Avx2).is_some(), "avx2 in cpuinfo but kernel unavailable");
+    }
+    if has("avx2") && has("avx_vnni") {
+        assert!(Kernel::new(KernelKind::AvxVnni).is_some(), "avx_vnni in cpuinfo but kernel unavailable");
+    }
+    if has("avx512f") && has("avx512bw") && has("avx512_vnni") {
+        assert!(
+            Kernel::new(KernelKind::Avx512Vnni).is_some(),
+            "avx512_vnni in cpuinfo but kernel unavailable"
+        );
+        assert_eq!(Kernel::best_available().kind(), KernelKind::Avx512Vnni);
+    }
+    for kind in KernelKind::ALL {
+        eprintln!(
+            "{}: {}",
+            kind.name(),
+            if Kernel::new(kind).is_some() { "available" } else { "SKIPPED: not detected" }
+        );
+    }
+}
