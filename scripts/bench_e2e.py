@@ -607,6 +607,10 @@ def write_svg(path, results, models, points, threads_list):
         f.write("\n".join(out) + "\n")
 
 
+def _is_qop(op_type):
+    return op_type.startswith(("Q", "DynamicQuantize", "MatMulInteger", "ConvInteger"))
+
+
 def write_page(path, svg_name, ctx):
     m, v, res, det = ctx["machine"], ctx["versions"], ctx["results"], ctx["details"]
     flags = m["flags"]
@@ -638,8 +642,9 @@ def write_page(path, svg_name, ctx):
               f"{k}: {', '.join(f'{o} {n}' for o, n in mm['fused'].items())}"
               for k, mm in ctx["meta"].items()) + ").",
           "- ORT int8: `onnxruntime.quantization.quantize_dynamic` of that graph, QInt8 weights "
-          "(per tensor), u8 activations quantized at run time (QAttention, DynamicQuantizeMatMul / "
-          "MatMulInteger).",
+          "(per tensor), u8 activations quantized at run time (int8 ops: " + "; ".join(
+              f"{k}: {', '.join(f'{o} {n}' for o, n in mm['quant_ops'].items() if _is_qop(o))}"
+              for k, mm in ctx["meta"].items()) + ").",
           "- Sessions: CPUExecutionProvider, `intra_op_num_threads` = threads, "
           "`inter_op_num_threads` = 1, sequential execution, `ORT_ENABLE_ALL` graph optimizations. "
           "Inputs: random token ids within the vocab, attention mask all ones, token types 0.",

@@ -130,9 +130,99 @@ fn gather_tokens(layout: &ModelLayout, input: &Input, ws: &mut Workspace) -> Res
     Ok(())
 }
 
+/// Runs `f(i)` for `i < n`, in parallel where the runtime has threads. Which thread runs a
+/// task never changes its result.
+pub trait Parallel: Sync {
+    fn threads(&self) -> usize;
+    fn for_each(&self, n: usize, f: &(dyn Fn(usize) + Sync));
+}
+
+/// The single-threaded executor (and the only one without `std`).
+pub struct Serial;
+
+impl Parallel for Serial {
+    fn threads(&self) -> usize {
+        1
+    }
+    fn for_each(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        (0..n).for_each(f)
+    }
+}
+
+#[cfg(feature = "std")]
+impl Parallel for crate::threads::ThreadPool {
+    fn threads(&self) -> usize {
+        crate::threads::ThreadPool::threads(self)
+    }
+    fn for_each(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        self.parallel_for(n, f)
+    }
+}
+
+/// A value handed to exactly one task. Tasks own disjoint row blocks of the buffers they
+/// write, carved out before the parallel region; each task index takes its own slot once.
+struct Slot<T> {
+    value: core::cell::UnsafeCell<Option<T>>,
+    taken: core::sync::atomic::AtomicBool,
+}
+
+// SAFETY: the atomic flag lets exactly one thread move the value out and nothing else touches
+// the cell; `T: Send` makes handing the value to that thread sound.
+unsafe impl<T: Send> Sync for Slot<T> {}
+
+impl<T> Slot<T> {
+    fn new(v: T) -> Self {
+        Slot { value: core::cell::UnsafeCell::new(Some(v)), taken: core::sync::atomic::AtomicBool::new(false) }
+    }
+
+    fn take(&self) -> T {
+        let first = !self.taken.swap(true, core::sync::atomic::Ordering::AcqRel);
+        assert!(first, "a task slot was taken twice");
+        // SAFETY: the swap succeeded for this caller only, so this is the only access ever.
+        unsafe { (*self.value.get()).take() }.expect("slot holds a value until taken")
+    }
+}
+
+/// Splits `rows` into at most `parts` contiguous blocks: (first row, row count).
+fn row_blocks(rows: usize, parts: usize) -> Vec<(usize, usize)> {
+    let per = rows.div_ceil(parts.max(1)).max(1);
+    (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect()
+}
+
+/// Carves `buf` into consecutive pieces of `rows * row_len` elements for the given blocks.
+fn carve<'a, T>(mut buf: &'a mut [T], blocks: &[(usize, usize)], row_len: usize) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(blocks.len());
+    for &(_, rows) in blocks {
+        let (head, tail) = core::mem::take(&mut buf).split_at_mut(rows * row_len);
+        out.push(head);
+        buf = tail;
+    }
+    out
+}
+
+/// What a linear layer's input is.
+enum LinearIn<'x> {
+    /// fp32 rows of K values, quantized with the layer's input scale.
+    F32(&'x [f32]),
+    /// Already-quantized rows of stride `padded_k(K)`.
+    I8(&'x [i8]),
+}
+
+/// What a linear layer does with its dequantized output (the fused epilogue).
+enum LinearOut<'o> {
+    /// Store fp32 rows of N values.
+    F32(&'o mut [f32]),
+    /// LayerNorm(y + residual) into fp32 rows.
+    ResidualNorm { out: &'o mut [f32], residual: &'o [f32], ln: &'o LayerNormRef },
+    /// GELU(y), quantized with the next layer's input scale, into rows of stride `padded_k(N)`.
+    GeluQuant { out: &'o mut [i8], next_scale: f32 },
+}
+
 struct Ctx<'m> {
     file: &'m [u8],
     kernel: Kernel,
+    par: &'m dyn Parallel,
+    eps: f32,
 }
 
 impl Ctx<'_> {
@@ -143,42 +233,70 @@ impl Ctx<'_> {
         cast(self.file, r)
     }
 
-    /// acc[rows x n] = xq[rows x padded_k] * W^T (exact int32, before bias).
-    fn gemm(&self, lin: &LinearRef, xq: &[i8], rows: usize, acc: &mut [i32]) {
-        self.kernel.gemm_i8(
-            xq,
-            padded_k(lin.k),
-            rows,
-            &self.file[lin.weight.clone()],
-            self.i32s(&lin.weight_sum),
-            lin.n,
-            lin.k,
-            0,
-            lin.n,
-            acc,
-            lin.n,
-        );
-    }
-
-    /// out[rows x n] = dequantize(quantize(x) * W^T + bias), fp32 in and out.
-    fn linear(&self, lin: &LinearRef, x: &[f32], rows: usize, ws_xq: &mut Vec<i8>, ws_acc: &mut Vec<i32>, dq: &mut Vec<f32>, out: &mut [f32]) {
-        resize(ws_xq, rows * padded_k(lin.k));
-        resize(ws_acc, rows * lin.n);
-        resize(dq, lin.n);
-        ops::quantize_rows(x, rows, lin.k, lin.input_scale, ws_xq);
-        self.gemm(lin, ws_xq, rows, ws_acc);
-        ops::dequant_multipliers(self.f32s(&lin.weight_scale), lin.n, lin.input_scale, dq);
-        let bias = self.i32s(&lin.bias);
-        for r in 0..rows {
-            ops::dequantize_row(&ws_acc[r * lin.n..(r + 1) * lin.n], bias, dq, &mut out[r * lin.n..(r + 1) * lin.n]);
+    /// One int8 linear layer over `rows` rows: quantize (if needed), GEMM with int32
+    /// accumulation, then the epilogue, fused per block of rows so each block stays in cache.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(&self, lin: &LinearRef, x: LinearIn, rows: usize, xq: &mut Vec<i8>, acc: &mut Vec<i32>, dq: &mut Vec<f32>, out: LinearOut) {
+        let (n, k, kp) = (lin.n, lin.k, padded_k(lin.k));
+        resize(dq, n);
+        ops::dequant_multipliers(self.f32s(&lin.weight_scale), n, lin.input_scale, dq);
+        if matches!(x, LinearIn::F32(_)) {
+            resize(xq, rows * kp);
         }
-    }
-
-    fn layer_norm_rows(&self, ln: &LayerNormRef, x: &mut [f32], h: usize, eps: f32) {
-        let (g, b) = (self.f32s(&ln.gamma), self.f32s(&ln.beta));
-        for row in x.chunks_exact_mut(h) {
-            ops::layer_norm(row, g, b, eps);
-        }
+        resize(acc, rows * n);
+        let blocks = row_blocks(rows, self.par.threads());
+        let xq_parts = match x {
+            LinearIn::F32(_) => carve(&mut xq[..rows * kp], &blocks, kp).into_iter().map(Some).collect(),
+            LinearIn::I8(_) => blocks.iter().map(|_| None).collect::<Vec<_>>(),
+        };
+        let acc_parts = carve(&mut acc[..rows * n], &blocks, n);
+        let (out_parts, residual, ln, next_scale): (Vec<OutPart>, _, _, _) = match out {
+            LinearOut::F32(o) => (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None, 0.0),
+            LinearOut::ResidualNorm { out, residual, ln } => {
+                (carve(&mut out[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), Some(residual), Some(ln), 0.0)
+            }
+            LinearOut::GeluQuant { out, next_scale } => {
+                let np = padded_k(n);
+                (carve(&mut out[..rows * np], &blocks, np).into_iter().map(OutPart::I8).collect(), None, None, next_scale)
+            }
+        };
+        let slots: Vec<Slot<_>> = xq_parts.into_iter().zip(acc_parts).zip(out_parts).map(Slot::new).collect();
+        let (w, wsum, bias, dq) = (&self.file[lin.weight.clone()], self.i32s(&lin.weight_sum), self.i32s(&lin.bias), &dq[..n]);
+        let ln = ln.map(|l| (self.f32s(&l.gamma), self.f32s(&l.beta)));
+        self.par.for_each(blocks.len(), &|b| {
+            let ((xq_part, acc_part), mut out_part) = slots[b].take();
+            let (r0, nrows) = blocks[b];
+            let a: &[i8] = match (&x, xq_part) {
+                (LinearIn::F32(xf), Some(q)) => {
+                    ops::quantize_rows(&xf[r0 * k..(r0 + nrows) * k], nrows, k, lin.input_scale, q);
+                    q
+                }
+                (LinearIn::I8(xi), _) => &xi[r0 * kp..(r0 + nrows) * kp],
+                (LinearIn::F32(_), None) => unreachable!("fp32 input always has a quantization buffer"),
+            };
+            self.kernel.gemm_i8(a, kp, nrows, w, wsum, n, k, 0, n, acc_part, n);
+            for r in 0..nrows {
+                let acc_row = &acc_part[r * n..(r + 1) * n];
+                match &mut out_part {
+                    OutPart::F32(o) => {
+                        let o = &mut o[r * n..(r + 1) * n];
+                        ops::dequantize_row(acc_row, bias, dq, o);
+                        if let (Some(res), Some((g, be))) = (residual, ln) {
+                            let res_row = &res[(r0 + r) * n..(r0 + r + 1) * n];
+                            for (v, &rv) in o.iter_mut().zip(res_row) {
+                                *v += rv;
+                            }
+                            ops::layer_norm(o, g, be, self.eps);
+                        }
+                    }
+                    OutPart::I8(o) => {
+                        let np = padded_k(n);
+                        let o = &mut o[r * np..(r + 1) * np];
+                        ops::dequantize_gelu_quantize_row(acc_row, bias, dq, next_scale, o);
+                    }
+                }
+            }
+        });
     }
 
     fn embedding_row<'a>(&'a self, e: &EmbeddingRef, row: usize, h: usize) -> &'a [i8] {
@@ -186,8 +304,13 @@ impl Ctx<'_> {
     }
 }
 
+enum OutPart<'o> {
+    F32(&'o mut [f32]),
+    I8(&'o mut [i8]),
+}
+
 /// Runs the model on `input`, writing `layout.output_dim(seq_len)` floats per sequence.
-pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, input: &Input, ws: &mut Workspace, output: &mut [f32]) -> Result<()> {
+pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Parallel, input: &Input, ws: &mut Workspace, output: &mut [f32]) -> Result<()> {
     let needed = input.batch.saturating_mul(layout.output_dim(input.seq_len));
     if output.len() < needed {
         bail!(Status::BufferTooSmall, "output has room for {} floats, {needed} are needed", output.len());
@@ -196,95 +319,94 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, input: &Input,
     let cfg = &layout.config;
     let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
     let t = ws.tokens.len();
-    let cx = Ctx { file, kernel };
+    let cx = Ctx { file, kernel, par, eps: cfg.layer_norm_eps };
 
     resize(&mut ws.hidden, t * h);
     resize(&mut ws.qkv, t * 3 * h);
     resize(&mut ws.ctx, t * h);
     resize(&mut ws.tmp, t * h);
     resize(&mut ws.inter_q, t * padded_k(inter));
-    resize(&mut ws.scores, input.seq_len);
 
     // Embeddings: (word + token type) + position, as BERT adds them, then LayerNorm.
-    for (i, &(pos, id, ty)) in ws.tokens.iter().enumerate() {
-        let w = cx.embedding_row(&layout.word_embeddings, id as usize, h);
-        let p = cx.embedding_row(&layout.position_embeddings, pos as usize, h);
-        let y = cx.embedding_row(&layout.token_type_embeddings, ty as usize, h);
-        let (iw, ip, iy) = (layout.word_embeddings.inv_scale, layout.position_embeddings.inv_scale, layout.token_type_embeddings.inv_scale);
-        for (d, out) in ws.hidden[i * h..(i + 1) * h].iter_mut().enumerate() {
-            *out = (w[d] as f32 * iw + y[d] as f32 * iy) + p[d] as f32 * ip;
-        }
-    }
-    cx.layer_norm_rows(&layout.embeddings_layer_norm, &mut ws.hidden[..t * h], h, cfg.layer_norm_eps);
-
-    let heads = cfg.num_heads;
-    let dh = cfg.head_dim();
-    let inv_sqrt_dh = 1.0 / math::sqrt(dh as f32);
-    for layer in &layout.layers {
-        cx.linear(&layer.qkv, &ws.hidden, t, &mut ws.xq, &mut ws.acc, &mut ws.dq, &mut ws.qkv);
-
-        // Attention per sequence and head: softmax(q k^T / sqrt(dh)) v, fp32.
-        for s in 0..input.batch {
-            let (a, b) = (ws.seq_start[s], ws.seq_start[s + 1]);
-            let len = b - a;
-            for hd in 0..heads {
-                let (qo, ko, vo) = (hd * dh, h + hd * dh, 2 * h + hd * dh);
-                for i in a..b {
-                    let q = &ws.qkv[i * 3 * h + qo..i * 3 * h + qo + dh];
-                    let scores = &mut ws.scores[..len];
-                    for (j, sc) in scores.iter_mut().enumerate() {
-                        let kr = (a + j) * 3 * h + ko;
-                        *sc = math::dot(q, &ws.qkv[kr..kr + dh]) * inv_sqrt_dh;
-                    }
-                    ops::softmax(scores);
-                    let ctx = &mut ws.ctx[i * h + hd * dh..i * h + (hd + 1) * dh];
-                    ctx.fill(0.0);
-                    for (j, &p) in scores.iter().enumerate() {
-                        let vr = (a + j) * 3 * h + vo;
-                        for (c, &v) in ctx.iter_mut().zip(&ws.qkv[vr..vr + dh]) {
-                            *c += p * v;
-                        }
-                    }
+    {
+        let blocks = row_blocks(t, par.threads());
+        let slots: Vec<Slot<&mut [f32]>> = carve(&mut ws.hidden[..t * h], &blocks, h).into_iter().map(Slot::new).collect();
+        let (tokens, e) = (&ws.tokens, layout);
+        let (g, b) = (cx.f32s(&layout.embeddings_layer_norm.gamma), cx.f32s(&layout.embeddings_layer_norm.beta));
+        par.for_each(blocks.len(), &|blk| {
+            let rows = slots[blk].take();
+            let (r0, n) = blocks[blk];
+            for (i, row) in rows.chunks_exact_mut(h).enumerate().take(n) {
+                let (pos, id, ty) = tokens[r0 + i];
+                let w = cx.embedding_row(&e.word_embeddings, id as usize, h);
+                let p = cx.embedding_row(&e.position_embeddings, pos as usize, h);
+                let y = cx.embedding_row(&e.token_type_embeddings, ty as usize, h);
+                let (iw, ip, iy) = (e.word_embeddings.inv_scale, e.position_embeddings.inv_scale, e.token_type_embeddings.inv_scale);
+                for (d, out) in row.iter_mut().enumerate() {
+                    *out = (w[d] as f32 * iw + y[d] as f32 * iy) + p[d] as f32 * ip;
                 }
+                ops::layer_norm(row, g, b, cx.eps);
             }
-        }
+        });
+    }
 
-        // Attention output projection, residual, LayerNorm.
-        cx.linear(&layer.attention_output, &ws.ctx, t, &mut ws.xq, &mut ws.acc, &mut ws.dq, &mut ws.tmp);
-        for (o, &r) in ws.tmp[..t * h].iter_mut().zip(&ws.hidden[..t * h]) {
-            *o += r;
-        }
-        cx.layer_norm_rows(&layer.attention_layer_norm, &mut ws.tmp[..t * h], h, cfg.layer_norm_eps);
+    for layer in &layout.layers {
+        cx.linear(&layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.qkv));
+        attention(&cx, cfg.num_heads, cfg.head_dim(), h, &ws.seq_start, &ws.qkv, &mut ws.ctx[..t * h]);
+        let ln = &layer.attention_layer_norm;
+        cx.linear(&layer.attention_output, LinearIn::F32(&ws.ctx), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
-
-        // FFN: intermediate GEMM with GELU and requantization fused, then the output GEMM.
-        let lin = &layer.intermediate;
-        resize(&mut ws.xq, t * padded_k(h));
-        resize(&mut ws.acc, t * inter.max(h));
-        resize(&mut ws.dq, inter.max(h));
-        ops::quantize_rows(&ws.hidden, t, h, lin.input_scale, &mut ws.xq);
-        cx.gemm(lin, &ws.xq, t, &mut ws.acc);
-        ops::dequant_multipliers(cx.f32s(&lin.weight_scale), inter, lin.input_scale, &mut ws.dq);
-        let (bias, next_scale, ip) = (cx.i32s(&lin.bias), layer.output.input_scale, padded_k(inter));
-        for r in 0..t {
-            ops::dequantize_gelu_quantize_row(&ws.acc[r * inter..(r + 1) * inter], bias, &ws.dq[..inter], next_scale, &mut ws.inter_q[r * ip..(r + 1) * ip]);
-        }
-        let out = &layer.output;
-        cx.gemm(out, &ws.inter_q, t, &mut ws.acc);
-        ops::dequant_multipliers(cx.f32s(&out.weight_scale), h, out.input_scale, &mut ws.dq);
-        let bias = cx.i32s(&out.bias);
-        for r in 0..t {
-            ops::dequantize_row(&ws.acc[r * h..(r + 1) * h], bias, &ws.dq[..h], &mut ws.tmp[r * h..(r + 1) * h]);
-        }
-        for (o, &r) in ws.tmp[..t * h].iter_mut().zip(&ws.hidden[..t * h]) {
-            *o += r;
-        }
-        cx.layer_norm_rows(&layer.output_layer_norm, &mut ws.tmp[..t * h], h, cfg.layer_norm_eps);
+        let next_scale = layer.output.input_scale;
+        cx.linear(&layer.intermediate, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::GeluQuant { out: &mut ws.inter_q, next_scale });
+        let ln = &layer.output_layer_norm;
+        cx.linear(&layer.output, LinearIn::I8(&ws.inter_q), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
     }
 
     write_head(layout, &cx, input, ws, output);
     Ok(())
+}
+
+/// softmax(q k^T / sqrt(dh)) v per sequence and head, fp32, split over blocks of query rows.
+fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], ctx: &mut [f32]) {
+    let inv_sqrt_dh = 1.0 / math::sqrt(dh as f32);
+    let total = ctx.len() / h;
+    let chunk = total.div_ceil(2 * cx.par.threads()).max(1);
+    // Work items never straddle two sequences: (sequence start, sequence end, first row, rows).
+    let mut items = Vec::new();
+    for s in 0..seq_start.len() - 1 {
+        let (a, b) = (seq_start[s], seq_start[s + 1]);
+        for i0 in (a..b).step_by(chunk) {
+            items.push((a, b, i0, chunk.min(b - i0)));
+        }
+    }
+    let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n)| (i0, n)).collect();
+    let slots: Vec<Slot<&mut [f32]>> = carve(ctx, &blocks, h).into_iter().map(Slot::new).collect();
+    cx.par.for_each(items.len(), &|it| {
+        let out = slots[it].take();
+        let (a, b, i0, n) = items[it];
+        let mut scores = alloc::vec![0.0f32; b - a];
+        for i in i0..i0 + n {
+            let row = &mut out[(i - i0) * h..(i - i0 + 1) * h];
+            for hd in 0..heads {
+                let (qo, ko, vo) = (hd * dh, h + hd * dh, 2 * h + hd * dh);
+                let q = &qkv[i * 3 * h + qo..i * 3 * h + qo + dh];
+                for (j, sc) in scores.iter_mut().enumerate() {
+                    let kr = (a + j) * 3 * h + ko;
+                    *sc = math::dot(q, &qkv[kr..kr + dh]) * inv_sqrt_dh;
+                }
+                ops::softmax(&mut scores);
+                let c = &mut row[hd * dh..(hd + 1) * dh];
+                c.fill(0.0);
+                for (j, &p) in scores.iter().enumerate() {
+                    let vr = (a + j) * 3 * h + vo;
+                    for (cv, &v) in c.iter_mut().zip(&qkv[vr..vr + dh]) {
+                        *cv += p * v;
+                    }
+                }
+            }
+        }
+    });
 }
 
 fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut Workspace, output: &mut [f32]) {
@@ -301,12 +423,12 @@ fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut Workspace,
                 let first = ws.seq_start[s];
                 ws.pooled[s * h..(s + 1) * h].copy_from_slice(&ws.hidden[first * h..(first + 1) * h]);
             }
-            cx.linear(pooler, &ws.pooled, batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, &mut ws.tmp);
+            cx.linear(pooler, LinearIn::F32(&ws.pooled), batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.tmp));
             for v in ws.tmp[..batch * h].iter_mut() {
                 *v = math::tanh(*v);
             }
             let n = classifier.n;
-            cx.linear(classifier, &ws.tmp, batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, &mut output[..batch * n]);
+            cx.linear(classifier, LinearIn::F32(&ws.tmp), batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut output[..batch * n]));
         }
         HeadKind::Embedding => {
             for s in 0..batch {

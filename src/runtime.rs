@@ -41,6 +41,9 @@ pub struct Model<'a> {
     truncation: Truncation,
     #[cfg(feature = "std")]
     pool: std::sync::Mutex<alloc::vec::Vec<Workspace>>,
+    /// Worker threads for one run (None when running on one thread).
+    #[cfg(feature = "std")]
+    threads: Option<crate::threads::ThreadPool>,
 }
 
 impl<'a> Model<'a> {
@@ -79,6 +82,8 @@ impl<'a> Model<'a> {
             num_threads,
             #[cfg(feature = "std")]
             pool: std::sync::Mutex::new(alloc::vec::Vec::new()),
+            #[cfg(feature = "std")]
+            threads: (num_threads > 1).then(|| crate::threads::ThreadPool::new(num_threads)),
         })
     }
 
@@ -131,7 +136,15 @@ impl<'a> Model<'a> {
 
     /// Runs with caller-owned scratch memory (no allocation once `ws` has grown).
     pub fn run_with(&self, ws: &mut Workspace, input: &Input, output: &mut [f32]) -> Result<()> {
-        bert::forward(&self.layout, self.storage.bytes(), self.kernel, input, ws, output)
+        bert::forward(&self.layout, self.storage.bytes(), self.kernel, self.parallel(), input, ws, output)
+    }
+
+    fn parallel(&self) -> &dyn bert::Parallel {
+        #[cfg(feature = "std")]
+        if let Some(pool) = &self.threads {
+            return pool;
+        }
+        &bert::Serial
     }
 
     /// Runs on a batch of token ids; `output` gets `output_len(batch, seq_len)` floats.

@@ -261,3 +261,25 @@ fn every_kernel_gives_bit_identical_outputs() {
         }
     }
 }
+
+#[test]
+fn every_thread_count_gives_bit_identical_outputs() {
+    for head in heads() {
+        let fp = FpModel::random(tiny_config(), head, 41);
+        let bytes = fp.bytes();
+        let buf = Aligned::new(&bytes);
+        let mut rng = Rng::new(23);
+        let b = random_batch(&mut rng, 5, 24, 40);
+        let run = |threads: usize| {
+            let model = Model::from_bytes(buf.bytes(), &Options { num_threads: threads, ..Default::default() }).unwrap();
+            assert_eq!(model.num_threads(), threads);
+            let mut out = vec![0.0f32; model.output_len(5, 24)];
+            model.run(&b.ids, Some(&b.types), Some(&b.mask), 5, 24, &mut out).unwrap();
+            out
+        };
+        let one = run(1);
+        for threads in [2, 3, 4, 7] {
+            assert_eq!(run(threads), one, "{threads} threads differ from 1");
+        }
+    }
+}
