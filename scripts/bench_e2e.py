@@ -353,6 +353,33 @@ def _op_counts(path):
 # 3./4. Measurements
 # ----------------------------------------------------------------------------------------------
 
+class OtherLoad:
+    """CPU time used by other processes (and stolen by the hypervisor) while a point runs, in
+    cores: (machine busy time - this process's and its children's CPU time) / wall time."""
+    TCK = os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _busy():
+        with open("/proc/stat", encoding="utf-8") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal ...
+        return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / OtherLoad.TCK
+
+    @staticmethod
+    def _mine():
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def __enter__(self):
+        self.b0, self.m0, self.t0 = self._busy(), self._mine(), time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        wall = max(time.monotonic() - self.t0, 1e-6)
+        self.cores = max(0.0, (self._busy() - self.b0) - (self._mine() - self.m0)) / wall
+        return False
+
+
 class Timing:
     def __init__(self, quick):
         self.warmup_runs, self.warmup_s = (2, 0.1) if quick else (3, 0.5)
@@ -624,6 +651,8 @@ def write_page(path, svg_name, ctx):
              f"≥ {TARGET_VS_FP32}x vs ORT fp32).")
     if ctx["quick"]:
         L += ["", "**Quick mode**: few runs per point; numbers are indicative only."]
+    if ctx["partial"]:
+        L += ["", f"**Incomplete run**: {ctx['partial']}."]
     L += ["", "## Machine", "",
           f"- CPU: {m['model_name']} ({m['cpus']} logical CPUs, shared; `lscpu` model name as "
           "the hypervisor reports it)",
@@ -657,6 +686,12 @@ def write_page(path, svg_name, ctx):
           f"passes. Passes: {ctx['passes']}" + ("; a cell is the median of the per-pass medians."
                                                  if ctx["passes"] > 1 else "."),
           ]
+    all_loads = [x for v in ctx["loads"].values() for x in v]
+    if all_loads:
+        L.append(f"- Background load (CPU time of other processes and hypervisor steal while a "
+                 f"point ran, in cores out of {m['cpus']}): mean {statistics.mean(all_loads):.2f}, "
+                 f"max {max(all_loads):.2f}" + (" — the machine was not quiet; treat the numbers "
+                 "with care." if max(all_loads) > 0.15 else "."))
     if ctx["q8bert_note"]:
         L.append(f"- q8bert column: {ctx['q8bert_note']}")
     kernels = sorted({d.get("kernel") for d in det.values() if d.get("kernel")})
@@ -677,17 +712,20 @@ def write_page(path, svg_name, ctx):
                 L.append(f"| {b}x{s} | {th} | {fmt_ms(q)} | {fmt_ms(i8)} | {fmt_ms(f32)} | "
                          f"{fmt_x(i8, q, TARGET_VS_INT8)} | {fmt_x(f32, q, TARGET_VS_FP32)} |")
         L.append("")
-    L += ["<details><summary>Spread per point (p10 / median / p90 ms, timed runs, last pass)"
-          "</summary>", "", "| model | batch x seq | threads | peer | p10 | median | p90 | runs |",
-          "|---|---|---:|---|---:|---:|---:|---:|"]
+    L += ["<details><summary>Spread per point (p10 / median / p90 ms and timed runs of the last "
+          "pass; background load in cores, max over passes)</summary>", "",
+          "| model | batch x seq | threads | peer | p10 | median | p90 | runs | other load |",
+          "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for (key, b, s, th, peer), d in sorted(det.items()):
+        ld = ctx["loads"].get((key, b, s, th))
+        ld = f"{max(ld):.2f}" if ld else "?"
         if "median_ms" in d:
             L.append(f"| {key} | {b}x{s} | {th} | {PEER_TITLE[peer]} | {fmt_ms(d.get('p10_ms'))} | "
                      f"{fmt_ms(d['median_ms'])} | {fmt_ms(d.get('p90_ms'))} | "
-                     f"{d.get('runs', d.get('iters', '?'))} |")
+                     f"{d.get('runs', d.get('iters', '?'))} | {ld} |")
         else:
             L.append(f"| {key} | {b}x{s} | {th} | {PEER_TITLE[peer]} | error: "
-                     f"{d.get('error', '?')} | | | |")
+                     f"{d.get('error', '?')} | | | | {ld} |")
     L += ["", "</details>", ""]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(L))
@@ -736,8 +774,11 @@ def main():
     timing = Timing(args.quick)
     lock = lambda: SharedLock(not args.no_lock)  # noqa: E731
 
-    with lock():
+    models, meta = {}, {}
+    with lock():  # one hold for the builds: cargo, then any model not in the cache yet
         exe, q8_note = build_q8bert(args)
+        for key in args.models:
+            models[key], meta[key] = build_models(key, SHAPES[key])
     if q8_note:
         log(f"q8bert column: {q8_note}")
         if "no example target" in q8_note:
@@ -746,14 +787,36 @@ def main():
         elif not q8_note.startswith("skipped"):
             q8_note = f"not measured: {q8_note}"
 
-    models, meta = {}, {}
-    for key in args.models:
-        with lock():
-            models[key], meta[key] = build_models(key, SHAPES[key])
+    out = os.path.abspath(args.out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    svg = os.path.join(os.path.dirname(out), "bench_latency.svg")
+    raw = os.path.join(CACHE, "last_results.json")
+    machine, versions = machine_info(), tool_versions(ort)
+    n_points = args.passes * len(args.models) * len(args.points) * len(args.threads)
+
+    def report(done):
+        """(Re)writes the page and chart; called after every point so a cut run keeps its data."""
+        results = {}
+        for (key, b, s, th, peer), meds in per_pass.items():
+            results.setdefault((key, b, s, th), {})[peer] = statistics.median(meds)
+        write_svg(svg, results, args.models, args.points, args.threads)
+        n_done = sum(len(v) for v in loads.values())
+        ctx = dict(machine=machine, versions=versions, results=results, details=details,
+                   timing=timing, quick=args.quick, passes=args.passes, models=args.models,
+                   points=args.points, threads=args.threads, meta=meta, q8bert_note=q8_note,
+                   loads=loads, date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                   elapsed_min=(time.monotonic() - t_start) / 60,
+                   partial=None if done else f"{n_done} of {n_points} points measured so far")
+        write_page(out, os.path.basename(svg), ctx)
+        with open(raw, "w", encoding="utf-8") as f:
+            json.dump({"|".join(map(str, k)): v for k, v in details.items()}, f, indent=1)
+        if done:
+            log(f"wrote {out} and {svg} (raw results: {raw})")
 
     ortp = OrtPeer(timing)
     per_pass = {}   # (key, b, s, t, peer) -> [median per pass]
     details = {}    # (key, b, s, t, peer) -> last result dict
+    loads = {}      # (key, b, s, t) -> [cores used by other processes, per pass]
     for pas in range(args.passes):
         for key in args.models:
             cfg, d = SHAPES[key], models[key]
@@ -761,7 +824,7 @@ def main():
                 feeds = make_feeds(cfg, b, s, SEED + b * 1000 + s)
                 for th in args.threads:
                     order = list(PEERS[pas % 3:] + PEERS[:pas % 3])
-                    with lock():
+                    with lock(), OtherLoad() as load:
                         for peer in order:
                             if peer == "q8bert":
                                 if exe is None:
@@ -778,30 +841,16 @@ def main():
                             if "median_ms" in r:
                                 per_pass.setdefault((key, b, s, th, peer), []).append(
                                     float(r["median_ms"]))
+                    loads.setdefault((key, b, s, th), []).append(load.cores)
                     line = ", ".join(
                         f"{PEER_TITLE[p]} {fmt_ms(details.get((key, b, s, th, p), {}).get('median_ms'))}"
                         for p in PEERS if p != "q8bert" or exe)
-                    log(f"pass {pas + 1}/{args.passes} {key} {b}x{s} {th}T: {line} ms")
+                    log(f"pass {pas + 1}/{args.passes} {key} {b}x{s} {th}T: {line} ms "
+                        f"(other load {load.cores:.2f} cores)")
+                    report(done=False)
             ortp.drop()  # free this model's sessions before the next model
 
-    results = {}
-    for (key, b, s, th, peer), meds in per_pass.items():
-        results.setdefault((key, b, s, th), {})[peer] = statistics.median(meds)
-
-    out = os.path.abspath(args.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    svg = os.path.join(os.path.dirname(out), "bench_latency.svg")
-    write_svg(svg, results, args.models, args.points, args.threads)
-    ctx = dict(machine=machine_info(), versions=tool_versions(ort), results=results,
-               details=details, timing=timing, quick=args.quick, passes=args.passes,
-               models=args.models, points=args.points, threads=args.threads, meta=meta,
-               q8bert_note=q8_note, date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-               elapsed_min=(time.monotonic() - t_start) / 60)
-    write_page(out, os.path.basename(svg), ctx)
-    raw = os.path.join(CACHE, "last_results.json")
-    with open(raw, "w", encoding="utf-8") as f:
-        json.dump({"|".join(map(str, k)): v for k, v in details.items()}, f, indent=1)
-    log(f"wrote {out} and {svg} (raw results: {raw})")
+    report(done=True)
 
 
 if __name__ == "__main__":

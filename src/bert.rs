@@ -263,7 +263,7 @@ impl Ctx<'_> {
         let slots: Vec<Slot<_>> = xq_parts.into_iter().zip(acc_parts).zip(out_parts).map(Slot::new).collect();
         let (w, wsum, bias, dq) = (&self.file[lin.weight.clone()], self.i32s(&lin.weight_sum), self.i32s(&lin.bias), &dq[..n]);
         let ln = ln.map(|l| (self.f32s(&l.gamma), self.f32s(&l.beta)));
-        self.par.for_each(blocks.len(), &|b| {
+        self.par.for_each(blocks.len(), &|b| self.kernel.with_fp32_simd(#[inline(always)] || {
             let ((xq_part, acc_part), mut out_part) = slots[b].take();
             let (r0, nrows) = blocks[b];
             let a: &[i8] = match (&x, xq_part) {
@@ -296,7 +296,7 @@ impl Ctx<'_> {
                     }
                 }
             }
-        });
+        }));
     }
 
     fn embedding_row<'a>(&'a self, e: &EmbeddingRef, row: usize, h: usize) -> &'a [i8] {
@@ -382,21 +382,35 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
     }
     let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n)| (i0, n)).collect();
     let slots: Vec<Slot<&mut [f32]>> = carve(ctx, &blocks, h).into_iter().map(Slot::new).collect();
-    cx.par.for_each(items.len(), &|it| {
+    cx.par.for_each(items.len(), &|it| cx.kernel.with_fp32_simd(#[inline(always)] || {
         let out = slots[it].take();
         let (a, b, i0, n) = items[it];
-        let mut scores = alloc::vec![0.0f32; b - a];
-        for i in i0..i0 + n {
-            let row = &mut out[(i - i0) * h..(i - i0 + 1) * h];
-            for hd in 0..heads {
-                let (qo, ko, vo) = (hd * dh, h + hd * dh, 2 * h + hd * dh);
+        let len = b - a;
+        let mut scores = alloc::vec![0.0f32; len];
+        // K of one head transposed to [dh][len], so q.K^T is a sum over d of q[d] * row d:
+        // a fixed order for every key, vectorized across keys rather than reduced per key.
+        let mut kt = alloc::vec![0.0f32; dh * len];
+        for hd in 0..heads {
+            let (qo, ko, vo) = (hd * dh, h + hd * dh, 2 * h + hd * dh);
+            for j in 0..len {
+                let kr = (a + j) * 3 * h + ko;
+                for (d, &kv) in qkv[kr..kr + dh].iter().enumerate() {
+                    kt[d * len + j] = kv;
+                }
+            }
+            for i in i0..i0 + n {
                 let q = &qkv[i * 3 * h + qo..i * 3 * h + qo + dh];
-                for (j, sc) in scores.iter_mut().enumerate() {
-                    let kr = (a + j) * 3 * h + ko;
-                    *sc = math::dot(q, &qkv[kr..kr + dh]) * inv_sqrt_dh;
+                scores.fill(0.0);
+                for (d, &qd) in q.iter().enumerate() {
+                    for (sc, &kv) in scores.iter_mut().zip(&kt[d * len..(d + 1) * len]) {
+                        *sc += qd * kv;
+                    }
+                }
+                for sc in scores.iter_mut() {
+                    *sc *= inv_sqrt_dh;
                 }
                 ops::softmax(&mut scores);
-                let c = &mut row[hd * dh..(hd + 1) * dh];
+                let c = &mut out[(i - i0) * h + hd * dh..(i - i0) * h + (hd + 1) * dh];
                 c.fill(0.0);
                 for (j, &p) in scores.iter().enumerate() {
                     let vr = (a + j) * 3 * h + vo;
@@ -406,7 +420,7 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
                 }
             }
         }
-    });
+    }));
 }
 
 fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut Workspace, output: &mut [f32]) {

@@ -140,6 +140,20 @@ impl Kernel {
         self.kind
     }
 
+    /// Runs the fp32 code in `f` compiled for the widest vectors this kernel's CPU level has.
+    /// The scalar kernel keeps the baseline build, so comparing kernels also compares fp32
+    /// code paths (they are bit-identical: the float operations and their order do not change).
+    #[inline(always)]
+    pub fn with_fp32_simd<R>(&self, f: impl FnOnce() -> R) -> R {
+        #[cfg(target_arch = "x86_64")]
+        if self.kind == KernelKind::Avx512Vnni {
+            // SAFETY: an Avx512Vnni kernel exists only where AVX-512 F/BW/VNNI were detected;
+            // VL and DQ come with every such CPU (checked in detect::avx512_vnni).
+            return unsafe { x86_64::with_avx512(f) };
+        }
+        f()
+    }
+
     /// `out[i*out_stride + j] = sum_{k<K} A[i][k] * W[j][k]` (exact, i32) for `i < m` and
     /// `j` in `[n_begin, n_end)`. `n_begin` must be a multiple of 16. Other elements of `out`
     /// are untouched. Uses a thread-local scratch buffer with `std`, a fresh one without.

@@ -103,7 +103,7 @@ pub fn sqrt(x: f32) -> f32 {
 pub const LANES: usize = 16;
 
 /// Sum with a fixed association order: 16 interleaved partial sums, then a fixed tree.
-#[inline]
+#[inline(always)]
 pub fn sum(v: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = v.chunks_exact(LANES);
@@ -119,7 +119,7 @@ pub fn sum(v: &[f32]) -> f32 {
 }
 
 /// Dot product with the same fixed order as [`sum`].
-#[inline]
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);

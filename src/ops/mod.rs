@@ -11,6 +11,7 @@ pub fn padded_k(k: usize) -> usize {
 }
 
 /// Quantizes `rows` rows of `k` floats into int8 rows of stride `padded_k(k)`.
+#[inline(always)]
 pub fn quantize_rows(x: &[f32], rows: usize, k: usize, scale: f32, out: &mut [i8]) {
     let kp = padded_k(k);
     for r in 0..rows {
@@ -32,7 +33,7 @@ pub fn dequant_multipliers(weight_scales: &[f32], n: usize, input_scale: f32, ou
 }
 
 /// y = (acc + bias) * dq for one row. Wrapping add: an absurd bias cannot panic.
-#[inline]
+#[inline(always)]
 pub fn dequantize_row(acc: &[i32], bias: &[i32], dq: &[f32], out: &mut [f32]) {
     for (((o, &a), &b), &d) in out.iter_mut().zip(acc).zip(bias).zip(dq) {
         *o = a.wrapping_add(b) as f32 * d;
@@ -40,7 +41,7 @@ pub fn dequantize_row(acc: &[i32], bias: &[i32], dq: &[f32], out: &mut [f32]) {
 }
 
 /// GELU(dequantize(acc)) requantized with the next layer's input scale, padding zeroed.
-#[inline]
+#[inline(always)]
 pub fn dequantize_gelu_quantize_row(acc: &[i32], bias: &[i32], dq: &[f32], next_scale: f32, out: &mut [i8]) {
     let n = acc.len();
     for (((o, &a), &b), &d) in out.iter_mut().zip(acc).zip(bias).zip(dq) {
@@ -50,6 +51,7 @@ pub fn dequantize_gelu_quantize_row(acc: &[i32], bias: &[i32], dq: &[f32], next_
 }
 
 /// In-place LayerNorm of one row (biased variance, as PyTorch).
+#[inline(always)]
 pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let inv_n = 1.0 / x.len() as f32;
     let mean = math::sum(x) * inv_n;
@@ -64,6 +66,7 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 }
 
 /// In-place softmax of one row.
+#[inline(always)]
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for v in x.iter_mut() {

@@ -11,6 +11,8 @@ pub(crate) mod detect {
     pub(crate) fn avx512_vnni() -> bool {
         std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512dq")
             && std::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(feature = "std")]
@@ -24,7 +26,13 @@ pub(crate) mod detect {
 
     #[cfg(not(feature = "std"))]
     pub(crate) fn avx512_vnni() -> bool {
-        cfg!(all(target_feature = "avx512f", target_feature = "avx512bw", target_feature = "avx512vnni"))
+        cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vl",
+            target_feature = "avx512dq",
+            target_feature = "avx512vnni"
+        ))
     }
     #[cfg(not(feature = "std"))]
     pub(crate) fn avx_vnni() -> bool {
@@ -34,4 +42,14 @@ pub(crate) mod detect {
     pub(crate) fn avx2() -> bool {
         cfg!(target_feature = "avx2")
     }
+}
+
+/// Runs `f` compiled for AVX-512 (its inlined body is vectorized 16 floats wide). Rust never
+/// reassociates or fuses float operations, so the results equal the baseline build's bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/DQ (guaranteed where an Avx512Vnni kernel exists).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
+pub(crate) unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
