@@ -305,6 +305,10 @@ def build_models(key, cfg):
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 
+    import logging
+    # Quiet the optimizer's "producer not matched" and the quantizer's pre-processing advice.
+    for name in ("", "onnxruntime", "onnxruntime.transformers", "onnxruntime.quantization"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     tmp = d + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -524,7 +528,7 @@ def machine_info():
     return info
 
 
-def tool_versions(ort_mods):
+def tool_versions():
     def cmd(*c):
         try:
             return subprocess.run(c, cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -791,7 +795,7 @@ def main():
     os.makedirs(os.path.dirname(out), exist_ok=True)
     svg = os.path.join(os.path.dirname(out), "bench_latency.svg")
     raw = os.path.join(CACHE, "last_results.json")
-    machine, versions = machine_info(), tool_versions(ort)
+    machine, versions = machine_info(), tool_versions()
     n_points = args.passes * len(args.models) * len(args.points) * len(args.threads)
 
     def report(done):

@@ -80,7 +80,38 @@ pub fn export_embedding(
 }
 
 #[cfg(feature = "runtime")]
-pub use with_runtime::{export_classifier, export_embedding, inspect};
+pub use with_runtime::{eval_packed, export_classifier, export_embedding, inspect};
+
+/// What `trainer eval` measured: the task's GLUE metrics on the packed model run by the runtime,
+/// and the raw outputs (one row per example, in file order).
+#[derive(Clone, Debug)]
+pub struct PackedEval {
+    pub metrics: BTreeMap<String, f64>,
+    pub outputs: Vec<Vec<f32>>,
+    pub runtime_s: f64,
+    pub max_seq_len: usize,
+}
+
+impl PackedEval {
+    /// HF `run_glue.py` style result object: `eval_*` metrics, samples, runtime, throughput.
+    pub fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in &self.metrics {
+            m.insert(format!("eval_{k}"), serde_json::json!(v));
+        }
+        let n = self.outputs.len();
+        m.insert("eval_samples".into(), serde_json::json!(n));
+        m.insert("eval_runtime".into(), serde_json::json!(self.runtime_s));
+        m.insert("eval_samples_per_second".into(), serde_json::json!(n as f64 / self.runtime_s.max(1e-9)));
+        m.insert("eval_max_seq_len".into(), serde_json::json!(self.max_seq_len));
+        Value::Object(m)
+    }
+}
+
+#[cfg(not(feature = "runtime"))]
+pub fn eval_packed(path: &Path, _task: Task, _data: &[crate::data::Example], _max_seq_len: Option<usize>, _batch_size: usize, _threads: usize) -> Result<PackedEval> {
+    anyhow::bail!("cannot evaluate {}: trainer was built without the `runtime` feature", path.display())
+}
 
 #[cfg(not(feature = "runtime"))]
 pub fn inspect(path: &Path) -> Result<String> {
@@ -91,7 +122,6 @@ pub fn inspect(path: &Path) -> Result<String> {
 mod with_runtime {
     use super::*;
     use crate::bert::{Bert, LayerNorm as TLayerNorm, Linear as TLinear};
-    use crate::metrics::argmax;
     use anyhow::{anyhow, bail, Context};
     use candle_core::Var;
     use q8bert::builder as qb;
@@ -233,21 +263,13 @@ mod with_runtime {
         report.insert("model_file".into(), json!(path.display().to_string()));
         let Some((data, pad)) = check else { return Ok(report) };
         let (sim, _) = crate::train::predict(model, data, pad, true, per_channel, 32, task.is_regression())?;
-        let mut agree = 0usize;
-        let mut max_diff = 0f32;
         let mut runtime_out = Vec::with_capacity(data.rows.len());
-        for (i, row) in data.rows.iter().enumerate() {
+        for row in &data.rows {
             let seq = row.ids.len();
             let ids: Vec<i32> = row.ids.iter().map(|&x| x as i32).collect();
             let tys: Vec<i32> = row.type_ids.iter().map(|&x| x as i32).collect();
             let mut out = vec![0f32; rt.output_len(1, seq)];
             rt.run(&ids, Some(&tys), None, 1, seq, &mut out).map_err(err)?;
-            for (a, b) in out.iter().zip(&sim[i]) {
-                max_diff = max_diff.max((a - b).abs());
-            }
-            if task.is_regression() || argmax(&out) == argmax(&sim[i]) {
-                agree += 1;
-            }
             runtime_out.push(out);
         }
         if runtime_out.is_empty() {
@@ -257,8 +279,10 @@ mod with_runtime {
         for (k, v) in crate::metrics::glue_metrics(task, &runtime_out, &gold) {
             report.insert(format!("runtime_eval_{k}"), json!(v));
         }
-        report.insert("runtime_agreement".into(), json!(agree as f64 / data.rows.len() as f64));
+        let (agree, max_diff) = crate::metrics::agreement(task, &runtime_out, &sim);
+        report.insert("runtime_agreement".into(), json!(agree));
         report.insert("runtime_max_abs_diff".into(), json!(max_diff));
+        report.insert("runtime_check_rows".into(), json!(data.rows.len()));
         eprintln!("runtime check: {report:?}");
         Ok(report)
     }
@@ -269,6 +293,56 @@ mod with_runtime {
         b.write(path).map_err(err)?;
         q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
         Ok(())
+    }
+
+    /// Runs `data` through the packed model with the runtime's text API (its own tokenizer,
+    /// longest-first truncation to `max_seq_len`, default: the `train.max_seq_len` the model was
+    /// fine-tuned with, else 128) in length-sorted batches, and computes the task's metrics.
+    pub fn eval_packed(path: &Path, task: Task, data: &[crate::data::Example], max_seq_len: Option<usize>, batch_size: usize, threads: usize) -> Result<PackedEval> {
+        use q8bert::model::HeadKind;
+        if data.is_empty() {
+            bail!("no evaluation rows");
+        }
+        let probe = q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
+        let trained_len = match probe.metadata().get("train.max_seq_len") {
+            Some(q8bert::format::MetaValue::U32(v)) => Some(*v as usize),
+            Some(q8bert::format::MetaValue::U64(v)) => Some(*v as usize),
+            _ => None,
+        };
+        let max_len = max_seq_len.or(trained_len).unwrap_or(128).min(probe.config().max_position_embeddings as usize);
+        drop(probe);
+        let opts = q8bert::Options { max_seq_len: max_len, truncation: q8bert::tokenizer::Truncation::LongestFirst, num_threads: threads, ..Default::default() };
+        let rt = q8bert::Model::open(path, &opts).map_err(err)?;
+        let head = rt.head();
+        let width = match head.kind {
+            HeadKind::Classification if !task.is_regression() => head.labels.len().max(1),
+            HeadKind::Regression if task.is_regression() => 1,
+            k => bail!("{}: a {k:?} head cannot be evaluated as {} (needs a {} head)", path.display(), task.name(), if task.is_regression() { "regression" } else { "classification" }),
+        };
+        // Length-sorted batches (by characters, a cheap proxy for tokens) waste less padding; the
+        // runtime's output for a row does not depend on its batch or padding.
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        order.sort_by_key(|&i| data[i].text_a.len() + data[i].text_b.as_ref().map_or(0, |b| b.len()));
+        let mut outputs = vec![Vec::new(); data.len()];
+        let t0 = std::time::Instant::now();
+        let mut buf = Vec::new();
+        for chunk in order.chunks(batch_size.max(1)) {
+            let a: Vec<&str> = chunk.iter().map(|&i| data[i].text_a.as_str()).collect();
+            let pairs = data[chunk[0]].text_b.is_some();
+            let b: Vec<&str> = chunk.iter().map(|&i| data[i].text_b.as_deref().unwrap_or("")).collect();
+            buf.resize(rt.text_output_len(chunk.len()), 0f32);
+            rt.run_text(&a, pairs.then_some(&b[..]), &mut buf).map_err(err)?;
+            if buf.len() != chunk.len() * width {
+                bail!("runtime wrote {} floats for {} rows of width {width}", buf.len(), chunk.len());
+            }
+            for (k, &i) in chunk.iter().enumerate() {
+                outputs[i] = buf[k * width..(k + 1) * width].to_vec();
+            }
+        }
+        let runtime_s = t0.elapsed().as_secs_f64();
+        let gold: Vec<f32> = data.iter().map(|e| e.label).collect();
+        let metrics = crate::metrics::glue_metrics(task, &outputs, &gold);
+        Ok(PackedEval { metrics, outputs, runtime_s, max_seq_len: max_len })
     }
 
     /// Human-readable summary of a packed model: config, head, kernel, metadata, and every tensor

@@ -24,6 +24,8 @@ enum Cmd {
     FineTune(FineTuneArgs),
     /// Post-training quantization of an fp32 model (classifier or sentence-transformers embedding).
     Quantize(QuantizeArgs),
+    /// Run a packed model through the runtime on a TSV and print the task's GLUE metrics as JSON.
+    Eval(EvalArgs),
     /// Print a packed model's config, head, metadata, tensors and scales.
     Inspect { file: PathBuf },
 }
@@ -74,10 +76,13 @@ struct FineTuneArgs {
     max_train_examples: Option<usize>,
     #[arg(long)]
     max_eval_examples: Option<usize>,
-    /// Decay of the EMA of max|x| that sets each activation's quantization range (Q8BERT: 0.9999).
+    /// Decay of the bias-corrected EMA of max|x| that sets each activation's quantization range
+    /// (Q8BERT: 0.9999). Bias correction makes it the mean of the maxima seen while
+    /// step << 1/(1-decay), so short runs work with the paper's value.
     #[arg(long, default_value_t = 0.9999)]
     ema_decay: f32,
-    /// Step from which fake quantization is applied (ranges are tracked from step 0).
+    /// Step from which fake quantization is applied (ranges are tracked from step 0). Default 0:
+    /// with the bias-corrected EMA the range is valid from the first batch.
     #[arg(long, default_value_t = 0)]
     qat_start_step: usize,
     /// Train without QAT (the fp32 baseline; the export is then post-training quantized).
@@ -98,6 +103,38 @@ struct FineTuneArgs {
     /// trainer (default: all; 0 skips the check).
     #[arg(long)]
     check_rows: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Packed model (.q8b) with a classification or regression head.
+    #[arg(long)]
+    model: PathBuf,
+    /// sst2, cola, mrpc, stsb (or classification/regression for a user TSV).
+    #[arg(long)]
+    task: String,
+    /// TSV with a header: text [text_b] label (GLUE dev.tsv layout).
+    #[arg(long)]
+    data: PathBuf,
+    /// Token limit (longest-first truncation); default: the model's train.max_seq_len, else 128.
+    #[arg(long)]
+    max_seq_len: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Evaluate only the first N rows.
+    #[arg(long)]
+    max_eval_examples: Option<usize>,
+    /// Runtime threads (default: all available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// eval_predictions.json written by fine-tune (the trainer's fake-quantized outputs on the
+    /// same file): adds runtime_agreement (argmax; for regression, |diff| <= 0.05 of the label
+    /// range) and runtime_max_abs_diff.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Also write the JSON here.
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -144,6 +181,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::FineTune(a) => fine_tune(a),
         Cmd::Quantize(a) => quantize(a),
+        Cmd::Eval(a) => eval(a),
         Cmd::Inspect { file } => {
             print!("{}", trainer::export::inspect(&file)?);
             Ok(())
@@ -191,6 +229,33 @@ fn fine_tune(a: FineTuneArgs) -> Result<()> {
         check_rows: a.check_rows,
     };
     trainer::train::fine_tune(&o)
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let threads = set_threads(a.threads);
+    let task = Task::parse(&a.task)?;
+    let mut rows = read_tsv(&a.data, task.is_regression())?;
+    if let Some(n) = a.max_eval_examples {
+        rows.truncate(n);
+    }
+    let r = trainer::export::eval_packed(&a.model, task, &rows, a.max_seq_len, a.batch_size, threads)?;
+    let mut out = r.to_json();
+    if let Some(p) = &a.reference {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)?;
+        let reference: Vec<Vec<f32>> = serde_json::from_value(v["outputs"].clone()).context("reference has no outputs")?;
+        if reference.len() < r.outputs.len() {
+            bail!("{} has {} rows, evaluated {}", p.display(), reference.len(), r.outputs.len());
+        }
+        let (agree, max_diff) = trainer::metrics::agreement(task, &r.outputs, &reference[..r.outputs.len()]);
+        out["runtime_agreement"] = serde_json::json!(agree);
+        out["runtime_max_abs_diff"] = serde_json::json!(max_diff);
+    }
+    let text = serde_json::to_string_pretty(&out)?;
+    println!("{text}");
+    if let Some(p) = &a.output {
+        std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }
 
 /// Built-in calibration text: varied everyday English, short and long.

@@ -115,6 +115,20 @@ pub fn glue_metrics(task: crate::data::Task, outputs: &[Vec<f32>], gold: &[f32])
     m
 }
 
+/// Fraction of rows where two models agree (same argmax; for regression, outputs within 0.05 of
+/// the 0..5 label range = 0.25) and the largest absolute output difference.
+pub fn agreement(task: crate::data::Task, a: &[Vec<f32>], b: &[Vec<f32>]) -> (f64, f32) {
+    let mut agree = 0usize;
+    let mut max_diff = 0f32;
+    for (x, y) in a.iter().zip(b) {
+        let d = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        max_diff = max_diff.max(d);
+        let same = if task.is_regression() { d <= 0.25 } else { argmax(x) == argmax(y) };
+        agree += same as usize;
+    }
+    (agree as f64 / a.len().max(1) as f64, max_diff)
+}
+
 pub fn argmax(v: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {
@@ -142,5 +156,11 @@ mod tests {
         assert!((pearson(&x, &y) - 0.994376712684369).abs() < 1e-12);
         // ties: scipy spearmanr([1,2,2,3],[1,3,2,4]) = 0.9486832980505138
         assert!((spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 3.0, 2.0, 4.0]) - 0.9486832980505138).abs() < 1e-12);
+        let a = vec![vec![0.1, 0.9], vec![0.8, 0.2], vec![0.4, 0.6]];
+        let b = vec![vec![0.2, 0.7], vec![0.3, 0.5], vec![0.4, 0.61]];
+        let (agree, diff) = agreement(crate::data::Task::Sst2, &a, &b);
+        assert!((agree - 2.0 / 3.0).abs() < 1e-12 && (diff - 0.5).abs() < 1e-6);
+        let (agree, _) = agreement(crate::data::Task::Stsb, &[vec![3.0], vec![1.0]], &[vec![3.2], vec![1.3]]);
+        assert_eq!(agree, 0.5);
     }
 }

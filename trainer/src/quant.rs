@@ -230,27 +230,43 @@ pub fn row_abs_max(t: &Tensor) -> candle_core::Result<Vec<f32>> {
 }
 
 /// Exponential moving average of max|x| for one quantized input (Q8BERT's activation
-/// threshold). The first observation initialises it, so a slow decay such as 0.9999 does not
-/// start from an arbitrary value.
-#[derive(Debug, Default)]
+/// threshold), bias-corrected as in the Q8BERT reference implementation (Intel nlp-architect's
+/// `update_ema`): the accumulator starts at zero, `biased <- d*biased + (1-d)*x`, and the range is
+/// `biased / (1 - d^n)` after n observations. Early on (n << 1/(1-d)) this is the mean of the
+/// maxima seen so far, so short runs get a range that follows the data; for long runs it becomes
+/// the plain EMA with decay d (0.9999 in the paper).
+#[derive(Debug)]
 pub struct RangeTracker {
     value: Cell<Option<f32>>,
+    /// (biased accumulator, d^n) in f64: 1 - d^n for d = 0.9999 needs the precision.
+    state: Cell<(f64, f64)>,
+}
+
+impl Default for RangeTracker {
+    fn default() -> Self {
+        RangeTracker { value: Cell::new(None), state: Cell::new((0.0, 1.0)) }
+    }
 }
 
 impl RangeTracker {
     pub fn get(&self) -> Option<f32> {
         self.value.get()
     }
+    /// Sets the range (restoring a checkpoint, or before calibration with `None`); the next EMA
+    /// observation starts a fresh average.
     pub fn set(&self, v: Option<f32>) {
-        self.value.set(v)
+        self.value.set(v);
+        self.state.set((0.0, 1.0));
     }
-    /// ema <- decay * ema + (1 - decay) * observed.
+    /// One EMA update with bias correction (the first observation is taken as is). `decay` is in
+    /// [0, 1).
     pub fn observe(&self, observed: f32, decay: f32) {
-        let next = match self.value.get() {
-            None => observed,
-            Some(prev) => decay * prev + (1.0 - decay) * observed,
-        };
-        self.value.set(Some(next));
+        let d = decay as f64;
+        let (biased, pow) = self.state.get();
+        let (biased, pow) = (d * biased + (1.0 - d) * observed as f64, pow * d);
+        self.state.set((biased, pow));
+        let corrected = if pow < 1.0 { biased / (1.0 - pow) } else { observed as f64 };
+        self.value.set(Some(corrected as f32));
     }
     /// For post-training calibration: the plain running maximum.
     pub fn observe_max(&self, observed: f32) {

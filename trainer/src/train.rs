@@ -345,7 +345,9 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
             loss_n = 0;
         }
         if done % eval_steps == 0 || done == total_steps {
-            evaluate(&model, done, !o.fp32 && done > o.qat_start_step, &mut log_history)?;
+            // QAT runs always evaluate the int8 simulation (ranges are tracked from step 0), so a
+            // checkpoint from before --qat-start-step cannot win on an fp32 score.
+            evaluate(&model, done, !o.fp32, &mut log_history)?;
         }
     }
     pb.finish_and_clear();
@@ -407,6 +409,27 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
     });
     write_json(&o.output_dir.join("trainer_state.json"), &state)?;
 
+    // The exported model's dev outputs as the trainer simulates the packed int8 model (for the
+    // fp32 baseline: its post-training-quantized pack). `trainer eval --reference` compares the
+    // runtime's outputs with these (agreement) without re-running the trainer.
+    let (sim, _) = predict(&model, &eval, pad, true, o.per_channel, o.eval_batch_size, regression)?;
+    let sim_metrics = glue_metrics(o.task, &sim, &eval.rows.iter().map(|r| r.label).collect::<Vec<_>>());
+    if o.fp32 {
+        for (k, v) in &sim_metrics {
+            results.insert(format!("eval_int8_simulated_{k}"), json!(v));
+        }
+    }
+    write_json(
+        &o.output_dir.join("eval_predictions.json"),
+        &json!({
+            "task": o.task.name(),
+            "eval_file": o.eval_file.display().to_string(),
+            "max_seq_len": max_len,
+            "int8_simulated": true,
+            "metrics": sim_metrics,
+            "outputs": sim,
+        }),
+    )?;
     if o.export {
         let meta = crate::export::TrainMeta::from_options(o, &best_metrics, &o.train_file)?;
         let n_check = o.check_rows.unwrap_or(eval.rows.len()).min(eval.rows.len());

@@ -61,3 +61,71 @@ fn packed_model_agrees_with_fake_quantized_forward() {
         std::fs::remove_file(&path).ok();
     }
 }
+
+/// `trainer eval`'s engine: text in, runtime tokenization and forward, GLUE metrics out. The
+/// runtime's outputs must match the trainer's fake-quantized forward on the same texts, for
+/// single sentences (classification) and pairs (regression), whatever the batch size.
+#[test]
+fn eval_packed_runs_text_through_the_runtime() {
+    use trainer::data::Example;
+    use trainer::export::eval_packed;
+    use trainer::metrics::{argmax, glue_metrics};
+    for (task, n_out) in [(Task::Sst2, 2), (Task::Stsb, 1)] {
+        let vocab = tiny_vocab(40);
+        let mut cfg = BertConfig::tiny(vocab.len());
+        cfg.hidden_size = 32;
+        cfg.intermediate_size = 64;
+        let model = Bert::random(cfg, Some(n_out), 11).unwrap();
+        let tok = TextTokenizer::new(vocab, serde_json::from_str("{}").unwrap()).unwrap();
+        let calib = Dataset { rows: random_rows(64, 40, 1) };
+        let ctx = Ctx { dropout: false, quant: true, track: Track::Ema(0.9), per_channel: false, rng: RefCell::new(Rng::new(0)) };
+        for idx in calib.sorted_batches(8) {
+            let (b, _) = calib.batch(&idx, 0).unwrap();
+            model.logits(&b, &ctx).unwrap();
+        }
+        let path = std::env::temp_dir().join(format!("trainer-eval-test-{}-{}.q8b", std::process::id(), task.name()));
+        export_classifier(&model, &tok, task, &path, false, &TrainMeta::default(), None).unwrap();
+        // Text rows ("tok7 tok12 ..."), some longer than the 12-token limit (truncated).
+        let mut rng = Rng::new(3);
+        let words = |rng: &mut Rng, n: usize| (0..n).map(|_| format!("tok{}", 5 + rng.below(35))).collect::<Vec<_>>().join(" ");
+        let rows: Vec<Example> = (0..37)
+            .map(|i| {
+                let la = 1 + rng.below(14);
+                let text_a = words(&mut rng, la);
+                let text_b = task.is_regression().then(|| {
+                    let lb = 1 + rng.below(8);
+                    words(&mut rng, lb)
+                });
+                Example { text_a, text_b, label: if task.is_regression() { rng.below(50) as f32 / 10.0 } else { (i % 2) as f32 } }
+            })
+            .collect();
+        let max_len = 12;
+        let r1 = eval_packed(&path, task, &rows, Some(max_len), 8, 1).unwrap();
+        let r2 = eval_packed(&path, task, &rows, Some(max_len), 1, 2).unwrap();
+        assert_eq!(r1.outputs, r2.outputs, "batching/threads changed the runtime's outputs");
+        assert_eq!(r1.max_seq_len, max_len);
+        let gold: Vec<f32> = rows.iter().map(|e| e.label).collect();
+        assert_eq!(r1.metrics, glue_metrics(task, &r1.outputs, &gold));
+        let main = format!("eval_{}", task.main_metric());
+        assert!(r1.to_json()[&main].is_number(), "{}", r1.to_json());
+        assert_eq!(r1.to_json()["eval_samples"], 37);
+        // Same rows through the trainer (its tokenizer, fake-quantized forward).
+        let enc = Dataset { rows: tok.encode_all(&rows, max_len).unwrap() };
+        assert!(enc.rows.iter().any(|r| r.ids.len() == max_len), "no row was truncated");
+        let (sim, _) = predict(&model, &enc, 0, true, false, 8, task.is_regression()).unwrap();
+        let scale = sim.iter().flatten().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+        let mut agree = 0;
+        for (a, b) in r1.outputs.iter().zip(&sim) {
+            assert_eq!(a.len(), n_out);
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 0.02 * scale, "runtime {a:?} vs trainer {b:?}");
+            }
+            agree += (argmax(a) == argmax(b)) as usize;
+        }
+        assert!(agree as f64 / rows.len() as f64 >= 0.95, "agreement {agree}/{}", rows.len());
+        // The wrong head for the task is refused.
+        let wrong = if task.is_regression() { Task::Sst2 } else { Task::Stsb };
+        assert!(eval_packed(&path, wrong, &rows, None, 8, 1).is_err());
+        std::fs::remove_file(&path).ok();
+    }
+}

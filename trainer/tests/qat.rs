@@ -75,11 +75,27 @@ fn ema_update_math() {
     let t = RangeTracker::default();
     assert_eq!(t.get(), None);
     t.observe(2.0, 0.9);
-    assert_eq!(t.get(), Some(2.0)); // first observation initialises
+    assert!((t.get().unwrap() - 2.0).abs() < 1e-6); // bias correction: first observation as is
     t.observe(4.0, 0.9);
-    assert!((t.get().unwrap() - (0.9 * 2.0 + 0.1 * 4.0)).abs() < 1e-6);
+    // biased = 0.9*0.2 + 0.4 = 0.58; corrected = 0.58 / (1 - 0.81)
+    assert!((t.get().unwrap() - 0.58 / 0.19).abs() < 1e-5);
     t.observe(1.0, 0.9);
-    assert!((t.get().unwrap() - (0.9 * 2.2 + 0.1 * 1.0)).abs() < 1e-6);
+    assert!((t.get().unwrap() - (0.9 * 0.58 + 0.1) / (1.0 - 0.729)).abs() < 1e-5);
+    // With Q8BERT's 0.9999 a short run averages the maxima it saw (instead of freezing the first).
+    let s = RangeTracker::default();
+    for i in 0..100 {
+        s.observe(if i < 50 { 1.0 } else { 3.0 }, 0.9999);
+    }
+    assert!((s.get().unwrap() - 2.0).abs() < 0.01, "{:?}", s.get());
+    // Long runs become the plain EMA: after 200k steps of 5.0 the old value is forgotten.
+    for _ in 0..200_000 {
+        s.observe(5.0, 0.9999);
+    }
+    assert!((s.get().unwrap() - 5.0).abs() < 1e-3);
+    s.set(Some(7.0));
+    assert_eq!(s.get(), Some(7.0));
+    s.observe(1.0, 0.9999);
+    assert!((s.get().unwrap() - 1.0).abs() < 1e-6); // set() restarts the average
     let m = RangeTracker::default();
     m.observe_max(3.0);
     m.observe_max(1.0);
@@ -97,7 +113,7 @@ fn qlinear_tracks_max_abs_input_with_ema() {
     qlinear(&x1, &[&l.intermediate], &l.intermediate_in, &c).unwrap();
     assert_eq!(l.intermediate_in.get(), Some(3.0));
     qlinear(&x2, &[&l.intermediate], &l.intermediate_in, &c).unwrap();
-    let want = 0.99 * 3.0 + 0.01 * 6.0;
+    let want = (0.99 * 0.03 + 0.01 * 6.0) / (1.0 - 0.99 * 0.99); // bias-corrected EMA
     assert!((l.intermediate_in.get().unwrap() - want).abs() < 1e-5);
     // No tracking in eval.
     qlinear(&x2, &[&l.intermediate], &l.intermediate_in, &ctx(true, Track::None, false)).unwrap();
