@@ -586,7 +586,9 @@ def write_svg(path, results, models, points, threads_list):
             out.append(f'<text x="{left + 10}" y="{y0 + 30}" font-size="13">no data</text>')
             continue
         lo = 10 ** math.floor(math.log10(min(vals)))
-        hi = 10 ** math.ceil(math.log10(max(vals) * 1.15))
+        top_v = max(vals) * 1.25  # room for the value labels
+        hi = next(m * 10 ** e for e in range(math.floor(math.log10(top_v)), 99)
+                  for m in (1, 2, 5) if m * 10 ** e >= top_v)
         pw = W - left - right
 
         def ypos(v):
