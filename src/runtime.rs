@@ -183,6 +183,11 @@ impl<'a> Model<'a> {
         &self.tokenizer
     }
 
+    /// What text input longer than `max_seq_len` does.
+    pub fn truncation(&self) -> Truncation {
+        self.truncation
+    }
+
     /// Longest token sequence accepted for text input (special tokens included).
     pub fn max_seq_len(&self) -> usize {
         self.max_seq_len

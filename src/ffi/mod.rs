@@ -376,17 +376,17 @@ pub unsafe extern "C" fn q8bert_tokenize(
     capacity: usize,
     len_out: *mut usize,
 ) -> Status {
-    guard(|| {
-        // SAFETY: per the contract, non-NULL pointers are valid.
-        let m = unsafe { check_ref(model, "model")? };
-        let a = unsafe { text_arg(text_a, "text_a")? };
-        let b = if text_b.is_null() { None } else { Some(unsafe { text_arg(text_b, "text_b")? }) };
-        if ids.is_null() {
-            return Err(Error::new(Status::NullArgument, "ids must not be NULL"));
-        }
-        let enc = m.model.encode(a, b)?;
-        unsafe { write_encoding(&enc, ids, type_ids, capacity, len_out) }
-    })
+    // SAFETY: forwarded contract; a NULL model is reported before it is used.
+    let Some(m) = (unsafe { model.as_ref() }) else {
+        return guard(|| Err(Error::new(Status::NullArgument, "model must not be NULL")));
+    };
+    let max_len = m.model.max_seq_len();
+    let truncation = match m.model.truncation() {
+        Truncation::Error => Q8BERT_TRUNCATION_ERROR,
+        Truncation::LongestFirst => Q8BERT_TRUNCATION_LONGEST_FIRST,
+    };
+    // SAFETY: same contract as q8bert_tokenize_ex with truncated_out = NULL.
+    unsafe { q8bert_tokenize_ex(model, text_a, text_b, max_len, truncation, ids, type_ids, capacity, len_out, std::ptr::null_mut()) }
 }
 
 /// `q8bert_tokenize` with an explicit token limit `max_len` (special tokens included), a
