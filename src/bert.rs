@@ -9,6 +9,7 @@
 use alloc::vec::Vec;
 
 use crate::error::{bail, Result, Status};
+use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE};
 use crate::kernels::Kernel;
 use crate::model::{cast, EmbeddingRef, HeadKind, LayerNormRef, LinearRef, ModelLayout, Pooling};
 use crate::ops::{self, math, padded_k};
@@ -386,41 +387,80 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
         let out = slots[it].take();
         let (a, b, i0, n) = items[it];
         let len = b - a;
-        let mut scores = alloc::vec![0.0f32; len];
-        // K of one head transposed to [dh][len], so q.K^T is a sum over d of q[d] * row d:
+        // Keys padded to whole register tiles; the padding lanes are computed and ignored.
+        let len_p = len.div_ceil(KEY_TILE) * KEY_TILE;
+        let mut scores = alloc::vec![0.0f32; QUERY_ROWS * len_p];
+        // K of one head transposed to [dh][len_p], so q.K^T is a sum over d of q[d] * row d:
         // a fixed order for every key, vectorized across keys rather than reduced per key.
-        let mut kt = alloc::vec![0.0f32; dh * len];
+        let mut kt = alloc::vec![0.0f32; dh * len_p];
+        let mut q = alloc::vec![0.0f32; QUERY_ROWS * dh];
         for hd in 0..heads {
             let (qo, ko, vo) = (hd * dh, h + hd * dh, 2 * h + hd * dh);
             for j in 0..len {
                 let kr = (a + j) * 3 * h + ko;
                 for (d, &kv) in qkv[kr..kr + dh].iter().enumerate() {
-                    kt[d * len + j] = kv;
+                    kt[d * len_p + j] = kv;
                 }
             }
-            for i in i0..i0 + n {
-                let q = &qkv[i * 3 * h + qo..i * 3 * h + qo + dh];
-                scores.fill(0.0);
-                for (d, &qd) in q.iter().enumerate() {
-                    for (sc, &kv) in scores.iter_mut().zip(&kt[d * len..(d + 1) * len]) {
-                        *sc += qd * kv;
+            for r0 in (i0..i0 + n).step_by(QUERY_ROWS) {
+                let rows = QUERY_ROWS.min(i0 + n - r0);
+                for r in 0..QUERY_ROWS {
+                    // Rows past the block repeat the last one; their results are not stored.
+                    let i = r0 + r.min(rows - 1);
+                    q[r * dh..(r + 1) * dh].copy_from_slice(&qkv[i * 3 * h + qo..i * 3 * h + qo + dh]);
+                }
+                query_key_scores(&cx.kernel, &q, dh, &kt, len_p, &mut scores);
+                for r in 0..rows {
+                    let s = &mut scores[r * len_p..r * len_p + len];
+                    for sc in s.iter_mut() {
+                        *sc *= inv_sqrt_dh;
                     }
+                    ops::softmax(s);
                 }
-                for sc in scores.iter_mut() {
-                    *sc *= inv_sqrt_dh;
-                }
-                ops::softmax(&mut scores);
-                let c = &mut out[(i - i0) * h + hd * dh..(i - i0) * h + (hd + 1) * dh];
-                c.fill(0.0);
-                for (j, &p) in scores.iter().enumerate() {
-                    let vr = (a + j) * 3 * h + vo;
-                    for (cv, &v) in c.iter_mut().zip(&qkv[vr..vr + dh]) {
-                        *cv += p * v;
-                    }
-                }
+                let v_rows = &qkv[a * 3 * h + vo..];
+                let c0 = (r0 - i0) * h + hd * dh;
+                weighted_values(&cx.kernel, &scores, len_p, len, rows, v_rows, 3 * h, dh, &mut out[c0..], h);
             }
         }
     }));
+}
+
+/// `scores[r][j] = q[r] . k[j]` for `QUERY_ROWS` rows and every key tile of `kt` ([dh][len_p]).
+#[inline(always)]
+fn query_key_scores(kernel: &Kernel, q: &[f32], dh: usize, kt: &[f32], len_p: usize, scores: &mut [f32]) {
+    let mut tile = [[0.0f32; KEY_TILE]; QUERY_ROWS];
+    for j0 in (0..len_p).step_by(KEY_TILE) {
+        kernel.attention_scores_tile(q, dh, &kt[j0..], len_p, &mut tile);
+        for (r, t) in tile.iter().enumerate() {
+            scores[r * len_p + j0..r * len_p + j0 + KEY_TILE].copy_from_slice(t);
+        }
+    }
+}
+
+/// `out[r][d] = sum_j p[r][j] * v[j][d]` for `rows` query rows, summed in j order from 0.0.
+/// `v` rows are `v_stride` apart, `out` rows `out_stride` apart.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn weighted_values(kernel: &Kernel, p: &[f32], len_p: usize, len: usize, rows: usize, v: &[f32], v_stride: usize, dh: usize, out: &mut [f32], out_stride: usize) {
+    let tiled = dh - dh % VALUE_TILE;
+    let mut tile = [[0.0f32; VALUE_TILE]; QUERY_ROWS];
+    for d0 in (0..tiled).step_by(VALUE_TILE) {
+        kernel.attention_values_tile(p, len_p, len, &v[d0..], v_stride, &mut tile);
+        for (r, t) in tile.iter().enumerate().take(rows) {
+            out[r * out_stride + d0..r * out_stride + d0 + VALUE_TILE].copy_from_slice(t);
+        }
+    }
+    // Head sizes that are not a multiple of the tile: the same sums, one row at a time.
+    for r in 0..rows {
+        let c = &mut out[r * out_stride + tiled..r * out_stride + dh];
+        c.fill(0.0);
+        for j in 0..len {
+            let pj = p[r * len_p + j];
+            for (cv, &vv) in c.iter_mut().zip(&v[j * v_stride + tiled..j * v_stride + dh]) {
+                *cv += pj * vv;
+            }
+        }
+    }
 }
 
 fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut Workspace, output: &mut [f32]) {

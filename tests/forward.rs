@@ -54,12 +54,16 @@ fn random_batch(rng: &mut Rng, batch: usize, seq_len: usize, vocab: usize) -> Ba
 }
 
 fn check_against_reference(fp: &FpModel, tolerance: f64) {
+    check_shapes_against_reference(fp, tolerance, &[(1, 5), (3, 9), (4, 24)]);
+}
+
+fn check_shapes_against_reference(fp: &FpModel, tolerance: f64, shapes: &[(usize, usize)]) {
     let bytes = fp.bytes();
     let buf = Aligned::new(&bytes);
     let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
     let mut rng = Rng::new(7);
     let (mut worst, mut total, mut count) = (0.0f64, 0.0f64, 0usize);
-    for &(batch, seq_len) in &[(1usize, 5usize), (3, 9), (4, 24)] {
+    for &(batch, seq_len) in shapes {
         let b = random_batch(&mut rng, batch, seq_len, fp.config.vocab_size as usize);
         let mut out = vec![0.0f32; model.output_len(batch, seq_len)];
         model.run(&b.ids, Some(&b.types), Some(&b.mask), batch, seq_len, &mut out).unwrap();
@@ -96,6 +100,22 @@ fn int8_forward_matches_reference_for_every_head() {
     for (i, head) in heads().into_iter().enumerate() {
         let fp = FpModel::random(tiny_config(), head, 100 + i as u64);
         check_against_reference(&fp, TOLERANCE);
+    }
+}
+
+/// Head sizes and lengths that exercise every attention tile path: head size a multiple of the
+/// value tile (32), with a remainder (48), and smaller (8); more keys than one key tile (64)
+/// and query blocks that are not a multiple of the query tile.
+#[test]
+fn attention_tiles_match_reference() {
+    for (i, (hidden, heads)) in [(64u32, 2u32), (96, 2), (32, 4)].into_iter().enumerate() {
+        let mut config = tiny_config();
+        config.hidden_size = hidden;
+        config.num_heads = heads;
+        config.intermediate_size = 2 * hidden;
+        config.max_position_embeddings = 160;
+        let fp = FpModel::random(config, Head::Embedding { pooling: Pooling::Mean, normalize: false }, 400 + i as u64);
+        check_shapes_against_reference(&fp, TOLERANCE, &[(1, 131), (2, 70)]);
     }
 }
 
@@ -234,32 +254,39 @@ fn threads_sharing_one_model_get_identical_results() {
     });
 }
 
+fn assert_kernels_identical(fp: &FpModel, batch: usize, seq_len: usize) {
+    use q8bert::KernelKind;
+    let bytes = fp.bytes();
+    let buf = Aligned::new(&bytes);
+    let mut rng = Rng::new(17);
+    let b = random_batch(&mut rng, batch, seq_len, fp.config.vocab_size as usize);
+    let run = |kind: KernelKind| {
+        let model = Model::from_bytes(buf.bytes(), &Options { kernel: Some(kind), ..Default::default() }).unwrap();
+        assert_eq!(model.kernel().kind(), kind, "the requested kernel runs");
+        let mut out = vec![0.0f32; model.output_len(batch, seq_len)];
+        model.run(&b.ids, Some(&b.types), Some(&b.mask), batch, seq_len, &mut out).unwrap();
+        out
+    };
+    let reference = run(KernelKind::Scalar);
+    for kind in KernelKind::ALL {
+        if q8bert::Kernel::new(kind).is_none() {
+            eprintln!("SKIPPED: kernel {} is not available on this CPU", kind.name());
+            continue;
+        }
+        assert_eq!(run(kind), reference, "kernel {} differs from scalar", kind.name());
+        eprintln!("kernel {}: bit-identical to scalar", kind.name());
+    }
+}
+
 #[test]
 fn every_kernel_gives_bit_identical_outputs() {
-    use q8bert::KernelKind;
     for head in heads() {
-        let fp = FpModel::random(tiny_config(), head, 31);
-        let bytes = fp.bytes();
-        let buf = Aligned::new(&bytes);
-        let mut rng = Rng::new(17);
-        let b = random_batch(&mut rng, 4, 24, 40);
-        let run = |kind: KernelKind| {
-            let model = Model::from_bytes(buf.bytes(), &Options { kernel: Some(kind), ..Default::default() }).unwrap();
-            assert_eq!(model.kernel().kind(), kind, "the requested kernel runs");
-            let mut out = vec![0.0f32; model.output_len(4, 24)];
-            model.run(&b.ids, Some(&b.types), Some(&b.mask), 4, 24, &mut out).unwrap();
-            out
-        };
-        let reference = run(KernelKind::Scalar);
-        for kind in KernelKind::ALL {
-            if q8bert::Kernel::new(kind).is_none() {
-                eprintln!("SKIPPED: kernel {} is not available on this CPU", kind.name());
-                continue;
-            }
-            assert_eq!(run(kind), reference, "kernel {} differs from scalar", kind.name());
-            eprintln!("kernel {}: bit-identical to scalar", kind.name());
-        }
+        assert_kernels_identical(&FpModel::random(tiny_config(), head, 31), 4, 24);
     }
+    // Head size with a value-tile remainder and more keys than one key tile.
+    let mut config = tiny_config();
+    (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (96, 2, 192, 80);
+    assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 32), 3, 70);
 }
 
 #[test]

@@ -9,6 +9,7 @@
 
 use alloc::vec::Vec;
 
+pub mod attention;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
@@ -151,7 +152,36 @@ impl Kernel {
             // VL and DQ come with every such CPU (checked in detect::avx512_vnni).
             return unsafe { x86_64::with_avx512(f) };
         }
+        #[cfg(target_arch = "x86_64")]
+        if matches!(self.kind, KernelKind::AvxVnni | KernelKind::Avx2) {
+            // SAFETY: these kernels exist only where AVX2 was detected.
+            return unsafe { x86_64::with_avx2(f) };
+        }
         f()
+    }
+
+    /// Attention scores of `QUERY_ROWS` query rows against `KEY_TILE` keys; same bits as
+    /// [`attention::scores_tile_reference`].
+    #[inline]
+    pub fn attention_scores_tile(&self, q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; attention::KEY_TILE]; attention::QUERY_ROWS]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.kind == KernelKind::Avx512Vnni {
+            // SAFETY: an Avx512Vnni kernel exists only where AVX-512 F was detected.
+            return unsafe { x86_64::attention_avx512::scores_tile(q, dh, kt, kt_stride, out) };
+        }
+        attention::scores_tile_reference(q, dh, kt, kt_stride, out)
+    }
+
+    /// Probability-weighted sum of `len` value rows for `QUERY_ROWS` rows and `VALUE_TILE`
+    /// features; same bits as [`attention::values_tile_reference`].
+    #[inline]
+    pub fn attention_values_tile(&self, p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; attention::VALUE_TILE]; attention::QUERY_ROWS]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.kind == KernelKind::Avx512Vnni {
+            // SAFETY: an Avx512Vnni kernel exists only where AVX-512 F was detected.
+            return unsafe { x86_64::attention_avx512::values_tile(p, p_stride, len, v, v_stride, out) };
+        }
+        attention::values_tile_reference(p, p_stride, len, v, v_stride, out)
     }
 
     /// `out[i*out_stride + j] = sum_{k<K} A[i][k] * W[j][k]` (exact, i32) for `i < m` and

@@ -17,7 +17,16 @@ pub fn round_small(x: f32) -> f32 {
 #[inline(always)]
 pub fn quantize(x: f32, scale: f32) -> i8 {
     let v = (x * scale).clamp(-127.0, 127.0);
-    round_small(v) as i8
+    let v = if v.is_nan() { 0.0 } else { v };
+    round_to_int(v) as i8
+}
+
+/// `round_small(x) as i32` read from the bits of `x + ROUND_MAGIC` (whose low mantissa bits
+/// hold the integer): a plain integer subtraction that vectorizes, unlike the saturating
+/// float-to-int cast. For |x| < 2^22 only.
+#[inline(always)]
+pub fn round_to_int(x: f32) -> i32 {
+    (x + ROUND_MAGIC).to_bits().wrapping_sub(ROUND_MAGIC.to_bits()) as i32
 }
 
 /// e^x, relative error ~2e-7 over the whole range; inputs below -87 give ~0, above 88 clamp.
@@ -27,14 +36,16 @@ pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.clamp(-87.0, 88.0);
-    let n = round_small(x * LOG2E);
+    let t = x * LOG2E;
+    let n = round_small(t);
+    let ni = round_to_int(t);
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // Taylor polynomial of e^r on |r| <= ln2/2, degree 7 (truncation < 1e-8 relative).
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let bits = ((n as i32 + 127) as u32) << 23;
+    let bits = (ni.wrapping_add(127) as u32) << 23;
     p * f32::from_bits(bits)
 }
 
@@ -116,6 +127,22 @@ pub fn sum(v: &[f32]) -> f32 {
         acc[l] += x;
     }
     reduce(acc)
+}
+
+/// Largest element (NEG_INFINITY for an empty slice), 16 lanes at a time so it vectorizes.
+#[inline(always)]
+pub fn max(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    for (l, &x) in chunks.remainder().iter().enumerate() {
+        acc[l] = if x > acc[l] { x } else { acc[l] };
+    }
+    acc.iter().copied().fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
 }
 
 /// Dot product with the same fixed order as [`sum`].
@@ -217,6 +244,11 @@ mod tests {
         assert_eq!(quantize(-1000.0, 1.0), -127);
         assert_eq!(quantize(f32::NAN, 1.0), 0);
         assert_eq!(quantize(0.49, 100.0), 49);
+        for i in -2000..=2000 {
+            let x = i as f32 * 0.0637;
+            assert_eq!(round_to_int(x), round_small(x) as i32, "{x}");
+            assert_eq!(quantize(x, 1.0), round_small(x.clamp(-127.0, 127.0)) as i8, "{x}");
+        }
     }
 
     #[test]

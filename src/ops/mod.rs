@@ -68,7 +68,7 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 /// In-place softmax of one row.
 #[inline(always)]
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = math::max(x);
     for v in x.iter_mut() {
         *v = math::exp(*v - max);
     }

@@ -1,5 +1,6 @@
 //! x86-64 SIMD kernels. All `#[target_feature]` code of the kernels module lives here.
 
+pub(crate) mod attention_avx512;
 pub(crate) mod avx2;
 pub(crate) mod avx512_vnni;
 pub(crate) mod avx_vnni;
@@ -51,5 +52,15 @@ pub(crate) mod detect {
 /// The CPU must support AVX-512 F/BW/VL/DQ (guaranteed where an Avx512Vnni kernel exists).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
 pub(crate) unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Runs `f` compiled for AVX2 (8 floats wide), for the AVX-VNNI and AVX2 kernels; bit-identical
+/// to the baseline build for the same reason as [`with_avx512`].
+///
+/// # Safety
+/// The CPU must support AVX2 (guaranteed where an AvxVnni or Avx2 kernel exists).
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }

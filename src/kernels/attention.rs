@@ -1,0 +1,57 @@
+//! fp32 tiles of attention: scores of a few query rows against a tile of keys, and the
+//! probability-weighted sum of value rows. Every implementation sums in the same order with a
+//! separate multiply and add (never fused), so all kernels give the same bits as this reference.
+
+/// Query rows computed together (K^T and V rows are loaded once per tile of rows).
+pub const QUERY_ROWS: usize = 4;
+/// Keys per scores tile (four 16-float vectors).
+pub const KEY_TILE: usize = 64;
+/// Value features per weighted-values tile (two 16-float vectors).
+pub const VALUE_TILE: usize = 32;
+
+/// `out[r][l] = sum_{d < dh} q[r*dh + d] * kt[d*kt_stride + l]`, summed in d order from 0.0.
+///
+/// Panics unless `q` holds `QUERY_ROWS * dh` values and `kt` `(dh-1)*kt_stride + KEY_TILE`.
+pub fn scores_tile_reference(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; KEY_TILE]; QUERY_ROWS]) {
+    check_scores(q, dh, kt, kt_stride);
+    *out = [[0.0; KEY_TILE]; QUERY_ROWS];
+    for d in 0..dh {
+        let k = &kt[d * kt_stride..d * kt_stride + KEY_TILE];
+        for (r, acc) in out.iter_mut().enumerate() {
+            let qd = q[r * dh + d];
+            for (a, &kv) in acc.iter_mut().zip(k) {
+                *a += qd * kv;
+            }
+        }
+    }
+}
+
+/// `out[r][l] = sum_{j < len} p[r*p_stride + j] * v[j*v_stride + l]`, summed in j order from 0.0.
+///
+/// Panics unless `p` holds `(QUERY_ROWS-1)*p_stride + len` values and `v`
+/// `(len-1)*v_stride + VALUE_TILE`.
+pub fn values_tile_reference(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; VALUE_TILE]; QUERY_ROWS]) {
+    check_values(p, p_stride, len, v, v_stride);
+    *out = [[0.0; VALUE_TILE]; QUERY_ROWS];
+    for j in 0..len {
+        let vj = &v[j * v_stride..j * v_stride + VALUE_TILE];
+        for (r, acc) in out.iter_mut().enumerate() {
+            let pj = p[r * p_stride + j];
+            for (a, &vv) in acc.iter_mut().zip(vj) {
+                *a += pj * vv;
+            }
+        }
+    }
+}
+
+pub(crate) fn check_scores(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize) {
+    assert!(dh > 0 && kt_stride >= KEY_TILE, "scores tile: dh {dh}, stride {kt_stride}");
+    assert!(q.len() >= QUERY_ROWS * dh, "scores tile: q has {} values", q.len());
+    assert!(kt.len() >= (dh - 1) * kt_stride + KEY_TILE, "scores tile: kt has {} values", kt.len());
+}
+
+pub(crate) fn check_values(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize) {
+    assert!(len > 0 && p_stride >= len && v_stride >= VALUE_TILE, "values tile: len {len}, strides {p_stride}/{v_stride}");
+    assert!(p.len() >= (QUERY_ROWS - 1) * p_stride + len, "values tile: p has {} values", p.len());
+    assert!(v.len() >= (len - 1) * v_stride + VALUE_TILE, "values tile: v has {} values", v.len());
+}

@@ -1,0 +1,65 @@
+//! AVX-512 versions of the attention tiles in `kernels::attention`: the accumulators of a whole
+//! tile stay in registers (16 zmm for scores, 8 for values). Multiply then add, never FMA, so
+//! the bits equal the reference's.
+
+use core::arch::x86_64::*;
+
+use crate::kernels::attention::{check_scores, check_values, KEY_TILE, QUERY_ROWS, VALUE_TILE};
+
+/// See `scores_tile_reference`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn scores_tile(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; KEY_TILE]; QUERY_ROWS]) {
+    check_scores(q, dh, kt, kt_stride);
+    let mut acc = [[_mm512_setzero_ps(); 4]; QUERY_ROWS];
+    for d in 0..dh {
+        // SAFETY: check_scores guarantees d*kt_stride + 64 <= kt.len() for d < dh.
+        let k = unsafe {
+            let p = kt.as_ptr().add(d * kt_stride);
+            [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)), _mm512_loadu_ps(p.add(32)), _mm512_loadu_ps(p.add(48))]
+        };
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let qd = _mm512_set1_ps(q[r * dh + d]);
+            for (a, &kv) in acc_r.iter_mut().zip(&k) {
+                *a = _mm512_add_ps(*a, _mm512_mul_ps(qd, kv));
+            }
+        }
+    }
+    for (o, acc_r) in out.iter_mut().zip(&acc) {
+        for (c, &a) in acc_r.iter().enumerate() {
+            // SAFETY: 4 x 16 floats fill the 64-float row exactly.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * c), a) };
+        }
+    }
+}
+
+/// See `values_tile_reference`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn values_tile(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; VALUE_TILE]; QUERY_ROWS]) {
+    check_values(p, p_stride, len, v, v_stride);
+    let mut acc = [[_mm512_setzero_ps(); 2]; QUERY_ROWS];
+    for j in 0..len {
+        // SAFETY: check_values guarantees j*v_stride + 32 <= v.len() for j < len.
+        let vj = unsafe {
+            let ptr = v.as_ptr().add(j * v_stride);
+            [_mm512_loadu_ps(ptr), _mm512_loadu_ps(ptr.add(16))]
+        };
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let pj = _mm512_set1_ps(p[r * p_stride + j]);
+            for (a, &vv) in acc_r.iter_mut().zip(&vj) {
+                *a = _mm512_add_ps(*a, _mm512_mul_ps(pj, vv));
+            }
+        }
+    }
+    for (o, acc_r) in out.iter_mut().zip(&acc) {
+        for (c, &a) in acc_r.iter().enumerate() {
+            // SAFETY: 2 x 16 floats fill the 32-float row exactly.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * c), a) };
+        }
+    }
+}
