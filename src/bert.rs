@@ -451,6 +451,9 @@ fn weighted_values(kernel: &Kernel, p: &[f32], len_p: usize, len: usize, rows: u
         }
     }
     // Head sizes that are not a multiple of the tile: the same sums, one row at a time.
+    if tiled == dh {
+        return;
+    }
     for r in 0..rows {
         let c = &mut out[r * out_stride + tiled..r * out_stride + dh];
         c.fill(0.0);

@@ -7,7 +7,7 @@
 //! runs its tasks inline instead of queueing, so the machine is never oversubscribed.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 
@@ -32,6 +32,26 @@ struct Shared {
     wake: Condvar,
     done: Condvar,
     next: AtomicUsize,
+    /// Mirrors `State::generation` so idle workers can spin on it without the lock.
+    generation: AtomicU64,
+    /// Workers not yet done with the current job, for the caller to spin on.
+    busy: AtomicUsize,
+}
+
+/// Spin iterations (each a `pause`, tens of ns) before a thread sleeps on a condition
+/// variable: the layers of one run start their parallel sections microseconds apart, while
+/// waking a sleeping thread costs tens of microseconds under virtualization.
+const SPIN_LIMIT: u32 = 4000;
+
+/// Spins until `done()` holds or the limit passes; true if it holds.
+fn spin_until(done: impl Fn() -> bool) -> bool {
+    for _ in 0..SPIN_LIMIT {
+        if done() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    done()
 }
 
 pub struct ThreadPool {
@@ -54,6 +74,8 @@ impl ThreadPool {
             wake: Condvar::new(),
             done: Condvar::new(),
             next: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
         });
         let mut workers = Vec::new();
         for i in 1..threads.max(1) {
@@ -94,11 +116,14 @@ impl ThreadPool {
             st.n_tasks = n;
             st.generation += 1;
             st.active = self.workers.len();
+            self.shared.busy.store(self.workers.len(), Ordering::Relaxed);
+            self.shared.generation.store(st.generation, Ordering::Release);
             self.shared.wake.notify_all();
         }
         struct Finish<'a>(&'a Shared);
         impl Drop for Finish<'_> {
             fn drop(&mut self) {
+                spin_until(|| self.0.busy.load(Ordering::Acquire) == 0);
                 let mut st = lock(&self.0.state);
                 while st.active > 0 {
                     st = self.0.done.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -129,6 +154,7 @@ fn run_tasks(next: &AtomicUsize, n: usize, f: &(dyn Fn(usize) + Sync)) {
 fn worker(shared: &Shared) {
     let mut seen = 0u64;
     loop {
+        spin_until(|| shared.generation.load(Ordering::Acquire) != seen);
         let (job, n) = {
             let mut st = lock(&shared.state);
             while st.generation == seen && !st.shutdown {
@@ -149,6 +175,7 @@ fn worker(shared: &Shared) {
                 st.panicked.get_or_insert(payload);
             }
             st.active -= 1;
+            shared.busy.fetch_sub(1, Ordering::Release);
             if st.active == 0 {
                 shared.done.notify_all();
             }
