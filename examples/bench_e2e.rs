@@ -2,6 +2,8 @@
 //!
 //!   cargo run --release --example bench_e2e -- --shape bert-base --batch 1 --seq 128 --threads 1
 //!
+//! With `--features op-timing` and `--profile-ops` it also prints the time split per operation.
+//!
 //! Builds (once, cached) a random-weight model of the named shape, then times `run` until
 //! --min-time-ms has passed and prints one JSON line with the median and percentiles.
 
@@ -111,12 +113,24 @@ fn main() {
     for _ in 0..3 {
         model.run(&ids, None, None, batch, seq, &mut out).unwrap();
     }
+    #[cfg(feature = "op-timing")]
+    q8bert::bert::op_timing::take();
     let mut times = Vec::new();
     let start = Instant::now();
     while start.elapsed() < min_time || times.len() < 10 {
         let t = Instant::now();
         model.run(&ids, None, None, batch, seq, &mut out).unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    #[cfg(feature = "op-timing")]
+    if std::env::args().any(|a| a == "--profile-ops") {
+        let ops = q8bert::bert::op_timing::take();
+        let total: f64 = ops.iter().map(|o| o.1).sum();
+        let wall: f64 = times.iter().sum::<f64>() * 1e-3;
+        eprintln!("per-op time over {} runs (threads summed; wall {:.1} ms/run):", times.len(), wall * 1e3 / times.len() as f64);
+        for (name, secs) in ops {
+            eprintln!("  {name:<24} {:>8.2} ms/run  {:>5.1}%", secs * 1e3 / times.len() as f64, 100.0 * secs / total);
+        }
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];

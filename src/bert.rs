@@ -14,6 +14,74 @@ use crate::kernels::Kernel;
 use crate::model::{cast, EmbeddingRef, HeadKind, LayerNormRef, LinearRef, ModelLayout, Pooling};
 use crate::ops::{self, math, padded_k};
 
+/// Forward-pass operations, for the per-op time split (feature `op-timing`).
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub enum Op {
+    Embeddings,
+    QuantizeInput,
+    GemmQkv,
+    GemmAttentionOutput,
+    GemmIntermediate,
+    GemmOutput,
+    DequantizeBias,
+    ResidualLayerNorm,
+    GeluRequantize,
+    AttentionKeyTranspose,
+    AttentionScores,
+    AttentionSoftmax,
+    AttentionValues,
+    Head,
+}
+
+/// Wall time per [`Op`], summed over threads (equal to elapsed time with one thread). Timing
+/// code exists only with the `op-timing` feature; `examples/bench_e2e --profile-ops` prints it.
+#[cfg(feature = "op-timing")]
+pub mod op_timing {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    pub const NAMES: [&str; 14] = [
+        "embeddings",
+        "quantize input",
+        "gemm qkv",
+        "gemm attention output",
+        "gemm intermediate",
+        "gemm output",
+        "dequantize + bias",
+        "residual + layernorm",
+        "gelu + requantize",
+        "attention k transpose",
+        "attention scores",
+        "attention softmax",
+        "attention values",
+        "head",
+    ];
+    static NANOS: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
+
+    pub fn add(op: super::Op, elapsed: std::time::Duration) {
+        NANOS[op as usize].fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// (name, seconds) per op since the last call, and resets the counters.
+    pub fn take() -> std::vec::Vec<(&'static str, f64)> {
+        NAMES.iter().zip(&NANOS).map(|(&n, t)| (n, t.swap(0, Ordering::Relaxed) as f64 * 1e-9)).collect()
+    }
+}
+
+/// Evaluates `$e`, adding its wall time to `$op` when the `op-timing` feature is on.
+macro_rules! timed {
+    ($op:expr, $e:expr) => {{
+        #[cfg(feature = "op-timing")]
+        let start = std::time::Instant::now();
+        let r = $e;
+        #[cfg(feature = "op-timing")]
+        op_timing::add($op, start.elapsed());
+        #[cfg(not(feature = "op-timing"))]
+        let _ = $op;
+        r
+    }};
+}
+
 /// One batch of token ids. `token_type_ids` None = all zeros; `attention_mask` None = all ones.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'i> {
@@ -237,7 +305,7 @@ impl Ctx<'_> {
     /// One int8 linear layer over `rows` rows: quantize (if needed), GEMM with int32
     /// accumulation, then the epilogue, fused per block of rows so each block stays in cache.
     #[allow(clippy::too_many_arguments)]
-    fn linear(&self, lin: &LinearRef, x: LinearIn, rows: usize, xq: &mut Vec<i8>, acc: &mut Vec<i32>, dq: &mut Vec<f32>, out: LinearOut) {
+    fn linear(&self, gemm_op: Op, lin: &LinearRef, x: LinearIn, rows: usize, xq: &mut Vec<i8>, acc: &mut Vec<i32>, dq: &mut Vec<f32>, out: LinearOut) {
         let (n, k, kp) = (lin.n, lin.k, padded_k(lin.k));
         resize(dq, n);
         ops::dequant_multipliers(self.f32s(&lin.weight_scale), n, lin.input_scale, dq);
@@ -269,14 +337,19 @@ impl Ctx<'_> {
             let (r0, nrows) = blocks[b];
             let a: &[i8] = match (&x, xq_part) {
                 (LinearIn::F32(xf), Some(q)) => {
-                    ops::quantize_rows(&xf[r0 * k..(r0 + nrows) * k], nrows, k, lin.input_scale, q);
+                    timed!(Op::QuantizeInput, ops::quantize_rows(&xf[r0 * k..(r0 + nrows) * k], nrows, k, lin.input_scale, q));
                     q
                 }
                 (LinearIn::I8(xi), _) => &xi[r0 * kp..(r0 + nrows) * kp],
                 (LinearIn::F32(_), None) => unreachable!("fp32 input always has a quantization buffer"),
             };
-            self.kernel.gemm_i8(a, kp, nrows, w, wsum, n, k, 0, n, acc_part, n);
-            for r in 0..nrows {
+            timed!(gemm_op, self.kernel.gemm_i8(a, kp, nrows, w, wsum, n, k, 0, n, acc_part, n));
+            let epilogue_op = match (&out_part, residual) {
+                (OutPart::I8(_), _) => Op::GeluRequantize,
+                (OutPart::F32(_), Some(_)) => Op::ResidualLayerNorm,
+                (OutPart::F32(_), None) => Op::DequantizeBias,
+            };
+            timed!(epilogue_op, for r in 0..nrows {
                 let acc_row = &acc_part[r * n..(r + 1) * n];
                 match &mut out_part {
                     OutPart::F32(o) => {
@@ -296,7 +369,7 @@ impl Ctx<'_> {
                         ops::dequantize_gelu_quantize_row(acc_row, bias, dq, next_scale, o);
                     }
                 }
-            }
+            });
         }));
     }
 
@@ -334,7 +407,7 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
         let slots: Vec<Slot<&mut [f32]>> = carve(&mut ws.hidden[..t * h], &blocks, h).into_iter().map(Slot::new).collect();
         let (tokens, e) = (&ws.tokens, layout);
         let (g, b) = (cx.f32s(&layout.embeddings_layer_norm.gamma), cx.f32s(&layout.embeddings_layer_norm.beta));
-        par.for_each(blocks.len(), &|blk| {
+        par.for_each(blocks.len(), &|blk| timed!(Op::Embeddings, {
             let rows = slots[blk].take();
             let (r0, n) = blocks[blk];
             for (i, row) in rows.chunks_exact_mut(h).enumerate().take(n) {
@@ -348,23 +421,23 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
                 }
                 ops::layer_norm(row, g, b, cx.eps);
             }
-        });
+        }));
     }
 
     for layer in &layout.layers {
-        cx.linear(&layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.qkv));
+        cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.qkv));
         attention(&cx, cfg.num_heads, cfg.head_dim(), h, &ws.seq_start, &ws.qkv, &mut ws.ctx[..t * h]);
         let ln = &layer.attention_layer_norm;
-        cx.linear(&layer.attention_output, LinearIn::F32(&ws.ctx), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
+        cx.linear(Op::GemmAttentionOutput, &layer.attention_output, LinearIn::F32(&ws.ctx), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
         let next_scale = layer.output.input_scale;
-        cx.linear(&layer.intermediate, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::GeluQuant { out: &mut ws.inter_q, next_scale });
+        cx.linear(Op::GemmIntermediate, &layer.intermediate, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::GeluQuant { out: &mut ws.inter_q, next_scale });
         let ln = &layer.output_layer_norm;
-        cx.linear(&layer.output, LinearIn::I8(&ws.inter_q), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
+        cx.linear(Op::GemmOutput, &layer.output, LinearIn::I8(&ws.inter_q), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
     }
 
-    write_head(layout, &cx, input, ws, output);
+    timed!(Op::Head, write_head(layout, &cx, input, ws, output));
     Ok(())
 }
 
@@ -396,12 +469,12 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
         let mut q = alloc::vec![0.0f32; QUERY_ROWS * dh];
         for hd in 0..heads {
             let (qo, ko, vo) = (hd * dh, h + hd * dh, 2 * h + hd * dh);
-            for j in 0..len {
+            timed!(Op::AttentionKeyTranspose, for j in 0..len {
                 let kr = (a + j) * 3 * h + ko;
                 for (d, &kv) in qkv[kr..kr + dh].iter().enumerate() {
                     kt[d * len_p + j] = kv;
                 }
-            }
+            });
             for r0 in (i0..i0 + n).step_by(QUERY_ROWS) {
                 let rows = QUERY_ROWS.min(i0 + n - r0);
                 for r in 0..QUERY_ROWS {
@@ -409,17 +482,17 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
                     let i = r0 + r.min(rows - 1);
                     q[r * dh..(r + 1) * dh].copy_from_slice(&qkv[i * 3 * h + qo..i * 3 * h + qo + dh]);
                 }
-                query_key_scores(&cx.kernel, &q, dh, &kt, len_p, &mut scores);
-                for r in 0..rows {
+                timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, &kt, len_p, &mut scores));
+                timed!(Op::AttentionSoftmax, for r in 0..rows {
                     let s = &mut scores[r * len_p..r * len_p + len];
                     for sc in s.iter_mut() {
                         *sc *= inv_sqrt_dh;
                     }
                     ops::softmax(s);
-                }
+                });
                 let v_rows = &qkv[a * 3 * h + vo..];
                 let c0 = (r0 - i0) * h + hd * dh;
-                weighted_values(&cx.kernel, &scores, len_p, len, rows, v_rows, 3 * h, dh, &mut out[c0..], h);
+                timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, v_rows, 3 * h, dh, &mut out[c0..], h));
             }
         }
     }));
@@ -480,12 +553,12 @@ fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut Workspace,
                 let first = ws.seq_start[s];
                 ws.pooled[s * h..(s + 1) * h].copy_from_slice(&ws.hidden[first * h..(first + 1) * h]);
             }
-            cx.linear(pooler, LinearIn::F32(&ws.pooled), batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.tmp));
+            cx.linear(Op::Head, pooler, LinearIn::F32(&ws.pooled), batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.tmp));
             for v in ws.tmp[..batch * h].iter_mut() {
                 *v = math::tanh(*v);
             }
             let n = classifier.n;
-            cx.linear(classifier, LinearIn::F32(&ws.tmp), batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut output[..batch * n]));
+            cx.linear(Op::Head, classifier, LinearIn::F32(&ws.tmp), batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut output[..batch * n]));
         }
         HeadKind::Embedding => {
             for s in 0..batch {
