@@ -29,7 +29,13 @@ fn lib_dir() -> &'static Path {
             .status()
             .expect("cannot run cargo");
         assert!(status.success(), "building libq8bert failed");
-        target.join("debug")
+        let dir = target.join("debug");
+        // The library's SONAME is libq8bert.so.0 (build.rs): the loader looks for that name.
+        let soname = dir.join("libq8bert.so.0");
+        if std::fs::symlink_metadata(&soname).is_err() {
+            std::os::unix::fs::symlink("libq8bert.so", &soname).expect("cannot link libq8bert.so.0");
+        }
+        dir
     })
 }
 
