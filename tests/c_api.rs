@@ -176,3 +176,29 @@ fn c_classify_text_mode_matches_rust() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("UTF-8"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn c_threads_share_one_model() {
+    let dir = scratch_dir("threads");
+    let fp = FpModel::with_real_vocab(Head::Classification { labels: vec!["negative".into(), "positive".into()] }, 9);
+    let path = dir.join("text.q8b");
+    fp.builder().write(&path).unwrap();
+    let exe = dir.join("threads");
+    let built = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1", "-pthread", "-I"])
+        .arg(root().join("include"))
+        .arg(root().join("c_examples/threads.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(lib_dir())
+        .arg("-lq8bert")
+        .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let out = Command::new(&exe).arg(&path).args(["6", "20", "a gripping, funny film.", "Dull.", "東京 🎉"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("6 passed, 0 failed"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(dir).ok();
+}
