@@ -33,8 +33,10 @@ results=() failures=0
 record() { # name, then the command; a failing section does not stop the others
     local name="$1" rc; shift
     # Not `if "$@"`: errexit is off inside a condition, so a section would not stop at its error.
+    local t0=$SECONDS
     set +e; (set -e; "$@"); rc=$?; set -e
-    if [ "$rc" = 0 ]; then results+=("ok   $name"); else results+=("FAIL $name"); failures=$((failures + 1)); fi
+    local took="($((SECONDS - t0)) s)"
+    if [ "$rc" = 0 ]; then results+=("ok   $name $took"); else results+=("FAIL $name $took"); failures=$((failures + 1)); fi
 }
 
 c_pkgconfig() {
@@ -95,5 +97,6 @@ step "Python";               record "Python (ctypes, pytest)" python_tests
 
 step "summary"
 printf '%s\n' "${results[@]}"
+echo "total: ${SECONDS} s (build, install and suite generation included)"
 echo "bindings: $(( ${#results[@]} - failures )) passed, $failures failed"
 [ "$failures" = 0 ]
