@@ -107,6 +107,7 @@ if [ ! -f c_examples/classify.c ]; then
     echo "demo: c_examples/classify.c is missing from this checkout" >&2
     exit 1
 fi
+ln -sf libq8bert.so "$TARGET/release/libq8bert.so.0"   # the SONAME the loader looks for
 cc -O2 -Iinclude c_examples/classify.c -L"$TARGET/release" -lq8bert -Wl,-rpath,"$TARGET/release" -lm -o "$TARGET/classify"
 "$TARGET/classify" "$MODEL" \
     "a gripping , funny and deeply moving film ." \

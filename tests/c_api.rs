@@ -29,7 +29,13 @@ fn lib_dir() -> &'static Path {
             .status()
             .expect("cannot run cargo");
         assert!(status.success(), "building libq8bert failed");
-        target.join("debug")
+        let dir = target.join("debug");
+        // The library's SONAME is libq8bert.so.0 (build.rs): the loader looks for that name.
+        let soname = dir.join("libq8bert.so.0");
+        if std::fs::symlink_metadata(&soname).is_err() {
+            std::os::unix::fs::symlink("libq8bert.so", &soname).expect("cannot link libq8bert.so.0");
+        }
+        dir
     })
 }
 
@@ -168,5 +174,31 @@ fn c_classify_text_mode_matches_rust() {
     let bad = Command::new(&exe).arg(&path).arg(bad_arg).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("UTF-8"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn c_threads_share_one_model() {
+    let dir = scratch_dir("threads");
+    let fp = FpModel::with_real_vocab(Head::Classification { labels: vec!["negative".into(), "positive".into()] }, 9);
+    let path = dir.join("text.q8b");
+    fp.builder().write(&path).unwrap();
+    let exe = dir.join("threads");
+    let built = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1", "-pthread", "-I"])
+        .arg(root().join("include"))
+        .arg(root().join("c_examples/threads.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(lib_dir())
+        .arg("-lq8bert")
+        .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let out = Command::new(&exe).arg(&path).args(["6", "20", "a gripping, funny film.", "Dull.", "東京 🎉"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("6 passed, 0 failed"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(dir).ok();
 }

@@ -1,0 +1,3 @@
+module q8bert
+
+go 1.19

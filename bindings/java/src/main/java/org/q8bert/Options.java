@@ -1,0 +1,42 @@
+package org.q8bert;
+
+/** Options for {@link Model#open}; {@code new Options()} is the defaults. */
+public final class Options {
+    public static final int FLAG_VERIFY_CHECKSUM = 1;
+    public static final int FLAG_TRUNCATE = 2;
+
+    int numThreads;
+    int kernel;
+    int flags;
+    int maxSeqLen;
+
+    /** Threads inside one call; 0 = one per core. */
+    public Options numThreads(int n) {
+        numThreads = n;
+        return this;
+    }
+
+    /** Kernel id (0 = auto, 1 scalar, 2 AVX2, 3 AVX-VNNI, 4 AVX512-VNNI). */
+    public Options kernel(int k) {
+        kernel = k;
+        return this;
+    }
+
+    /** Cut long text longest-first instead of failing. */
+    public Options truncate(boolean on) {
+        flags = on ? flags | FLAG_TRUNCATE : flags & ~FLAG_TRUNCATE;
+        return this;
+    }
+
+    /** Hash the whole file at load. */
+    public Options verifyChecksum(boolean on) {
+        flags = on ? flags | FLAG_VERIFY_CHECKSUM : flags & ~FLAG_VERIFY_CHECKSUM;
+        return this;
+    }
+
+    /** Token limit for text; 0 = the model's maximum. */
+    public Options maxSeqLen(int n) {
+        maxSeqLen = n;
+        return this;
+    }
+}

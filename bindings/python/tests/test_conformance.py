@@ -1,0 +1,131 @@
+"""The binding conformance suite ($Q8BERT_CONFORMANCE_DIR, from `cargo run --example
+make_conformance_model -- DIR`): outputs bit-equal to the Rust API's, the library's errors as
+Q8bertError, and no leak over repeated open/close."""
+
+import gc
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import q8bert
+
+
+@pytest.fixture(scope="module")
+def suite():
+    d = os.environ.get("Q8BERT_CONFORMANCE_DIR")
+    assert d, "set Q8BERT_CONFORMANCE_DIR (cargo run --example make_conformance_model -- DIR)"
+    s = json.loads((Path(d) / "expected.json").read_text())
+    s["dir"] = Path(d).resolve()
+    return s
+
+
+def bits(hexes):
+    return np.array([int(h, 16) for h in hexes], dtype=np.uint32)
+
+
+def test_version(suite):
+    assert q8bert.version() == suite["version"]
+
+
+def test_outputs_bit_exact(suite):
+    with q8bert.Model(suite["dir"] / suite["classify_model"]) as cls, \
+            q8bert.Model(suite["dir"] / suite["embed_model"]) as emb:
+        assert cls.labels == suite["labels"]
+        for text, tokens in zip(suite["texts"], suite["tokens"]):
+            assert cls.tokenize(text).tolist() == tokens
+        logits = cls.classify(suite["texts"])
+        vecs = emb.embed(suite["texts"])
+        assert logits.dtype == np.float32 and logits.shape == (len(suite["texts"]), len(suite["labels"]))
+        assert vecs.shape[1] == suite["hidden_size"]
+        for i in range(len(suite["texts"])):
+            np.testing.assert_array_equal(logits[i].view(np.uint32), bits(suite["classify"][i]))
+            np.testing.assert_array_equal(vecs[i].view(np.uint32), bits(suite["embed"][i]))
+        r = suite["run"]
+        ids = np.array(r["ids"]).reshape(r["batch"], r["seq_len"])
+        out = cls.run(ids, attention_mask=np.array(r["mask"]).reshape(ids.shape))
+        np.testing.assert_array_equal(out.view(np.uint32), bits(r["output"]))
+
+
+def test_corrupt_file_raises_library_error(suite):
+    with pytest.raises(q8bert.Q8bertError) as e:
+        q8bert.Model(suite["dir"] / suite["corrupt_model"])
+    assert e.value.status == suite["corrupt"]["status"] == q8bert.Status.BAD_MAGIC
+    assert suite["corrupt"]["message"] in e.value.message
+
+
+def test_other_errors(suite):
+    with pytest.raises(q8bert.Q8bertError) as e:
+        q8bert.Model(suite["dir"] / "missing.q8b")
+    assert e.value.status == q8bert.Status.IO and "missing.q8b" in e.value.message
+    with pytest.raises(q8bert.Q8bertError) as e:
+        q8bert.Model(suite["dir"] / suite["classify_model"], kernel=77)
+    assert e.value.status == q8bert.Status.UNSUPPORTED_OPTIONS
+    with q8bert.Model(suite["dir"] / suite["classify_model"]) as m:
+        with pytest.raises(q8bert.Q8bertError) as e:
+            m.embed(["x"])
+        assert e.value.status == q8bert.Status.UNSUPPORTED_OPERATION
+        with pytest.raises(q8bert.Q8bertError) as e:
+            m.classify(["word " * 100])
+        assert e.value.status == q8bert.Status.SEQUENCE_TOO_LONG
+        with pytest.raises(q8bert.Q8bertError) as e:
+            m.run([[101, 1 << 30, 102]])
+        assert e.value.status == q8bert.Status.TOKEN_OUT_OF_RANGE
+    with q8bert.Model(suite["dir"] / suite["classify_model"], truncate=True) as m:
+        assert m.classify(["word " * 100]).shape == (1, 2)
+
+
+def test_close_twice_and_use_after_close(suite):
+    m = q8bert.Model(suite["dir"] / suite["classify_model"])
+    m.close()
+    m.close()
+    with pytest.raises(q8bert.Q8bertError, match="closed"):
+        m.classify(["x"])
+
+
+def test_threads_share_one_model(suite):
+    with q8bert.Model(suite["dir"] / suite["classify_model"]) as m:
+        failures = []
+
+        def work(g):
+            for r in range(20):
+                i = (g + r) % len(suite["texts"])
+                got = m.classify([suite["texts"][i]])[0].view(np.uint32)
+                if not np.array_equal(got, bits(suite["classify"][i])):
+                    failures.append((g, i))
+
+        threads = [threading.Thread(target=work, args=(g,)) for g in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+
+
+def _rss_kib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+
+def test_open_close_does_not_leak(suite):
+    path = str(suite["dir"] / suite["classify_model"])
+
+    def cycle():
+        m = q8bert.Model(path, num_threads=1)
+        m.classify(suite["texts"][:1])
+        m.close()
+
+    for _ in range(20):
+        cycle()
+    gc.collect()
+    before = _rss_kib()
+    for _ in range(300):
+        cycle()
+    gc.collect()
+    after = _rss_kib()
+    assert Path("/proc/self/maps").read_text().count(path) == 0, "a mapping of the model survived close()"
+    assert after - before < 16 * 1024, f"RSS grew {after - before} KiB over 300 open/close cycles"

@@ -1,0 +1,111 @@
+//! Writes the binding conformance suite: two small models over the real BERT vocabulary (a
+//! classifier and an embedder), a corrupt copy, and the outputs the Rust API gives for a fixed
+//! list of texts, as exact f32 bit patterns (hex u32).
+//!
+//!   cargo run --release --example make_conformance_model -- OUTDIR
+//!
+//! OUTDIR/expected.json is the suite; OUTDIR/expected.tsv holds the same facts one per line for
+//! languages without a JSON parser in their standard library (C++, Java).
+
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use common::FpModel;
+use q8bert::builder::{Head, Pooling};
+use q8bert::{Model, Options};
+use serde_json::json;
+
+/// Plain, accented, CJK, emoji, empty, punctuation-heavy and upper-case inputs.
+const TEXTS: &[&str] = &[
+    "a gripping, funny film.",
+    "Dull.",
+    "Naïve café owners 東京 🎉",
+    "",
+    "the plot is dull and the acting is even worse",
+    "ONE of the BEST films of the year!!!",
+];
+
+fn hex(v: &[f32]) -> Vec<String> {
+    v.iter().map(|x| format!("{:08x}", x.to_bits())).collect()
+}
+
+fn main() {
+    let out: PathBuf = std::env::args().nth(1).expect("usage: make_conformance_model OUTDIR").into();
+    std::fs::create_dir_all(&out).unwrap();
+    let labels = vec!["negative".to_string(), "positive".to_string()];
+
+    let cls_path = out.join("classify.q8b");
+    let cls_bytes = FpModel::with_real_vocab(Head::Classification { labels: labels.clone() }, 11).bytes();
+    std::fs::write(&cls_path, &cls_bytes).unwrap();
+    let emb_path = out.join("embed.q8b");
+    FpModel::with_real_vocab(Head::Embedding { pooling: Pooling::Mean, normalize: true }, 12).builder().write(&emb_path).unwrap();
+    // A flipped byte in the magic: every binding must surface the library's status and message.
+    let mut corrupt = cls_bytes.clone();
+    corrupt[0] ^= 0xff;
+    let corrupt_path = out.join("corrupt.q8b");
+    std::fs::write(&corrupt_path, &corrupt).unwrap();
+
+    let opts = Options::default();
+    let cls = Model::open(&cls_path, &opts).unwrap();
+    let emb = Model::open(&emb_path, &opts).unwrap();
+    let mut tokens = Vec::new();
+    let mut classify = Vec::new();
+    let mut embed = Vec::new();
+    for t in TEXTS {
+        assert!(!t.contains(['\t', '\n']), "expected.tsv cannot hold tabs or newlines");
+        tokens.push(cls.encode(t, None).unwrap().ids);
+        let mut o = vec![0.0; cls.text_output_len(1)];
+        cls.run_text(&[t], None, &mut o).unwrap();
+        classify.push(o);
+        let mut e = vec![0.0; emb.text_output_len(1)];
+        emb.run_text(&[t], None, &mut e).unwrap();
+        embed.push(e);
+    }
+    // Token ids in, with padding: the second row is masked at its last position.
+    let (batch, seq_len) = (2usize, 4usize);
+    let run_ids = [101, 7592, 2088, 102, 101, 7592, 102, 0];
+    let run_mask = [1, 1, 1, 1, 1, 1, 1, 0];
+    let mut run_out = vec![0.0; cls.output_len(batch, seq_len)];
+    cls.run(&run_ids, None, Some(&run_mask), batch, seq_len, &mut run_out).unwrap();
+    let err = Model::open(&corrupt_path, &opts).err().expect("the corrupt file must be rejected");
+
+    let doc = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "classify_model": "classify.q8b",
+        "embed_model": "embed.q8b",
+        "corrupt_model": "corrupt.q8b",
+        "labels": labels,
+        "hidden_size": emb.config().hidden_size,
+        "texts": TEXTS,
+        "tokens": tokens,
+        "classify": classify.iter().map(|v| hex(v)).collect::<Vec<_>>(),
+        "embed": embed.iter().map(|v| hex(v)).collect::<Vec<_>>(),
+        "run": { "ids": run_ids, "mask": run_mask, "batch": batch, "seq_len": seq_len, "output": hex(&run_out) },
+        "corrupt": { "status": err.status as u32, "message": err.message },
+    });
+    std::fs::write(out.join("expected.json"), serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();
+
+    let mut tsv = String::new();
+    let join = |v: &[String]| v.join(" ");
+    let ints = |v: &[i32]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ");
+    writeln!(tsv, "version\t{}", env!("CARGO_PKG_VERSION")).unwrap();
+    writeln!(tsv, "labels\t{}", labels.join("\t")).unwrap();
+    for (i, t) in TEXTS.iter().enumerate() {
+        writeln!(tsv, "text\t{i}\t{t}").unwrap();
+        writeln!(tsv, "tokens\t{i}\t{}", ints(&tokens[i])).unwrap();
+        writeln!(tsv, "classify\t{i}\t{}", join(&hex(&classify[i]))).unwrap();
+        writeln!(tsv, "embed\t{i}\t{}", join(&hex(&embed[i]))).unwrap();
+    }
+    writeln!(tsv, "run_shape\t{batch} {seq_len}").unwrap();
+    writeln!(tsv, "run_ids\t{}", ints(&run_ids)).unwrap();
+    writeln!(tsv, "run_mask\t{}", ints(&run_mask)).unwrap();
+    writeln!(tsv, "run_output\t{}", join(&hex(&run_out))).unwrap();
+    writeln!(tsv, "corrupt_status\t{}", err.status as u32).unwrap();
+    writeln!(tsv, "corrupt_message\t{}", err.message.replace(['\t', '\n'], " ")).unwrap();
+    std::fs::write(out.join("expected.tsv"), tsv).unwrap();
+    println!("conformance suite written to {}", out.display());
+}
