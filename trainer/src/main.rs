@@ -85,6 +85,18 @@ struct FineTuneArgs {
     /// with the bias-corrected EMA the range is valid from the first batch.
     #[arg(long, default_value_t = 0)]
     qat_start_step: usize,
+    /// QAT from an already fine-tuned checkpoint (two-stage): run N training batches through the
+    /// fp32 model (no dropout) before step 0 to initialise the activation ranges. 0 = none.
+    #[arg(long, default_value_t = 0)]
+    calibrate_batches: usize,
+    /// Also evaluate before the first step (int8-simulated for QAT: with --calibrate-batches this
+    /// is the starting checkpoint's post-training-quantized score). Logged, never exported.
+    #[arg(long)]
+    eval_at_start: bool,
+    /// QAT activation range: "ema" (Q8BERT: bias-corrected EMA of per-batch max|x|) or "max"
+    /// (running max over all training batches).
+    #[arg(long, default_value = "ema")]
+    act_range: String,
     /// Train without QAT (the fp32 baseline; the export is then post-training quantized).
     #[arg(long)]
     fp32: bool,
@@ -220,6 +232,9 @@ fn fine_tune(a: FineTuneArgs) -> Result<()> {
         max_eval_examples: a.max_eval_examples,
         ema_decay: a.ema_decay,
         qat_start_step: a.qat_start_step,
+        calibrate_batches: a.calibrate_batches,
+        eval_at_start: a.eval_at_start,
+        act_range: trainer::train::ActRange::parse(&a.act_range)?,
         fp32: a.fp32,
         per_channel: a.per_channel,
         max_grad_norm: a.max_grad_norm,
