@@ -89,6 +89,13 @@ struct FineTuneArgs {
     /// fp32 model (no dropout) before step 0 to initialise the activation ranges. 0 = none.
     #[arg(long, default_value_t = 0)]
     calibrate_batches: usize,
+    /// Distil from this fine-tuned fp32 directory (e.g. the same as --model for two-stage QAT):
+    /// loss = (1 - alpha) * task loss + alpha * soft cross-entropy to the teacher (MSE for
+    /// regression). Not part of the Q8BERT recipe.
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.5)]
+    distill_alpha: f32,
     /// Also evaluate before the first step (int8-simulated for QAT: with --calibrate-batches this
     /// is the starting checkpoint's post-training-quantized score). Logged, never exported.
     #[arg(long)]
@@ -234,6 +241,8 @@ fn fine_tune(a: FineTuneArgs) -> Result<()> {
         qat_start_step: a.qat_start_step,
         calibrate_batches: a.calibrate_batches,
         eval_at_start: a.eval_at_start,
+        teacher: a.teacher,
+        distill_alpha: a.distill_alpha,
         act_range: trainer::train::ActRange::parse(&a.act_range)?,
         fp32: a.fp32,
         per_channel: a.per_channel,

@@ -39,6 +39,11 @@ pub struct FineTuneOptions {
     /// first step to initialise the activation ranges with the same statistic as training
     /// (useful when starting from an already fine-tuned checkpoint). 0 = none.
     pub calibrate_batches: usize,
+    /// Knowledge distillation from an fp32 teacher (a fine-tuned directory, usually the same one
+    /// as `model` for two-stage QAT): loss = (1 - alpha) * task loss + alpha * distillation loss
+    /// (soft cross-entropy against the teacher's softmax; regression: MSE to its score).
+    pub teacher: Option<PathBuf>,
+    pub distill_alpha: f32,
     /// Also evaluate before the first step (logged in trainer_state.json, never exported).
     pub eval_at_start: bool,
     /// QAT activation-range statistic: the paper's bias-corrected EMA of per-batch max|x|, or
@@ -169,6 +174,21 @@ pub fn loss(logits: &Tensor, labels: &[f32], regression: bool) -> Result<Tensor>
     Ok((lse - picked)?.mean_all()?)
 }
 
+/// Distillation loss against fixed teacher outputs: soft cross-entropy
+/// -sum softmax(t) * log_softmax(s) (temperature 1), or MSE for regression.
+pub fn distill_loss(student: &Tensor, teacher: &Tensor, regression: bool) -> Result<Tensor> {
+    if regression {
+        return Ok((student - teacher)?.sqr()?.mean_all()?);
+    }
+    let tm = teacher.max_keepdim(D::Minus1)?;
+    let te = teacher.broadcast_sub(&tm)?.exp()?;
+    let p = te.broadcast_div(&te.sum_keepdim(D::Minus1)?)?;
+    let m = student.max_keepdim(D::Minus1)?.detach();
+    let lse = (student.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()? + m)?;
+    let logp = student.broadcast_sub(&lse)?;
+    Ok((p * logp)?.sum_keepdim(D::Minus1)?.neg()?.mean_all()?)
+}
+
 /// Raw head outputs for every row, in dataset order, and the mean loss.
 pub fn predict(model: &Bert, data: &Dataset, pad_id: u32, quant: bool, per_channel: bool, batch_size: usize, regression: bool) -> Result<(Vec<Vec<f32>>, f64)> {
     let ctx = Ctx::eval(quant, per_channel);
@@ -259,6 +279,17 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
     let train = Dataset { rows: tokenizer.encode_all(&train_ex, max_len)? };
     let eval = Dataset { rows: tokenizer.encode_all(&eval_ex, max_len)? };
     let pad = tokenizer.pad_id();
+    let teacher = match &o.teacher {
+        Some(dir) => {
+            let t = Bert::load(dir, Some(n_labels), o.seed)?;
+            if t.head_init != Some(HeadInit::Loaded) {
+                bail!("teacher {} has no trained {n_labels}-output classifier", dir.display());
+            }
+            eprintln!("distilling from {} (alpha {})", dir.display(), o.distill_alpha);
+            Some(t)
+        }
+        None => None,
+    };
 
     let named = model.named_params();
     let vars: Vec<_> = named.iter().map(|(_, v)| *v).collect();
@@ -359,7 +390,15 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
         };
         let t0 = Instant::now();
         let logits = model.logits(&batch, &ctx)?;
-        let l = loss(&logits, &labels, regression)?;
+        let l = match &teacher {
+            Some(t) if o.distill_alpha > 0.0 => {
+                let tl = t.logits(&batch, &Ctx::eval(false, false))?.detach();
+                let task_l = loss(&logits, &labels, regression)?;
+                let kd = distill_loss(&logits, &tl, regression)?;
+                ((task_l * (1.0 - o.distill_alpha) as f64)? + (kd * o.distill_alpha as f64)?)?
+            }
+            _ => loss(&logits, &labels, regression)?,
+        };
         let lv = l.to_scalar::<f32>()? as f64;
         if !lv.is_finite() {
             bail!("loss became {lv} at step {step}");
@@ -460,6 +499,10 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
     if !o.fp32 {
         results.insert("act_range".into(), json!(o.act_range.name()));
         results.insert("calibrate_batches".into(), json!(o.calibrate_batches));
+        if let Some(t) = &o.teacher {
+            results.insert("distill_teacher".into(), json!(t.display().to_string()));
+            results.insert("distill_alpha".into(), json!(o.distill_alpha));
+        }
     }
 
     let state = json!({

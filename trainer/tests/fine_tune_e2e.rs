@@ -70,6 +70,8 @@ fn seeded_fine_tune_reproduces_and_exports() {
             qat_start_step: 2,
             calibrate_batches: 0,
             eval_at_start: false,
+            teacher: None,
+            distill_alpha: 0.0,
             act_range: trainer::train::ActRange::Ema,
             fp32: false,
             per_channel: false,

@@ -137,6 +137,7 @@ fn qat_from_the_trainers_own_fp32_output() {
     write_tsv(&root.join("train.tsv"), 64, 1);
     write_tsv(&root.join("dev.tsv"), 24, 2);
     let opts = |model: PathBuf, out: &str, fp32: bool, calib: usize| FineTuneOptions {
+        teacher: (!fp32).then(|| model.clone()),
         model,
         task: Task::Sst2,
         train_file: root.join("train.tsv"),
@@ -158,6 +159,7 @@ fn qat_from_the_trainers_own_fp32_output() {
         qat_start_step: 0,
         calibrate_batches: calib,
         eval_at_start: calib > 0,
+        distill_alpha: 0.5,
         act_range: ActRange::Ema,
         fp32,
         per_channel: false,
@@ -180,6 +182,7 @@ fn qat_from_the_trainers_own_fp32_output() {
     assert_eq!(r["head_from_checkpoint"], true);
     assert_eq!(r["calibrate_batches"], 3);
     assert_eq!(r["act_range"], "ema");
+    assert_eq!(r["distill_alpha"], 0.5);
     // Ranges were learned for every quantized input.
     let ranges: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("qat/quant_ranges.json")).unwrap()).unwrap();
     for (k, v) in ranges.as_object().unwrap() {
@@ -198,4 +201,26 @@ fn qat_from_the_trainers_own_fp32_output() {
     let err = fine_tune(&opts(fp32_dir.clone(), "qat-bad", false, 0)).unwrap_err();
     assert!(format!("{err:#}").contains("regression"), "{err:#}");
     std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn distillation_loss_is_soft_cross_entropy_or_mse() {
+    use candle_core::{Device, Tensor};
+    use trainer::train::{distill_loss, loss};
+    let s = Tensor::from_vec(vec![0.3f32, -1.0, 2.0, 0.5], (2, 2), &Device::Cpu).unwrap();
+    // A (nearly) one-hot teacher gives the hard-label cross-entropy.
+    let t = Tensor::from_vec(vec![40f32, 0.0, 0.0, 40.0], (2, 2), &Device::Cpu).unwrap();
+    let kd = distill_loss(&s, &t, false).unwrap().to_scalar::<f32>().unwrap();
+    let ce = loss(&s, &[0.0, 1.0], false).unwrap().to_scalar::<f32>().unwrap();
+    assert!((kd - ce).abs() < 1e-5, "{kd} {ce}");
+    // Teacher = student: the loss is the teacher's entropy, and its gradient is zero.
+    let v = candle_core::Var::from_tensor(&s).unwrap();
+    let l = distill_loss(v.as_tensor(), &s, false).unwrap();
+    let g = l.backward().unwrap();
+    let gv: Vec<f32> = g.get(&v).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(gv.iter().all(|x| x.abs() < 1e-6), "{gv:?}");
+    // Regression: MSE to the teacher's score.
+    let a = Tensor::from_vec(vec![1f32, 2.0], (2, 1), &Device::Cpu).unwrap();
+    let b = Tensor::from_vec(vec![2f32, 4.0], (2, 1), &Device::Cpu).unwrap();
+    assert!((distill_loss(&a, &b, true).unwrap().to_scalar::<f32>().unwrap() - 2.5).abs() < 1e-6);
 }
