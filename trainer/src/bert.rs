@@ -255,6 +255,20 @@ pub struct Bert {
     pub head: Option<ClsHead>,
     /// Pooler weights found in a BertModel checkpoint, kept so a head can reuse them.
     pub spare_pooler: Option<Linear>,
+    /// How the sequence head was obtained (None without a head).
+    pub head_init: Option<HeadInit>,
+}
+
+/// Where the classifier of a sequence head came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadInit {
+    /// `classifier.*` of the requested shape was in the checkpoint (a fine-tuned
+    /// BertForSequenceClassification, e.g. the trainer's own output directory).
+    Loaded,
+    /// No classifier in the checkpoint: N(0, 0.02) from the seed.
+    Initialised,
+    /// The checkpoint has a classifier of another shape (another label count): re-initialised.
+    ShapeMismatch,
 }
 
 /// One batch of token ids, row-major [batch, seq].
@@ -359,6 +373,7 @@ impl Bert {
             });
         }
         let pooler = if w.has("pooler.dense.weight") { Some(w.linear("pooler.dense")?) } else { None };
+        let mut head_init = None;
         let head = match num_labels {
             None => None,
             Some(n) => {
@@ -366,15 +381,18 @@ impl Bert {
                     Some(p) => Linear::new(p.weight.as_tensor().copy()?, p.bias.as_tensor().copy()?)?,
                     None => Linear::init(h, h, &mut rng)?,
                 };
-                let classifier = if w.has("classifier.weight") && w.0["classifier.weight"].dims() == [n, h] {
-                    w.linear("classifier")?
+                let (classifier, how) = if !w.has("classifier.weight") {
+                    (Linear::init(n, h, &mut rng)?, HeadInit::Initialised)
+                } else if w.0["classifier.weight"].dims() == [n, h] {
+                    (w.linear("classifier")?, HeadInit::Loaded)
                 } else {
-                    Linear::init(n, h, &mut rng)?
+                    (Linear::init(n, h, &mut rng)?, HeadInit::ShapeMismatch)
                 };
+                head_init = Some(how);
                 Some(ClsHead { pooler, classifier, pooler_in: Default::default(), classifier_in: Default::default() })
             }
         };
-        Ok(Bert { cfg, embeddings, layers, head, spare_pooler: pooler })
+        Ok(Bert { cfg, embeddings, layers, head, spare_pooler: pooler, head_init })
     }
 
     /// A randomly initialised model (tests).

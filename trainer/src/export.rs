@@ -45,6 +45,9 @@ impl TrainMeta {
             ("qat.ema_decay".into(), F32(o.ema_decay)),
             ("qat.start_step".into(), U64(o.qat_start_step as u64)),
             ("qat.per_channel".into(), Bool(o.per_channel)),
+            ("qat.act_range".into(), Str(o.act_range.name().into())),
+            ("qat.calibrate_batches".into(), U64(o.calibrate_batches as u64)),
+            ("qat.distill_alpha".into(), F32(if o.teacher.is_some() { o.distill_alpha } else { 0.0 })),
         ];
         for (k, v) in metrics {
             e.push((format!("metrics.eval_{k}"), F32(*v as f32)));

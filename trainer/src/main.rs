@@ -85,6 +85,25 @@ struct FineTuneArgs {
     /// with the bias-corrected EMA the range is valid from the first batch.
     #[arg(long, default_value_t = 0)]
     qat_start_step: usize,
+    /// QAT from an already fine-tuned checkpoint (two-stage): run N training batches through the
+    /// fp32 model (no dropout) before step 0 to initialise the activation ranges. 0 = none.
+    #[arg(long, default_value_t = 0)]
+    calibrate_batches: usize,
+    /// Distil from this fine-tuned fp32 directory (e.g. the same as --model for two-stage QAT):
+    /// loss = (1 - alpha) * task loss + alpha * soft cross-entropy to the teacher (MSE for
+    /// regression). Not part of the Q8BERT recipe.
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.5)]
+    distill_alpha: f32,
+    /// Also evaluate before the first step (int8-simulated for QAT: with --calibrate-batches this
+    /// is the starting checkpoint's post-training-quantized score). Logged, never exported.
+    #[arg(long)]
+    eval_at_start: bool,
+    /// QAT activation range: "ema" (Q8BERT: bias-corrected EMA of per-batch max|x|) or "max"
+    /// (running max over all training batches).
+    #[arg(long, default_value = "ema")]
+    act_range: String,
     /// Train without QAT (the fp32 baseline; the export is then post-training quantized).
     #[arg(long)]
     fp32: bool,
@@ -220,6 +239,11 @@ fn fine_tune(a: FineTuneArgs) -> Result<()> {
         max_eval_examples: a.max_eval_examples,
         ema_decay: a.ema_decay,
         qat_start_step: a.qat_start_step,
+        calibrate_batches: a.calibrate_batches,
+        eval_at_start: a.eval_at_start,
+        teacher: a.teacher,
+        distill_alpha: a.distill_alpha,
+        act_range: trainer::train::ActRange::parse(&a.act_range)?,
         fp32: a.fp32,
         per_channel: a.per_channel,
         max_grad_norm: a.max_grad_norm,

@@ -1,7 +1,7 @@
 //! `trainer fine-tune`: Q8BERT quantization-aware fine-tuning (or the fp32 baseline) of a BERT
 //! sequence classifier/regressor, following Hugging Face `run_glue.py` conventions.
 
-use crate::bert::{Batch, Bert, Ctx, Track};
+use crate::bert::{Batch, Bert, Ctx, HeadInit, Track};
 use crate::data::{read_tsv, Encoded, Example, Task, TextTokenizer};
 use crate::metrics::glue_metrics;
 use crate::optim::{linear_schedule, AdamW};
@@ -35,6 +35,20 @@ pub struct FineTuneOptions {
     pub max_eval_examples: Option<usize>,
     pub ema_decay: f32,
     pub qat_start_step: usize,
+    /// QAT: training batches (dropout off, no fake quant) run through the model before the
+    /// first step to initialise the activation ranges with the same statistic as training
+    /// (useful when starting from an already fine-tuned checkpoint). 0 = none.
+    pub calibrate_batches: usize,
+    /// Knowledge distillation from an fp32 teacher (a fine-tuned directory, usually the same one
+    /// as `model` for two-stage QAT): loss = (1 - alpha) * task loss + alpha * distillation loss
+    /// (soft cross-entropy against the teacher's softmax; regression: MSE to its score).
+    pub teacher: Option<PathBuf>,
+    pub distill_alpha: f32,
+    /// Also evaluate before the first step (logged in trainer_state.json, never exported).
+    pub eval_at_start: bool,
+    /// QAT activation-range statistic: the paper's bias-corrected EMA of per-batch max|x|, or
+    /// the running max (never clips a value seen in training).
+    pub act_range: ActRange,
     pub fp32: bool,
     pub per_channel: bool,
     pub max_grad_norm: f32,
@@ -43,6 +57,50 @@ pub struct FineTuneOptions {
     pub export: bool,
     /// Rows of the eval set run through the packed model after export (None = all).
     pub check_rows: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActRange {
+    Ema,
+    Max,
+}
+
+impl ActRange {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "ema" => Ok(ActRange::Ema),
+            "max" => Ok(ActRange::Max),
+            _ => bail!("unknown activation range {s:?} (ema, max)"),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ActRange::Ema => "ema",
+            ActRange::Max => "max",
+        }
+    }
+    pub fn track(self, ema_decay: f32) -> Track {
+        match self {
+            ActRange::Ema => Track::Ema(ema_decay),
+            ActRange::Max => Track::Max,
+        }
+    }
+}
+
+/// Feeds `n` shuffled training batches through the fp32 model (no dropout, no fake quant) with
+/// `track`, after clearing every range: the QAT ranges start from the model's own statistics
+/// instead of from the first (dropout-perturbed) training batch.
+pub fn calibrate_tracking(model: &Bert, data: &Dataset, pad_id: u32, batch_size: usize, n: usize, track: Track, seed: u64) -> Result<()> {
+    for (_, t) in model.trackers() {
+        t.set(None);
+    }
+    let ctx = Ctx { dropout: false, quant: false, track, per_channel: false, rng: std::cell::RefCell::new(Rng::new(0)) };
+    let mut rng = Rng::new(seed ^ 0x0CA1_1B7A);
+    for idx in data.bucketed_batches(batch_size, &mut rng).into_iter().take(n) {
+        let (batch, _) = data.batch(&idx, pad_id)?;
+        model.logits(&batch, &ctx)?;
+    }
+    Ok(())
 }
 
 /// A tokenized data set ready for batching.
@@ -114,6 +172,21 @@ pub fn loss(logits: &Tensor, labels: &[f32], regression: bool) -> Result<Tensor>
     let lse = (logits.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()? + m)?;
     let picked = (logits * onehot)?.sum_keepdim(D::Minus1)?;
     Ok((lse - picked)?.mean_all()?)
+}
+
+/// Distillation loss against fixed teacher outputs: soft cross-entropy
+/// -sum softmax(t) * log_softmax(s) (temperature 1), or MSE for regression.
+pub fn distill_loss(student: &Tensor, teacher: &Tensor, regression: bool) -> Result<Tensor> {
+    if regression {
+        return Ok((student - teacher)?.sqr()?.mean_all()?);
+    }
+    let tm = teacher.max_keepdim(D::Minus1)?;
+    let te = teacher.broadcast_sub(&tm)?.exp()?;
+    let p = te.broadcast_div(&te.sum_keepdim(D::Minus1)?)?;
+    let m = student.max_keepdim(D::Minus1)?.detach();
+    let lse = (student.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()? + m)?;
+    let logp = student.broadcast_sub(&lse)?;
+    Ok((p * logp)?.sum_keepdim(D::Minus1)?.neg()?.mean_all()?)
 }
 
 /// Raw head outputs for every row, in dataset order, and the mean loss.
@@ -197,6 +270,7 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
     }
     let n_labels = num_labels(o.task, &train_ex);
     let mut model = Bert::load(&o.model, Some(n_labels), o.seed)?;
+    check_head(&model, o.task)?;
     if let Some(p) = o.dropout {
         model.cfg.hidden_dropout_prob = p;
         model.cfg.attention_probs_dropout_prob = p;
@@ -205,6 +279,17 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
     let train = Dataset { rows: tokenizer.encode_all(&train_ex, max_len)? };
     let eval = Dataset { rows: tokenizer.encode_all(&eval_ex, max_len)? };
     let pad = tokenizer.pad_id();
+    let teacher = match &o.teacher {
+        Some(dir) => {
+            let t = Bert::load(dir, Some(n_labels), o.seed)?;
+            if t.head_init != Some(HeadInit::Loaded) {
+                bail!("teacher {} has no trained {n_labels}-output classifier", dir.display());
+            }
+            eprintln!("distilling from {} (alpha {})", dir.display(), o.distill_alpha);
+            Some(t)
+        }
+        None => None,
+    };
 
     let named = model.named_params();
     let vars: Vec<_> = named.iter().map(|(_, v)| *v).collect();
@@ -231,6 +316,12 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
         o.lr,
         o.threads
     );
+
+    if !o.fp32 && o.calibrate_batches > 0 {
+        let t0 = Instant::now();
+        calibrate_tracking(&model, &train, pad, o.batch_size, o.calibrate_batches, o.act_range.track(o.ema_decay), o.seed)?;
+        eprintln!("calibrated activation ranges ({}) on {} training batches in {:.1}s", o.act_range.name(), o.calibrate_batches, t0.elapsed().as_secs_f64());
+    }
 
     let pb = ProgressBar::with_draw_target(Some(total_steps as u64), ProgressDrawTarget::stderr());
     pb.set_style(
@@ -272,12 +363,17 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
             eprintln!("{msg}");
         }
         log_history.push(Value::Object(entry));
-        if best.as_ref().is_none_or(|b| score > b.0) {
+        // Step 0 (before any training, --eval-at-start) is logged but never exported: it would be
+        // the starting checkpoint with its ranges, not a trained model.
+        if step > 0 && best.as_ref().is_none_or(|b| score > b.0) {
             best = Some((score, step, model.snapshot()?, model.ranges(), m));
         }
         Ok(())
     };
 
+    if o.eval_at_start {
+        evaluate(&model, 0, !o.fp32 && o.qat_start_step == 0, &mut log_history)?;
+    }
     for step in 0..total_steps {
         if batches.is_empty() {
             batches = model_batches(&train, o.batch_size, &mut rng);
@@ -288,13 +384,21 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
         let ctx = Ctx {
             dropout: true,
             quant,
-            track: if o.fp32 { Track::None } else { Track::Ema(o.ema_decay) },
+            track: if o.fp32 { Track::None } else { o.act_range.track(o.ema_decay) },
             per_channel: o.per_channel,
             rng: std::cell::RefCell::new(Rng::new(o.seed.wrapping_mul(1_000_003).wrapping_add(step as u64))),
         };
         let t0 = Instant::now();
         let logits = model.logits(&batch, &ctx)?;
-        let l = loss(&logits, &labels, regression)?;
+        let l = match &teacher {
+            Some(t) if o.distill_alpha > 0.0 => {
+                let tl = t.logits(&batch, &Ctx::eval(false, false))?.detach();
+                let task_l = loss(&logits, &labels, regression)?;
+                let kd = distill_loss(&logits, &tl, regression)?;
+                ((task_l * (1.0 - o.distill_alpha) as f64)? + (kd * o.distill_alpha as f64)?)?
+            }
+            _ => loss(&logits, &labels, regression)?,
+        };
         let lv = l.to_scalar::<f32>()? as f64;
         if !lv.is_finite() {
             bail!("loss became {lv} at step {step}");
@@ -391,6 +495,15 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
     results.insert("train_steps_per_second".into(), json!(steps_f / train_runtime));
     results.insert("train_step_timing".into(), timing);
     results.insert("qat".into(), json!(!o.fp32));
+    results.insert("head_from_checkpoint".into(), json!(model.head_init == Some(HeadInit::Loaded)));
+    if !o.fp32 {
+        results.insert("act_range".into(), json!(o.act_range.name()));
+        results.insert("calibrate_batches".into(), json!(o.calibrate_batches));
+        if let Some(t) = &o.teacher {
+            results.insert("distill_teacher".into(), json!(t.display().to_string()));
+            results.insert("distill_alpha".into(), json!(o.distill_alpha));
+        }
+    }
 
     let state = json!({
         "best_metric": best_score,
@@ -442,6 +555,26 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
     }
     write_json(&o.output_dir.join("all_results.json"), &Value::Object(results))?;
     eprintln!("done in {:.1}s; outputs in {}", t_start.elapsed().as_secs_f64(), o.output_dir.display());
+    Ok(())
+}
+
+/// Reports where the head came from and refuses a fine-tuned checkpoint whose head is for the
+/// other kind of task (a regression head for a classification task or vice versa).
+fn check_head(model: &Bert, task: Task) -> Result<()> {
+    let how = model.head_init.context("no sequence head")?;
+    match how {
+        HeadInit::Loaded => {
+            if let Some(pt) = model.cfg.problem_type.as_deref() {
+                let ckpt_regression = pt == "regression";
+                if ckpt_regression != task.is_regression() && (pt == "regression" || pt == "single_label_classification") {
+                    bail!("the checkpoint's head is {pt:?} but task {} is {}", task.name(), if task.is_regression() { "regression" } else { "classification" });
+                }
+            }
+            eprintln!("classifier loaded from the checkpoint (starting from a fine-tuned model)");
+        }
+        HeadInit::Initialised => eprintln!("classifier initialised N(0, 0.02) (checkpoint has none)"),
+        HeadInit::ShapeMismatch => eprintln!("warning: the checkpoint's classifier has another shape; re-initialised N(0, 0.02)"),
+    }
     Ok(())
 }
 
