@@ -119,6 +119,10 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         t.checked_mul(ops::padded_k(c.intermediate_size))?,                  // inter_q
         // Task lists of the parallel regions (blocks, slots, attention items).
         batch.checked_add(threads.checked_mul(4)?)?.checked_mul(128)?.checked_add(4096)?,
+        // GEMM kernel scratch: a packed copy of at most all rows of A, K padded to 64, per
+        // thread (thread-local and kept, so only a thread's first large run allocates it).
+        // Three times: growing it may briefly hold the old and the new block.
+        threads.checked_mul(t.checked_mul(h.max(c.intermediate_size).div_ceil(64) * 64)?.checked_add(64)?.checked_mul(3)?)?,
     ];
     let mut total = 0usize;
     for n in f32s {
