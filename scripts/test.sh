@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace
+# The panic boundary, with the test-only fault injection compiled in.
+cargo test -p q8bert --features test-hooks --test panic_hook
 # Benchmarks must keep compiling (they run with `cargo bench`).
 cargo bench --workspace --no-run --quiet
 # The runtime core (format, model, kernels, forward pass, tokenizer) builds with core + alloc only.
