@@ -110,7 +110,8 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
         max_n,                                                               // dq
         pooled,                                                              // pooled
-        threads.checked_mul(seq_len.checked_mul(dh + 1)?)?,                  // attention: scores + K^T per task
+        // attention, per task: scores and K^T over keys padded to KEY_TILE, QUERY_ROWS queries
+        threads.checked_mul(seq_len.div_ceil(KEY_TILE).checked_mul(KEY_TILE)?.checked_mul(dh + QUERY_ROWS)?.checked_add(QUERY_ROWS * dh)?)?,
     ];
     let bytes = [
         t.checked_mul(12)?,                                                  // tokens
