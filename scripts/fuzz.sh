@@ -7,7 +7,9 @@
 #
 # Environment: FUZZ_LOCK=file builds under `flock file` (shared build machines);
 # FUZZ_NICE=n runs the fuzzer at that niceness; FUZZ_PIDFILE=file receives the fuzzer's PID;
-# FUZZ_LOG=dir keeps each run's log there.
+# FUZZ_LOG=dir keeps each run's log there; FUZZ_TIMEOUT=s is libFuzzer's per-input limit
+# (wall clock, default 20 s; raise it for a niced fuzzer on a busy machine, where a starved
+# process can exceed it without any slow input).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +37,7 @@ for t in "${targets[@]}"; do
   # argument that claims a huge size cannot make the library allocate it.
   nice -n "${FUZZ_NICE:-0}" "$bin_dir/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
     -max_total_time="$seconds" -max_len="$(max_len "$t")" -rss_limit_mb=2048 -malloc_limit_mb=256 \
-    -timeout=20 -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 &
+    -timeout="${FUZZ_TIMEOUT:-20}" -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 &
   pid=$!
   if [ -n "${FUZZ_PIDFILE:-}" ]; then echo "$pid" >"$FUZZ_PIDFILE"; fi
   status=0
