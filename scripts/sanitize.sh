@@ -5,8 +5,10 @@
 #     (nightly, -Zsanitizer=address);
 #  2. the C examples, test_errors.c included, built with -fsanitize=address,undefined against
 #     the library (leak checking covers the library's allocations too);
-#  3. the same C examples under valgrind memcheck (if installed): no errors, 0 bytes definitely lost.
-# Usage: scripts/sanitize.sh [asan|c|valgrind|all]. Set SANITIZE_LOCK=file to build under flock.
+#  3. the same C examples under valgrind memcheck (if installed): no errors, 0 bytes definitely lost;
+#  4. (`miri` only, not part of `all`: ~2 min more) tests/miri_smoke.rs under Miri: model storage,
+#     thread pool and task slots, C ABI, on a micro model (needs `rustup component add miri`).
+# Usage: scripts/sanitize.sh [asan|c|valgrind|miri|all]. Set SANITIZE_LOCK=file to build under flock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -38,5 +40,9 @@ if [ "$what" = all ] || [ "$what" = valgrind ]; then
   else
     echo "valgrind not installed: skipped"
   fi
+fi
+if [ "$what" = miri ]; then
+  echo "== tests/miri_smoke.rs under Miri"
+  MIRIFLAGS="-Zmiri-disable-isolation" "${lock[@]}" cargo +nightly miri test -p q8bert --test miri_smoke
 fi
 echo "sanitizers: ok"
