@@ -46,6 +46,9 @@ int main(int argc, char **argv) {
     q8bert_options_init(&opts);
     opts.kernel = 77;
     CHECK(q8bert_create(argv[1], &opts, &model) == Q8BERT_STATUS_UNSUPPORTED_OPTIONS, "create: unknown kernel");
+    q8bert_options_init(&opts);
+    opts.num_threads = 4000000000u;
+    CHECK(q8bert_create(argv[1], &opts, &model) == Q8BERT_STATUS_INVALID_ARGUMENT && model == NULL, "create: absurd thread count");
     CHECK(q8bert_create_from_memory(NULL, 10, NULL, &model) == Q8BERT_STATUS_NULL_ARGUMENT, "create_from_memory: NULL data");
     static const uint32_t tiny[4] = {0};
     CHECK(q8bert_create_from_memory((const uint8_t *)tiny, sizeof tiny, NULL, &model) == Q8BERT_STATUS_FILE_TOO_SHORT,
@@ -74,6 +77,13 @@ int main(int argc, char **argv) {
     CHECK(q8bert_run(model, NULL, NULL, NULL, 1, 4, out, 64) == Q8BERT_STATUS_NULL_ARGUMENT, "run: NULL ids");
     CHECK(q8bert_run(model, ids, NULL, NULL, 1, 4, NULL, 64) == Q8BERT_STATUS_NULL_ARGUMENT, "run: NULL output");
     CHECK(q8bert_run(model, ids, NULL, NULL, 1, 4, out, need - 1) == Q8BERT_STATUS_BUFFER_TOO_SMALL, "run: output too small");
+    CHECK(strstr(q8bert_last_error(), "are needed") != NULL, "last_error gives the output size needed");
+    size_t work = 0;
+    CHECK(q8bert_working_memory(model, 2, 4, &work) == Q8BERT_STATUS_OK && work > 0, "working_memory");
+    CHECK(q8bert_working_memory(model, 2, 4, NULL) == Q8BERT_STATUS_NULL_ARGUMENT, "working_memory: NULL out");
+    CHECK(q8bert_working_memory(model, 1, info.max_seq_len + 1, &work) == Q8BERT_STATUS_SEQUENCE_TOO_LONG,
+          "working_memory: sequence too long");
+    CHECK(q8bert_working_memory(model, (size_t)-1, 4, &work) == Q8BERT_STATUS_INVALID_ARGUMENT, "working_memory: absurd batch");
     CHECK(q8bert_run(model, ids, NULL, NULL, 0, 4, out, 64) == Q8BERT_STATUS_INVALID_ARGUMENT, "run: zero batch");
     CHECK(q8bert_run(model, ids, NULL, NULL, (size_t)-1, 4, out, 64) == Q8BERT_STATUS_INVALID_ARGUMENT, "run: overflowing batch");
     int32_t bad_ids[4] = {2, 100000, 8, 3};

@@ -393,6 +393,19 @@ q8bert_status q8bert_output_len(const struct q8bert_model *model,
                                 size_t *len_out);
 
 /*
+ Upper bound of the heap bytes one `q8bert_run` of `batch` sequences of `seq_len` tokens
+ allocates (scratch memory the model keeps for reuse; see docs/HARDENING.md). Fails like
+ `q8bert_run` would for the same sizes (zero, too long, too large).
+
+ # Safety
+ `model` is NULL or a live model; `bytes_out` is NULL or writable.
+ */
+q8bert_status q8bert_working_memory(const struct q8bert_model *model,
+                                    size_t batch,
+                                    size_t seq_len,
+                                    size_t *bytes_out);
+
+/*
  Runs the model on `batch` sequences of `seq_len` token ids (row-major `[batch][seq_len]`).
  `token_type_ids` NULL = all zeros; `attention_mask` NULL = all ones (values must be 0 or 1).
  Writes `q8bert_output_len(batch, seq_len)` floats to `output` (capacity `output_len` floats).

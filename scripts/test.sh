@@ -1,14 +1,58 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI): every Rust test (including the C examples compiled
-# against the header and library), plus the no_std build of the runtime core.
+# The project's test command (README, CI), in stages:
+#   1. every Rust test (including the C examples compiled against the header and library), the
+#      test-only panic hook, benches and the profiling build compile, the no_std core build;
+#   2. the language bindings against an installed copy of the library (C/C++, Go, Java, Python);
+#   3. hardening: sanitizers (ASan Rust tests, ASan+UBSan C examples, valgrind) and a short smoke
+#      run of every fuzz target (docs/HARDENING.md).
+# Stages 2-3 need the tools `scripts/install_test_deps.sh` installs; a missing tool is an error.
+# Q8BERT_TEST_STAGES=rust,bindings,hardening picks stages; Q8BERT_FUZZ_SMOKE_SECONDS (default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+stages=${Q8BERT_TEST_STAGES:-rust,bindings,hardening}
+has() { [[ ",$stages," == *",$1,"* ]]; }
 
-cargo test --workspace
-# Benchmarks must keep compiling (they run with `cargo bench`).
-cargo bench --workspace --no-run --quiet
-# The per-op profiling build (examples/bench_e2e --profile-ops) must keep compiling too.
-cargo check --quiet --features op-timing --example bench_e2e
-# The runtime core (format, model, kernels, forward pass, tokenizer) builds with core + alloc only.
-cargo rustc --lib --no-default-features --crate-type rlib --quiet
-echo "no_std build: ok"
+missing=()
+if has bindings; then
+  for t in c++ pkg-config cmake go javac; do command -v "$t" >/dev/null || missing+=("$t"); done
+  [ -f /usr/share/java/jna.jar ] || missing+=("jna.jar (libjna-java)")
+  python3 -c 'import numpy, pytest' 2>/dev/null || missing+=("python3 numpy+pytest")
+fi
+if has hardening; then
+  command -v valgrind >/dev/null || missing+=(valgrind)
+  rustup toolchain list | grep -q '^nightly' || missing+=("rust nightly")
+  command -v cargo-fuzz >/dev/null || missing+=(cargo-fuzz)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/test.sh: missing: ${missing[*]}" >&2
+  echo "install them with 'bash scripts/install_test_deps.sh' (as root; .ci/run does), or pick stages with Q8BERT_TEST_STAGES=rust" >&2
+  exit 2
+fi
+
+if has rust; then
+  echo "=== stage: rust"
+  cargo test --workspace
+  # The panic boundary, with the test-only fault injection compiled in.
+  cargo test -p q8bert --features test-hooks --test panic_hook
+  # Benchmarks must keep compiling (they run with `cargo bench`).
+  cargo bench --workspace --no-run --quiet
+  # The per-op profiling build (examples/bench_e2e --profile-ops) must keep compiling too.
+  cargo check --quiet --features op-timing --example bench_e2e
+  # The runtime core (format, model, kernels, forward pass, tokenizer) builds with core + alloc only.
+  cargo rustc --lib --no-default-features --crate-type rlib --quiet
+  echo "no_std build: ok"
+fi
+if has bindings; then
+  echo "=== stage: bindings"
+  bash scripts/test_bindings.sh
+fi
+if has hardening; then
+  echo "=== stage: hardening"
+  start=$SECONDS
+  bash scripts/sanitize.sh
+  echo "sanitizers took $((SECONDS - start)) s"
+  start=$SECONDS
+  bash scripts/fuzz.sh all "${Q8BERT_FUZZ_SMOKE_SECONDS:-45}"
+  echo "fuzz smoke run took $((SECONDS - start)) s"
+fi
+echo "all test stages passed: $stages"

@@ -145,6 +145,64 @@ fn resize<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
     }
 }
 
+/// `resize`, but running out of memory is an error instead of an abort. Exact, so the
+/// workspace never holds more than `working_memory` says.
+fn try_resize<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> Result<()> {
+    if v.len() < n {
+        if v.try_reserve_exact(n - v.len()).is_err() {
+            bail!(Status::OutOfMemory, "cannot allocate {} bytes of working memory", n.saturating_mul(core::mem::size_of::<T>()));
+        }
+        v.resize(n, T::default());
+    }
+    Ok(())
+}
+
+/// Largest output width of any linear layer, and the classifier's.
+fn max_linear_n(layout: &ModelLayout) -> (usize, usize) {
+    let c = &layout.config;
+    let classes = layout.classifier.as_ref().map_or(0, |l| l.n);
+    ((3 * c.hidden_size).max(c.intermediate_size).max(classes), classes)
+}
+
+/// Upper bound of the heap bytes one run allocates for `batch` sequences of `seq_len` tokens
+/// on `threads` threads, with a fresh workspace (docs/HARDENING.md has the formula). None on
+/// overflow.
+pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, threads: usize) -> Option<usize> {
+    let c = &layout.config;
+    let (h, dh) = (c.hidden_size, c.head_dim());
+    let (max_n, classes) = max_linear_n(layout);
+    let t = batch.checked_mul(seq_len)?;
+    let pooled = if layout.classifier.is_some() { batch.checked_mul(h)? } else { 0 };
+    let f32s = [
+        t.checked_mul(h.checked_mul(6)?)?,                                   // hidden, qkv (3x), ctx, tmp
+        t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
+        max_n,                                                               // dq
+        pooled,                                                              // pooled
+        // attention, per task: scores and K^T over keys padded to KEY_TILE, QUERY_ROWS queries
+        threads.checked_mul(seq_len.div_ceil(KEY_TILE).checked_mul(KEY_TILE)?.checked_mul(dh + QUERY_ROWS)?.checked_add(QUERY_ROWS * dh)?)?,
+    ];
+    let bytes = [
+        t.checked_mul(12)?,                                                  // tokens
+        batch.checked_add(1)?.checked_mul(8)?,                               // seq_start
+        t.checked_mul(ops::padded_k(h))?,                                    // xq
+        t.checked_mul(ops::padded_k(c.intermediate_size))?,                  // inter_q
+        // Task lists of the parallel regions (blocks, slots, attention items).
+        batch.checked_add(threads.checked_mul(4)?)?.checked_mul(128)?.checked_add(4096)?,
+        // GEMM kernel scratch: a packed copy of at most all rows of A, K padded to 64, per
+        // thread (thread-local and kept, so only a thread's first large run allocates it).
+        // Three times: growing it may briefly hold the old and the new block.
+        threads.checked_mul(t.checked_mul(h.max(c.intermediate_size).div_ceil(64) * 64)?.checked_add(64)?.checked_mul(3)?)?,
+    ];
+    let mut total = 0usize;
+    for n in f32s {
+        total = total.checked_add(n.checked_mul(4)?)?;
+    }
+    for n in bytes {
+        total = total.checked_add(n)?;
+    }
+    Some(total)
+}
+
 /// Checks the input against the model and packs the unmasked tokens into the workspace.
 fn gather_tokens(layout: &ModelLayout, input: &Input, ws: &mut Workspace) -> Result<()> {
     let cfg = &layout.config;
@@ -171,6 +229,9 @@ fn gather_tokens(layout: &ModelLayout, input: &Input, ws: &mut Workspace) -> Res
     }
     ws.tokens.clear();
     ws.seq_start.clear();
+    if ws.tokens.try_reserve_exact(total).is_err() || ws.seq_start.try_reserve_exact(batch + 1).is_err() {
+        bail!(Status::OutOfMemory, "cannot allocate the token list of {total} tokens");
+    }
     for b in 0..batch {
         ws.seq_start.push(ws.tokens.len());
         for p in 0..seq_len {
@@ -395,11 +456,19 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     let t = ws.tokens.len();
     let cx = Ctx { file, kernel, par, eps: cfg.layer_norm_eps };
 
-    resize(&mut ws.hidden, t * h);
-    resize(&mut ws.qkv, t * 3 * h);
-    resize(&mut ws.ctx, t * h);
-    resize(&mut ws.tmp, t * h);
-    resize(&mut ws.inter_q, t * padded_k(inter));
+    // Everything the layers below grow is sized here, fallibly; their `resize` calls are then no-ops.
+    let (max_n, classes) = max_linear_n(layout);
+    try_resize(&mut ws.hidden, t * h)?;
+    try_resize(&mut ws.qkv, t * 3 * h)?;
+    try_resize(&mut ws.ctx, t * h)?;
+    try_resize(&mut ws.tmp, t * h)?;
+    try_resize(&mut ws.inter_q, t * padded_k(inter))?;
+    try_resize(&mut ws.xq, t * padded_k(h))?;
+    try_resize(&mut ws.acc, (t * (3 * h).max(inter)).max(input.batch * classes))?;
+    try_resize(&mut ws.dq, max_n)?;
+    if layout.classifier.is_some() {
+        try_resize(&mut ws.pooled, input.batch * h)?;
+    }
 
     // Embeddings: (word + token type) + position, as BERT adds them, then LayerNorm.
     {

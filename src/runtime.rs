@@ -28,6 +28,9 @@ impl Storage<'_> {
     }
 }
 
+/// Most worker threads one model may have (`Options::num_threads`).
+pub const MAX_THREADS: usize = 1024;
+
 /// A loaded model. `'a` is the lifetime of a caller-provided buffer (`'static` for files).
 pub struct Model<'a> {
     // Declared before `storage` so it is dropped first: it borrows the storage's bytes.
@@ -69,6 +72,10 @@ impl<'a> Model<'a> {
         let tokenizer = Tokenizer::new(vocab, layout.tokenizer.clone())?;
         if options.max_seq_len > layout.config.max_position_embeddings {
             bail!(Status::InvalidArgument, "max_seq_len {} exceeds the model maximum {}", options.max_seq_len, layout.config.max_position_embeddings);
+        }
+        // Each thread is an OS thread with its own stack: refuse absurd counts up front.
+        if options.num_threads > MAX_THREADS {
+            bail!(Status::InvalidArgument, "num_threads {} exceeds the limit {MAX_THREADS}", options.num_threads);
         }
         let num_threads = if options.num_threads == 0 { default_threads() } else { options.num_threads };
         Ok(Model {
@@ -132,6 +139,23 @@ impl<'a> Model<'a> {
     /// Floats `run` writes for `batch` sequences of `seq_len` tokens (saturating).
     pub fn output_len(&self, batch: usize, seq_len: usize) -> usize {
         batch.saturating_mul(self.layout.output_dim(seq_len))
+    }
+
+    /// Upper bound of the heap memory one `run` of `batch` sequences of `seq_len` tokens
+    /// allocates (scratch buffers, sized exactly and kept in the model's pool for reuse).
+    /// Errors for the sizes `run` rejects. `run_text` needs this for its padded batch plus
+    /// 12 bytes per token for the tokenized input.
+    pub fn working_memory(&self, batch: usize, seq_len: usize) -> Result<usize> {
+        if batch == 0 || seq_len == 0 {
+            bail!(Status::InvalidArgument, "batch ({batch}) and seq_len ({seq_len}) must be at least 1");
+        }
+        if seq_len > self.layout.config.max_position_embeddings {
+            bail!(Status::SequenceTooLong, "seq_len {seq_len} exceeds the model maximum {}", self.layout.config.max_position_embeddings);
+        }
+        match bert::working_memory(&self.layout, batch, seq_len, self.parallel().threads()) {
+            Some(n) if batch.saturating_mul(seq_len) <= u32::MAX as usize => Ok(n),
+            _ => bail!(Status::InvalidArgument, "batch {batch} x seq_len {seq_len} is too large"),
+        }
     }
 
     /// Runs with caller-owned scratch memory (no allocation once `ws` has grown).
@@ -250,6 +274,12 @@ impl<'a> Model<'a> {
                 text.ids.clear();
                 text.types.clear();
                 text.mask.clear();
+                let total = batch.saturating_mul(seq_len);
+                for v in [&mut text.ids, &mut text.types, &mut text.mask] {
+                    if v.try_reserve_exact(total).is_err() {
+                        bail!(Status::OutOfMemory, "cannot allocate the token arrays of {batch} texts x {seq_len} tokens");
+                    }
+                }
                 for enc in &text.encodings[..batch] {
                     let n = enc.ids.len();
                     text.ids.extend_from_slice(&enc.ids);

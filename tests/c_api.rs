@@ -45,9 +45,29 @@ fn scratch_dir(name: &str) -> PathBuf {
     d
 }
 
+/// Extra compiler flags for the C programs, e.g. `-fsanitize=address,undefined` (scripts/sanitize.sh).
+fn extra_cflags() -> Vec<String> {
+    std::env::var("Q8BERT_C_FLAGS").unwrap_or_default().split_whitespace().map(str::to_string).collect()
+}
+
+/// Runs a C program, under `$Q8BERT_C_RUNNER` (e.g. valgrind) when set.
+fn program(exe: &Path) -> Command {
+    let runner = std::env::var("Q8BERT_C_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(first) => {
+            let mut cmd = Command::new(first);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
 fn compile(source: &str, out: &Path, static_link: bool) {
     let mut cmd = Command::new("cc");
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"])
+        .args(extra_cflags())
         .arg("-I")
         .arg(root().join("include"))
         .arg(root().join("c_examples").join(source))
@@ -86,7 +106,7 @@ fn run_ids_matches_rust(static_link: bool) {
     let (model_path, bytes) = write_model(&dir);
     let exe = dir.join("run_ids");
     compile("run_ids.c", &exe, static_link);
-    let out = Command::new(&exe)
+    let out = program(&exe)
         .arg(&model_path)
         .args(["2", "7", "9", "11", "3", "--", "2", "30", "3"])
         .output()
@@ -127,7 +147,7 @@ fn c_error_paths() {
     std::fs::write(&corrupt, &bytes).unwrap();
     let exe = dir.join("test_errors");
     compile("test_errors.c", &exe, false);
-    let out = Command::new(&exe).arg(&model_path).arg(&corrupt).output().unwrap();
+    let out = program(&exe).arg(&model_path).arg(&corrupt).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     print!("{stdout}");
     assert!(out.status.success() && stdout.contains(" passed, 0 failed"), "C error-path checks failed:\n{stdout}");
@@ -142,7 +162,9 @@ fn c_classify_text_mode_matches_rust() {
     fp.builder().write(&path).unwrap();
     let exe = dir.join("classify");
     let mut cmd = Command::new("cc");
-    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1", "-I"])
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"])
+        .args(extra_cflags())
+        .arg("-I")
         .arg(root().join("include"))
         .arg(root().join("c_examples/classify.c"))
         .arg("-o")
@@ -156,7 +178,7 @@ fn c_classify_text_mode_matches_rust() {
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
 
     let texts = ["a gripping, funny film.", "dull and far too long."];
-    let out = Command::new(&exe).arg(&path).args(texts).output().unwrap();
+    let out = program(&exe).arg(&path).args(texts).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
 
@@ -171,7 +193,7 @@ fn c_classify_text_mode_matches_rust() {
         use std::os::unix::ffi::OsStringExt;
         std::ffi::OsString::from_vec(vec![b'o', b'k', 0xff])
     };
-    let bad = Command::new(&exe).arg(&path).arg(bad_arg).output().unwrap();
+    let bad = program(&exe).arg(&path).arg(bad_arg).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("UTF-8"));
     std::fs::remove_dir_all(dir).ok();

@@ -4,11 +4,63 @@
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
 use common::{tiny_config, Aligned, FpModel};
 use q8bert::builder::Head;
 use q8bert::format::writer::{reseal, FileWriter};
 use q8bert::format::{DType, FileIndex, MetaValue};
 use q8bert::{Model, Options, Status};
+
+/// Records the largest single allocation made by the calling thread while tracking is on, to
+/// show that no file makes the loader allocate more than the file's own size.
+struct Counting;
+
+thread_local! {
+    static TRACK: Cell<bool> = const { Cell::new(false) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    // try_with: allocations during thread teardown happen after the TLS is gone.
+    if TRACK.try_with(|t| t.get()).unwrap_or(false) {
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+    }
+}
+
+// SAFETY: forwards to the system allocator unchanged; the bookkeeping does not allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Opens `buf` and returns the status and the largest single allocation the attempt made.
+fn open_counted(buf: &Aligned, verify: bool) -> (Status, usize) {
+    LARGEST.with(|l| l.set(0));
+    TRACK.with(|t| t.set(true));
+    let r = Model::from_bytes(buf.bytes(), &Options { verify_checksum: verify, num_threads: 1, ..Default::default() });
+    let status = r.as_ref().err().map_or(Status::Ok, |e| e.status);
+    drop(r);
+    TRACK.with(|t| t.set(false));
+    (status, LARGEST.with(|l| l.get()))
+}
 
 fn valid() -> Vec<u8> {
     FpModel::random(tiny_config(), Head::Classification { labels: vec!["a".into(), "b".into()] }, 3).bytes()
@@ -111,17 +163,17 @@ fn truncation_at_every_offset_is_rejected() {
     let b = valid();
     let mut statuses = std::collections::BTreeSet::new();
     for len in 0..b.len() {
-        let s = status(&b[..len]);
+        let (s, largest) = open_counted(&Aligned::new(&b[..len]), false);
         assert_ne!(s, Status::Ok, "truncated to {len} bytes was accepted");
+        assert!(largest <= len.max(1024), "truncated to {len} bytes: an allocation of {largest} bytes");
         statuses.insert(s as u32);
     }
     assert!(status(&b[..10]) == Status::FileTooShort);
     eprintln!("{} truncations rejected with statuses {statuses:?}", b.len());
 }
 
-#[test]
-fn header_rules() {
-    let cases: Vec<(&str, Vec<u8>, Status)> = vec![
+fn header_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
+    vec![
         ("bad magic", patched(|b| b[0] = b'X'), Status::BadMagic),
         ("major version 2", patched(|b| b[8] = 2), Status::UnsupportedVersion),
         ("newer minor version", patched(|b| b[10] = 9), Status::UnsupportedVersion),
@@ -143,10 +195,7 @@ fn header_rules() {
         }), Status::HoleOrTrailingBytes),
         ("metadata count too large", patched(|b| put_u32(b, 24, u32::MAX)), Status::BadMetadata),
         ("tensor count too large", patched(|b| put_u32(b, 28, u32::MAX)), Status::BadTensorEntry),
-    ];
-    for (name, bytes, want) in cases {
-        assert_eq!(status(&bytes), want, "{name}: {:?}", open(&bytes, false).err());
-    }
+    ]
 }
 
 #[test]
@@ -170,9 +219,8 @@ fn checksums_are_checked() {
     assert_eq!(status(&c), Status::ChecksumMismatch);
 }
 
-#[test]
-fn directory_rules() {
-    let cases: Vec<(&str, Vec<u8>, Status)> = vec![
+fn directory_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
+    vec![
         ("unknown dtype", patched(|b| {
             let (_, dtype, ..) = entry_fields(b, 0);
             put_u32(b, dtype, 99)
@@ -227,15 +275,11 @@ fn directory_rules() {
             let (start, ..) = entry_fields(b, 0);
             b[start + 4] = b' ';
         }), Status::BadString),
-    ];
-    for (name, bytes, want) in cases {
-        assert_eq!(status(&bytes), want, "{name}: {:?}", open(&bytes, false).err());
-    }
+    ]
 }
 
-#[test]
-fn model_rules() {
-    let cases: Vec<(&str, Vec<u8>, Status)> = vec![
+fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
+    vec![
         ("missing tensor", rewritten(|t, _| t.retain(|e| e.name != "encoder.layer.1.intermediate.bias")), Status::MissingTensor),
         ("unknown tensor", rewritten(|t, _| t.push(Entry { name: "extra.tensor".into(), dtype: DType::F32, dims: vec![1], bytes: vec![0; 4] })), Status::UnknownTensor),
         ("duplicate tensor", rewritten(|t, _| {
@@ -298,10 +342,7 @@ fn model_rules() {
             reseal(&mut b);
             b
         }, Status::BadMetadata),
-    ];
-    for (name, bytes, want) in cases {
-        assert_eq!(status(&bytes), want, "{name}: {:?}", open(&bytes, false).err());
-    }
+    ]
 }
 
 #[test]
@@ -312,4 +353,225 @@ fn every_rejection_has_a_message() {
     let e = open(&b, false).unwrap_err();
     assert_eq!(e.status, Status::UnsupportedVersion);
     assert!(e.message.contains("7.0"), "{}", e.message);
+}
+
+/// Position of metadata entry `key`: (length field of the key, type field, value).
+fn meta_fields(b: &[u8], key: &str) -> (usize, usize, usize) {
+    let mut needle = (key.len() as u32).to_le_bytes().to_vec();
+    needle.extend_from_slice(key.as_bytes());
+    let at = b.windows(needle.len()).position(|w| w == needle.as_slice()).unwrap_or_else(|| panic!("no key {key}"));
+    let ty = at + needle.len();
+    (at, ty, ty + 4)
+}
+
+fn set_meta(m: &mut [(String, MetaValue)], key: &str, v: MetaValue) {
+    m.iter_mut().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no key {key}")).1 = v;
+}
+
+fn f32_bytes(v: f32) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+/// Rules of the container and the model not covered by the lists above.
+fn more_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
+    vec![
+        ("empty file", Vec::new(), Status::FileTooShort),
+        ("127-byte file", valid()[..127].to_vec(), Status::FileTooShort),
+        ("directory not right after metadata", patched(|b| {
+            let v = u64_at(b, 48);
+            put_u64(b, 48, v + 8)
+        }), Status::SectionOutOfBounds),
+        ("data section past end of file", patched(|b| {
+            let v = u64_at(b, 72);
+            put_u64(b, 72, v + 64)
+        }), Status::SectionOutOfBounds),
+        ("non-zero padding before data", patched(|b| {
+            let dir_end = (u64_at(b, 48) + u64_at(b, 56)) as usize;
+            assert!(dir_end < u64_at(b, 64) as usize, "the valid model has padding before its data");
+            b[dir_end] = 1;
+        }), Status::HoleOrTrailingBytes),
+        ("header checksum", {
+            let mut b = valid();
+            let name_byte = u64_at(&b, 48) as usize + 4;
+            b[name_byte] ^= 1;
+            b
+        }, Status::ChecksumMismatch),
+        ("metadata key too long", patched(|b| put_u32(b, 128, 300)), Status::BadString),
+        ("empty metadata key", patched(|b| put_u32(b, 128, 0)), Status::BadString),
+        ("metadata key not UTF-8", patched(|b| b[132] = 0xff), Status::BadString),
+        ("metadata key with a space", patched(|b| b[132] = b' '), Status::BadString),
+        ("unknown metadata type", patched(|b| {
+            let (_, ty, _) = meta_fields(b, "bert.hidden_size");
+            put_u32(b, ty, 9)
+        }), Status::BadMetadata),
+        ("string value longer than 1 MiB", patched(|b| {
+            let (_, _, v) = meta_fields(b, "general.architecture");
+            put_u32(b, v, 2 << 20)
+        }), Status::BadString),
+        ("string value past the section", patched(|b| {
+            let (_, _, v) = meta_fields(b, "general.architecture");
+            put_u32(b, v, 1 << 19)
+        }), Status::BadMetadata),
+        ("string value not UTF-8", patched(|b| {
+            let (_, _, v) = meta_fields(b, "general.architecture");
+            b[v + 4] = 0xc3; // a lead byte followed by ASCII
+        }), Status::BadString),
+        ("string array count past the section", patched(|b| {
+            let (_, _, v) = meta_fields(b, "head.labels");
+            put_u32(b, v, u32::MAX)
+        }), Status::BadMetadata),
+        ("duplicate metadata key", patched(|b| {
+            let (at, ..) = meta_fields(b, "tokenizer.sep_token_id");
+            b[at + 4 + 10..at + 4 + 13].copy_from_slice(b"cls");
+        }), Status::DuplicateName),
+        ("metadata section longer than its entries", patched(|b| {
+            let v = u32::from_le_bytes(b[24..28].try_into().unwrap());
+            put_u32(b, 24, v - 1)
+        }), Status::BadMetadata),
+        ("rank 5", patched(|b| {
+            let (_, _, rank, ..) = entry_fields(b, 0);
+            put_u32(b, rank, 5)
+        }), Status::BadTensorEntry),
+        ("tensor name too long", patched(|b| {
+            let (start, ..) = entry_fields(b, 0);
+            put_u32(b, start, 300)
+        }), Status::BadString),
+        ("tensor name not UTF-8", patched(|b| {
+            let (start, ..) = entry_fields(b, 0);
+            b[start + 4] = 0xff;
+        }), Status::BadString),
+        ("directory longer than its entries", patched(|b| {
+            let v = u32::from_le_bytes(b[28..32].try_into().unwrap());
+            put_u32(b, 28, v - 1)
+        }), Status::BadTensorEntry),
+        ("packed dtype on a rank-1 tensor", patched(|b| {
+            let i = (0..).find(|&i| {
+                let (_, _, rank, ..) = entry_fields(b, i);
+                b[rank] == 1
+            });
+            let (_, dtype, ..) = entry_fields(b, i.unwrap());
+            put_u32(b, dtype, 16)
+        }), Status::BadTensorEntry),
+        ("data section longer than its tensors", patched(|b| {
+            b.extend_from_slice(&[0u8; 64]);
+            let v = u64_at(b, 72);
+            put_u64(b, 72, v + 64)
+        }), Status::HoleOrTrailingBytes),
+        ("infinite scale", rewritten(|t, _| find(t, "encoder.layer.0.attention.qkv.input_scale").bytes = f32_bytes(f32::INFINITY)), Status::BadScale),
+        ("subnormal scale (inverse overflows)", rewritten(|t, _| find(t, "embeddings.position_embeddings.scale").bytes = f32_bytes(1e-40)), Status::BadScale),
+        ("NaN per-channel weight scale", rewritten(|t, _| {
+            let e = find(t, "encoder.layer.1.output.weight_scale");
+            e.bytes[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }), Status::BadScale),
+        ("packed weight stored as plain i8", rewritten(|t, _| find(t, "pooler.weight").dtype = DType::I8), Status::WrongDtype),
+        ("embedding table stored as u8", rewritten(|t, _| find(t, "embeddings.token_type_embeddings.weight").dtype = DType::U8), Status::WrongDtype),
+        ("vocabulary offsets as i32", rewritten(|t, _| find(t, "tokenizer.vocab.offsets").dtype = DType::I32), Status::WrongDtype),
+        ("position table shorter than the configuration", rewritten(|_, m| set_meta(m, "bert.max_position_embeddings", MetaValue::U32(25))), Status::WrongShape),
+        ("classifier rows vs label count", rewritten(|_, m| set_meta(m, "head.labels", MetaValue::StrArray(vec!["a".into(), "b".into(), "c".into()]))), Status::WrongShape),
+        ("NaN layer_norm_eps", rewritten(|_, m| set_meta(m, "bert.layer_norm_eps", MetaValue::F32(f32::NAN))), Status::BadConfig),
+        ("architecture not bert", rewritten(|_, m| set_meta(m, "general.architecture", MetaValue::Str("gpt2".into()))), Status::BadConfig),
+        ("activation not gelu", rewritten(|_, m| set_meta(m, "bert.hidden_act", MetaValue::Str("relu".into()))), Status::BadConfig),
+        ("zero hidden size", rewritten(|_, m| set_meta(m, "bert.hidden_size", MetaValue::U32(0))), Status::BadConfig),
+        ("vocabulary above 2^24", rewritten(|_, m| set_meta(m, "bert.vocab_size", MetaValue::U32((1 << 24) + 1))), Status::BadConfig),
+        ("hidden size above 65536", rewritten(|_, m| set_meta(m, "bert.hidden_size", MetaValue::U32(1 << 20))), Status::BadConfig),
+        ("unknown pooling", rewritten(|_, m| m.push(("head.pooling".into(), MetaValue::Str("max".into())))), Status::BadConfig),
+        ("classification without labels", rewritten(|_, m| m.retain(|(k, _)| k != "head.labels")), Status::MissingMetadata),
+        ("empty label list", rewritten(|_, m| set_meta(m, "head.labels", MetaValue::StrArray(vec![]))), Status::MissingMetadata),
+        ("tokenizer flag of wrong type", rewritten(|_, m| set_meta(m, "tokenizer.do_lower_case", MetaValue::U32(1))), Status::MissingMetadata),
+        ("missing special token id", rewritten(|_, m| m.retain(|(k, _)| k != "tokenizer.unk_token_id")), Status::MissingMetadata),
+        ("unk token out of vocabulary", rewritten(|_, m| set_meta(m, "tokenizer.unk_token_id", MetaValue::U32(u32::MAX))), Status::BadSpecialToken),
+        ("mask token out of vocabulary", rewritten(|_, m| set_meta(m, "tokenizer.mask_token_id", MetaValue::U32(40))), Status::BadSpecialToken),
+        ("empty vocabulary token", rewritten(|t, _| {
+            let e = find(t, "tokenizer.vocab.offsets");
+            let first = e.bytes[4..8].to_vec();
+            e.bytes[8..12].copy_from_slice(&first);
+        }), Status::BadVocab),
+        ("vocabulary token not UTF-8", rewritten(|t, _| find(t, "tokenizer.vocab.bytes").bytes[0] = 0xff), Status::BadVocab),
+        ("more vocabulary tokens than embedding rows", rewritten(|t, m| {
+            // 39 embedding rows, 40 tokens.
+            set_meta(m, "bert.vocab_size", MetaValue::U32(39));
+            let e = find(t, "embeddings.word_embeddings.weight");
+            e.dims[0] = 39;
+            e.bytes.truncate(39 * 32);
+        }), Status::BadVocab),
+    ]
+}
+
+/// Every named bad file, with whether it is loaded with full payload verification.
+fn bad_files() -> Vec<(&'static str, Vec<u8>, Status, bool)> {
+    let mut all: Vec<_> = [header_cases(), directory_cases(), model_cases(), more_cases()].into_iter().flatten().map(|(n, b, s)| (n, b, s, false)).collect();
+    let mut p = valid();
+    let first_weight = u64_at(&p, 64) as usize;
+    p[first_weight] ^= 0x10;
+    all.push(("payload checksum (full verification)", p, Status::ChecksumMismatch, true));
+    all
+}
+
+#[test]
+fn bad_file_suite() {
+    let cases = bad_files();
+    let mut names = String::new();
+    let mut failures = Vec::new();
+    for (name, bytes, want, verify) in &cases {
+        let got = open(bytes, *verify);
+        let status = got.as_ref().err().map_or(Status::Ok, |e| e.status);
+        if status != *want {
+            failures.push(format!("{name}: want {want:?}, got {:?}", got.err()));
+        }
+        names.push_str(&format!("{name}\t{want:?}\n"));
+    }
+    assert!(failures.is_empty(), "{} of {} bad files misjudged:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    let mut seen = std::collections::BTreeSet::new();
+    assert!(cases.iter().all(|c| seen.insert(c.0)), "bad-file names are unique");
+    assert!(cases.len() >= 40);
+    // tests/data/bad_files.txt lists the suite (name, expected status); Q8BERT_BLESS=1 rewrites it.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bad_files.txt");
+    if std::env::var_os("Q8BERT_BLESS").is_some() {
+        std::fs::write(path, &names).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(path).unwrap_or_default(), names, "tests/data/bad_files.txt is stale: Q8BERT_BLESS=1 cargo test --test format");
+}
+
+/// One bit flipped, in turn, at every bit of the header, metadata and directory: always
+/// rejected (the header checksum), and with the checksums resealed (so the parser sees the
+/// change) never a panic and never an allocation larger than the file. Every payload bit
+/// flipped is rejected when full verification is requested.
+#[test]
+fn single_bit_flips() {
+    let b = valid();
+    let data_offset = u64_at(&b, 64) as usize;
+    let (mut resealed_ok, mut largest_seen) = (0usize, 0usize);
+    let mut statuses = std::collections::BTreeMap::new();
+    for byte in 0..data_offset {
+        for bit in 0..8 {
+            let mut f = b.clone();
+            f[byte] ^= 1 << bit;
+            let (s, largest) = open_counted(&Aligned::new(&f), false);
+            assert_ne!(s, Status::Ok, "bit {bit} of byte {byte} flipped was accepted");
+            assert!(largest <= f.len(), "bit {bit} of byte {byte}: an allocation of {largest} bytes");
+            reseal(&mut f);
+            let (s, largest) = open_counted(&Aligned::new(&f), false);
+            assert!(largest <= f.len(), "bit {bit} of byte {byte} (resealed): an allocation of {largest} bytes");
+            largest_seen = largest_seen.max(largest);
+            *statuses.entry(format!("{s:?}")).or_insert(0usize) += 1;
+            resealed_ok += (s == Status::Ok) as usize;
+        }
+    }
+    let mut payload_statuses = std::collections::BTreeMap::new();
+    for byte in data_offset..b.len() {
+        let mut f = b.clone();
+        f[byte] ^= 1 << (byte % 8);
+        let (s, largest) = open_counted(&Aligned::new(&f), true);
+        // Padding bytes are caught as non-zero padding before the hash; the rest by the hash.
+        assert!(matches!(s, Status::ChecksumMismatch | Status::HoleOrTrailingBytes), "payload byte {byte} flipped, full verification: {s:?}");
+        assert!(largest <= f.len());
+        *payload_statuses.entry(format!("{s:?}")).or_insert(0usize) += 1;
+    }
+    eprintln!(
+        "{} header/directory bit flips rejected; resealed: {resealed_ok} accepted (value-only changes), statuses {statuses:?}; \
+         {} payload flips rejected with verification ({payload_statuses:?}); largest allocation {largest_seen} bytes for a {}-byte file",
+        data_offset * 8,
+        b.len() - data_offset,
+        b.len()
+    );
 }

@@ -120,9 +120,32 @@ fn set_last_error(e: &Error) {
     LAST_ERROR.with(|l| *l.borrow_mut() = text);
 }
 
+/// Test-only fault injection (cargo feature `test-hooks`, never in a release build).
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod test_hooks {
+    use std::cell::Cell;
+
+    thread_local! {
+        pub(super) static PANIC_NEXT_CALL: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Makes the calling thread's next guarded C call panic inside its body.
+    pub fn panic_next_call() {
+        PANIC_NEXT_CALL.with(|p| p.set(true));
+    }
+}
+
 /// Runs `body` with the panic boundary and records a failure's detail for `q8bert_last_error`.
 fn guard(body: impl FnOnce() -> Result<(), Error>) -> Status {
-    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        #[cfg(feature = "test-hooks")]
+        if test_hooks::PANIC_NEXT_CALL.with(|p| p.replace(false)) {
+            panic!("test hook: injected panic");
+        }
+        body()
+    }))
+    .unwrap_or_else(|payload| {
         let what = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -281,6 +304,23 @@ pub unsafe extern "C" fn q8bert_output_len(model: *const q8bert_model, batch: us
         let m = unsafe { check_ref(model, "model")? };
         let out = unsafe { check_mut(len_out, "len_out")? };
         *out = m.model.output_len(batch, seq_len);
+        Ok(())
+    })
+}
+
+/// Upper bound of the heap bytes one `q8bert_run` of `batch` sequences of `seq_len` tokens
+/// allocates (scratch memory the model keeps for reuse; see docs/HARDENING.md). Fails like
+/// `q8bert_run` would for the same sizes (zero, too long, too large).
+///
+/// # Safety
+/// `model` is NULL or a live model; `bytes_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_working_memory(model: *const q8bert_model, batch: usize, seq_len: usize, bytes_out: *mut usize) -> Status {
+    guard(|| {
+        // SAFETY: per the contract, non-NULL pointers are valid.
+        let m = unsafe { check_ref(model, "model")? };
+        let out = unsafe { check_mut(bytes_out, "bytes_out")? };
+        *out = m.model.working_memory(batch, seq_len)?;
         Ok(())
     })
 }

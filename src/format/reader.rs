@@ -6,7 +6,7 @@
 //! alignment, holes, checksums). What the tensors must be for a BERT model is `model.rs`'s job.
 
 use alloc::collections::BTreeMap;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
@@ -87,10 +87,16 @@ impl<'a> Cursor<'a> {
             bail!(Status::BadString, "{} section: {what} length {len} exceeds the limit {max_len}", self.section);
         }
         let b = self.take(len, status, what)?;
-        match core::str::from_utf8(b) {
-            Ok(s) => Ok(s.to_string()),
-            Err(_) => bail!(Status::BadString, "{} section: {what} is not valid UTF-8", self.section),
+        let Ok(text) = core::str::from_utf8(b) else {
+            bail!(Status::BadString, "{} section: {what} is not valid UTF-8", self.section);
+        };
+        // Sized by the file (up to 1 MiB): fallible, like every file-driven allocation.
+        let mut s = String::new();
+        if s.try_reserve_exact(len).is_err() {
+            bail!(Status::OutOfMemory, "cannot allocate {len} bytes for {what}");
         }
+        s.push_str(text);
+        Ok(s)
     }
 }
 
@@ -255,6 +261,9 @@ fn parse_metadata(section: &[u8], count: usize) -> Result<BTreeMap<String, MetaV
                     bail!(Status::BadMetadata, "metadata {key:?}: string array count {n} exceeds the bytes left");
                 }
                 let mut items = Vec::new();
+                if items.try_reserve_exact(n).is_err() {
+                    bail!(Status::OutOfMemory, "metadata {key:?}: cannot allocate {n} string slots");
+                }
                 for _ in 0..n {
                     items.push(c.string(MAX_STRING_LEN, e, "string array item")?);
                 }
@@ -285,6 +294,9 @@ fn parse_directory(section: &[u8], count: usize, file: &[u8], data_offset: usize
     let e = Status::BadTensorEntry;
     let data_size = (file_len - data_offset) as u64;
     let mut tensors = Vec::new();
+    if tensors.try_reserve_exact(count).is_err() {
+        bail!(Status::OutOfMemory, "cannot allocate the directory of {count} tensors");
+    }
     let mut by_name = BTreeMap::new();
     let mut expected_offset: u64 = 0; // relative to the data section
     for _ in 0..count {

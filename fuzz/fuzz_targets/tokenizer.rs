@@ -1,0 +1,37 @@
+//! The tokenizer on arbitrary bytes (lossily made UTF-8, as the C API rejects invalid UTF-8
+//! before tokenizing), single texts and pairs, every limit and truncation policy.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use q8bert::tokenizer::{Encoding, Truncation};
+use q8bert_fuzz::{text_model, Input};
+
+fuzz_target!(|data: &[u8]| {
+    let model = text_model();
+    let mut inp = Input(data);
+    let flags = inp.u8();
+    let max_len = match flags >> 4 {
+        0 => usize::MAX,
+        n => n as usize * 3 - 2,
+    };
+    let split = inp.u16() as usize;
+    let rest = inp.rest();
+    let (a, b) = rest.split_at(split.min(rest.len()));
+    let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+    let truncation = if flags & 1 != 0 { Truncation::LongestFirst } else { Truncation::Error };
+    let text_b = (flags & 2 != 0).then_some(&*b);
+    let mut enc = Encoding::default();
+    if model.encode_into(&a, text_b, max_len, truncation, &mut enc).is_ok() {
+        assert!(enc.ids.len() <= max_len && enc.ids.len() == enc.type_ids.len());
+        let vocab = model.config().vocab_size as i32;
+        assert!(enc.ids.iter().all(|&i| (0..vocab).contains(&i)));
+    }
+    let mut ids = Vec::new();
+    model.tokenizer().tokenize_ids(&a, &mut ids);
+    if flags & 4 != 0 && !a.is_empty() {
+        let texts = [&*a];
+        let pair = text_b.map(|b| [b]);
+        let mut out = vec![0.0f32; model.text_output_len(1)];
+        let _ = model.run_text(&texts, pair.as_ref().map(|p| &p[..]), &mut out);
+    }
+});

@@ -1,0 +1,65 @@
+//! Shared setup of the fuzz targets: the tiny models of the test suite, built once.
+
+#[path = "../../tests/common/mod.rs"]
+pub mod common;
+
+use std::sync::OnceLock;
+
+use common::{tiny_config, Aligned, FpModel};
+use q8bert::builder::Head;
+use q8bert::{Model, Options};
+
+/// The test suite's tiny classification model (vocab 40, H 32, 2 layers, 24 positions).
+pub fn tiny_bytes() -> &'static Aligned {
+    static B: OnceLock<Aligned> = OnceLock::new();
+    B.get_or_init(|| Aligned::new(&FpModel::random(tiny_config(), Head::Classification { labels: vec!["a".into(), "b".into()] }, 3).bytes()))
+}
+
+pub fn tiny_model() -> &'static Model<'static> {
+    static M: OnceLock<Model<'static>> = OnceLock::new();
+    M.get_or_init(|| Model::from_bytes(tiny_bytes().bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap())
+}
+
+/// A tiny one-layer regression model over the real BERT-uncased vocabulary, for text input.
+pub fn text_bytes() -> &'static Aligned {
+    static B: OnceLock<Aligned> = OnceLock::new();
+    B.get_or_init(|| {
+        let vocab: Vec<String> = include_str!("../../tests/data/vocab.txt").lines().map(str::to_string).collect();
+        let mut config = tiny_config();
+        config.vocab_size = vocab.len() as u32;
+        config.max_position_embeddings = 64;
+        config.num_layers = 1;
+        let mut m = FpModel::random(config, Head::Regression, 5);
+        m.vocab = vocab;
+        Aligned::new(&m.bytes())
+    })
+}
+
+pub fn text_model() -> &'static Model<'static> {
+    static M: OnceLock<Model<'static>> = OnceLock::new();
+    M.get_or_init(|| Model::from_bytes(text_bytes().bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap())
+}
+
+/// Byte reader for structured inputs: returns zeros once the data runs out.
+pub struct Input<'a>(pub &'a [u8]);
+
+impl Input<'_> {
+    pub fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+    pub fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    pub fn rest(&mut self) -> &[u8] {
+        std::mem::take(&mut self.0)
+    }
+}

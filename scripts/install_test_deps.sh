@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what `scripts/test.sh` needs on a fresh Debian machine (run as root; .ci/run does):
+# C/C++ compilers, pkg-config, cmake, valgrind, Go, a JDK with JNA, python3 with numpy and
+# pytest, the nightly Rust toolchain and cargo-fuzz (sanitizers and fuzzing).
+set -euo pipefail
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+command -v c++ >/dev/null || need_apt+=(g++)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v valgrind >/dev/null || need_apt+=(valgrind)
+command -v go >/dev/null || need_apt+=(golang-go)
+command -v javac >/dev/null || need_apt+=(default-jdk-headless)
+[ -f /usr/share/java/jna.jar ] || need_apt+=(libjna-java)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet

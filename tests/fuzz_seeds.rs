@@ -1,0 +1,62 @@
+//! Writes the checked-in seed corpora of the fuzz targets (`fuzz/seeds/<target>/`):
+//! `cargo test --test fuzz_seeds -- --ignored`. Ignored by default: the seeds are committed.
+
+mod common;
+
+use std::path::Path;
+
+use common::{tiny_config, FpModel};
+use q8bert::builder::Head;
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    // load: mode byte (bit 0 reseal, bit 1 verify payload) + a valid file, one per head kind.
+    let heads = [
+        ("classification", Head::Classification { labels: vec!["a".into(), "b".into()] }),
+        ("embedding", Head::Embedding { pooling: q8bert::builder::Pooling::Mean, normalize: true }),
+        ("token_states", Head::TokenStates),
+    ];
+    let mut config = tiny_config();
+    config.num_layers = 1;
+    config.hidden_size = 16;
+    config.intermediate_size = 20;
+    config.max_position_embeddings = 8;
+    for (i, (name, head)) in heads.into_iter().enumerate() {
+        let file = FpModel::random(config, head, 1).bytes();
+        write("load", &format!("{name}-resealed"), &[[1u8].as_slice(), &file].concat());
+        if i == 0 {
+            write("load", &format!("{name}-verified"), &[[2u8].as_slice(), &file].concat());
+        }
+    }
+    // tokenizer: flags (bit 0 truncate, bit 1 pair, bit 2 run, high nibble limit), u16 split, text.
+    let texts: [(u8, &str); 6] = [
+        (0x00, "Hello, world!"),
+        (0x37, "The café's naïve résumé — ÀÉÎ 你好世界 a\u{0301}"),
+        (0x26, "unbelievable tokenization of [MASK] and [SEP] tokens"),
+        (0x11, "   \t\n\u{200b}\u{feff}   "),
+        (0x53, "a,b.c!d?e;f:g (h) [i] {j} \"k\" 'l' $m %n"),
+        (0x00, "\u{1F600}\u{1F680} emoji 👍🏽 and control \u{0007}"),
+    ];
+    for (i, (flags, t)) in texts.iter().enumerate() {
+        let split = (t.len() / 2) as u16;
+        write("tokenizer", &format!("text{i}"), &[[*flags].as_slice(), &split.to_le_bytes(), t.as_bytes()].concat());
+    }
+    // run: batch, seq_len, shape bits, then id/type/mask bytes.
+    write("run", "one", &[1, 4, 0, 3, 7, 9, 4]);
+    write("run", "batch-mask", &[&[3u8, 6, 0x18][..], &[5u8; 18], &[0u8; 18], &[1u8, 1, 1, 250, 250, 1].repeat(3)].concat());
+    write("run", "too-long", &[1, 25, 0, 3]);
+    // c_api: op, null bits, then per-op bytes.
+    write("c_api", "create", &[0, 0, 1, 20, 0, 0, 0, 1, 3, 0, 1]);
+    write("c_api", "run", &[1, 0, 2, 5, 0, 64, 0]);
+    write("c_api", "tokenize", &[[0x82u8, 0, 32, 1, 32, 5].as_slice(), b"hello world\0second"].concat());
+    write("c_api", "run_text", &[[0x83u8, 0, 2, 8].as_slice(), b"good film\0bad film\0x\0y"].concat());
+    write("c_api", "sizes", &[4, 0, 1, 0, 0, 0, 1, 5, 0, 0, 0]);
+    write("c_api", "strings", &[5, 0, 220, 0, 0, 0]);
+}

@@ -1,0 +1,100 @@
+//! `Model::working_memory` / `q8bert_working_memory` is an upper bound of what a run allocates:
+//! a counting global allocator measures the peak of live heap bytes during real runs.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use common::{tiny_config, Aligned, FpModel, Rng};
+use q8bert::builder::{Head, Pooling};
+use q8bert::{Model, Options};
+
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grow(n: usize) {
+    let now = LIVE.fetch_add(n, Relaxed) + n;
+    PEAK.fetch_max(now, Relaxed);
+}
+
+// SAFETY: forwards to the system allocator; the counters are atomics (no allocation).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        grow(l.size());
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        grow(l.size());
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        // Counted as the new block existing next to the old one, as it may during the copy.
+        grow(n);
+        let r = unsafe { System.realloc(p, l, n) };
+        LIVE.fetch_sub(l.size(), Relaxed);
+        r
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+#[test]
+fn working_memory_bounds_what_a_run_allocates() {
+    let mut config = tiny_config();
+    config.max_position_embeddings = 64;
+    let heads = [
+        Head::Classification { labels: vec!["a".into(), "b".into(), "c".into()] },
+        Head::Embedding { pooling: Pooling::Mean, normalize: true },
+        Head::TokenStates,
+    ];
+    let mut rng = Rng::new(9);
+    let mut worst: f64 = 0.0;
+    for head in heads {
+        let buf = Aligned::new(&FpModel::random(config, head.clone(), 4).bytes());
+        for threads in [1, 2] {
+            for (batch, seq_len) in [(1, 1), (1, 64), (3, 17), (8, 64), (32, 8)] {
+                // A fresh model each time: its workspace pool starts empty.
+                let model = Model::from_bytes(buf.bytes(), &Options { num_threads: threads, ..Default::default() }).unwrap();
+                let ids: Vec<i32> = (0..batch * seq_len).map(|_| rng.below(40) as i32).collect();
+                let mut out = vec![0f32; model.output_len(batch, seq_len)];
+                let bound = model.working_memory(batch, seq_len).unwrap();
+                let mut c_bound = 0usize;
+                let c_model = q8bert_c(&buf, threads);
+                unsafe {
+                    assert_eq!(q8bert::ffi::q8bert_working_memory(c_model, batch, seq_len, &mut c_bound), q8bert::Status::Ok);
+                    q8bert::ffi::q8bert_free(c_model);
+                }
+                assert_eq!(c_bound, bound);
+                let before = LIVE.load(Relaxed);
+                PEAK.store(before, Relaxed);
+                model.run(&ids, None, None, batch, seq_len, &mut out).unwrap();
+                let used = PEAK.load(Relaxed) - before;
+                assert!(used <= bound, "{head:?} threads {threads} batch {batch} x {seq_len}: run allocated {used} bytes, working_memory says {bound}");
+                worst = worst.max(used as f64 / bound as f64);
+                eprintln!("{:>14} threads {threads} batch {batch:>2} x {seq_len:>2}: peak {used:>8} <= bound {bound:>8}", format!("{:?}", head).split_whitespace().next().unwrap());
+            }
+        }
+    }
+    eprintln!("largest peak / bound ratio: {worst:.3}");
+    assert!(worst > 0.5, "the bound is tight enough to be useful");
+}
+
+fn q8bert_c(buf: &Aligned, threads: usize) -> *mut q8bert::ffi::q8bert_model {
+    use q8bert::ffi::*;
+    let mut o = std::mem::MaybeUninit::<q8bert_options>::uninit();
+    q8bert_options_init(o.as_mut_ptr());
+    // SAFETY: initialized just above.
+    let mut o = unsafe { o.assume_init() };
+    o.num_threads = threads as u32;
+    let mut m = std::ptr::null_mut();
+    // SAFETY: the buffer outlives the model (freed in the caller before the buffer drops).
+    assert_eq!(unsafe { q8bert_create_from_memory(buf.bytes().as_ptr(), buf.bytes().len(), &o, &mut m) }, q8bert::Status::Ok);
+    m
+}
