@@ -1,5 +1,6 @@
-//! Writes the checked-in seed corpora of the fuzz targets (`fuzz/seeds/<target>/`):
-//! `cargo test --test fuzz_seeds -- --ignored`. Ignored by default: the seeds are committed.
+//! The checked-in seed corpora of the fuzz targets (`fuzz/seeds/<target>/`) are what this
+//! generator writes: the test fails when they drift (a format change makes old seeds useless);
+//! `Q8BERT_BLESS=1 cargo test --test fuzz_seeds` rewrites them.
 
 mod common;
 
@@ -10,13 +11,17 @@ use q8bert::builder::Head;
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(name), bytes).unwrap();
+    if std::env::var_os("Q8BERT_BLESS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+        return;
+    }
+    let checked_in = std::fs::read(dir.join(name)).unwrap_or_default();
+    assert!(checked_in == bytes, "fuzz/seeds/{target}/{name} is stale: regenerate with Q8BERT_BLESS=1 cargo test --test fuzz_seeds");
 }
 
 #[test]
-#[ignore]
-fn write_fuzz_seeds() {
+fn checked_in_fuzz_seeds_are_current() {
     // load: mode byte (bit 0 reseal, bit 1 verify payload) + a valid file, one per head kind.
     let heads = [
         ("classification", Head::Classification { labels: vec!["a".into(), "b".into()] }),

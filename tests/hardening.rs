@@ -200,6 +200,8 @@ fn allocation_failure_is_an_error_status() {
     assert!(out.status.success() && stdout.contains("oom child: OutOfMemory, then Ok"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The child half of `allocation_failure_is_an_error_status`, which runs it in a capped
+/// subprocess with `--ignored`. Ignored on its own: the cap must not apply to this process.
 #[test]
 #[ignore]
 fn oom_child() {
