@@ -179,10 +179,13 @@ fn sizes_beyond_the_limits_are_errors_before_any_allocation() {
 }
 
 /// Allocation failure inside a run is Q8BERT_STATUS_OUT_OF_MEMORY, and the model keeps working.
-/// Runs `oom_child` in a child process whose address space is capped (prlimit), so the cap does
-/// not disturb the other tests.
+/// Re-runs this test binary, filtered to this test, as a child whose address space is capped
+/// (prlimit) so the cap does not disturb the other tests; the child does the capped run.
 #[test]
 fn allocation_failure_is_an_error_status() {
+    if std::env::var_os("Q8BERT_OOM_CHILD").is_some() {
+        return oom_child();
+    }
     if std::env::var_os("Q8BERT_SANITIZER").is_some() {
         eprintln!("skipped under a sanitizer (it reserves terabytes of address space)");
         return;
@@ -192,7 +195,7 @@ fn allocation_failure_is_an_error_status() {
         return;
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "oom_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "allocation_failure_is_an_error_status", "--nocapture", "--test-threads=1"])
         .env("Q8BERT_OOM_CHILD", "1")
         .output()
         .unwrap();
@@ -200,14 +203,9 @@ fn allocation_failure_is_an_error_status() {
     assert!(out.status.success() && stdout.contains("oom child: OutOfMemory, then Ok"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// The child half of `allocation_failure_is_an_error_status`, which runs it in a capped
-/// subprocess with `--ignored`. Ignored on its own: the cap must not apply to this process.
-#[test]
-#[ignore]
+/// The child half of `allocation_failure_is_an_error_status`: caps its own address space, then
+/// checks that a run needing more fails with OutOfMemory and the next small run works.
 fn oom_child() {
-    if std::env::var_os("Q8BERT_OOM_CHILD").is_none() {
-        return;
-    }
     let buf = Aligned::new(&tiny());
     let model = Model::from_bytes(buf.bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap();
     let (batch, seq_len) = (20_000, 24);
