@@ -602,7 +602,7 @@ fn weighted_values(kernel: &Kernel, p: &[f32], len_p: usize, len: usize, rows: u
         for j in 0..len {
             let pj = p[r * len_p + j];
             for (cv, &vv) in c.iter_mut().zip(&v[j * v_stride + tiled..j * v_stride + dh]) {
-                *cv += pj * vv;
+                *cv = math::fused_mul_add(pj, vv, *cv);
             }
         }
     }

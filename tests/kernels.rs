@@ -396,7 +396,7 @@ fn kernels_present_when_cpu_has_them() {
 }
 
 /// The fp32 attention tiles: every kernel gives the reference's bits (same sums, same order,
-/// no fused multiply-add), for several head sizes, key counts and strides.
+/// one rounding per multiply-add), for several head sizes, key counts and strides.
 #[test]
 fn attention_tiles_match_reference_bit_for_bit() {
     use q8bert::kernels::attention::{scores_tile_reference, values_tile_reference, KEY_TILE, QUERY_ROWS, VALUE_TILE};
@@ -411,12 +411,20 @@ fn attention_tiles_match_reference_bit_for_bit() {
         scores_tile_reference(&q, dh, &kt, stride, &mut want_s);
         let mut want_v = [[0.0f32; VALUE_TILE]; QUERY_ROWS];
         values_tile_reference(&p, stride, len.min(stride), &v, stride, &mut want_v);
-        // The reference sums in a fixed order: recompute one element by hand.
-        let mut e = 0.0f32;
+        // The reference sums in a fixed order with fused multiply-adds: recompute one element
+        // by hand, and check that for the longer sums this differs from separate mul and add.
+        let (mut fused, mut separate) = (0.0f32, 0.0f32);
         for d in 0..dh {
-            e += q[dh + d] * kt[d * stride + 3];
+            fused = q[dh + d].mul_add(kt[d * stride + 3], fused);
+            separate += q[dh + d] * kt[d * stride + 3];
         }
-        assert_eq!(want_s[1][3], e);
+        assert_eq!(want_s[1][3], fused);
+        if dh >= 32 {
+            let differs = (0..QUERY_ROWS).any(|r| {
+                (0..KEY_TILE).any(|l| want_s[r][l] != (0..dh).fold(0.0f32, |a, d| a + q[r * dh + d] * kt[d * stride + l]))
+            });
+            assert!(differs, "dh {dh}: fused and separate sums agree everywhere (separate {separate})");
+        }
         for kind in KernelKind::ALL {
             let Some(kernel) = Kernel::new(kind) else {
                 eprintln!("SKIPPED: kernel {} is not available on this CPU", kind.name());

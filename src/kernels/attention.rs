@@ -1,6 +1,8 @@
 //! fp32 tiles of attention: scores of a few query rows against a tile of keys, and the
-//! probability-weighted sum of value rows. Every implementation sums in the same order with a
-//! separate multiply and add (never fused), so all kernels give the same bits as this reference.
+//! probability-weighted sum of value rows. Every implementation sums in the same order with fused
+//! multiply-adds (one rounding each), so all kernels give the same bits as this reference.
+
+use crate::ops::math::fused_mul_add;
 
 /// Query rows computed together (K^T and V rows are loaded once per tile of rows).
 pub const QUERY_ROWS: usize = 4;
@@ -9,7 +11,8 @@ pub const KEY_TILE: usize = 64;
 /// Value features per weighted-values tile (two 16-float vectors).
 pub const VALUE_TILE: usize = 32;
 
-/// `out[r][l] = sum_{d < dh} q[r*dh + d] * kt[d*kt_stride + l]`, summed in d order from 0.0.
+/// `out[r][l] = sum_{d < dh} q[r*dh + d] * kt[d*kt_stride + l]`, summed in d order from 0.0,
+/// each step a fused multiply-add.
 ///
 /// Panics unless `q` holds `QUERY_ROWS * dh` values and `kt` `(dh-1)*kt_stride + KEY_TILE`.
 pub fn scores_tile_reference(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; KEY_TILE]; QUERY_ROWS]) {
@@ -20,13 +23,14 @@ pub fn scores_tile_reference(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize,
         for (r, acc) in out.iter_mut().enumerate() {
             let qd = q[r * dh + d];
             for (a, &kv) in acc.iter_mut().zip(k) {
-                *a += qd * kv;
+                *a = fused_mul_add(qd, kv, *a);
             }
         }
     }
 }
 
-/// `out[r][l] = sum_{j < len} p[r*p_stride + j] * v[j*v_stride + l]`, summed in j order from 0.0.
+/// `out[r][l] = sum_{j < len} p[r*p_stride + j] * v[j*v_stride + l]`, summed in j order from 0.0,
+/// each step a fused multiply-add.
 ///
 /// Panics unless `p` holds `(QUERY_ROWS-1)*p_stride + len` values and `v`
 /// `(len-1)*v_stride + VALUE_TILE`.
@@ -38,7 +42,7 @@ pub fn values_tile_reference(p: &[f32], p_stride: usize, len: usize, v: &[f32], 
         for (r, acc) in out.iter_mut().enumerate() {
             let pj = p[r * p_stride + j];
             for (a, &vv) in acc.iter_mut().zip(vj) {
-                *a += pj * vv;
+                *a = fused_mul_add(pj, vv, *a);
             }
         }
     }

@@ -154,7 +154,7 @@ impl Kernel {
         }
         #[cfg(target_arch = "x86_64")]
         if matches!(self.kind, KernelKind::AvxVnni | KernelKind::Avx2) {
-            // SAFETY: these kernels exist only where AVX2 was detected.
+            // SAFETY: these kernels exist only where AVX2 and FMA were detected.
             return unsafe { x86_64::with_avx2(f) };
         }
         f()

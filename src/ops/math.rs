@@ -110,6 +110,45 @@ pub fn sqrt(x: f32) -> f32 {
     y as f32
 }
 
+/// `a * b + c` rounded once (IEEE fused multiply-add). Attention uses it so the AVX-512 tiles can
+/// use FMA instructions and still give the reference's bits. With `std` this is `f32::mul_add`
+/// (an FMA instruction where the build or a `#[target_feature]` wrapper enables one); without
+/// std, [`fused_mul_add_soft`], which rounds the same way.
+#[inline(always)]
+pub fn fused_mul_add(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        a.mul_add(b, c)
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        fused_mul_add_soft(a, b, c)
+    }
+}
+
+/// Correctly rounded `a * b + c` from f64 arithmetic: the product of two f32 is exact in f64,
+/// the sum is rounded to odd (exact error by TwoSum; if inexact, take the neighbour with an odd
+/// last bit), and rounding a round-to-odd f64 to f32 is correct because f64 has more than
+/// 24 + 2 bits (Boldo & Melquiond, "Emulation of FMA and correctly rounded sums", IEEE TC 2008).
+pub fn fused_mul_add_soft(a: f32, b: f32, c: f32) -> f32 {
+    let p = a as f64 * b as f64;
+    let c = c as f64;
+    let s = p + c;
+    if !s.is_finite() {
+        return s as f32;
+    }
+    let b_virtual = s - p;
+    let err = (p - (s - b_virtual)) + (c - b_virtual);
+    let bits = s.to_bits();
+    let s = if err != 0.0 && bits & 1 == 0 {
+        // One f64 ulp toward the exact value (bit patterns are ordered by magnitude).
+        f64::from_bits(if (err > 0.0) == (s > 0.0) { bits + 1 } else { bits - 1 })
+    } else {
+        s
+    };
+    s as f32
+}
+
 /// Lanes of the fixed-order reductions below (one 512-bit vector of f32).
 pub const LANES: usize = 16;
 
@@ -179,6 +218,36 @@ fn reduce(mut acc: [f32; LANES]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(feature = "std")]
+    fn soft_fused_mul_add_rounds_like_hardware() {
+        // The double-rounding trap: a*b is exactly halfway between two f32 and c is far below
+        // an f64 ulp of it; only a single rounding sees which side c pushes it to.
+        let x = 1.0 + 1.0 / 4096.0; // (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24: an f32 tie
+        for c in [1e-18f32, -1e-18, 0.0, -0.0, 1e-45, -1e-45] {
+            assert_eq!(fused_mul_add_soft(x, x, c).to_bits(), x.mul_add(x, c).to_bits(), "c = {c:e}");
+        }
+        assert_ne!(fused_mul_add_soft(x, x, 1e-18), fused_mul_add_soft(x, x, -1e-18));
+        // Random operands over many magnitudes, signs and cancellations, plus special values.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            f32::from_bits(state as u32 & 0x807F_FFFF | ((state >> 32) as u32 % 60 + 97) << 23)
+        };
+        for i in 0..2_000_000 {
+            let (a, b) = (next(), next());
+            // Every fourth c cancels most of a*b, the rest are independent.
+            let c = if i % 4 == 0 { -(a * b) * (1.0 + next() * 1e-3) } else { next() };
+            assert_eq!(fused_mul_add_soft(a, b, c).to_bits(), a.mul_add(b, c).to_bits(), "{a:e} * {b:e} + {c:e}");
+        }
+        for &(a, b, c) in &[(f32::INFINITY, 0.0, 1.0), (f32::INFINITY, 1.0, f32::NEG_INFINITY), (f32::NAN, 1.0, 1.0), (f32::MAX, 2.0, -f32::MAX), (1e-30, 1e-30, 0.0)] {
+            let (got, want) = (fused_mul_add_soft(a, b, c), a.mul_add(b, c));
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{a:e} * {b:e} + {c:e}: {got:e} vs {want:e}");
+        }
+    }
 
     #[test]
     fn exp_is_accurate() {

@@ -1,6 +1,6 @@
 //! AVX-512 versions of the attention tiles in `kernels::attention`: the accumulators of a whole
-//! tile stay in registers (16 zmm for scores, 8 for values). Multiply then add, never FMA, so
-//! the bits equal the reference's.
+//! tile stay in registers (16 zmm for scores, 8 for values). FMA in the reference's order, so
+//! the bits equal the reference's (which rounds each multiply-add once too).
 
 use core::arch::x86_64::*;
 
@@ -23,7 +23,7 @@ pub(crate) unsafe fn scores_tile(q: &[f32], dh: usize, kt: &[f32], kt_stride: us
         for (r, acc_r) in acc.iter_mut().enumerate() {
             let qd = _mm512_set1_ps(q[r * dh + d]);
             for (a, &kv) in acc_r.iter_mut().zip(&k) {
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(qd, kv));
+                *a = _mm512_fmadd_ps(qd, kv, *a);
             }
         }
     }
@@ -52,7 +52,7 @@ pub(crate) unsafe fn values_tile(p: &[f32], p_stride: usize, len: usize, v: &[f3
         for (r, acc_r) in acc.iter_mut().enumerate() {
             let pj = _mm512_set1_ps(p[r * p_stride + j]);
             for (a, &vv) in acc_r.iter_mut().zip(&vj) {
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(pj, vv));
+                *a = _mm512_fmadd_ps(pj, vv, *a);
             }
         }
     }

@@ -18,11 +18,12 @@ pub(crate) mod detect {
     }
     #[cfg(feature = "std")]
     pub(crate) fn avx_vnni() -> bool {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("avxvnni")
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("avxvnni")
     }
     #[cfg(feature = "std")]
     pub(crate) fn avx2() -> bool {
-        std::is_x86_feature_detected!("avx2")
+        // FMA too: attention's fused multiply-adds must be instructions, not libm calls.
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
 
     #[cfg(not(feature = "std"))]
@@ -37,11 +38,11 @@ pub(crate) mod detect {
     }
     #[cfg(not(feature = "std"))]
     pub(crate) fn avx_vnni() -> bool {
-        cfg!(all(target_feature = "avx2", target_feature = "avxvnni"))
+        cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "avxvnni"))
     }
     #[cfg(not(feature = "std"))]
     pub(crate) fn avx2() -> bool {
-        cfg!(target_feature = "avx2")
+        cfg!(all(target_feature = "avx2", target_feature = "fma"))
     }
 }
 
@@ -55,12 +56,13 @@ pub(crate) unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Runs `f` compiled for AVX2 (8 floats wide), for the AVX-VNNI and AVX2 kernels; bit-identical
-/// to the baseline build for the same reason as [`with_avx512`].
+/// Runs `f` compiled for AVX2 and FMA (8 floats wide), for the AVX-VNNI and AVX2 kernels;
+/// bit-identical to the baseline build for the same reason as [`with_avx512`] (FMA instructions
+/// appear only where the source asks for a fused multiply-add).
 ///
 /// # Safety
-/// The CPU must support AVX2 (guaranteed where an AvxVnni or Avx2 kernel exists).
-#[target_feature(enable = "avx2")]
+/// The CPU must support AVX2 and FMA (guaranteed where an AvxVnni or Avx2 kernel exists).
+#[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
