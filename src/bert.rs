@@ -9,7 +9,7 @@
 use alloc::vec::Vec;
 
 use crate::error::{bail, Result, Status};
-use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE};
+use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
 use crate::kernels::Kernel;
 use crate::model::{cast, EmbeddingRef, HeadKind, LayerNormRef, LinearRef, ModelLayout, Pooling};
 use crate::ops::{self, math, padded_k};
@@ -107,6 +107,8 @@ pub struct Workspace {
     acc: Vec<i32>,
     inter_q: Vec<i8>,
     scores: Vec<f32>,
+    /// K of every sequence and head transposed for attention: [sequence][head][dh][keys padded].
+    key_t: Vec<f32>,
     dq: Vec<f32>,
     pooled: Vec<f32>,
     /// Buffers of `Model::run_text`.
@@ -178,8 +180,10 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
         max_n,                                                               // dq
         pooled,                                                              // pooled
-        // attention, per task: scores and K^T over keys padded to KEY_TILE, QUERY_ROWS queries
-        threads.checked_mul(seq_len.div_ceil(KEY_TILE).checked_mul(KEY_TILE)?.checked_mul(dh + QUERY_ROWS)?.checked_add(QUERY_ROWS * dh)?)?,
+        // attention: K^T of every sequence over keys padded to KEY_TILE; per task the scores
+        // of QUERY_ROWS queries and their query rows
+        batch.checked_mul(padded_keys(seq_len)?)?.checked_mul(h)?,
+        threads.checked_mul(padded_keys(seq_len)?.checked_mul(QUERY_ROWS)?.checked_add(QUERY_ROWS * dh)?)?,
     ];
     let bytes = [
         t.checked_mul(12)?,                                                  // tokens
@@ -201,6 +205,11 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         total = total.checked_add(n)?;
     }
     Some(total)
+}
+
+/// Keys of a sequence padded to whole scores tiles.
+fn padded_keys(len: usize) -> Option<usize> {
+    len.div_ceil(KEY_TILE).checked_mul(KEY_TILE)
 }
 
 /// Checks the input against the model and packs the unmasked tokens into the workspace.
@@ -461,6 +470,8 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     try_resize(&mut ws.hidden, t * h)?;
     try_resize(&mut ws.qkv, t * 3 * h)?;
     try_resize(&mut ws.ctx, t * h)?;
+    let key_t_len: usize = ws.seq_start.windows(2).map(|w| (w[1] - w[0]).div_ceil(KEY_TILE) * KEY_TILE * h).sum();
+    try_resize(&mut ws.key_t, key_t_len)?;
     try_resize(&mut ws.tmp, t * h)?;
     try_resize(&mut ws.inter_q, t * padded_k(inter))?;
     try_resize(&mut ws.xq, t * padded_k(h))?;
@@ -495,7 +506,8 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
 
     for layer in &layout.layers {
         cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.qkv));
-        attention(&cx, cfg.num_heads, cfg.head_dim(), h, &ws.seq_start, &ws.qkv, &mut ws.ctx[..t * h]);
+        transpose_keys(&cx, cfg.num_heads, cfg.head_dim(), h, &ws.seq_start, &ws.qkv, &mut ws.key_t[..key_t_len]);
+        attention(&cx, cfg.num_heads, cfg.head_dim(), h, &ws.seq_start, &ws.qkv, &ws.key_t, &mut ws.ctx[..t * h]);
         let ln = &layer.attention_layer_norm;
         cx.linear(Op::GemmAttentionOutput, &layer.attention_output, LinearIn::F32(&ws.ctx), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
@@ -510,40 +522,70 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     Ok(())
 }
 
+/// K of every sequence and head transposed to [dh][len_p] (keys padded to whole tiles, padding
+/// zero), so q.K^T is a sum over d of q[d] * row d: a fixed order for every key, vectorized
+/// across keys rather than reduced per key. Once per layer, shared by all query blocks.
+fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], key_t: &mut [f32]) {
+    // One task per (sequence, head): (first key row, keys, padded keys, head).
+    let mut tasks = Vec::new();
+    let mut pieces = Vec::new();
+    let mut rest = key_t;
+    for w in seq_start.windows(2) {
+        let (a, len) = (w[0], w[1] - w[0]);
+        let len_p = len.div_ceil(KEY_TILE) * KEY_TILE;
+        for hd in 0..heads {
+            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(dh * len_p);
+            pieces.push(Slot::new(piece));
+            rest = tail;
+            tasks.push((a, len, len_p, hd));
+        }
+    }
+    cx.par.for_each(tasks.len(), &|i| timed!(Op::AttentionKeyTranspose, {
+        let kt = pieces[i].take();
+        let (a, len, len_p, hd) = tasks[i];
+        let ko = h + hd * dh;
+        for j in 0..len {
+            let kr = (a + j) * 3 * h + ko;
+            for (d, &kv) in qkv[kr..kr + dh].iter().enumerate() {
+                kt[d * len_p + j] = kv;
+            }
+        }
+        for d in 0..dh {
+            kt[d * len_p + len..(d + 1) * len_p].fill(0.0);
+        }
+    }));
+}
+
 /// softmax(q k^T / sqrt(dh)) v per sequence and head, fp32, split over blocks of query rows.
-fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], ctx: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], key_t: &[f32], ctx: &mut [f32]) {
     let inv_sqrt_dh = 1.0 / math::sqrt(dh as f32);
     let total = ctx.len() / h;
     let chunk = total.div_ceil(2 * cx.par.threads()).max(1);
     // Work items never straddle two sequences: (sequence start, sequence end, first row, rows).
+    // Each also carries where its sequence's K^T starts in `key_t`.
     let mut items = Vec::new();
+    let mut key_t_start = 0;
     for s in 0..seq_start.len() - 1 {
         let (a, b) = (seq_start[s], seq_start[s + 1]);
         for i0 in (a..b).step_by(chunk) {
-            items.push((a, b, i0, chunk.min(b - i0)));
+            items.push((a, b, i0, chunk.min(b - i0), key_t_start));
         }
+        key_t_start += (b - a).div_ceil(KEY_TILE) * KEY_TILE * h;
     }
-    let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n)| (i0, n)).collect();
+    let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n, _)| (i0, n)).collect();
     let slots: Vec<Slot<&mut [f32]>> = carve(ctx, &blocks, h).into_iter().map(Slot::new).collect();
     cx.par.for_each(items.len(), &|it| cx.kernel.with_fp32_simd(#[inline(always)] || {
         let out = slots[it].take();
-        let (a, b, i0, n) = items[it];
+        let (a, b, i0, n, kt0) = items[it];
         let len = b - a;
         // Keys padded to whole register tiles; the padding lanes are computed and ignored.
         let len_p = len.div_ceil(KEY_TILE) * KEY_TILE;
         let mut scores = alloc::vec![0.0f32; QUERY_ROWS * len_p];
-        // K of one head transposed to [dh][len_p], so q.K^T is a sum over d of q[d] * row d:
-        // a fixed order for every key, vectorized across keys rather than reduced per key.
-        let mut kt = alloc::vec![0.0f32; dh * len_p];
         let mut q = alloc::vec![0.0f32; QUERY_ROWS * dh];
         for hd in 0..heads {
-            let (qo, ko, vo) = (hd * dh, h + hd * dh, 2 * h + hd * dh);
-            timed!(Op::AttentionKeyTranspose, for j in 0..len {
-                let kr = (a + j) * 3 * h + ko;
-                for (d, &kv) in qkv[kr..kr + dh].iter().enumerate() {
-                    kt[d * len_p + j] = kv;
-                }
-            });
+            let (qo, vo) = (hd * dh, 2 * h + hd * dh);
+            let kt = &key_t[kt0 + hd * dh * len_p..kt0 + (hd + 1) * dh * len_p];
             for r0 in (i0..i0 + n).step_by(QUERY_ROWS) {
                 let rows = QUERY_ROWS.min(i0 + n - r0);
                 for r in 0..QUERY_ROWS {
@@ -551,13 +593,9 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
                     let i = r0 + r.min(rows - 1);
                     q[r * dh..(r + 1) * dh].copy_from_slice(&qkv[i * 3 * h + qo..i * 3 * h + qo + dh]);
                 }
-                timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, &kt, len_p, &mut scores));
+                timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, kt, len_p, &mut scores));
                 timed!(Op::AttentionSoftmax, for r in 0..rows {
-                    let s = &mut scores[r * len_p..r * len_p + len];
-                    for sc in s.iter_mut() {
-                        *sc *= inv_sqrt_dh;
-                    }
-                    ops::softmax(s);
+                    ops::softmax_scaled(&mut scores[r * len_p..r * len_p + len], inv_sqrt_dh);
                 });
                 let v_rows = &qkv[a * 3 * h + vo..];
                 let c0 = (r0 - i0) * h + hd * dh;
@@ -584,13 +622,23 @@ fn query_key_scores(kernel: &Kernel, q: &[f32], dh: usize, kt: &[f32], len_p: us
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn weighted_values(kernel: &Kernel, p: &[f32], len_p: usize, len: usize, rows: usize, v: &[f32], v_stride: usize, dh: usize, out: &mut [f32], out_stride: usize) {
-    let tiled = dh - dh % VALUE_TILE;
+    // 64-wide tiles, then at most one 32-wide tile, then a scalar tail.
+    let wide = dh - dh % VALUE_TILE;
     let mut tile = [[0.0f32; VALUE_TILE]; QUERY_ROWS];
-    for d0 in (0..tiled).step_by(VALUE_TILE) {
+    for d0 in (0..wide).step_by(VALUE_TILE) {
         kernel.attention_values_tile(p, len_p, len, &v[d0..], v_stride, &mut tile);
         for (r, t) in tile.iter().enumerate().take(rows) {
             out[r * out_stride + d0..r * out_stride + d0 + VALUE_TILE].copy_from_slice(t);
         }
+    }
+    let mut tiled = wide;
+    if dh - wide >= VALUE_TILE_HALF {
+        let mut tile = [[0.0f32; VALUE_TILE_HALF]; QUERY_ROWS];
+        kernel.attention_values_tile(p, len_p, len, &v[wide..], v_stride, &mut tile);
+        for (r, t) in tile.iter().enumerate().take(rows) {
+            out[r * out_stride + wide..r * out_stride + wide + VALUE_TILE_HALF].copy_from_slice(t);
+        }
+        tiled += VALUE_TILE_HALF;
     }
     // Head sizes that are not a multiple of the tile: the same sums, one row at a time.
     if tiled == dh {

@@ -103,12 +103,13 @@ fn int8_forward_matches_reference_for_every_head() {
     }
 }
 
-/// Head sizes and lengths that exercise every attention tile path: head size a multiple of the
-/// value tile (32), with a remainder (48), and smaller (8); more keys than one key tile (64)
-/// and query blocks that are not a multiple of the query tile.
+/// Head sizes and lengths that exercise every attention tile path: head size the wide value
+/// tile (64), the half tile (32), both (96), a half tile plus a remainder (48), wide plus a
+/// remainder (80), and smaller (8); more keys than one key tile (64) and query blocks that are
+/// not a multiple of the query tile.
 #[test]
 fn attention_tiles_match_reference() {
-    for (i, (hidden, heads)) in [(64u32, 2u32), (96, 2), (32, 4)].into_iter().enumerate() {
+    for (i, (hidden, heads)) in [(128u32, 2u32), (64, 2), (192, 2), (96, 2), (160, 2), (32, 4)].into_iter().enumerate() {
         let mut config = tiny_config();
         config.hidden_size = hidden;
         config.num_heads = heads;
@@ -283,10 +284,13 @@ fn every_kernel_gives_bit_identical_outputs() {
     for head in heads() {
         assert_kernels_identical(&FpModel::random(tiny_config(), head, 31), 4, 24);
     }
-    // Head size with a value-tile remainder and more keys than one key tile.
-    let mut config = tiny_config();
-    (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (96, 2, 192, 80);
-    assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 32), 3, 70);
+    // Head sizes with every value-tile combination (48 = half + remainder, 96 = wide + half,
+    // 80 = wide + remainder) and more keys than one key tile.
+    for (i, hidden) in [96u32, 192, 160].into_iter().enumerate() {
+        let mut config = tiny_config();
+        (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (hidden, 2, 2 * hidden, 80);
+        assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 32 + i as u64), 3, 70);
+    }
 }
 
 #[test]

@@ -399,7 +399,7 @@ fn kernels_present_when_cpu_has_them() {
 /// one rounding per multiply-add), for several head sizes, key counts and strides.
 #[test]
 fn attention_tiles_match_reference_bit_for_bit() {
-    use q8bert::kernels::attention::{scores_tile_reference, values_tile_reference, KEY_TILE, QUERY_ROWS, VALUE_TILE};
+    use q8bert::kernels::attention::{scores_tile_reference, values_tile_reference, KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
     let mut rng = Rng(0x5EED_0A77);
     let f = |rng: &mut Rng| (rng.below(2001) as f32 - 1000.0) / 337.0;
     for &(dh, stride, len) in &[(1usize, 64usize, 1usize), (8, 64, 5), (32, 128, 77), (64, 192, 130), (48, 80, 64)] {
@@ -411,6 +411,8 @@ fn attention_tiles_match_reference_bit_for_bit() {
         scores_tile_reference(&q, dh, &kt, stride, &mut want_s);
         let mut want_v = [[0.0f32; VALUE_TILE]; QUERY_ROWS];
         values_tile_reference(&p, stride, len.min(stride), &v, stride, &mut want_v);
+        let mut want_half = [[0.0f32; VALUE_TILE_HALF]; QUERY_ROWS];
+        values_tile_reference(&p, stride, len.min(stride), &v[7..], stride, &mut want_half);
         // The reference sums in a fixed order with fused multiply-adds: recompute one element
         // by hand, and check that for the longer sums this differs from separate mul and add.
         let (mut fused, mut separate) = (0.0f32, 0.0f32);
@@ -436,6 +438,9 @@ fn attention_tiles_match_reference_bit_for_bit() {
             let mut got_v = [[1.0f32; VALUE_TILE]; QUERY_ROWS];
             kernel.attention_values_tile(&p, stride, len.min(stride), &v, stride, &mut got_v);
             assert_eq!(got_v, want_v, "values, kernel {}, len {len}", kind.name());
+            let mut got_half = [[1.0f32; VALUE_TILE_HALF]; QUERY_ROWS];
+            kernel.attention_values_tile(&p, stride, len.min(stride), &v[7..], stride, &mut got_half);
+            assert_eq!(got_half, want_half, "half-width values, kernel {}, len {len}", kind.name());
         }
     }
 }

@@ -8,8 +8,11 @@ use crate::ops::math::fused_mul_add;
 pub const QUERY_ROWS: usize = 4;
 /// Keys per scores tile (four 16-float vectors).
 pub const KEY_TILE: usize = 64;
-/// Value features per weighted-values tile (two 16-float vectors).
-pub const VALUE_TILE: usize = 32;
+/// Value features per weighted-values tile: four 16-float vectors (a whole 64-wide head, so each
+/// probability broadcast feeds four multiply-adds), or [`VALUE_TILE_HALF`] for 32-wide heads.
+pub const VALUE_TILE: usize = 64;
+/// The narrower weighted-values tile (two 16-float vectors).
+pub const VALUE_TILE_HALF: usize = 32;
 
 /// `out[r][l] = sum_{d < dh} q[r*dh + d] * kt[d*kt_stride + l]`, summed in d order from 0.0,
 /// each step a fused multiply-add.
@@ -32,13 +35,13 @@ pub fn scores_tile_reference(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize,
 /// `out[r][l] = sum_{j < len} p[r*p_stride + j] * v[j*v_stride + l]`, summed in j order from 0.0,
 /// each step a fused multiply-add.
 ///
-/// Panics unless `p` holds `(QUERY_ROWS-1)*p_stride + len` values and `v`
-/// `(len-1)*v_stride + VALUE_TILE`.
-pub fn values_tile_reference(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; VALUE_TILE]; QUERY_ROWS]) {
-    check_values(p, p_stride, len, v, v_stride);
-    *out = [[0.0; VALUE_TILE]; QUERY_ROWS];
+/// `W` (the features per tile) is [`VALUE_TILE`] or [`VALUE_TILE_HALF`]. Panics unless `p`
+/// holds `(QUERY_ROWS-1)*p_stride + len` values and `v` `(len-1)*v_stride + W`.
+pub fn values_tile_reference<const W: usize>(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; W]; QUERY_ROWS]) {
+    check_values::<W>(p, p_stride, len, v, v_stride);
+    *out = [[0.0; W]; QUERY_ROWS];
     for j in 0..len {
-        let vj = &v[j * v_stride..j * v_stride + VALUE_TILE];
+        let vj = &v[j * v_stride..j * v_stride + W];
         for (r, acc) in out.iter_mut().enumerate() {
             let pj = p[r * p_stride + j];
             for (a, &vv) in acc.iter_mut().zip(vj) {
@@ -54,8 +57,9 @@ pub(crate) fn check_scores(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize) {
     assert!(kt.len() >= (dh - 1) * kt_stride + KEY_TILE, "scores tile: kt has {} values", kt.len());
 }
 
-pub(crate) fn check_values(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize) {
-    assert!(len > 0 && p_stride >= len && v_stride >= VALUE_TILE, "values tile: len {len}, strides {p_stride}/{v_stride}");
+pub(crate) fn check_values<const W: usize>(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize) {
+    const { assert!(W == VALUE_TILE || W == VALUE_TILE_HALF) };
+    assert!(len > 0 && p_stride >= len && v_stride >= W, "values tile: len {len}, strides {p_stride}/{v_stride}");
     assert!(p.len() >= (QUERY_ROWS - 1) * p_stride + len, "values tile: p has {} values", p.len());
-    assert!(v.len() >= (len - 1) * v_stride + VALUE_TILE, "values tile: v has {} values", v.len());
+    assert!(v.len() >= (len - 1) * v_stride + W, "values tile: v has {} values", v.len());
 }

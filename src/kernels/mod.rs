@@ -172,14 +172,14 @@ impl Kernel {
         attention::scores_tile_reference(q, dh, kt, kt_stride, out)
     }
 
-    /// Probability-weighted sum of `len` value rows for `QUERY_ROWS` rows and `VALUE_TILE`
-    /// features; same bits as [`attention::values_tile_reference`].
+    /// Probability-weighted sum of `len` value rows for `QUERY_ROWS` rows and `W` features
+    /// (`VALUE_TILE` or `VALUE_TILE_HALF`); same bits as [`attention::values_tile_reference`].
     #[inline]
-    pub fn attention_values_tile(&self, p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; attention::VALUE_TILE]; attention::QUERY_ROWS]) {
+    pub fn attention_values_tile<const W: usize>(&self, p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; W]; attention::QUERY_ROWS]) {
         #[cfg(target_arch = "x86_64")]
         if self.kind == KernelKind::Avx512Vnni {
             // SAFETY: an Avx512Vnni kernel exists only where AVX-512 F was detected.
-            return unsafe { x86_64::attention_avx512::values_tile(p, p_stride, len, v, v_stride, out) };
+            return unsafe { x86_64::attention_avx512::values_tile::<W>(p, p_stride, len, v, v_stride, out) };
         }
         attention::values_tile_reference(p, p_stride, len, v, v_stride, out)
     }

@@ -65,15 +65,48 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
 }
 
-/// In-place softmax of one row.
+/// softmax(x * scale) for `scale > 0`, in three passes instead of four: rounding is monotonic,
+/// so max(x_i * scale) = max(x_i) * scale and the bits equal scaling first.
 #[inline(always)]
-pub fn softmax(x: &mut [f32]) {
-    let max = math::max(x);
+pub fn softmax_scaled(x: &mut [f32], scale: f32) {
+    let max = math::max(x) * scale;
     for v in x.iter_mut() {
-        *v = math::exp(*v - max);
+        *v = math::exp(*v * scale - max);
     }
     let inv = 1.0 / math::sum(x);
     for v in x.iter_mut() {
         *v *= inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_softmax_equals_scaling_first_bit_for_bit() {
+        let mut state = 0x2545_F491u32;
+        for len in [1usize, 7, 16, 77, 128, 384] {
+            let row: alloc::vec::Vec<f32> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    (state % 20_001) as f32 / 100.0 - 100.0
+                })
+                .collect();
+            for scale in [0.125f32, 1.0 / 8.0f32.sqrt(), 0.3, 1.0] {
+                let mut fused = row.clone();
+                softmax_scaled(&mut fused, scale);
+                // The four-pass form: scale, max, exp, normalize.
+                let mut want: alloc::vec::Vec<f32> = row.iter().map(|&v| v * scale).collect();
+                let max = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                want.iter_mut().for_each(|v| *v = math::exp(*v - max));
+                let inv = 1.0 / math::sum(&want);
+                want.iter_mut().for_each(|v| *v *= inv);
+                assert_eq!(fused, want, "len {len}, scale {scale}");
+                assert!((math::sum(&fused) - 1.0).abs() < 1e-5);
+            }
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! AVX-512 versions of the attention tiles in `kernels::attention`: the accumulators of a whole
-//! tile stay in registers (16 zmm for scores, 8 for values). FMA in the reference's order, so
+//! tile stay in registers (16 zmm each). FMA in the reference's order, so
 //! the bits equal the reference's (which rounds each multiply-add once too).
 
 use core::arch::x86_64::*;
 
 use crate::kernels::attention::{check_scores, check_values, KEY_TILE, QUERY_ROWS, VALUE_TILE};
+
 
 /// See `scores_tile_reference`.
 ///
@@ -40,25 +41,27 @@ pub(crate) unsafe fn scores_tile(q: &[f32], dh: usize, kt: &[f32], kt_stride: us
 /// # Safety
 /// The CPU must support AVX-512 F.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn values_tile(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; VALUE_TILE]; QUERY_ROWS]) {
-    check_values(p, p_stride, len, v, v_stride);
-    let mut acc = [[_mm512_setzero_ps(); 2]; QUERY_ROWS];
+pub(crate) unsafe fn values_tile<const W: usize>(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; W]; QUERY_ROWS]) {
+    check_values::<W>(p, p_stride, len, v, v_stride);
+    // W / 16 vectors per row (4 or 2); the unused accumulators are compiled away.
+    let vecs = W / 16;
+    let mut acc = [[_mm512_setzero_ps(); VALUE_TILE / 16]; QUERY_ROWS];
     for j in 0..len {
-        // SAFETY: check_values guarantees j*v_stride + 32 <= v.len() for j < len.
-        let vj = unsafe {
-            let ptr = v.as_ptr().add(j * v_stride);
-            [_mm512_loadu_ps(ptr), _mm512_loadu_ps(ptr.add(16))]
-        };
+        let mut vj = [_mm512_setzero_ps(); VALUE_TILE / 16];
+        for (c, x) in vj.iter_mut().enumerate().take(vecs) {
+            // SAFETY: check_values guarantees j*v_stride + W <= v.len() for j < len.
+            *x = unsafe { _mm512_loadu_ps(v.as_ptr().add(j * v_stride + 16 * c)) };
+        }
         for (r, acc_r) in acc.iter_mut().enumerate() {
             let pj = _mm512_set1_ps(p[r * p_stride + j]);
-            for (a, &vv) in acc_r.iter_mut().zip(&vj) {
+            for (a, &vv) in acc_r.iter_mut().zip(&vj).take(vecs) {
                 *a = _mm512_fmadd_ps(pj, vv, *a);
             }
         }
     }
     for (o, acc_r) in out.iter_mut().zip(&acc) {
-        for (c, &a) in acc_r.iter().enumerate() {
-            // SAFETY: 2 x 16 floats fill the 32-float row exactly.
+        for (c, &a) in acc_r.iter().enumerate().take(vecs) {
+            // SAFETY: W / 16 vectors of 16 floats fill the W-float row exactly.
             unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * c), a) };
         }
     }
