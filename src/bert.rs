@@ -182,8 +182,8 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         pooled,                                                              // pooled
         // attention: K^T of every sequence over keys padded to KEY_TILE; per task the scores
         // of QUERY_ROWS queries and their query rows
-        batch.checked_mul(padded_keys(seq_len)?)?.checked_mul(h)?,
-        threads.checked_mul(padded_keys(seq_len)?.checked_mul(QUERY_ROWS)?.checked_add(QUERY_ROWS * dh)?)?,
+        batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)?,
+        threads.checked_mul(padded_keys(seq_len).checked_mul(QUERY_ROWS)?.checked_add(QUERY_ROWS * dh)?)?,
     ];
     let bytes = [
         t.checked_mul(12)?,                                                  // tokens
@@ -207,9 +207,10 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
     Some(total)
 }
 
-/// Keys of a sequence padded to whole scores tiles.
-fn padded_keys(len: usize) -> Option<usize> {
-    len.div_ceil(KEY_TILE).checked_mul(KEY_TILE)
+/// Keys of a sequence padded to whole scores tiles (saturating, so the working-memory bound
+/// of an absurd length overflows into `None` there rather than wrapping).
+fn padded_keys(len: usize) -> usize {
+    len.div_ceil(KEY_TILE).saturating_mul(KEY_TILE)
 }
 
 /// Checks the input against the model and packs the unmasked tokens into the workspace.
@@ -470,7 +471,7 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     try_resize(&mut ws.hidden, t * h)?;
     try_resize(&mut ws.qkv, t * 3 * h)?;
     try_resize(&mut ws.ctx, t * h)?;
-    let key_t_len: usize = ws.seq_start.windows(2).map(|w| (w[1] - w[0]).div_ceil(KEY_TILE) * KEY_TILE * h).sum();
+    let key_t_len: usize = ws.seq_start.windows(2).map(|w| padded_keys(w[1] - w[0]) * h).sum();
     try_resize(&mut ws.key_t, key_t_len)?;
     try_resize(&mut ws.tmp, t * h)?;
     try_resize(&mut ws.inter_q, t * padded_k(inter))?;
@@ -532,7 +533,7 @@ fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usiz
     let mut rest = key_t;
     for w in seq_start.windows(2) {
         let (a, len) = (w[0], w[1] - w[0]);
-        let len_p = len.div_ceil(KEY_TILE) * KEY_TILE;
+        let len_p = padded_keys(len);
         for hd in 0..heads {
             let (piece, tail) = core::mem::take(&mut rest).split_at_mut(dh * len_p);
             pieces.push(Slot::new(piece));
@@ -571,7 +572,7 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
         for i0 in (a..b).step_by(chunk) {
             items.push((a, b, i0, chunk.min(b - i0), key_t_start));
         }
-        key_t_start += (b - a).div_ceil(KEY_TILE) * KEY_TILE * h;
+        key_t_start += padded_keys(b - a) * h;
     }
     let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n, _)| (i0, n)).collect();
     let slots: Vec<Slot<&mut [f32]>> = carve(ctx, &blocks, h).into_iter().map(Slot::new).collect();
@@ -580,7 +581,7 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
         let (a, b, i0, n, kt0) = items[it];
         let len = b - a;
         // Keys padded to whole register tiles; the padding lanes are computed and ignored.
-        let len_p = len.div_ceil(KEY_TILE) * KEY_TILE;
+        let len_p = padded_keys(len);
         let mut scores = alloc::vec![0.0f32; QUERY_ROWS * len_p];
         let mut q = alloc::vec![0.0f32; QUERY_ROWS * dh];
         for hd in 0..heads {
