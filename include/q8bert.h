@@ -37,12 +37,12 @@
 #define Q8BERT_KERNEL_SCALAR 1
 
 /*
- x86-64 AVX2 (`vpmaddubsw`).
+ x86-64 AVX2 with FMA (`vpmaddubsw`; FMA for the fp32 attention).
  */
 #define Q8BERT_KERNEL_AVX2 2
 
 /*
- x86-64 AVX-VNNI (256-bit `vpdpbusd`).
+ x86-64 AVX-VNNI (256-bit `vpdpbusd`; also needs AVX2 and FMA).
  */
 #define Q8BERT_KERNEL_AVX_VNNI 3
 

@@ -30,9 +30,9 @@ pub const Q8BERT_VERSION_NUMBER: u32 = Q8BERT_VERSION_MAJOR * 10000 + Q8BERT_VER
 pub const Q8BERT_KERNEL_AUTO: u32 = 0;
 /// Portable reference kernel, available everywhere.
 pub const Q8BERT_KERNEL_SCALAR: u32 = 1;
-/// x86-64 AVX2 (`vpmaddubsw`).
+/// x86-64 AVX2 with FMA (`vpmaddubsw`; FMA for the fp32 attention).
 pub const Q8BERT_KERNEL_AVX2: u32 = 2;
-/// x86-64 AVX-VNNI (256-bit `vpdpbusd`).
+/// x86-64 AVX-VNNI (256-bit `vpdpbusd`; also needs AVX2 and FMA).
 pub const Q8BERT_KERNEL_AVX_VNNI: u32 = 3;
 /// x86-64 AVX512-VNNI (512-bit `vpdpbusd`).
 pub const Q8BERT_KERNEL_AVX512_VNNI: u32 = 4;
