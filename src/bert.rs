@@ -11,7 +11,8 @@ use alloc::vec::Vec;
 use crate::error::{bail, Result, Status};
 use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
 use crate::kernels::Kernel;
-use crate::model::{cast, EmbeddingRef, HeadKind, LayerNormRef, LinearRef, ModelLayout, Pooling};
+use crate::kernels::packed_len;
+use crate::model::{cast, AttentionScales, EmbeddingRef, HeadKind, LayerNormRef, LinearRef, ModelLayout, Pooling};
 use crate::ops::{self, math, padded_k};
 
 /// Forward-pass operations, for the per-op time split (feature `op-timing`).
@@ -109,6 +110,10 @@ pub struct Workspace {
     scores: Vec<f32>,
     /// K of every sequence and head transposed for attention: [sequence][head][dh][keys padded].
     key_t: Vec<f32>,
+    /// int8 attention: K of every sequence and head quantized and packed like a weight matrix
+    /// (keys as output columns, `packed_len(len, dh)` bytes each), and each key's sum.
+    key_q: Vec<u8>,
+    key_sum: Vec<i32>,
     dq: Vec<f32>,
     pooled: Vec<f32>,
     /// Buffers of `Model::run_text`.
@@ -137,7 +142,9 @@ impl Workspace {
             + self.xq.capacity()
             + self.acc.capacity() * 4
             + self.inter_q.capacity()
-            + (self.scores.capacity() + self.dq.capacity() + self.pooled.capacity()) * 4
+            + (self.scores.capacity() + self.dq.capacity() + self.pooled.capacity() + self.key_t.capacity()) * 4
+            + self.key_q.capacity()
+            + self.key_sum.capacity() * 4
     }
 }
 
@@ -175,6 +182,7 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
     let (max_n, classes) = max_linear_n(layout);
     let t = batch.checked_mul(seq_len)?;
     let pooled = if layout.classifier.is_some() { batch.checked_mul(h)? } else { 0 };
+    let int8 = layout.int8_attention();
     let f32s = [
         t.checked_mul(h.checked_mul(6)?)?,                                   // hidden, qkv (3x), ctx, tmp
         t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
@@ -184,6 +192,10 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         // of QUERY_ROWS queries and their query rows
         batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)?,
         threads.checked_mul(padded_keys(seq_len).checked_mul(QUERY_ROWS)?.checked_add(QUERY_ROWS * dh)?)?,
+        // int8 attention: key sums of every sequence and head, and per task the int32 scores of
+        // a block of queries
+        if int8 { t.checked_mul(c.num_heads)? } else { 0 },
+        if int8 { threads.checked_mul(SCORE_BLOCK.checked_mul(seq_len)?)? } else { 0 },
     ];
     let bytes = [
         t.checked_mul(12)?,                                                  // tokens
@@ -196,6 +208,9 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         // thread (thread-local and kept, so only a thread's first large run allocates it).
         // Three times: growing it may briefly hold the old and the new block.
         threads.checked_mul(t.checked_mul(h.max(c.intermediate_size).div_ceil(64) * 64)?.checked_add(64)?.checked_mul(3)?)?,
+        // int8 attention: packed K of every sequence and head, and per task a block of int8 queries
+        if int8 { batch.checked_mul(c.num_heads)?.checked_mul(packed_len(seq_len, dh))? } else { 0 },
+        if int8 { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
     ];
     let mut total = 0usize;
     for n in f32s {
@@ -206,6 +221,9 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
     }
     Some(total)
 }
+
+/// Query rows per int8 attention-scores GEMM (a multiple of `QUERY_ROWS`).
+const SCORE_BLOCK: usize = 64;
 
 /// Keys of a sequence padded to whole scores tiles (saturating, so the working-memory bound
 /// of an absurd length overflows into `None` there rather than wrapping).
@@ -471,8 +489,14 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     try_resize(&mut ws.hidden, t * h)?;
     try_resize(&mut ws.qkv, t * 3 * h)?;
     try_resize(&mut ws.ctx, t * h)?;
-    let key_t_len: usize = ws.seq_start.windows(2).map(|w| padded_keys(w[1] - w[0]) * h).sum();
+    let (heads, dh) = (cfg.num_heads, cfg.head_dim());
+    let lens = || ws.seq_start.windows(2).map(|w| w[1] - w[0]);
+    let key_t_len: usize = if layout.layers.iter().any(|l| l.attention_scales.is_none()) { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
+    let (key_q_len, key_sum_len): (usize, usize) =
+        if layout.int8_attention() { (lens().map(|len| heads * packed_len(len, dh)).sum(), t * heads) } else { (0, 0) };
     try_resize(&mut ws.key_t, key_t_len)?;
+    try_resize(&mut ws.key_q, key_q_len)?;
+    try_resize(&mut ws.key_sum, key_sum_len)?;
     try_resize(&mut ws.tmp, t * h)?;
     try_resize(&mut ws.inter_q, t * padded_k(inter))?;
     try_resize(&mut ws.xq, t * padded_k(h))?;
@@ -507,8 +531,17 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
 
     for layer in &layout.layers {
         cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.qkv));
-        transpose_keys(&cx, cfg.num_heads, cfg.head_dim(), h, &ws.seq_start, &ws.qkv, &mut ws.key_t[..key_t_len]);
-        attention(&cx, cfg.num_heads, cfg.head_dim(), h, &ws.seq_start, &ws.qkv, &ws.key_t, &mut ws.ctx[..t * h]);
+        let keys = match layer.attention_scales {
+            None => {
+                transpose_keys(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, &mut ws.key_t[..key_t_len]);
+                Keys::F32 { key_t: &ws.key_t }
+            }
+            Some(scales) => {
+                pack_keys(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, scales.key_scale, &mut ws.key_q[..key_q_len], &mut ws.key_sum[..key_sum_len]);
+                Keys::I8 { packed: &ws.key_q, sums: &ws.key_sum, scales }
+            }
+        };
+        attention(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, keys, &mut ws.ctx[..t * h]);
         let ln = &layer.attention_layer_norm;
         cx.linear(Op::GemmAttentionOutput, &layer.attention_output, LinearIn::F32(&ws.ctx), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
@@ -557,50 +590,142 @@ fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usiz
     }));
 }
 
-/// softmax(q k^T / sqrt(dh)) v per sequence and head, fp32, split over blocks of query rows.
+/// K of every sequence and head quantized with `key_scale` and packed as the weight matrix of
+/// a scores GEMM (keys as output columns, dh as the inner dimension), plus each key's sum for
+/// the kernels' +128 activation offset. Once per layer, shared by all query blocks.
 #[allow(clippy::too_many_arguments)]
-fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], key_t: &[f32], ctx: &mut [f32]) {
+fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], key_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
+    // One task per (sequence, head): (first key row, keys, head).
+    let mut tasks = Vec::new();
+    let mut pieces = Vec::new();
+    let (mut rest, mut rest_sums) = (packed, sums);
+    for w in seq_start.windows(2) {
+        let (a, len) = (w[0], w[1] - w[0]);
+        for hd in 0..heads {
+            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(packed_len(len, dh));
+            let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(len);
+            pieces.push(Slot::new((piece, piece_sums)));
+            (rest, rest_sums) = (tail, tail_sums);
+            tasks.push((a, len, hd));
+        }
+    }
+    let k4 = dh.div_ceil(crate::kernels::KGROUP);
+    cx.par.for_each(tasks.len(), &|i| timed!(Op::AttentionKeyTranspose, {
+        let (piece, piece_sums) = pieces[i].take();
+        let (a, len, hd) = tasks[i];
+        piece.fill(0);
+        let ko = h + hd * dh;
+        for (j, sum) in piece_sums.iter_mut().enumerate().take(len) {
+            let kr = (a + j) * 3 * h + ko;
+            let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
+            let mut s = 0i32;
+            for (d, &kv) in qkv[kr..kr + dh].iter().enumerate() {
+                let q = math::quantize(kv, key_scale);
+                piece[base + (d / 4) * 64 + d % 4] = q as u8;
+                s += q as i32;
+            }
+            *sum = s;
+        }
+    }));
+}
+
+/// The keys of one layer's attention, as `transpose_keys` or `pack_keys` left them.
+#[derive(Clone, Copy)]
+enum Keys<'k> {
+    /// fp32 K^T, [sequence][head][dh][keys padded to KEY_TILE].
+    F32 { key_t: &'k [f32] },
+    /// int8 K, [sequence][head][packed_len(len, dh)] bytes, sums [sequence][head][len].
+    I8 { packed: &'k [u8], sums: &'k [i32], scales: AttentionScales },
+}
+
+/// softmax(q k^T / sqrt(dh)) v per sequence and head, split over blocks of query rows. Scores
+/// are fp32 dot products, or with int8 keys int32 dot products of requantized q and k scaled
+/// by 1/(S_q S_k); softmax and P·V are fp32 either way.
+#[allow(clippy::too_many_arguments)]
+fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], keys: Keys, ctx: &mut [f32]) {
     let inv_sqrt_dh = 1.0 / math::sqrt(dh as f32);
     let total = ctx.len() / h;
     let chunk = total.div_ceil(2 * cx.par.threads()).max(1);
     // Work items never straddle two sequences: (sequence start, sequence end, first row, rows).
-    // Each also carries where its sequence's K^T starts in `key_t`.
+    // Each also carries where its sequence's keys start in `key_t` or in (`packed`, `sums`).
     let mut items = Vec::new();
-    let mut key_t_start = 0;
+    let (mut key_t_start, mut packed_start, mut sums_start) = (0, 0, 0);
     for s in 0..seq_start.len() - 1 {
         let (a, b) = (seq_start[s], seq_start[s + 1]);
         for i0 in (a..b).step_by(chunk) {
-            items.push((a, b, i0, chunk.min(b - i0), key_t_start));
+            items.push((a, b, i0, chunk.min(b - i0), key_t_start, packed_start, sums_start));
         }
         key_t_start += padded_keys(b - a) * h;
+        packed_start += heads * packed_len(b - a, dh);
+        sums_start += heads * (b - a);
     }
-    let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n, _)| (i0, n)).collect();
+    let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n, ..)| (i0, n)).collect();
     let slots: Vec<Slot<&mut [f32]>> = carve(ctx, &blocks, h).into_iter().map(Slot::new).collect();
     cx.par.for_each(items.len(), &|it| cx.kernel.with_fp32_simd(#[inline(always)] || {
         let out = slots[it].take();
-        let (a, b, i0, n, kt0) = items[it];
+        let (a, b, i0, n, kt0, kp0, ks0) = items[it];
         let len = b - a;
         // Keys padded to whole register tiles; the padding lanes are computed and ignored.
         let len_p = padded_keys(len);
         let mut scores = alloc::vec![0.0f32; QUERY_ROWS * len_p];
-        let mut q = alloc::vec![0.0f32; QUERY_ROWS * dh];
-        for hd in 0..heads {
-            let (qo, vo) = (hd * dh, 2 * h + hd * dh);
-            let kt = &key_t[kt0 + hd * dh * len_p..kt0 + (hd + 1) * dh * len_p];
-            for r0 in (i0..i0 + n).step_by(QUERY_ROWS) {
-                let rows = QUERY_ROWS.min(i0 + n - r0);
-                for r in 0..QUERY_ROWS {
-                    // Rows past the block repeat the last one; their results are not stored.
-                    let i = r0 + r.min(rows - 1);
-                    q[r * dh..(r + 1) * dh].copy_from_slice(&qkv[i * 3 * h + qo..i * 3 * h + qo + dh]);
+        let v_rows = &qkv[a * 3 * h..];
+        match keys {
+            Keys::F32 { key_t } => {
+                let mut q = alloc::vec![0.0f32; QUERY_ROWS * dh];
+                for hd in 0..heads {
+                    let (qo, vo) = (hd * dh, 2 * h + hd * dh);
+                    let kt = &key_t[kt0 + hd * dh * len_p..kt0 + (hd + 1) * dh * len_p];
+                    for r0 in (i0..i0 + n).step_by(QUERY_ROWS) {
+                        let rows = QUERY_ROWS.min(i0 + n - r0);
+                        for r in 0..QUERY_ROWS {
+                            // Rows past the block repeat the last one; their results are not stored.
+                            let i = r0 + r.min(rows - 1);
+                            q[r * dh..(r + 1) * dh].copy_from_slice(&qkv[i * 3 * h + qo..i * 3 * h + qo + dh]);
+                        }
+                        timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, kt, len_p, &mut scores));
+                        timed!(Op::AttentionSoftmax, for r in 0..rows {
+                            ops::softmax_scaled(&mut scores[r * len_p..r * len_p + len], inv_sqrt_dh);
+                        });
+                        let c0 = (r0 - i0) * h + hd * dh;
+                        timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, &v_rows[vo..], 3 * h, dh, &mut out[c0..], h));
+                    }
                 }
-                timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, kt, len_p, &mut scores));
-                timed!(Op::AttentionSoftmax, for r in 0..rows {
-                    ops::softmax_scaled(&mut scores[r * len_p..r * len_p + len], inv_sqrt_dh);
-                });
-                let v_rows = &qkv[a * 3 * h + vo..];
-                let c0 = (r0 - i0) * h + hd * dh;
-                timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, v_rows, 3 * h, dh, &mut out[c0..], h));
+            }
+            Keys::I8 { packed, sums, scales } => {
+                let block = SCORE_BLOCK.min(n);
+                let mut q8 = alloc::vec![0i8; block * dh];
+                let mut acc = alloc::vec![0i32; block * len];
+                let inv_qk = 1.0 / (scales.query_scale * scales.key_scale);
+                let kp_len = packed_len(len, dh);
+                for hd in 0..heads {
+                    let (qo, vo) = (hd * dh, 2 * h + hd * dh);
+                    let kp = &packed[kp0 + hd * kp_len..kp0 + (hd + 1) * kp_len];
+                    let ks = &sums[ks0 + hd * len..ks0 + (hd + 1) * len];
+                    for s0 in (i0..i0 + n).step_by(block) {
+                        let brows = block.min(i0 + n - s0);
+                        timed!(Op::AttentionScores, {
+                            for (r, qrow) in q8.chunks_exact_mut(dh).take(brows).enumerate() {
+                                let src = &qkv[(s0 + r) * 3 * h + qo..(s0 + r) * 3 * h + qo + dh];
+                                for (d, &v) in qrow.iter_mut().zip(src) {
+                                    *d = math::quantize(v, scales.query_scale);
+                                }
+                            }
+                            cx.kernel.gemm_i8(&q8, dh, brows, kp, ks, len, dh, 0, len, &mut acc, len);
+                        });
+                        for r0 in (s0..s0 + brows).step_by(QUERY_ROWS) {
+                            let rows = QUERY_ROWS.min(s0 + brows - r0);
+                            timed!(Op::AttentionSoftmax, for r in 0..rows {
+                                let row = &mut scores[r * len_p..r * len_p + len];
+                                for (sv, &av) in row.iter_mut().zip(&acc[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len]) {
+                                    *sv = av as f32 * inv_qk;
+                                }
+                                ops::softmax_scaled(row, inv_sqrt_dh);
+                            });
+                            let c0 = (r0 - i0) * h + hd * dh;
+                            timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, &v_rows[vo..], 3 * h, dh, &mut out[c0..], h));
+                        }
+                    }
+                }
             }
         }
     }));

@@ -154,6 +154,8 @@ pub struct ModelBuilder {
     granularity: WeightGranularity,
     embeddings: Option<Vec<Tensor>>,
     layers: Vec<Option<Vec<Tensor>>>,
+    /// Per layer: (max|q|, max|k|) for int8 attention scores, if requested.
+    attention_ranges: Vec<Option<(f32, f32)>>,
     pooler: Option<Vec<Tensor>>,
     classifier: Option<Vec<Tensor>>,
     metadata: Vec<(String, MetaValue)>,
@@ -162,6 +164,7 @@ pub struct ModelBuilder {
 impl ModelBuilder {
     pub fn new(config: BertConfig, head: Head, tokenizer: TokenizerConfig) -> Self {
         let layers = (0..config.num_layers).map(|_| None).collect();
+        let attention_ranges = (0..config.num_layers).map(|_| None).collect();
         ModelBuilder {
             config,
             head,
@@ -169,6 +172,7 @@ impl ModelBuilder {
             granularity: WeightGranularity::PerTensor,
             embeddings: None,
             layers,
+            attention_ranges,
             pooler: None,
             classifier: None,
             metadata: Vec::new(),
@@ -223,6 +227,22 @@ impl ModelBuilder {
         t.extend(linear_tensors(&alloc::format!("{p}.output"), &[l.output], h, i, g)?);
         t.extend(layer_norm_tensors(&alloc::format!("{p}.output_layer_norm"), l.output_layer_norm, h)?);
         self.layers[index] = Some(t);
+        Ok(self)
+    }
+
+    /// Makes layer `index` compute its attention scores in int8: Q and K requantized with
+    /// S_q = 127 / `query_max` and S_k = 127 / `key_max` (the ranges of the QKV projection's
+    /// Q and K outputs, tracked in training). Needs format 1.1, which the file then declares.
+    pub fn int8_attention(&mut self, index: usize, query_max: f32, key_max: f32) -> Result<&mut Self> {
+        if index >= self.attention_ranges.len() {
+            bail!(Status::InvalidArgument, "layer index {index} but the model has {} layers", self.attention_ranges.len());
+        }
+        for (what, v) in [("query_max", query_max), ("key_max", key_max)] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!(Status::InvalidArgument, "layer {index}: {what} {v} must be finite and positive");
+            }
+        }
+        self.attention_ranges[index] = Some((query_max, key_max));
         Ok(self)
     }
 
@@ -328,6 +348,13 @@ impl ModelBuilder {
         }
         for t in all {
             w.tensor(&t.name, t.dtype, &t.dims, t.bytes.clone());
+        }
+        for (i, r) in self.attention_ranges.iter().enumerate() {
+            if let Some((q_max, k_max)) = *r {
+                w.version_minor(1);
+                w.tensor_f32(&alloc::format!("encoder.layer.{i}.attention.query_scale"), &[1], &[127.0 / q_max]);
+                w.tensor_f32(&alloc::format!("encoder.layer.{i}.attention.key_scale"), &[1], &[127.0 / k_max]);
+            }
         }
         if tk.vocab.len() > c.vocab_size as usize {
             bail!(Status::InvalidArgument, "vocabulary has {} tokens but vocab_size is {}", tk.vocab.len(), c.vocab_size);

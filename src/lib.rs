@@ -42,7 +42,7 @@ pub mod threads;
 pub use bert::{Input, Workspace};
 pub use error::{Error, Result, Status};
 pub use kernels::{Kernel, KernelKind};
-pub use model::{Config, HeadConfig, HeadKind, Options, Pooling};
+pub use model::{AttentionScales, Config, HeadConfig, HeadKind, Options, Pooling};
 pub use runtime::Model;
 
 /// Library version, from Cargo.toml.

@@ -149,6 +149,16 @@ pub struct EmbeddingRef {
     pub inv_scale: f32,
 }
 
+/// Scales of int8 attention scores (format 1.1): Q and K are requantized after the QKV
+/// projection and Q·Kᵀ accumulates in int32, as the trainer simulated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionScales {
+    /// S_q = 127 / EMA(max|q|): q is quantized as clamp(round(q * query_scale)).
+    pub query_scale: f32,
+    /// S_k, likewise for k.
+    pub key_scale: f32,
+}
+
 #[derive(Debug, Clone)]
 pub struct LayerRefs {
     /// Fused Q, K, V projection: [3H, H], rows Q then K then V.
@@ -158,6 +168,8 @@ pub struct LayerRefs {
     pub intermediate: LinearRef,
     pub output: LinearRef,
     pub output_layer_norm: LayerNormRef,
+    /// `Some` when this layer computes attention scores in int8; fp32 otherwise.
+    pub attention_scales: Option<AttentionScales>,
 }
 
 /// Typed, validated view of a whole model file.
@@ -268,6 +280,23 @@ impl<'i> TensorResolver<'i> {
         Ok(LinearRef { n, k, weight, weight_scale, groups, input_scale, bias, weight_sum })
     }
 
+    /// The optional query/key scales of int8 attention: both or neither, and only in a file
+    /// of version 1.1 or later (a 1.0 reader would not know what they mean).
+    fn attention_scales(&mut self, prefix: &str) -> Result<Option<AttentionScales>> {
+        let (q, k) = (alloc::format!("{prefix}.query_scale"), alloc::format!("{prefix}.key_scale"));
+        match (self.index.tensor_by_name.contains_key(&q), self.index.tensor_by_name.contains_key(&k)) {
+            (false, false) => Ok(None),
+            (true, true) => {
+                if self.index.version_minor < 1 {
+                    bail!(Status::UnsupportedVersion, "tensor {q:?} (int8 attention) needs format version 1.1; the file says {}.{}", self.index.version_major, self.index.version_minor);
+                }
+                Ok(Some(AttentionScales { query_scale: self.scale(&q)?, key_scale: self.scale(&k)? }))
+            }
+            (true, false) => bail!(Status::MissingTensor, "tensor {k:?} is missing (int8 attention needs both {q:?} and it)"),
+            (false, true) => bail!(Status::MissingTensor, "tensor {q:?} is missing (int8 attention needs both it and {k:?})"),
+        }
+    }
+
     fn layer_norm(&mut self, prefix: &str, h: usize) -> Result<LayerNormRef> {
         Ok(LayerNormRef {
             gamma: self.get(&alloc::format!("{prefix}.gamma"), DType::F32, &[h])?.range.clone(),
@@ -356,6 +385,7 @@ impl ModelLayout {
                 intermediate: r.linear(&alloc::format!("{p}.intermediate"), i_size, h)?,
                 output: r.linear(&alloc::format!("{p}.output"), h, i_size)?,
                 output_layer_norm: r.layer_norm(&alloc::format!("{p}.output_layer_norm"), h)?,
+                attention_scales: r.attention_scales(&alloc::format!("{p}.attention"))?,
             });
         }
         let (pooler, classifier) = match kind {
@@ -434,6 +464,11 @@ impl ModelLayout {
             vocab_bytes,
             vocab_hash,
         })
+    }
+
+    /// Whether any layer computes its attention scores in int8 (format 1.1).
+    pub fn int8_attention(&self) -> bool {
+        self.layers.iter().any(|l| l.attention_scales.is_some())
     }
 
     /// Floats written per sequence for an input of `seq_len` tokens.

@@ -126,6 +126,11 @@ struct Entry {
 
 /// Rewrites the valid model after editing its tensor list and metadata.
 fn rewritten(edit: impl FnOnce(&mut Vec<Entry>, &mut Vec<(String, MetaValue)>)) -> Vec<u8> {
+    rewritten_as(0, edit)
+}
+
+/// `rewritten`, declaring format version 1.`minor`.
+fn rewritten_as(minor: u16, edit: impl FnOnce(&mut Vec<Entry>, &mut Vec<(String, MetaValue)>)) -> Vec<u8> {
     let b = valid();
     let index = FileIndex::parse(&b, true).unwrap();
     let mut tensors: Vec<Entry> = index
@@ -136,6 +141,7 @@ fn rewritten(edit: impl FnOnce(&mut Vec<Entry>, &mut Vec<(String, MetaValue)>)) 
     let mut meta: Vec<(String, MetaValue)> = index.metadata.into_iter().collect();
     edit(&mut tensors, &mut meta);
     let mut w = FileWriter::new();
+    w.version_minor(minor);
     for (k, v) in meta {
         w.metadata(&k, v);
     }
@@ -278,8 +284,24 @@ fn directory_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
     ]
 }
 
+/// Adds the int8-attention scales of layer 0 (`None` leaves one out).
+fn attention_scales(t: &mut Vec<Entry>, query: Option<Vec<u8>>, key: Option<Vec<u8>>) {
+    for (name, bytes) in [("query_scale", query), ("key_scale", key)] {
+        if let Some(bytes) = bytes {
+            let dims = vec![bytes.len() as u64 / 4];
+            t.push(Entry { name: format!("encoder.layer.0.attention.{name}"), dtype: DType::F32, dims, bytes });
+        }
+    }
+}
+
 fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
     vec![
+        ("int8 attention scales in a 1.0 file", rewritten_as(0, |t, _| attention_scales(t, Some(f32_bytes(20.0)), Some(f32_bytes(20.0)))), Status::UnsupportedVersion),
+        ("query scale without key scale", rewritten_as(1, |t, _| attention_scales(t, Some(f32_bytes(20.0)), None)), Status::MissingTensor),
+        ("key scale without query scale", rewritten_as(1, |t, _| attention_scales(t, None, Some(f32_bytes(20.0)))), Status::MissingTensor),
+        ("zero query scale", rewritten_as(1, |t, _| attention_scales(t, Some(f32_bytes(0.0)), Some(f32_bytes(20.0)))), Status::BadScale),
+        ("infinite key scale", rewritten_as(1, |t, _| attention_scales(t, Some(f32_bytes(20.0)), Some(f32_bytes(f32::INFINITY)))), Status::BadScale),
+        ("two query scales", rewritten_as(1, |t, _| attention_scales(t, Some([f32_bytes(1.0), f32_bytes(2.0)].concat()), Some(f32_bytes(20.0)))), Status::WrongShape),
         ("missing tensor", rewritten(|t, _| t.retain(|e| e.name != "encoder.layer.1.intermediate.bias")), Status::MissingTensor),
         ("unknown tensor", rewritten(|t, _| t.push(Entry { name: "extra.tensor".into(), dtype: DType::F32, dims: vec![1], bytes: vec![0; 4] })), Status::UnknownTensor),
         ("duplicate tensor", rewritten(|t, _| {
@@ -343,6 +365,24 @@ fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
             b
         }, Status::BadMetadata),
     ]
+}
+
+#[test]
+fn int8_attention_needs_format_1_1_and_the_builder_declares_it() {
+    let minor = |b: &[u8]| u16::from_le_bytes([b[10], b[11]]);
+    // Without int8 attention the builder writes 1.0, so older readers keep reading its files.
+    let plain = valid();
+    assert_eq!(minor(&plain), 0);
+    let fp = FpModel::random(tiny_config(), Head::Classification { labels: vec!["a".into(), "b".into()] }, 3).with_int8_attention(3.0, 2.5);
+    let with = fp.bytes();
+    assert_eq!(minor(&with), 1);
+    let buf = Aligned::new(&with);
+    let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+    let layers = &model.layout().layers;
+    assert!(layers.iter().all(|l| l.attention_scales == Some(q8bert::AttentionScales { query_scale: 127.0 / 3.0, key_scale: 127.0 / 2.5 })));
+    // The same tensors hand-added to a file that declares 1.1 open too.
+    let hand = rewritten_as(1, |t, _| attention_scales(t, Some(f32_bytes(20.0)), Some(f32_bytes(30.0))));
+    assert_eq!(status(&hand), Status::Ok);
 }
 
 #[test]

@@ -120,6 +120,44 @@ fn attention_tiles_match_reference() {
     }
 }
 
+/// int8 attention scores (format 1.1): requantized Q and K, int32 Q·Kᵀ. Tight ranges make
+/// the clipping matter, so a runtime that ignored the scales would miss the reference.
+#[test]
+fn int8_attention_matches_reference() {
+    for (i, head) in heads().into_iter().enumerate() {
+        let fp = FpModel::random(tiny_config(), head, 500 + i as u64).with_int8_attention(1.5, 1.0);
+        check_against_reference(&fp, TOLERANCE);
+    }
+    // Long sequences (several score blocks of 64 queries, key counts not a multiple of the
+    // kernels' 16-column panels) and head sizes the scores GEMM sees as K: 64, 48 and 80 (not
+    // a multiple of its 64-byte chunks) and 9 (not a multiple of its groups of 4).
+    for (i, (hidden, heads)) in [(128u32, 2u32), (96, 2), (160, 2), (36, 4)].into_iter().enumerate() {
+        let mut config = tiny_config();
+        (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (hidden, heads, 2 * hidden, 160);
+        let fp = FpModel::random(config, Head::Embedding { pooling: Pooling::Mean, normalize: false }, 510 + i as u64).with_int8_attention(2.0, 2.0);
+        check_shapes_against_reference(&fp, TOLERANCE, &[(1, 131), (2, 70)]);
+    }
+}
+
+/// The scales really change the computation: int8 attention and fp32 attention over the same
+/// weights give different outputs.
+#[test]
+fn int8_attention_differs_from_fp32_attention() {
+    let fp = FpModel::random(tiny_config(), Head::TokenStates, 520);
+    let run = |bytes: Vec<u8>| {
+        let buf = Aligned::new(&bytes);
+        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+        let ids: Vec<i32> = (0..12).map(|i| 5 + i % 30).collect();
+        let mut out = vec![0.0f32; model.output_len(1, 12)];
+        model.run(&ids, None, None, 1, 12, &mut out).unwrap();
+        out
+    };
+    let fp32 = run(fp.bytes());
+    let int8 = run(fp.with_int8_attention(1.5, 1.0).bytes());
+    let max_diff = fp32.iter().zip(&int8).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max_diff > TOLERANCE as f32, "int8 attention changed the outputs by only {max_diff}");
+}
+
 #[test]
 fn per_channel_weight_scales_match_reference() {
     for (i, head) in heads().into_iter().take(3).enumerate() {
@@ -290,13 +328,18 @@ fn every_kernel_gives_bit_identical_outputs() {
         let mut config = tiny_config();
         (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (hidden, 2, 2 * hidden, 80);
         assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 32 + i as u64), 3, 70);
+        // int8 attention: the scores GEMM runs on each kernel too.
+        assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 35 + i as u64).with_int8_attention(2.0, 2.0), 3, 70);
     }
+    assert_kernels_identical(&FpModel::random(tiny_config(), heads()[0].clone(), 38).with_int8_attention(1.5, 1.0), 4, 24);
 }
 
 #[test]
 fn every_thread_count_gives_bit_identical_outputs() {
-    for head in heads() {
+    for (i, head) in heads().into_iter().enumerate() {
         let fp = FpModel::random(tiny_config(), head, 41);
+        // Every other head with int8 attention scores.
+        let fp = if i % 2 == 1 { fp.with_int8_attention(1.5, 1.0) } else { fp };
         let bytes = fp.bytes();
         let buf = Aligned::new(&bytes);
         let mut rng = Rng::new(23);

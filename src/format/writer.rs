@@ -20,6 +20,8 @@ struct PendingTensor {
 pub struct FileWriter {
     metadata: Vec<(String, MetaValue)>,
     tensors: Vec<PendingTensor>,
+    /// Minor version written to the header (0 unless raised by the caller).
+    version_minor: u16,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -30,6 +32,13 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 impl FileWriter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The minor format version to write: the lowest one whose features the file uses
+    /// (`builder.rs` raises it to 1 for int8 attention). At most [`VERSION_MINOR`].
+    pub fn version_minor(&mut self, minor: u16) {
+        assert!(minor <= VERSION_MINOR, "format minor version {minor} is newer than this writer ({VERSION_MINOR})");
+        self.version_minor = minor;
     }
 
     /// Adds (or replaces) a metadata entry.
@@ -109,7 +118,7 @@ impl FileWriter {
         let mut out = Vec::with_capacity((data_offset + data_size) as usize);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION_MAJOR.to_le_bytes());
-        out.extend_from_slice(&VERSION_MINOR.to_le_bytes());
+        out.extend_from_slice(&self.version_minor.to_le_bytes());
         out.extend_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes()); // flags
         out.extend_from_slice(&(ALIGNMENT as u32).to_le_bytes());

@@ -79,6 +79,8 @@ pub struct FpModel {
     pub config: BertConfig,
     pub head: Head,
     pub granularity: WeightGranularity,
+    /// Per layer: (max|q|, max|k|) when attention scores are int8 (format 1.1).
+    pub int8_attention: Vec<Option<(f32, f32)>>,
     pub vocab: Vec<String>,
     pub word: Vec<f32>,
     pub pos: Vec<f32>,
@@ -144,6 +146,7 @@ impl FpModel {
             config,
             head,
             granularity: WeightGranularity::PerTensor,
+            int8_attention: vec![None; config.num_layers as usize],
             vocab: tiny_vocab(config.vocab_size as usize),
         }
     }
@@ -162,6 +165,12 @@ impl FpModel {
         let mut m = FpModel::random(config, head, seed);
         m.vocab = vocab;
         m
+    }
+
+    /// The same model with int8 attention scores in every layer, Q and K ranges given.
+    pub fn with_int8_attention(mut self, query_max: f32, key_max: f32) -> FpModel {
+        self.int8_attention = vec![Some((query_max, key_max)); self.layers.len()];
+        self
     }
 
     pub fn builder(&self) -> ModelBuilder {
@@ -184,6 +193,11 @@ impl FpModel {
                 },
             )
             .unwrap();
+        }
+        for (idx, r) in self.int8_attention.iter().enumerate() {
+            if let Some((q_max, k_max)) = *r {
+                b.int8_attention(idx, q_max, k_max).unwrap();
+            }
         }
         if matches!(self.head, Head::Classification { .. } | Head::Regression) {
             b.pooler(self.pooler.view()).unwrap();
@@ -312,10 +326,15 @@ pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
     let heads = c.num_heads as usize;
     let dh = h / heads;
     let g = m.granularity;
-    for l in &m.layers {
+    for (l, int8_attention) in m.layers.iter().zip(&m.int8_attention) {
         let qkv_max = l.q.input_max.max(l.k.input_max).max(l.v.input_max);
-        let q = ref_linear(&l.q, &x, g, qkv_max);
-        let k = ref_linear(&l.k, &x, g, qkv_max);
+        let mut q = ref_linear(&l.q, &x, g, qkv_max);
+        let mut k = ref_linear(&l.k, &x, g, qkv_max);
+        if let Some((q_max, k_max)) = *int8_attention {
+            let (sq, sk) = ((127.0f32 / q_max) as f64, (127.0f32 / k_max) as f64);
+            q.iter_mut().for_each(|v| *v = fake_quant(*v, sq));
+            k.iter_mut().for_each(|v| *v = fake_quant(*v, sk));
+        }
         let v = ref_linear(&l.v, &x, g, qkv_max);
         let mut ctx = vec![0.0; t * h];
         for hd in 0..heads {
