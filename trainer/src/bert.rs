@@ -200,6 +200,21 @@ pub fn qlinear(x: &Tensor, parts: &[&Linear], tracker: &RangeTracker, ctx: &Ctx)
     Ok((y + ones.matmul(&b.reshape((1, out))?)?)?)
 }
 
+/// An activation the runtime requantizes (Q or K of int8 attention): its range is tracked like
+/// a linear layer's input, and it is fake-quantized per tensor when `ctx.quant`.
+fn requantize(x: &Tensor, tracker: &RangeTracker, ctx: &Ctx) -> Result<Tensor> {
+    match ctx.track {
+        Track::None => {}
+        Track::Ema(decay) => tracker.observe(abs_max(x)?, decay),
+        Track::Max => tracker.observe_max(abs_max(x)?),
+    }
+    if !ctx.quant {
+        return Ok(x.clone());
+    }
+    let range = tracker.get().context("quantized forward before the Q/K range was observed")?;
+    Ok(fake_quant(x, Scales::per_tensor(scale_for(range)), QMAX_I8)?)
+}
+
 fn dropout(x: &Tensor, p: f32, ctx: &Ctx) -> Result<Tensor> {
     if !ctx.dropout || p <= 0.0 {
         return Ok(x.clone());
@@ -238,6 +253,9 @@ pub struct Layer {
     pub attention_output_in: RangeTracker,
     pub intermediate_in: RangeTracker,
     pub output_in: RangeTracker,
+    /// Ranges of the Q and K projections' outputs (int8 attention scores only).
+    pub query_out: RangeTracker,
+    pub key_out: RangeTracker,
 }
 
 /// Sequence-level head: pooler (tanh dense on the first token) then a classifier.
@@ -257,6 +275,9 @@ pub struct Bert {
     pub spare_pooler: Option<Linear>,
     /// How the sequence head was obtained (None without a head).
     pub head_init: Option<HeadInit>,
+    /// Attention scores from requantized Q and K (format 1.1): their ranges are tracked and,
+    /// when quantizing, Q and K are fake-quantized before Q·Kᵀ as the runtime will.
+    pub int8_attention: bool,
 }
 
 /// Where the classifier of a sequence head came from.
@@ -370,6 +391,8 @@ impl Bert {
                 attention_output_in: Default::default(),
                 intermediate_in: Default::default(),
                 output_in: Default::default(),
+                query_out: Default::default(),
+                key_out: Default::default(),
             });
         }
         let pooler = if w.has("pooler.dense.weight") { Some(w.linear("pooler.dense")?) } else { None };
@@ -392,7 +415,7 @@ impl Bert {
                 Some(ClsHead { pooler, classifier, pooler_in: Default::default(), classifier_in: Default::default() })
             }
         };
-        Ok(Bert { cfg, embeddings, layers, head, spare_pooler: pooler, head_init })
+        Ok(Bert { cfg, embeddings, layers, head, spare_pooler: pooler, head_init, int8_attention: false })
     }
 
     /// A randomly initialised model (tests).
@@ -470,6 +493,11 @@ impl Bert {
                 Ok(qkv.narrow(1, i * h, h)?.reshape((bsz, t, nh, hd))?.transpose(1, 2)?.contiguous()?)
             };
             let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
+            let (q, k) = if self.int8_attention {
+                (requantize(&q, &l.query_out, ctx)?, requantize(&k, &l.key_out, ctx)?)
+            } else {
+                (q, k)
+            };
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask_bias)?;
             let probs = dropout(&softmax_last(&scores)?, cfg.attention_probs_dropout_prob, ctx)?;
             let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((bsz * t, h))?;
@@ -557,6 +585,10 @@ impl Bert {
             v.push((format!("layer.{i}.attention_output"), &l.attention_output_in));
             v.push((format!("layer.{i}.intermediate"), &l.intermediate_in));
             v.push((format!("layer.{i}.output"), &l.output_in));
+            if self.int8_attention {
+                v.push((format!("layer.{i}.query"), &l.query_out));
+                v.push((format!("layer.{i}.key"), &l.key_out));
+            }
         }
         if let Some(h) = &self.head {
             v.push(("pooler".into(), &h.pooler_in));

@@ -45,6 +45,7 @@ impl TrainMeta {
             ("qat.ema_decay".into(), F32(o.ema_decay)),
             ("qat.start_step".into(), U64(o.qat_start_step as u64)),
             ("qat.per_channel".into(), Bool(o.per_channel)),
+            ("qat.int8_attention".into(), Bool(o.int8_attention)),
             ("qat.act_range".into(), Str(o.act_range.name().into())),
             ("qat.calibrate_batches".into(), U64(o.calibrate_batches as u64)),
             ("qat.distill_alpha".into(), F32(if o.teacher.is_some() { o.distill_alpha } else { 0.0 })),
@@ -221,6 +222,10 @@ mod with_runtime {
                 },
             )
             .map_err(err)?;
+            if model.int8_attention {
+                let range = |t: &crate::quant::RangeTracker, what: &str| t.get().with_context(|| format!("layer {i} {what}: activation range was never observed"));
+                b.int8_attention(i, range(&l.query_out, "query output")?, range(&l.key_out, "key output")?).map_err(err)?;
+            }
         }
         if let Some(h) = &model.head {
             let p = OwnedLinear::new(&h.pooler, h.pooler_in.get(), "pooler")?;

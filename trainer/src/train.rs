@@ -51,6 +51,8 @@ pub struct FineTuneOptions {
     pub act_range: ActRange,
     pub fp32: bool,
     pub per_channel: bool,
+    /// Attention scores from requantized Q and K (format 1.1; not part of the paper's scheme).
+    pub int8_attention: bool,
     pub max_grad_norm: f32,
     pub dropout: Option<f32>,
     pub threads: usize,
@@ -270,6 +272,7 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
     }
     let n_labels = num_labels(o.task, &train_ex);
     let mut model = Bert::load(&o.model, Some(n_labels), o.seed)?;
+    model.int8_attention = o.int8_attention;
     check_head(&model, o.task)?;
     if let Some(p) = o.dropout {
         model.cfg.hidden_dropout_prob = p;

@@ -34,12 +34,13 @@ fn random_rows(n: usize, vocab: usize, seed: u64) -> Vec<Encoded> {
 
 #[test]
 fn packed_model_agrees_with_fake_quantized_forward() {
-    for per_channel in [false, true] {
+    for (per_channel, int8_attention) in [(false, false), (true, false), (false, true)] {
         let vocab = tiny_vocab(40);
         let mut cfg = BertConfig::tiny(vocab.len());
         cfg.hidden_size = 32;
         cfg.intermediate_size = 64;
-        let model = Bert::random(cfg, Some(3), 5).unwrap();
+        let mut model = Bert::random(cfg, Some(3), 5).unwrap();
+        model.int8_attention = int8_attention;
         let tok = TextTokenizer::new(vocab, serde_json::from_str("{}").unwrap()).unwrap();
         // Ranges: a short EMA "training" pass over random batches.
         let calib = Dataset { rows: random_rows(64, 40, 1) };
@@ -49,15 +50,26 @@ fn packed_model_agrees_with_fake_quantized_forward() {
             model.logits(&b, &ctx).unwrap();
         }
         let check = Dataset { rows: random_rows(50, 40, 2) };
-        let path = std::env::temp_dir().join(format!("trainer-export-test-{}-{per_channel}.q8b", std::process::id()));
+        let path = std::env::temp_dir().join(format!("trainer-export-test-{}-{per_channel}-{int8_attention}.q8b", std::process::id()));
         let report = export_classifier(&model, &tok, Task::Classification, &path, per_channel, &TrainMeta::default(), Some((&check, 0))).unwrap();
         let agree = report["runtime_agreement"].as_f64().unwrap();
         let diff = report["runtime_max_abs_diff"].as_f64().unwrap();
         let (sim, _) = predict(&model, &check, 0, true, per_channel, 8, false).unwrap();
         let scale = sim.iter().flatten().fold(0f32, |m, v| m.max(v.abs())) as f64;
-        eprintln!("per_channel={per_channel}: agreement {agree}, max |runtime - trainer| = {diff:e} (logit scale {scale})");
+        eprintln!("per_channel={per_channel} int8_attention={int8_attention}: agreement {agree}, max |runtime - trainer| = {diff:e} (logit scale {scale})");
         assert!(agree >= 0.98, "argmax agreement {agree}");
         assert!(diff <= 0.02 * scale.max(1.0), "max abs diff {diff}");
+        let packed = q8bert::Model::open(&path, &q8bert::Options::default()).unwrap();
+        assert_eq!(packed.layout().int8_attention(), int8_attention, "the file carries int8 attention iff the model simulated it");
+        if int8_attention {
+            // The simulation of int8 attention is what the runtime matches: without it the
+            // trainer's outputs are further from the packed model than with it.
+            model.int8_attention = false;
+            let (plain, _) = predict(&model, &check, 0, true, per_channel, 8, false).unwrap();
+            let plain_diff = sim.iter().flatten().zip(plain.iter().flatten()).fold(0f32, |m, (a, b)| m.max((a - b).abs())) as f64;
+            eprintln!("  simulation with vs without int8 attention: max diff {plain_diff:e}");
+            assert!(plain_diff > 2.0 * diff, "int8 attention barely changes the simulation ({plain_diff}) relative to the runtime gap ({diff})");
+        }
         std::fs::remove_file(&path).ok();
     }
 }

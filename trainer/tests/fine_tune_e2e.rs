@@ -75,6 +75,7 @@ fn seeded_fine_tune_reproduces_and_exports() {
             act_range: trainer::train::ActRange::Ema,
             fp32: false,
             per_channel: false,
+            int8_attention: false,
             max_grad_norm: 1.0,
             dropout: None,
             threads: 2,

@@ -163,6 +163,7 @@ fn qat_from_the_trainers_own_fp32_output() {
         act_range: ActRange::Ema,
         fp32,
         per_channel: false,
+        int8_attention: false,
         max_grad_norm: 1.0,
         dropout: None,
         threads: 2,
