@@ -111,6 +111,9 @@ impl GeluRow {
 /// LayerNorm of a normalized row stay in range, and the code has no data-dependent branch).
 struct Rows {
     scores: Vec<f32>,
+    /// int32 scores of int8 attention (Q·Kᵀ of int8 rows of 64), and their softmax.
+    int_scores: Vec<i32>,
+    probs: Vec<f32>,
     hidden: Vec<f32>,
     gamma: Vec<f32>,
     beta: Vec<f32>,
@@ -121,6 +124,8 @@ impl Rows {
         let mut r = rng(0x2545_F491_4F6C_DD1D);
         Rows {
             scores: (0..N_SOFTMAX).map(|_| 8.0 * r()).collect(),
+            int_scores: (0..N_SOFTMAX).map(|_| (60_000.0 * r()) as i32).collect(),
+            probs: vec![0.0; N_SOFTMAX],
             hidden: (0..N_LN).map(|_| 3.0 * r()).collect(),
             gamma: (0..N_LN).map(|_| 1.0 + 0.2 * r()).collect(),
             beta: (0..N_LN).map(|_| 0.1 * r()).collect(),
@@ -131,6 +136,13 @@ impl Rows {
         kern.with_fp32_simd(
             #[inline(always)]
             || ops::softmax_scaled(black_box(&mut self.scores), 0.125),
+        );
+    }
+    #[inline(always)]
+    fn softmax_i32(&mut self, kern: &Kernel) {
+        kern.with_fp32_simd(
+            #[inline(always)]
+            || ops::softmax_scaled_i32(black_box(&self.int_scores), 1.2e-4, black_box(&mut self.probs)),
         );
     }
     #[inline(always)]
@@ -160,6 +172,7 @@ fn criterion_benches(c: &mut Criterion) {
         let mut g = c.benchmark_group("softmax_128");
         g.throughput(Throughput::Elements(N_SOFTMAX as u64));
         g.bench_function(name, |b| b.iter(|| rows.softmax(&kern)));
+        g.bench_function(BenchmarkId::new("int32 scores", name), |b| b.iter(|| rows.softmax_i32(&kern)));
         g.finish();
         let mut g = c.benchmark_group("layer_norm_768");
         g.throughput(Throughput::Elements(N_LN as u64));
@@ -220,13 +233,20 @@ fn summary() {
     println!("softmax on {N_SOFTMAX}, layer_norm on {N_LN} (medians of ~0.5 ms samples)");
     let mut rows = Rows::new();
     for kern in kernels() {
-        let (mut sm, mut ln) = (Vec::new(), Vec::new());
+        let (mut sm, mut smi, mut ln) = (Vec::new(), Vec::new(), Vec::new());
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(1000) {
             sm.push(ns_per_elem(&mut || rows.softmax(&kern), 4000, N_SOFTMAX));
+            smi.push(ns_per_elem(&mut || rows.softmax_i32(&kern), 4000, N_SOFTMAX));
             ln.push(ns_per_elem(&mut || rows.layer_norm(&kern), 1000, N_LN));
         }
-        println!("{:<12} softmax {:>7.3}  layer_norm {:>7.3}", kern.kind().name(), median(sm), median(ln));
+        println!(
+            "{:<12} softmax {:>7.3}  softmax of int32 {:>7.3}  layer_norm {:>7.3}",
+            kern.kind().name(),
+            median(sm),
+            median(smi),
+            median(ln)
+        );
     }
 }
 

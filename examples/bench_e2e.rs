@@ -6,6 +6,7 @@
 //!
 //! Builds (once, cached) a random-weight model of the named shape, then times `run` until
 //! --min-time-ms has passed and prints one JSON line with the median and percentiles.
+//! `--int8-attention` builds the model with int8 attention scores (format 1.1).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -54,7 +55,7 @@ fn view(p: &(Vec<f32>, Vec<f32>)) -> builder::Linear<'_> {
     builder::Linear { weight: &p.0, bias: &p.1, input_max: 4.0 }
 }
 
-fn build(config: BertConfig, path: &PathBuf) {
+fn build(config: BertConfig, int8_attention: bool, path: &PathBuf) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (h, i) = (config.hidden_size as usize, config.intermediate_size as usize);
     let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -86,6 +87,9 @@ fn build(config: BertConfig, path: &PathBuf) {
             },
         )
         .unwrap();
+        if int8_attention {
+            b.int8_attention(l, 4.0, 4.0).unwrap();
+        }
     }
     let (p, c) = (lin(&mut rng, h, h), lin(&mut rng, 2, h));
     b.pooler(builder::Linear { weight: &p.0, bias: &p.1, input_max: 4.0 }).unwrap();
@@ -103,9 +107,11 @@ fn main() {
 
     let dir = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/q8bert/bench");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{shape_name}-v{}.q8b", q8bert::format::VERSION_MINOR));
+    let int8_attention = std::env::args().any(|a| a == "--int8-attention");
+    let variant = if int8_attention { "-int8-attention" } else { "" };
+    let path = dir.join(format!("{shape_name}{variant}-v{}.q8b", q8bert::format::VERSION_MINOR));
     if !path.exists() {
-        build(shape(&shape_name), &path);
+        build(shape(&shape_name), int8_attention, &path);
     }
     let model = Model::open(&path, &Options { num_threads: threads, kernel, ..Default::default() }).unwrap();
     let ids: Vec<i32> = (0..batch * seq).map(|i| if i % seq == 0 { 2 } else { 5 + (i as i32 * 7919) % 30000 }).collect();

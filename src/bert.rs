@@ -610,23 +610,26 @@ fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
         }
     }
     let k4 = dh.div_ceil(crate::kernels::KGROUP);
-    cx.par.for_each(tasks.len(), &|i| timed!(Op::AttentionKeyTranspose, {
+    cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
         let (piece, piece_sums) = pieces[i].take();
         let (a, len, hd) = tasks[i];
+        // Padding (keys past `len` in the last panel, k past dh) stays zero.
         piece.fill(0);
+        let mut row = alloc::vec![0i8; k4 * 4];
         let ko = h + hd * dh;
         for (j, sum) in piece_sums.iter_mut().enumerate().take(len) {
             let kr = (a + j) * 3 * h + ko;
-            let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
-            let mut s = 0i32;
-            for (d, &kv) in qkv[kr..kr + dh].iter().enumerate() {
-                let q = math::quantize(kv, key_scale);
-                piece[base + (d / 4) * 64 + d % 4] = q as u8;
-                s += q as i32;
+            for (q, &kv) in row.iter_mut().zip(&qkv[kr..kr + dh]) {
+                *q = math::quantize(kv, key_scale);
             }
-            *sum = s;
+            *sum = row.iter().map(|&q| q as i32).sum();
+            // Key j is column j % 16 of panel j / 16: 4 consecutive k per 64-byte group.
+            let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
+            for (g, quad) in row.chunks_exact(4).enumerate() {
+                piece[base + g * 64..base + g * 64 + 4].copy_from_slice(bytemuck::cast_slice(quad));
+            }
         }
-    }));
+    })));
 }
 
 /// The keys of one layer's attention, as `transpose_keys` or `pack_keys` left them.
@@ -695,7 +698,8 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
                 let block = SCORE_BLOCK.min(n);
                 let mut q8 = alloc::vec![0i8; block * dh];
                 let mut acc = alloc::vec![0i32; block * len];
-                let inv_qk = 1.0 / (scales.query_scale * scales.key_scale);
+                // Scores are acc / (S_q S_k), then divided by sqrt(dh) inside the softmax: one scale.
+                let score_scale = inv_sqrt_dh / (scales.query_scale * scales.key_scale);
                 let kp_len = packed_len(len, dh);
                 for hd in 0..heads {
                     let (qo, vo) = (hd * dh, 2 * h + hd * dh);
@@ -715,11 +719,8 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
                         for r0 in (s0..s0 + brows).step_by(QUERY_ROWS) {
                             let rows = QUERY_ROWS.min(s0 + brows - r0);
                             timed!(Op::AttentionSoftmax, for r in 0..rows {
-                                let row = &mut scores[r * len_p..r * len_p + len];
-                                for (sv, &av) in row.iter_mut().zip(&acc[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len]) {
-                                    *sv = av as f32 * inv_qk;
-                                }
-                                ops::softmax_scaled(row, inv_sqrt_dh);
+                                let acc_row = &acc[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len];
+                                ops::softmax_scaled_i32(acc_row, score_scale, &mut scores[r * len_p..r * len_p + len]);
                             });
                             let c0 = (r0 - i0) * h + hd * dh;
                             timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, &v_rows[vo..], 3 * h, dh, &mut out[c0..], h));

@@ -195,6 +195,22 @@ pub fn sum(v: &[f32]) -> f32 {
     reduce(acc)
 }
 
+/// Largest element (i32::MIN for an empty slice), 16 lanes at a time so it vectorizes.
+#[inline(always)]
+pub fn max_i32(v: &[i32]) -> i32 {
+    let mut acc = [i32::MIN; LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] = acc[l].max(c[l]);
+        }
+    }
+    for (l, &x) in chunks.remainder().iter().enumerate() {
+        acc[l] = acc[l].max(x);
+    }
+    acc.iter().copied().fold(i32::MIN, i32::max)
+}
+
 /// Largest element (NEG_INFINITY for an empty slice), 16 lanes at a time so it vectorizes.
 #[inline(always)]
 pub fn max(v: &[f32]) -> f32 {

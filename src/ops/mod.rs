@@ -79,9 +79,48 @@ pub fn softmax_scaled(x: &mut [f32], scale: f32) {
     }
 }
 
+/// softmax(acc * scale) of int32 scores (int8 attention) into `out`, for `scale > 0`: the
+/// max is taken on the integers (exact; rounding is monotonic, so it equals the max of the
+/// scaled values), then one pass converts, scales and exponentiates.
+#[inline(always)]
+pub fn softmax_scaled_i32(acc: &[i32], scale: f32, out: &mut [f32]) {
+    let out = &mut out[..acc.len()];
+    let max = math::max_i32(acc) as f32 * scale;
+    for (o, &a) in out.iter_mut().zip(acc) {
+        *o = math::exp(a as f32 * scale - max);
+    }
+    let inv = 1.0 / math::sum(out);
+    for v in out.iter_mut() {
+        *v *= inv;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int32_softmax_equals_float_softmax_of_the_converted_scores() {
+        let mut state = 0x1234_5678u32;
+        for len in [1usize, 5, 16, 33, 128, 300] {
+            let acc: alloc::vec::Vec<i32> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    (state % 2_000_001) as i32 - 1_000_000
+                })
+                .collect();
+            for scale in [1e-5f32, 3.7e-6, 2.5e-4] {
+                let mut got = alloc::vec![0.0f32; len + 3];
+                softmax_scaled_i32(&acc, scale, &mut got);
+                let mut want: alloc::vec::Vec<f32> = acc.iter().map(|&a| a as f32).collect();
+                softmax_scaled(&mut want, scale);
+                assert_eq!(&got[..len], &want[..], "len {len}, scale {scale}");
+                assert_eq!(&got[len..], &[0.0; 3], "only acc.len() outputs are written");
+            }
+        }
+    }
 
     #[test]
     fn scaled_softmax_equals_scaling_first_bit_for_bit() {
