@@ -56,8 +56,12 @@ fn working_memory_bounds_what_a_run_allocates() {
     ];
     let mut rng = Rng::new(9);
     let mut worst: f64 = 0.0;
-    for head in heads {
-        let buf = Aligned::new(&FpModel::random(config, head.clone(), 4).bytes());
+    // Each head with fp32 attention, and the classifier also with int8 attention scores.
+    let models = heads.iter().map(|h| (h.clone(), false)).chain([(heads[0].clone(), true)]);
+    for (head, int8_attention) in models {
+        let fp = FpModel::random(config, head.clone(), 4);
+        let fp = if int8_attention { fp.with_int8_attention(2.0, 2.0) } else { fp };
+        let buf = Aligned::new(&fp.bytes());
         for threads in [1, 2] {
             for (batch, seq_len) in [(1, 1), (1, 64), (3, 17), (8, 64), (32, 8)] {
                 // A fresh model each time: its workspace pool starts empty.
@@ -76,9 +80,11 @@ fn working_memory_bounds_what_a_run_allocates() {
                 PEAK.store(before, Relaxed);
                 model.run(&ids, None, None, batch, seq_len, &mut out).unwrap();
                 let used = PEAK.load(Relaxed) - before;
-                assert!(used <= bound, "{head:?} threads {threads} batch {batch} x {seq_len}: run allocated {used} bytes, working_memory says {bound}");
+                assert!(used <= bound, "{head:?} (int8 attention {int8_attention}) threads {threads} batch {batch} x {seq_len}: run allocated {used} bytes, working_memory says {bound}");
                 worst = worst.max(used as f64 / bound as f64);
-                eprintln!("{:>14} threads {threads} batch {batch:>2} x {seq_len:>2}: peak {used:>8} <= bound {bound:>8}", format!("{:?}", head).split_whitespace().next().unwrap());
+                let kind = format!("{head:?}").split_whitespace().next().unwrap().to_string();
+                let name = if int8_attention { kind + " int8-attn" } else { kind };
+                eprintln!("{name:>24} threads {threads} batch {batch:>2} x {seq_len:>2}: peak {used:>8} <= bound {bound:>8}");
             }
         }
     }
