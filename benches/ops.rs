@@ -146,13 +146,6 @@ impl Rows {
         );
     }
     #[inline(always)]
-    fn softmax_unnormalized_i32(&mut self, kern: &Kernel) -> f32 {
-        kern.with_fp32_simd(
-            #[inline(always)]
-            || ops::softmax_unnormalized_i32(black_box(&self.int_scores), 1.2e-4, black_box(&mut self.probs)),
-        )
-    }
-    #[inline(always)]
     fn layer_norm(&mut self, kern: &Kernel) {
         kern.with_fp32_simd(
             #[inline(always)]
@@ -240,20 +233,18 @@ fn summary() {
     println!("softmax on {N_SOFTMAX}, layer_norm on {N_LN} (medians of ~0.5 ms samples)");
     let mut rows = Rows::new();
     for kern in kernels() {
-        let (mut sm, mut smi, mut smu, mut ln) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut sm, mut smi, mut ln) = (Vec::new(), Vec::new(), Vec::new());
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(1000) {
             sm.push(ns_per_elem(&mut || rows.softmax(&kern), 4000, N_SOFTMAX));
             smi.push(ns_per_elem(&mut || rows.softmax_i32(&kern), 4000, N_SOFTMAX));
-            smu.push(ns_per_elem(&mut || { black_box(rows.softmax_unnormalized_i32(&kern)); }, 4000, N_SOFTMAX));
             ln.push(ns_per_elem(&mut || rows.layer_norm(&kern), 1000, N_LN));
         }
         println!(
-            "{:<12} softmax {:>7.3}  softmax of int32 {:>7.3}  (unnormalized {:>7.3})  layer_norm {:>7.3}",
+            "{:<12} softmax {:>7.3}  softmax of int32 {:>7.3}  layer_norm {:>7.3}",
             kern.kind().name(),
             median(sm),
             median(smi),
-            median(smu),
             median(ln)
         );
     }

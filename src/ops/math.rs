@@ -254,7 +254,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-pub(crate) fn reduce(mut acc: [f32; LANES]) -> f32 {
+fn reduce(mut acc: [f32; LANES]) -> f32 {
     let mut width = LANES / 2;
     while width > 0 {
         for l in 0..width {

@@ -95,31 +95,6 @@ pub fn softmax_scaled_i32(acc: &[i32], scale: f32, out: &mut [f32]) {
     }
 }
 
-/// `out[j] = e^(acc[j] * scale - max * scale)`, unnormalized softmax of int32 scores for
-/// `scale > 0`; returns the sum of `out`, added in the order of [`math::sum`].
-#[inline(always)]
-pub fn softmax_unnormalized_i32(acc: &[i32], scale: f32, out: &mut [f32]) -> f32 {
-    use math::LANES;
-    let out = &mut out[..acc.len()];
-    let max = math::max_i32(acc) as f32 * scale;
-    let mut lanes = [0.0f32; LANES];
-    let mut out_chunks = out.chunks_exact_mut(LANES);
-    let mut acc_chunks = acc.chunks_exact(LANES);
-    for (o, a) in (&mut out_chunks).zip(&mut acc_chunks) {
-        for l in 0..LANES {
-            let e = math::exp(a[l] as f32 * scale - max);
-            o[l] = e;
-            lanes[l] += e;
-        }
-    }
-    for (l, (o, &a)) in out_chunks.into_remainder().iter_mut().zip(acc_chunks.remainder()).enumerate() {
-        let e = math::exp(a as f32 * scale - max);
-        *o = e;
-        lanes[l] += e;
-    }
-    math::reduce(lanes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
