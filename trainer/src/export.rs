@@ -360,7 +360,11 @@ mod with_runtime {
         let m = q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
         let mut o = String::new();
         writeln!(o, "file: {}", path.display())?;
+        let fi = m.file_index();
+        writeln!(o, "format: {}.{}", fi.version_major, fi.version_minor)?;
         writeln!(o, "config: {:?}", m.config())?;
+        let int8_layers: Vec<usize> = m.layout().layers.iter().enumerate().filter(|(_, l)| l.attention_scales.is_some()).map(|(i, _)| i).collect();
+        writeln!(o, "attention scores: {}", if int8_layers.is_empty() { "fp32".to_string() } else { format!("int8 in layers {int8_layers:?}") })?;
         writeln!(o, "head: {:?}", m.head())?;
         writeln!(o, "kernel: {:?}, threads: {}", m.kernel(), m.num_threads())?;
         writeln!(o, "metadata:")?;

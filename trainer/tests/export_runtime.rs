@@ -61,6 +61,9 @@ fn packed_model_agrees_with_fake_quantized_forward() {
         assert!(diff <= 0.02 * scale.max(1.0), "max abs diff {diff}");
         let packed = q8bert::Model::open(&path, &q8bert::Options::default()).unwrap();
         assert_eq!(packed.layout().int8_attention(), int8_attention, "the file carries int8 attention iff the model simulated it");
+        let listing = trainer::export::inspect(&path).unwrap();
+        let (version, scores) = if int8_attention { ("format: 1.1", "attention scores: int8 in layers [0, 1]") } else { ("format: 1.0", "attention scores: fp32") };
+        assert!(listing.contains(version) && listing.contains(scores), "inspect says:\n{listing}");
         if int8_attention {
             // The simulation of int8 attention is what the runtime matches: without it the
             // trainer's outputs are further from the packed model than with it.
