@@ -6,7 +6,7 @@
 //!
 //! Builds (once, cached) a random-weight model of the named shape, then times `run` until
 //! --min-time-ms has passed and prints one JSON line with the median and percentiles.
-//! `--int8-attention` builds the model with int8 attention scores (format 1.1).
+//! `--int8-attention` builds the model with int8 attention scores and P·V (format 1.1).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -89,6 +89,7 @@ fn build(config: BertConfig, int8_attention: bool, path: &PathBuf) {
         .unwrap();
         if int8_attention {
             b.int8_attention(l, 4.0, 4.0).unwrap();
+            b.int8_attention_values(l, 4.0).unwrap();
         }
     }
     let (p, c) = (lin(&mut rng, h, h), lin(&mut rng, 2, h));

@@ -12,7 +12,7 @@ use crate::error::{bail, Result, Status};
 use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
 use crate::kernels::Kernel;
 use crate::kernels::packed_len;
-use crate::model::{cast, AttentionScales, EmbeddingRef, HeadKind, LayerNormRef, LinearRef, ModelLayout, Pooling};
+use crate::model::{cast, AttentionScales, EmbeddingRef, HeadKind, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
 use crate::ops::{self, math, padded_k};
 
 /// Forward-pass operations, for the per-op time split (feature `op-timing`).
@@ -114,6 +114,11 @@ pub struct Workspace {
     /// (keys as output columns, `packed_len(len, dh)` bytes each), and each key's sum.
     key_q: Vec<u8>,
     key_sum: Vec<i32>,
+    /// int8 P·V: V of every sequence and head quantized and packed as a weight matrix (features
+    /// as output columns, keys as the inner dimension, `packed_len(dh, len)` bytes), and the
+    /// sum over keys of each feature.
+    value_q: Vec<u8>,
+    value_sum: Vec<i32>,
     dq: Vec<f32>,
     pooled: Vec<f32>,
     /// Buffers of `Model::run_text`.
@@ -145,6 +150,8 @@ impl Workspace {
             + (self.scores.capacity() + self.dq.capacity() + self.pooled.capacity() + self.key_t.capacity()) * 4
             + self.key_q.capacity()
             + self.key_sum.capacity() * 4
+            + self.value_q.capacity()
+            + self.value_sum.capacity() * 4
     }
 }
 
@@ -182,7 +189,8 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
     let (max_n, classes) = max_linear_n(layout);
     let t = batch.checked_mul(seq_len)?;
     let pooled = if layout.classifier.is_some() { batch.checked_mul(h)? } else { 0 };
-    let int8 = layout.int8_attention();
+    let int8 = layout.layers.iter().any(|l| l.attention_scales.is_some());
+    let int8_values = layout.layers.iter().any(|l| l.attention_value_scale.is_some());
     let f32s = [
         t.checked_mul(h.checked_mul(6)?)?,                                   // hidden, qkv (3x), ctx, tmp
         t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
@@ -196,6 +204,10 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         // a block of queries
         if int8 { t.checked_mul(c.num_heads)? } else { 0 },
         if int8 { threads.checked_mul(SCORE_BLOCK.checked_mul(seq_len)?)? } else { 0 },
+        // int8 P·V: feature sums of every sequence and head, and per task the int32 outputs of
+        // a block of queries
+        if int8_values { batch.checked_mul(h)? } else { 0 },
+        if int8_values { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
     ];
     let bytes = [
         t.checked_mul(12)?,                                                  // tokens
@@ -211,6 +223,9 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         // int8 attention: packed K of every sequence and head, and per task a block of int8 queries
         if int8 { batch.checked_mul(c.num_heads)?.checked_mul(packed_len(seq_len, dh))? } else { 0 },
         if int8 { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
+        // int8 P·V: packed V of every sequence and head, and per task a block of u8 probabilities
+        if int8_values { batch.checked_mul(c.num_heads)?.checked_mul(packed_len(dh, seq_len))? } else { 0 },
+        if int8_values { threads.checked_mul(SCORE_BLOCK.checked_mul(seq_len)?)? } else { 0 },
     ];
     let mut total = 0usize;
     for n in f32s {
@@ -492,11 +507,21 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     let (heads, dh) = (cfg.num_heads, cfg.head_dim());
     let lens = || ws.seq_start.windows(2).map(|w| w[1] - w[0]);
     let key_t_len: usize = if layout.layers.iter().any(|l| l.attention_scales.is_none()) { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
-    let (key_q_len, key_sum_len): (usize, usize) =
-        if layout.int8_attention() { (lens().map(|len| heads * packed_len(len, dh)).sum(), t * heads) } else { (0, 0) };
+    let (key_q_len, key_sum_len): (usize, usize) = if layout.layers.iter().any(|l| l.attention_scales.is_some()) {
+        (lens().map(|len| heads * packed_len(len, dh)).sum(), t * heads)
+    } else {
+        (0, 0)
+    };
+    let (value_q_len, value_sum_len): (usize, usize) = if layout.layers.iter().any(|l| l.attention_value_scale.is_some()) {
+        (lens().map(|len| heads * packed_len(dh, len)).sum(), input.batch * h)
+    } else {
+        (0, 0)
+    };
     try_resize(&mut ws.key_t, key_t_len)?;
     try_resize(&mut ws.key_q, key_q_len)?;
     try_resize(&mut ws.key_sum, key_sum_len)?;
+    try_resize(&mut ws.value_q, value_q_len)?;
+    try_resize(&mut ws.value_sum, value_sum_len)?;
     try_resize(&mut ws.tmp, t * h)?;
     try_resize(&mut ws.inter_q, t * padded_k(inter))?;
     try_resize(&mut ws.xq, t * padded_k(h))?;
@@ -541,7 +566,14 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
                 Keys::I8 { packed: &ws.key_q, sums: &ws.key_sum, scales }
             }
         };
-        attention(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, keys, &mut ws.ctx[..t * h]);
+        let values = match layer.attention_value_scale {
+            None => Values::F32,
+            Some(value_scale) => {
+                pack_values(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, value_scale, &mut ws.value_q[..value_q_len], &mut ws.value_sum[..value_sum_len]);
+                Values::I8 { packed: &ws.value_q, sums: &ws.value_sum, value_scale }
+            }
+        };
+        attention(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, keys, values, &mut ws.ctx[..t * h]);
         let ln = &layer.attention_layer_norm;
         cx.linear(Op::GemmAttentionOutput, &layer.attention_output, LinearIn::F32(&ws.ctx), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
@@ -632,6 +664,57 @@ fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
     })));
 }
 
+/// V of every sequence and head quantized with `value_scale` and packed as the weight matrix of
+/// a P·V GEMM (features as output columns, keys as the inner dimension), plus each feature's
+/// sum over the keys (for the probabilities' offset, see `attention`). Once per layer.
+#[allow(clippy::too_many_arguments)]
+fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], value_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
+    use crate::kernels::{KGROUP, PANEL};
+    // One task per (sequence, head): (first key row, keys, head).
+    let mut tasks = Vec::new();
+    let mut pieces = Vec::new();
+    let (mut rest, mut rest_sums) = (packed, sums);
+    for w in seq_start.windows(2) {
+        let (a, len) = (w[0], w[1] - w[0]);
+        for hd in 0..heads {
+            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(packed_len(dh, len));
+            let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(dh);
+            pieces.push(Slot::new((piece, piece_sums)));
+            (rest, rest_sums) = (tail, tail_sums);
+            tasks.push((a, len, hd));
+        }
+    }
+    cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
+        let (piece, piece_sums) = pieces[i].take();
+        let (a, len, hd) = tasks[i];
+        let k4 = len.div_ceil(KGROUP);
+        // Padding (features past dh in the last panel, keys past len) stays zero.
+        piece.fill(0);
+        piece_sums.fill(0);
+        let vo = 2 * h + hd * dh;
+        // Four keys at a time: feature d of keys j0..j0+4 is one 4-byte group of column d.
+        let mut quad = alloc::vec![[0i8; KGROUP]; dh];
+        for j0 in (0..len).step_by(KGROUP) {
+            for (jj, j) in (j0..(j0 + KGROUP).min(len)).enumerate() {
+                let vr = (a + j) * 3 * h + vo;
+                for (q, &v) in quad.iter_mut().zip(&qkv[vr..vr + dh]) {
+                    q[jj] = math::quantize(v, value_scale);
+                }
+            }
+            let keys = (len - j0).min(KGROUP);
+            for q in quad.iter_mut() {
+                q[keys..].fill(0);
+            }
+            let g = j0 / KGROUP;
+            for (d, (q, sum)) in quad.iter().zip(piece_sums.iter_mut()).enumerate() {
+                let at = ((d / PANEL) * k4 + g) * 64 + (d % PANEL) * KGROUP;
+                piece[at..at + KGROUP].copy_from_slice(bytemuck::cast_slice(q));
+                *sum += q.iter().map(|&v| v as i32).sum::<i32>();
+            }
+        }
+    })));
+}
+
 /// The keys of one layer's attention, as `transpose_keys` or `pack_keys` left them.
 #[derive(Clone, Copy)]
 enum Keys<'k> {
@@ -641,91 +724,129 @@ enum Keys<'k> {
     I8 { packed: &'k [u8], sums: &'k [i32], scales: AttentionScales },
 }
 
+/// The values of one layer's attention: the fp32 V columns of `qkv`, or as `pack_values` left them.
+#[derive(Clone, Copy)]
+enum Values<'v> {
+    F32,
+    /// int8 V, [sequence][head][packed_len(dh, len)] bytes, sums [sequence][head][dh].
+    I8 { packed: &'v [u8], sums: &'v [i32], value_scale: f32 },
+}
+
 /// softmax(q k^T / sqrt(dh)) v per sequence and head, split over blocks of query rows. Scores
 /// are fp32 dot products, or with int8 keys int32 dot products of requantized q and k scaled
-/// by 1/(S_q S_k); softmax and P·V are fp32 either way.
+/// by 1/(S_q S_k); softmax is fp32; P·V is fp32, or with int8 values an int32 product of the
+/// probabilities as u8 (scale 255) and requantized v, scaled by 1/(255 S_v).
 #[allow(clippy::too_many_arguments)]
-fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], keys: Keys, ctx: &mut [f32]) {
+fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], keys: Keys, values: Values, ctx: &mut [f32]) {
     let inv_sqrt_dh = 1.0 / math::sqrt(dh as f32);
     let total = ctx.len() / h;
     let chunk = total.div_ceil(2 * cx.par.threads()).max(1);
     // Work items never straddle two sequences: (sequence start, sequence end, first row, rows).
-    // Each also carries where its sequence's keys start in `key_t` or in (`packed`, `sums`).
+    // Each also carries where its sequence's keys start in `key_t` or in (`packed`, `sums`),
+    // and its values in the packed values and their sums.
     let mut items = Vec::new();
-    let (mut key_t_start, mut packed_start, mut sums_start) = (0, 0, 0);
+    let (mut key_t_start, mut packed_start, mut sums_start, mut vpacked_start, mut vsums_start) = (0, 0, 0, 0, 0);
     for s in 0..seq_start.len() - 1 {
         let (a, b) = (seq_start[s], seq_start[s + 1]);
         for i0 in (a..b).step_by(chunk) {
-            items.push((a, b, i0, chunk.min(b - i0), key_t_start, packed_start, sums_start));
+            items.push((a, b, i0, chunk.min(b - i0), [key_t_start, packed_start, sums_start, vpacked_start, vsums_start]));
         }
         key_t_start += padded_keys(b - a) * h;
         packed_start += heads * packed_len(b - a, dh);
         sums_start += heads * (b - a);
+        vpacked_start += heads * packed_len(dh, b - a);
+        vsums_start += heads * dh;
     }
-    let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n, ..)| (i0, n)).collect();
+    let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n, _)| (i0, n)).collect();
     let slots: Vec<Slot<&mut [f32]>> = carve(ctx, &blocks, h).into_iter().map(Slot::new).collect();
     cx.par.for_each(items.len(), &|it| cx.kernel.with_fp32_simd(#[inline(always)] || {
         let out = slots[it].take();
-        let (a, b, i0, n, kt0, kp0, ks0) = items[it];
+        let (a, b, i0, n, [kt0, kp0, ks0, vp0, vs0]) = items[it];
         let len = b - a;
         // Keys padded to whole register tiles; the padding lanes are computed and ignored.
         let len_p = padded_keys(len);
+        let block = SCORE_BLOCK.min(n);
         let mut scores = alloc::vec![0.0f32; QUERY_ROWS * len_p];
+        let mut q = alloc::vec![0.0f32; if matches!(keys, Keys::F32 { .. }) { QUERY_ROWS * dh } else { 0 }];
+        // int8 scores: the block's queries and their int32 scores.
+        let (mut q8, mut acc) = match keys {
+            Keys::I8 { .. } => (alloc::vec![0i8; block * dh], alloc::vec![0i32; block * len]),
+            Keys::F32 { .. } => (Vec::new(), Vec::new()),
+        };
+        // int8 P·V: the block's probabilities (u8 - 128, see below) and int32 outputs.
+        let (mut p8, mut acc_v) = match values {
+            Values::I8 { .. } => (alloc::vec![0i8; block * len], alloc::vec![0i32; block * dh]),
+            Values::F32 => (Vec::new(), Vec::new()),
+        };
         let v_rows = &qkv[a * 3 * h..];
-        match keys {
-            Keys::F32 { key_t } => {
-                let mut q = alloc::vec![0.0f32; QUERY_ROWS * dh];
-                for hd in 0..heads {
-                    let (qo, vo) = (hd * dh, 2 * h + hd * dh);
-                    let kt = &key_t[kt0 + hd * dh * len_p..kt0 + (hd + 1) * dh * len_p];
-                    for r0 in (i0..i0 + n).step_by(QUERY_ROWS) {
-                        let rows = QUERY_ROWS.min(i0 + n - r0);
-                        for r in 0..QUERY_ROWS {
-                            // Rows past the block repeat the last one; their results are not stored.
-                            let i = r0 + r.min(rows - 1);
-                            q[r * dh..(r + 1) * dh].copy_from_slice(&qkv[i * 3 * h + qo..i * 3 * h + qo + dh]);
-                        }
-                        timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, kt, len_p, &mut scores));
-                        timed!(Op::AttentionSoftmax, for r in 0..rows {
-                            ops::softmax_scaled(&mut scores[r * len_p..r * len_p + len], inv_sqrt_dh);
-                        });
-                        let c0 = (r0 - i0) * h + hd * dh;
-                        timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, &v_rows[vo..], 3 * h, dh, &mut out[c0..], h));
-                    }
-                }
-            }
-            Keys::I8 { packed, sums, scales } => {
-                let block = SCORE_BLOCK.min(n);
-                let mut q8 = alloc::vec![0i8; block * dh];
-                let mut acc = alloc::vec![0i32; block * len];
-                // Scores are acc / (S_q S_k), then divided by sqrt(dh) inside the softmax: one scale.
-                let score_scale = inv_sqrt_dh / (scales.query_scale * scales.key_scale);
-                let kp_len = packed_len(len, dh);
-                for hd in 0..heads {
-                    let (qo, vo) = (hd * dh, 2 * h + hd * dh);
+        for hd in 0..heads {
+            let (qo, vo) = (hd * dh, 2 * h + hd * dh);
+            for s0 in (i0..i0 + n).step_by(block) {
+                let brows = block.min(i0 + n - s0);
+                if let Keys::I8 { packed, sums, scales } = keys {
+                    let kp_len = packed_len(len, dh);
                     let kp = &packed[kp0 + hd * kp_len..kp0 + (hd + 1) * kp_len];
                     let ks = &sums[ks0 + hd * len..ks0 + (hd + 1) * len];
-                    for s0 in (i0..i0 + n).step_by(block) {
-                        let brows = block.min(i0 + n - s0);
-                        timed!(Op::AttentionScores, {
-                            for (r, qrow) in q8.chunks_exact_mut(dh).take(brows).enumerate() {
-                                let src = &qkv[(s0 + r) * 3 * h + qo..(s0 + r) * 3 * h + qo + dh];
-                                for (d, &v) in qrow.iter_mut().zip(src) {
-                                    *d = math::quantize(v, scales.query_scale);
-                                }
+                    timed!(Op::AttentionScores, {
+                        for (r, qrow) in q8.chunks_exact_mut(dh).take(brows).enumerate() {
+                            let src = &qkv[(s0 + r) * 3 * h + qo..(s0 + r) * 3 * h + qo + dh];
+                            for (d, &v) in qrow.iter_mut().zip(src) {
+                                *d = math::quantize(v, scales.query_scale);
                             }
-                            cx.kernel.gemm_i8(&q8, dh, brows, kp, ks, len, dh, 0, len, &mut acc, len);
-                        });
-                        for r0 in (s0..s0 + brows).step_by(QUERY_ROWS) {
-                            let rows = QUERY_ROWS.min(s0 + brows - r0);
+                        }
+                        cx.kernel.gemm_i8(&q8, dh, brows, kp, ks, len, dh, 0, len, &mut acc, len);
+                    });
+                }
+                for r0 in (s0..s0 + brows).step_by(QUERY_ROWS) {
+                    let rows = QUERY_ROWS.min(s0 + brows - r0);
+                    match keys {
+                        Keys::F32 { key_t } => {
+                            let kt = &key_t[kt0 + hd * dh * len_p..kt0 + (hd + 1) * dh * len_p];
+                            for r in 0..QUERY_ROWS {
+                                // Rows past the block repeat the last one; their results are not stored.
+                                let i = r0 + r.min(rows - 1);
+                                q[r * dh..(r + 1) * dh].copy_from_slice(&qkv[i * 3 * h + qo..i * 3 * h + qo + dh]);
+                            }
+                            timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, kt, len_p, &mut scores));
+                            timed!(Op::AttentionSoftmax, for r in 0..rows {
+                                ops::softmax_scaled(&mut scores[r * len_p..r * len_p + len], inv_sqrt_dh);
+                            });
+                        }
+                        Keys::I8 { scales, .. } => {
+                            // Scores are acc / (S_q S_k), divided by sqrt(dh) in the softmax: one scale.
+                            let score_scale = inv_sqrt_dh / (scales.query_scale * scales.key_scale);
                             timed!(Op::AttentionSoftmax, for r in 0..rows {
                                 let acc_row = &acc[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len];
                                 ops::softmax_scaled_i32(acc_row, score_scale, &mut scores[r * len_p..r * len_p + len]);
                             });
+                        }
+                    }
+                    match values {
+                        Values::F32 => {
                             let c0 = (r0 - i0) * h + hd * dh;
                             timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, &v_rows[vo..], 3 * h, dh, &mut out[c0..], h));
                         }
+                        Values::I8 { .. } => timed!(Op::AttentionValues, for r in 0..rows {
+                            let p_row = &mut p8[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len];
+                            ops::quantize_probabilities(&scores[r * len_p..r * len_p + len], p_row);
+                        }),
                     }
+                }
+                if let Values::I8 { packed, sums, value_scale } = values {
+                    let vp_len = packed_len(dh, len);
+                    let vp = &packed[vp0 + hd * vp_len..vp0 + (hd + 1) * vp_len];
+                    let vs = &sums[vs0 + hd * dh..vs0 + (hd + 1) * dh];
+                    timed!(Op::AttentionValues, {
+                        cx.kernel.gemm_i8(&p8, len, brows, vp, vs, dh, len, 0, dh, &mut acc_v, dh);
+                        // p8 holds u8 - 128, so acc_v = sum_j (p_j - 128) v_j: add 128 * sum_j v_j back.
+                        let inv = 1.0 / (PROBABILITY_SCALE * value_scale);
+                        for r in 0..brows {
+                            let o = &mut out[(s0 - i0 + r) * h + hd * dh..(s0 - i0 + r) * h + (hd + 1) * dh];
+                            for ((ov, &av), &sv) in o.iter_mut().zip(&acc_v[r * dh..(r + 1) * dh]).zip(vs) {
+                                *ov = av.wrapping_add(sv.wrapping_mul(128)) as f32 * inv;
+                            }
+                        }
+                    });
                 }
             }
         }

@@ -156,6 +156,8 @@ pub struct ModelBuilder {
     layers: Vec<Option<Vec<Tensor>>>,
     /// Per layer: (max|q|, max|k|) for int8 attention scores, if requested.
     attention_ranges: Vec<Option<(f32, f32)>>,
+    /// Per layer: max|v| for int8 P·V, if requested.
+    value_ranges: Vec<Option<f32>>,
     pooler: Option<Vec<Tensor>>,
     classifier: Option<Vec<Tensor>>,
     metadata: Vec<(String, MetaValue)>,
@@ -165,6 +167,7 @@ impl ModelBuilder {
     pub fn new(config: BertConfig, head: Head, tokenizer: TokenizerConfig) -> Self {
         let layers = (0..config.num_layers).map(|_| None).collect();
         let attention_ranges = (0..config.num_layers).map(|_| None).collect();
+        let value_ranges = (0..config.num_layers).map(|_| None).collect();
         ModelBuilder {
             config,
             head,
@@ -173,6 +176,7 @@ impl ModelBuilder {
             embeddings: None,
             layers,
             attention_ranges,
+            value_ranges,
             pooler: None,
             classifier: None,
             metadata: Vec::new(),
@@ -243,6 +247,19 @@ impl ModelBuilder {
             }
         }
         self.attention_ranges[index] = Some((query_max, key_max));
+        Ok(self)
+    }
+
+    /// Makes layer `index` compute P·V in int8: V requantized with S_v = 127 / `value_max` (the
+    /// range of the QKV projection's V output), probabilities as u8 at scale 255. Format 1.1.
+    pub fn int8_attention_values(&mut self, index: usize, value_max: f32) -> Result<&mut Self> {
+        if index >= self.value_ranges.len() {
+            bail!(Status::InvalidArgument, "layer index {index} but the model has {} layers", self.value_ranges.len());
+        }
+        if !(value_max.is_finite() && value_max > 0.0) {
+            bail!(Status::InvalidArgument, "layer {index}: value_max {value_max} must be finite and positive");
+        }
+        self.value_ranges[index] = Some(value_max);
         Ok(self)
     }
 
@@ -354,6 +371,12 @@ impl ModelBuilder {
                 w.version_minor(1);
                 w.tensor_f32(&alloc::format!("encoder.layer.{i}.attention.query_scale"), &[1], &[127.0 / q_max]);
                 w.tensor_f32(&alloc::format!("encoder.layer.{i}.attention.key_scale"), &[1], &[127.0 / k_max]);
+            }
+        }
+        for (i, r) in self.value_ranges.iter().enumerate() {
+            if let Some(v_max) = *r {
+                w.version_minor(1);
+                w.tensor_f32(&alloc::format!("encoder.layer.{i}.attention.value_scale"), &[1], &[127.0 / v_max]);
             }
         }
         if tk.vocab.len() > c.vocab_size as usize {

@@ -149,6 +149,10 @@ pub struct EmbeddingRef {
     pub inv_scale: f32,
 }
 
+/// Scale of quantized attention probabilities in int8 P·V: p in [0, 1] is stored as
+/// round(p * 255), an unsigned 8-bit value (format 1.1).
+pub const PROBABILITY_SCALE: f32 = 255.0;
+
 /// Scales of int8 attention scores (format 1.1): Q and K are requantized after the QKV
 /// projection and Q·Kᵀ accumulates in int32, as the trainer simulated.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -170,6 +174,9 @@ pub struct LayerRefs {
     pub output_layer_norm: LayerNormRef,
     /// `Some` when this layer computes attention scores in int8; fp32 otherwise.
     pub attention_scales: Option<AttentionScales>,
+    /// `Some(S_v)` when this layer computes P·V in int8 (format 1.1): V requantized with S_v,
+    /// probabilities as u8 with scale [`PROBABILITY_SCALE`]; fp32 otherwise.
+    pub attention_value_scale: Option<f32>,
 }
 
 /// Typed, validated view of a whole model file.
@@ -297,6 +304,18 @@ impl<'i> TensorResolver<'i> {
         }
     }
 
+    /// The optional value scale of int8 P·V, only in a file of version 1.1 or later.
+    fn attention_value_scale(&mut self, prefix: &str) -> Result<Option<f32>> {
+        let v = alloc::format!("{prefix}.value_scale");
+        if !self.index.tensor_by_name.contains_key(&v) {
+            return Ok(None);
+        }
+        if self.index.version_minor < 1 {
+            bail!(Status::UnsupportedVersion, "tensor {v:?} (int8 attention) needs format version 1.1; the file says {}.{}", self.index.version_major, self.index.version_minor);
+        }
+        Ok(Some(self.scale(&v)?))
+    }
+
     fn layer_norm(&mut self, prefix: &str, h: usize) -> Result<LayerNormRef> {
         Ok(LayerNormRef {
             gamma: self.get(&alloc::format!("{prefix}.gamma"), DType::F32, &[h])?.range.clone(),
@@ -386,6 +405,7 @@ impl ModelLayout {
                 output: r.linear(&alloc::format!("{p}.output"), h, i_size)?,
                 output_layer_norm: r.layer_norm(&alloc::format!("{p}.output_layer_norm"), h)?,
                 attention_scales: r.attention_scales(&alloc::format!("{p}.attention"))?,
+                attention_value_scale: r.attention_value_scale(&alloc::format!("{p}.attention"))?,
             });
         }
         let (pooler, classifier) = match kind {
@@ -466,9 +486,9 @@ impl ModelLayout {
         })
     }
 
-    /// Whether any layer computes its attention scores in int8 (format 1.1).
+    /// Whether any layer computes its attention scores or P·V in int8 (format 1.1).
     pub fn int8_attention(&self) -> bool {
-        self.layers.iter().any(|l| l.attention_scales.is_some())
+        self.layers.iter().any(|l| l.attention_scales.is_some() || l.attention_value_scale.is_some())
     }
 
     /// Floats written per sequence for an input of `seq_len` tokens.

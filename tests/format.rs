@@ -301,6 +301,8 @@ fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
         ("key scale without query scale", rewritten_as(1, |t, _| attention_scales(t, None, Some(f32_bytes(20.0)))), Status::MissingTensor),
         ("zero query scale", rewritten_as(1, |t, _| attention_scales(t, Some(f32_bytes(0.0)), Some(f32_bytes(20.0)))), Status::BadScale),
         ("infinite key scale", rewritten_as(1, |t, _| attention_scales(t, Some(f32_bytes(20.0)), Some(f32_bytes(f32::INFINITY)))), Status::BadScale),
+        ("value scale in a 1.0 file", rewritten_as(0, |t, _| t.push(Entry { name: "encoder.layer.1.attention.value_scale".into(), dtype: DType::F32, dims: vec![1], bytes: f32_bytes(30.0) })), Status::UnsupportedVersion),
+        ("negative value scale", rewritten_as(1, |t, _| t.push(Entry { name: "encoder.layer.1.attention.value_scale".into(), dtype: DType::F32, dims: vec![1], bytes: f32_bytes(-30.0) })), Status::BadScale),
         ("two query scales", rewritten_as(1, |t, _| attention_scales(t, Some([f32_bytes(1.0), f32_bytes(2.0)].concat()), Some(f32_bytes(20.0)))), Status::WrongShape),
         ("missing tensor", rewritten(|t, _| t.retain(|e| e.name != "encoder.layer.1.intermediate.bias")), Status::MissingTensor),
         ("unknown tensor", rewritten(|t, _| t.push(Entry { name: "extra.tensor".into(), dtype: DType::F32, dims: vec![1], bytes: vec![0; 4] })), Status::UnknownTensor),
@@ -383,6 +385,15 @@ fn int8_attention_needs_format_1_1_and_the_builder_declares_it() {
     // The same tensors hand-added to a file that declares 1.1 open too.
     let hand = rewritten_as(1, |t, _| attention_scales(t, Some(f32_bytes(20.0)), Some(f32_bytes(30.0))));
     assert_eq!(status(&hand), Status::Ok);
+    // int8 P·V alone, in one layer.
+    let values = rewritten_as(1, |t, _| t.push(Entry { name: "encoder.layer.1.attention.value_scale".into(), dtype: DType::F32, dims: vec![1], bytes: f32_bytes(30.0) }));
+    let buf = Aligned::new(&values);
+    let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+    let scales: Vec<Option<f32>> = model.layout().layers.iter().map(|l| l.attention_value_scale).collect();
+    assert_eq!(scales, [None, Some(30.0)]);
+    assert!(model.layout().int8_attention());
+    let fp = FpModel::random(tiny_config(), Head::TokenStates, 3).with_int8_values(2.0);
+    assert_eq!(minor(&fp.bytes()), 1, "int8 P·V alone also declares 1.1");
 }
 
 #[test]

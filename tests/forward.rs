@@ -139,6 +139,26 @@ fn int8_attention_matches_reference() {
     }
 }
 
+/// int8 P·V (format 1.1): probabilities as u8, requantized V, int32 accumulation; alone and
+/// with int8 scores.
+#[test]
+fn int8_values_match_reference() {
+    for (i, head) in heads().into_iter().enumerate() {
+        let fp = FpModel::random(tiny_config(), head, 530 + i as u64).with_int8_values(1.5);
+        check_against_reference(&fp, TOLERANCE);
+        let fp = FpModel::random(tiny_config(), heads()[i].clone(), 540 + i as u64).with_int8_attention(1.5, 1.0).with_int8_values(1.5);
+        check_against_reference(&fp, TOLERANCE);
+    }
+    // Long sequences (several blocks of 64 queries, key counts not a multiple of 4 or 16) and
+    // head sizes the P·V GEMM sees as N: 64, 48, 80 and 9 (not a multiple of its 16-column panels).
+    for (i, (hidden, heads)) in [(128u32, 2u32), (96, 2), (160, 2), (36, 4)].into_iter().enumerate() {
+        let mut config = tiny_config();
+        (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (hidden, heads, 2 * hidden, 160);
+        let fp = FpModel::random(config, Head::Embedding { pooling: Pooling::Mean, normalize: false }, 550 + i as u64).with_int8_attention(2.0, 2.0).with_int8_values(2.0);
+        check_shapes_against_reference(&fp, TOLERANCE, &[(1, 131), (2, 70)]);
+    }
+}
+
 /// The scales really change the computation: int8 attention and fp32 attention over the same
 /// weights give different outputs.
 #[test]
@@ -153,9 +173,13 @@ fn int8_attention_differs_from_fp32_attention() {
         out
     };
     let fp32 = run(fp.bytes());
-    let int8 = run(fp.with_int8_attention(1.5, 1.0).bytes());
-    let max_diff = fp32.iter().zip(&int8).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(max_diff > TOLERANCE as f32, "int8 attention changed the outputs by only {max_diff}");
+    let fp = fp.with_int8_attention(1.5, 1.0);
+    let int8_scores = run(fp.bytes());
+    let int8_both = run(fp.with_int8_values(0.5).bytes());
+    for (what, a, b) in [("int8 scores", &fp32, &int8_scores), ("int8 P·V", &int8_scores, &int8_both)] {
+        let max_diff = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(max_diff > TOLERANCE as f32, "{what} changed the outputs by only {max_diff}");
+    }
 }
 
 #[test]
@@ -328,8 +352,9 @@ fn every_kernel_gives_bit_identical_outputs() {
         let mut config = tiny_config();
         (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (hidden, 2, 2 * hidden, 80);
         assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 32 + i as u64), 3, 70);
-        // int8 attention: the scores GEMM runs on each kernel too.
+        // int8 attention: the scores and P·V GEMMs run on each kernel too.
         assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 35 + i as u64).with_int8_attention(2.0, 2.0), 3, 70);
+        assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 45 + i as u64).with_int8_values(2.0), 3, 70);
     }
     assert_kernels_identical(&FpModel::random(tiny_config(), heads()[0].clone(), 38).with_int8_attention(1.5, 1.0), 4, 24);
 }
@@ -339,7 +364,7 @@ fn every_thread_count_gives_bit_identical_outputs() {
     for (i, head) in heads().into_iter().enumerate() {
         let fp = FpModel::random(tiny_config(), head, 41);
         // Every other head with int8 attention scores.
-        let fp = if i % 2 == 1 { fp.with_int8_attention(1.5, 1.0) } else { fp };
+        let fp = if i % 2 == 1 { fp.with_int8_attention(1.5, 1.0).with_int8_values(1.5) } else { fp };
         let bytes = fp.bytes();
         let buf = Aligned::new(&bytes);
         let mut rng = Rng::new(23);

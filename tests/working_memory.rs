@@ -56,11 +56,11 @@ fn working_memory_bounds_what_a_run_allocates() {
     ];
     let mut rng = Rng::new(9);
     let mut worst: f64 = 0.0;
-    // Each head with fp32 attention, and the classifier also with int8 attention scores.
+    // Each head with fp32 attention, and the classifier also with int8 attention (scores and P·V).
     let models = heads.iter().map(|h| (h.clone(), false)).chain([(heads[0].clone(), true)]);
     for (head, int8_attention) in models {
         let fp = FpModel::random(config, head.clone(), 4);
-        let fp = if int8_attention { fp.with_int8_attention(2.0, 2.0) } else { fp };
+        let fp = if int8_attention { fp.with_int8_attention(2.0, 2.0).with_int8_values(2.0) } else { fp };
         let buf = Aligned::new(&fp.bytes());
         for threads in [1, 2] {
             for (batch, seq_len) in [(1, 1), (1, 64), (3, 17), (8, 64), (32, 8)] {

@@ -79,20 +79,26 @@ pub fn softmax_scaled(x: &mut [f32], scale: f32) {
     }
 }
 
+/// Attention probabilities (in [0, 1]) for int8 P·V: round(p * 255) as an unsigned 8-bit value,
+/// stored minus 128 so the kernels' int8 path can carry it (their +128 offset restores it).
+#[inline(always)]
+pub fn quantize_probabilities(p: &[f32], out: &mut [i8]) {
+    for (o, &v) in out.iter_mut().zip(p) {
+        let u = math::round_to_int((v * crate::model::PROBABILITY_SCALE).clamp(0.0, 255.0));
+        *o = (u - 128) as i8;
+    }
+}
+
 /// softmax(acc * scale) of int32 scores (int8 attention) into `out`, for `scale > 0`: the
-/// max is taken on the integers (exact; rounding is monotonic, so it equals the max of the
-/// scaled values), then one pass converts, scales and exponentiates.
+/// scores converted to f32, then [`softmax_scaled`]. (A single fused pass measured slower in
+/// the forward pass: the separate conversion keeps the exp loop as short as the fp32 path's.)
 #[inline(always)]
 pub fn softmax_scaled_i32(acc: &[i32], scale: f32, out: &mut [f32]) {
     let out = &mut out[..acc.len()];
-    let max = math::max_i32(acc) as f32 * scale;
     for (o, &a) in out.iter_mut().zip(acc) {
-        *o = math::exp(a as f32 * scale - max);
+        *o = a as f32;
     }
-    let inv = 1.0 / math::sum(out);
-    for v in out.iter_mut() {
-        *v *= inv;
-    }
+    softmax_scaled(out, scale);
 }
 
 #[cfg(test)]

@@ -81,6 +81,8 @@ pub struct FpModel {
     pub granularity: WeightGranularity,
     /// Per layer: (max|q|, max|k|) when attention scores are int8 (format 1.1).
     pub int8_attention: Vec<Option<(f32, f32)>>,
+    /// Per layer: max|v| when P·V is int8 (format 1.1).
+    pub int8_values: Vec<Option<f32>>,
     pub vocab: Vec<String>,
     pub word: Vec<f32>,
     pub pos: Vec<f32>,
@@ -147,6 +149,7 @@ impl FpModel {
             head,
             granularity: WeightGranularity::PerTensor,
             int8_attention: vec![None; config.num_layers as usize],
+            int8_values: vec![None; config.num_layers as usize],
             vocab: tiny_vocab(config.vocab_size as usize),
         }
     }
@@ -170,6 +173,12 @@ impl FpModel {
     /// The same model with int8 attention scores in every layer, Q and K ranges given.
     pub fn with_int8_attention(mut self, query_max: f32, key_max: f32) -> FpModel {
         self.int8_attention = vec![Some((query_max, key_max)); self.layers.len()];
+        self
+    }
+
+    /// The same model with int8 P·V in every layer, V range given.
+    pub fn with_int8_values(mut self, value_max: f32) -> FpModel {
+        self.int8_values = vec![Some(value_max); self.layers.len()];
         self
     }
 
@@ -197,6 +206,11 @@ impl FpModel {
         for (idx, r) in self.int8_attention.iter().enumerate() {
             if let Some((q_max, k_max)) = *r {
                 b.int8_attention(idx, q_max, k_max).unwrap();
+            }
+        }
+        for (idx, r) in self.int8_values.iter().enumerate() {
+            if let Some(v_max) = *r {
+                b.int8_attention_values(idx, v_max).unwrap();
             }
         }
         if matches!(self.head, Head::Classification { .. } | Head::Regression) {
@@ -326,7 +340,7 @@ pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
     let heads = c.num_heads as usize;
     let dh = h / heads;
     let g = m.granularity;
-    for (l, int8_attention) in m.layers.iter().zip(&m.int8_attention) {
+    for ((l, int8_attention), int8_values) in m.layers.iter().zip(&m.int8_attention).zip(&m.int8_values) {
         let qkv_max = l.q.input_max.max(l.k.input_max).max(l.v.input_max);
         let mut q = ref_linear(&l.q, &x, g, qkv_max);
         let mut k = ref_linear(&l.k, &x, g, qkv_max);
@@ -335,7 +349,11 @@ pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
             q.iter_mut().for_each(|v| *v = fake_quant(*v, sq));
             k.iter_mut().for_each(|v| *v = fake_quant(*v, sk));
         }
-        let v = ref_linear(&l.v, &x, g, qkv_max);
+        let mut v = ref_linear(&l.v, &x, g, qkv_max);
+        if let Some(v_max) = *int8_values {
+            let sv = (127.0f32 / v_max) as f64;
+            v.iter_mut().for_each(|x| *x = fake_quant(*x, sv));
+        }
         let mut ctx = vec![0.0; t * h];
         for hd in 0..heads {
             for i in 0..t {
@@ -348,8 +366,13 @@ pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
                     *v
                 }).sum();
                 for j in 0..t {
+                    let mut p = s[j] / sum;
+                    if int8_values.is_some() {
+                        // Probabilities as u8 at scale 255.
+                        p = (p * 255.0).round_ties_even() / 255.0;
+                    }
                     for d in 0..dh {
-                        ctx[i * h + hd * dh + d] += s[j] / sum * v[j * h + hd * dh + d];
+                        ctx[i * h + hd * dh + d] += p * v[j * h + hd * dh + d];
                     }
                 }
             }
