@@ -215,6 +215,12 @@ fn requantize(x: &Tensor, tracker: &RangeTracker, ctx: &Ctx) -> Result<Tensor> {
     Ok(fake_quant(x, Scales::per_tensor(scale_for(range)), QMAX_I8)?)
 }
 
+/// Attention probabilities as the runtime's int8 P·V sees them: round(p * 255) / 255 (p is in
+/// [0, 1], so no clipping), straight-through gradient.
+fn fake_quant_probabilities(p: &Tensor) -> Result<Tensor> {
+    Ok(fake_quant(p, Scales::per_tensor(q8bert::model::PROBABILITY_SCALE), 255.0)?)
+}
+
 fn dropout(x: &Tensor, p: f32, ctx: &Ctx) -> Result<Tensor> {
     if !ctx.dropout || p <= 0.0 {
         return Ok(x.clone());
@@ -253,9 +259,10 @@ pub struct Layer {
     pub attention_output_in: RangeTracker,
     pub intermediate_in: RangeTracker,
     pub output_in: RangeTracker,
-    /// Ranges of the Q and K projections' outputs (int8 attention scores only).
+    /// Ranges of the Q, K and V projections' outputs (int8 attention only).
     pub query_out: RangeTracker,
     pub key_out: RangeTracker,
+    pub value_out: RangeTracker,
 }
 
 /// Sequence-level head: pooler (tanh dense on the first token) then a classifier.
@@ -275,8 +282,9 @@ pub struct Bert {
     pub spare_pooler: Option<Linear>,
     /// How the sequence head was obtained (None without a head).
     pub head_init: Option<HeadInit>,
-    /// Attention scores from requantized Q and K (format 1.1): their ranges are tracked and,
-    /// when quantizing, Q and K are fake-quantized before Q·Kᵀ as the runtime will.
+    /// int8 attention (format 1.1): the ranges of Q, K and V are tracked and, when quantizing,
+    /// Q, K and V are fake-quantized and the probabilities rounded to u8 (scale 255) before
+    /// Q·Kᵀ and P·V, as the runtime will.
     pub int8_attention: bool,
 }
 
@@ -393,6 +401,7 @@ impl Bert {
                 output_in: Default::default(),
                 query_out: Default::default(),
                 key_out: Default::default(),
+                value_out: Default::default(),
             });
         }
         let pooler = if w.has("pooler.dense.weight") { Some(w.linear("pooler.dense")?) } else { None };
@@ -493,13 +502,15 @@ impl Bert {
                 Ok(qkv.narrow(1, i * h, h)?.reshape((bsz, t, nh, hd))?.transpose(1, 2)?.contiguous()?)
             };
             let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
-            let (q, k) = if self.int8_attention {
-                (requantize(&q, &l.query_out, ctx)?, requantize(&k, &l.key_out, ctx)?)
+            let (q, k, v) = if self.int8_attention {
+                (requantize(&q, &l.query_out, ctx)?, requantize(&k, &l.key_out, ctx)?, requantize(&v, &l.value_out, ctx)?)
             } else {
-                (q, k)
+                (q, k, v)
             };
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask_bias)?;
-            let probs = dropout(&softmax_last(&scores)?, cfg.attention_probs_dropout_prob, ctx)?;
+            let probs = softmax_last(&scores)?;
+            let probs = if self.int8_attention && ctx.quant { fake_quant_probabilities(&probs)? } else { probs };
+            let probs = dropout(&probs, cfg.attention_probs_dropout_prob, ctx)?;
             let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((bsz * t, h))?;
             let a = qlinear(&context, &[&l.attention_output], &l.attention_output_in, ctx)?;
             let a = dropout(&a, cfg.hidden_dropout_prob, ctx)?;
@@ -588,6 +599,7 @@ impl Bert {
             if self.int8_attention {
                 v.push((format!("layer.{i}.query"), &l.query_out));
                 v.push((format!("layer.{i}.key"), &l.key_out));
+                v.push((format!("layer.{i}.value"), &l.value_out));
             }
         }
         if let Some(h) = &self.head {

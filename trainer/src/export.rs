@@ -225,6 +225,7 @@ mod with_runtime {
             if model.int8_attention {
                 let range = |t: &crate::quant::RangeTracker, what: &str| t.get().with_context(|| format!("layer {i} {what}: activation range was never observed"));
                 b.int8_attention(i, range(&l.query_out, "query output")?, range(&l.key_out, "key output")?).map_err(err)?;
+                b.int8_attention_values(i, range(&l.value_out, "value output")?).map_err(err)?;
             }
         }
         if let Some(h) = &model.head {

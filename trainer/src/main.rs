@@ -110,9 +110,9 @@ struct FineTuneArgs {
     /// One weight scale per output row instead of per tensor.
     #[arg(long)]
     per_channel: bool,
-    /// Also compute attention scores in int8: Q and K requantized (ranges tracked like the
-    /// linear inputs) and Q·Kᵀ with int32 accumulation. Not in the Q8BERT paper; faster
-    /// attention in the runtime. Writes format 1.1.
+    /// Also run attention's two matrix products in int8: Q, K and V requantized (ranges tracked
+    /// like the linear inputs), probabilities as u8, int32 accumulation in Q·Kᵀ and P·V. Not in
+    /// the Q8BERT paper; faster attention in the runtime. Writes format 1.1.
     #[arg(long)]
     int8_attention: bool,
     #[arg(long, default_value_t = 1.0)]

@@ -121,8 +121,13 @@ fn qlinear_tracks_max_abs_input_with_ema() {
 }
 
 fn check_all_grads(quant: bool, dropout: bool) {
+    check_all_grads_with(quant, dropout, false)
+}
+
+fn check_all_grads_with(quant: bool, dropout: bool, int8_attention: bool) {
     let cfg = BertConfig::tiny(30);
-    let model = Bert::random(cfg, Some(3), 11).unwrap();
+    let mut model = Bert::random(cfg, Some(3), 11).unwrap();
+    model.int8_attention = int8_attention;
     let batch = tiny_batch(30, 4, 9, 5);
     let c = ctx(quant, Track::Ema(0.9), dropout);
     let logits = model.logits(&batch, &c).unwrap();
@@ -146,6 +151,30 @@ fn every_trainable_tensor_gets_gradient_fp32() {
 #[test]
 fn every_trainable_tensor_gets_gradient_qat() {
     check_all_grads(true, true);
+}
+
+/// With int8 attention the straight-through estimator carries gradients through the
+/// fake-quantized Q, K, V and probabilities to every parameter, and their ranges are tracked.
+#[test]
+fn every_trainable_tensor_gets_gradient_qat_int8_attention() {
+    check_all_grads_with(true, true, true);
+}
+
+#[test]
+fn int8_attention_tracks_q_k_v_ranges() {
+    let cfg = BertConfig::tiny(30);
+    let mut model = Bert::random(cfg, Some(3), 11).unwrap();
+    let batch = tiny_batch(30, 4, 9, 5);
+    assert_eq!(model.trackers().len(), 2 * 4 + 2, "no Q/K/V trackers without int8 attention");
+    model.int8_attention = true;
+    assert_eq!(model.trackers().len(), 2 * 7 + 2);
+    model.logits(&batch, &ctx(false, Track::Max, false)).unwrap();
+    for l in &model.layers {
+        for t in [&l.query_out, &l.key_out, &l.value_out] {
+            let r = t.get().expect("range observed");
+            assert!(r.is_finite() && r > 0.0);
+        }
+    }
 }
 
 #[test]
