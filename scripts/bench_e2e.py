@@ -15,9 +15,9 @@ What it does:
      optimizer (fusion: EmbedLayerNormalization, Attention, SkipLayerNormalization, BiasGelu), then
      `quantize_dynamic` (QInt8 weights, u8 activations) for the int8 peer.
   3. For every point (model shape x batch x seq x threads) it takes /tmp/q8bert-build.lock and
-     measures q8bert (target/release/examples/bench_e2e), ORT int8 and ORT fp32 back to back, then
-     releases the lock so that others can build between points. The order of the three peers
-     rotates from one pass to the next.
+     measures q8bert (target/release/examples/bench_e2e, with fp32 and with int8 attention), ORT
+     int8 and ORT fp32 back to back, then releases the lock so that others can build between
+     points. The order of the peers rotates from one pass to the next.
   4. Writes a markdown page (default docs/BENCHMARKS.md; /tmp/q8bert-bench/BENCHMARKS.md with
      --quick unless --out is given) and an SVG chart bench_latency.svg beside it.
 
@@ -50,8 +50,9 @@ SHAPES = {
     "minilm": dict(title="all-MiniLM-L6-v2 shape", layers=6, hidden=384, heads=12, inter=1536,
                    vocab=30522, max_pos=512, type_vocab=2),
 }
-PEERS = ("q8bert", "ort-int8", "ort-fp32")
-PEER_TITLE = {"q8bert": "q8bert", "ort-int8": "ORT int8", "ort-fp32": "ORT fp32"}
+PEERS = ("q8bert", "q8bert-i8a", "ort-int8", "ort-fp32")
+PEER_TITLE = {"q8bert": "q8bert", "q8bert-i8a": "q8bert int8 attention", "ort-int8": "ORT int8",
+              "ort-fp32": "ORT fp32"}
 TARGET_VS_INT8 = 1.5
 TARGET_VS_FP32 = 3.5
 
@@ -479,9 +480,11 @@ def build_q8bert(args):
     return exe, None
 
 
-def measure_q8bert(exe, key, batch, seq, threads, timing):
+def measure_q8bert(exe, key, batch, seq, threads, timing, int8_attention=False):
     cmd = [exe, "--shape", key, "--batch", str(batch), "--seq", str(seq), "--threads",
            str(threads), "--min-time-ms", str(int(timing.min_s * 1000))]
+    if int8_attention:
+        cmd.append("--int8-attention")
     try:
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                            timeout=max(120.0, 10 * timing.max_s))
@@ -561,7 +564,8 @@ def fmt_x(num, den, target):
 def write_svg(path, results, models, points, threads_list):
     """Grouped bars (log-scale latency) per model shape, one group per shape x threads."""
     import math
-    colors = {"q8bert": "#d1495b", "ort-int8": "#2e86ab", "ort-fp32": "#a3a9b3"}
+    colors = {"q8bert": "#d1495b", "q8bert-i8a": "#edae49", "ort-int8": "#2e86ab",
+              "ort-fp32": "#a3a9b3"}
     W, panel_h, top, left, right, bottom = 980, 330, 56, 70, 20, 62
     groups = [(b, s, t) for (b, s) in points for t in threads_list]
     H = top + len(models) * (panel_h + bottom) + 10
@@ -574,7 +578,7 @@ def write_svg(path, results, models, points, threads_list):
     for peer in PEERS:
         out.append(f'<rect x="{lx}" y="36" width="14" height="12" fill="{colors[peer]}"/>'
                    f'<text x="{lx + 19}" y="46" font-size="13">{PEER_TITLE[peer]}</text>')
-        lx += 120
+        lx += 40 + 8 * len(PEER_TITLE[peer])
     for mi, key in enumerate(models):
         y0 = top + mi * (panel_h + bottom) + 22
         ph = panel_h - 22
@@ -687,7 +691,11 @@ def write_page(path, svg_name, ctx):
           f"{t.min_runs} timed runs and {t.min_s} s per point (at most {t.max_s} s); q8bert's "
           f"`bench_e2e` example is given `--min-time-ms {int(t.min_s * 1000)}` and does its own "
           "warm-up.",
-          f"- Per point the three peers run back to back while the script holds "
+          "- q8bert int8 attention: the same weights packed with int8 Q·Kᵀ and P·V (format 1.1, "
+          "`bench_e2e --int8-attention`: Q, K, V requantized, probabilities as u8); a model must be "
+          "trained with `trainer fine-tune --int8-attention` to keep its accuracy "
+          "(docs/ACCURACY.md).",
+          f"- Per point the peers run back to back while the script holds "
           f"`{LOCK_PATH}` (the lock is released between points); their order rotates between "
           f"passes. Passes: {ctx['passes']}" + ("; a cell is the median of the per-pass medians."
                                                  if ctx["passes"] > 1 else "."),
@@ -709,14 +717,18 @@ def write_page(path, svg_name, ctx):
         L += [f"### {c['title']} ({c['layers']} layers, hidden {c['hidden']}, {c['heads']} heads, "
               f"FFN {c['inter']})", "",
               "| batch x seq | threads | q8bert ms | ORT int8 ms | ORT fp32 ms | "
-              "speedup vs ORT int8 | speedup vs ORT fp32 |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "speedup vs ORT int8 | speedup vs ORT fp32 | q8bert int8 attention ms | "
+              "its speedup vs ORT int8 | vs ORT fp32 |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for (b, s) in ctx["points"]:
             for th in ctx["threads"]:
                 r = res.get((key, b, s, th), {})
                 q, i8, f32 = r.get("q8bert"), r.get("ort-int8"), r.get("ort-fp32")
+                qa = r.get("q8bert-i8a")
                 L.append(f"| {b}x{s} | {th} | {fmt_ms(q)} | {fmt_ms(i8)} | {fmt_ms(f32)} | "
-                         f"{fmt_x(i8, q, TARGET_VS_INT8)} | {fmt_x(f32, q, TARGET_VS_FP32)} |")
+                         f"{fmt_x(i8, q, TARGET_VS_INT8)} | {fmt_x(f32, q, TARGET_VS_FP32)} | "
+                         f"{fmt_ms(qa)} | {fmt_x(i8, qa, TARGET_VS_INT8)} | "
+                         f"{fmt_x(f32, qa, TARGET_VS_FP32)} |")
         L.append("")
     L += ["<details><summary>Spread per point (p10 / median / p90 ms and timed runs of the last "
           "pass; background load in cores, max over passes)</summary>", "",
@@ -829,13 +841,15 @@ def main():
             for (b, s) in args.points:
                 feeds = make_feeds(cfg, b, s, SEED + b * 1000 + s)
                 for th in args.threads:
-                    order = list(PEERS[pas % 3:] + PEERS[:pas % 3])
+                    rot = pas % len(PEERS)
+                    order = list(PEERS[rot:] + PEERS[:rot])
                     with lock(), OtherLoad() as load:
                         for peer in order:
-                            if peer == "q8bert":
+                            if peer.startswith("q8bert"):
                                 if exe is None:
                                     continue
-                                r = measure_q8bert(exe, key, b, s, th, timing)
+                                r = measure_q8bert(exe, key, b, s, th, timing,
+                                                   int8_attention=peer == "q8bert-i8a")
                             else:
                                 path = os.path.join(d, "int8.onnx" if peer == "ort-int8"
                                                     else "fp32_opt.onnx")
@@ -850,7 +864,7 @@ def main():
                     loads.setdefault((key, b, s, th), []).append(load.cores)
                     line = ", ".join(
                         f"{PEER_TITLE[p]} {fmt_ms(details.get((key, b, s, th, p), {}).get('median_ms'))}"
-                        for p in PEERS if p != "q8bert" or exe)
+                        for p in PEERS if not p.startswith("q8bert") or exe)
                     log(f"pass {pas + 1}/{args.passes} {key} {b}x{s} {th}T: {line} ms "
                         f"(other load {load.cores:.2f} cores)")
                     report(done=False)
