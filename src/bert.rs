@@ -692,24 +692,35 @@ fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize],
         piece.fill(0);
         piece_sums.fill(0);
         let vo = 2 * h + hd * dh;
-        // Four keys at a time: feature d of keys j0..j0+4 is one 4-byte group of column d.
-        let mut quad = alloc::vec![[0i8; KGROUP]; dh];
+        // Four keys at a time, quantized as rows; feature d of the four keys is the 4-byte group
+        // of column d, so the 16 columns of a panel are one 64-byte interleave of the rows.
+        let mut quad = alloc::vec![0i8; KGROUP * dh];
         for j0 in (0..len).step_by(KGROUP) {
-            for (jj, j) in (j0..(j0 + KGROUP).min(len)).enumerate() {
-                let vr = (a + j) * 3 * h + vo;
-                for (q, &v) in quad.iter_mut().zip(&qkv[vr..vr + dh]) {
-                    q[jj] = math::quantize(v, value_scale);
+            let keys = (len - j0).min(KGROUP);
+            for (jj, row) in quad.chunks_exact_mut(dh).enumerate() {
+                if jj < keys {
+                    let vr = (a + j0 + jj) * 3 * h + vo;
+                    for (q, &v) in row.iter_mut().zip(&qkv[vr..vr + dh]) {
+                        *q = math::quantize(v, value_scale);
+                    }
+                } else {
+                    row.fill(0);
                 }
             }
-            let keys = (len - j0).min(KGROUP);
-            for q in quad.iter_mut() {
-                q[keys..].fill(0);
-            }
             let g = j0 / KGROUP;
-            for (d, (q, sum)) in quad.iter().zip(piece_sums.iter_mut()).enumerate() {
-                let at = ((d / PANEL) * k4 + g) * 64 + (d % PANEL) * KGROUP;
-                piece[at..at + KGROUP].copy_from_slice(bytemuck::cast_slice(q));
-                *sum += q.iter().map(|&v| v as i32).sum::<i32>();
+            for d0 in (0..dh).step_by(PANEL) {
+                let cols = (dh - d0).min(PANEL);
+                let at = ((d0 / PANEL) * k4 + g) * 64;
+                let dst = &mut piece[at..at + cols * KGROUP];
+                let (q0, q1, q2, q3) = (&quad[d0..d0 + cols], &quad[dh + d0..dh + d0 + cols], &quad[2 * dh + d0..2 * dh + d0 + cols], &quad[3 * dh + d0..3 * dh + d0 + cols]);
+                for (c, group) in dst.chunks_exact_mut(KGROUP).enumerate() {
+                    group.copy_from_slice(&[q0[c] as u8, q1[c] as u8, q2[c] as u8, q3[c] as u8]);
+                }
+            }
+            for row in quad.chunks_exact(dh).take(keys) {
+                for (sum, &q) in piece_sums.iter_mut().zip(row) {
+                    *sum += q as i32;
+                }
             }
         }
     })));
