@@ -102,6 +102,8 @@ pub struct Workspace {
     seq_start: Vec<usize>,
     hidden: Vec<f32>,
     qkv: Vec<f32>,
+    /// Q, K, V requantized by the QKV epilogue (layers with fully int8 attention).
+    qkv_q: Vec<i8>,
     ctx: Vec<f32>,
     tmp: Vec<f32>,
     xq: Vec<i8>,
@@ -145,6 +147,7 @@ impl Workspace {
             + self.seq_start.capacity() * 8
             + (self.hidden.capacity() + self.qkv.capacity() + self.ctx.capacity() + self.tmp.capacity()) * 4
             + self.xq.capacity()
+            + self.qkv_q.capacity()
             + self.acc.capacity() * 4
             + self.inter_q.capacity()
             + (self.scores.capacity() + self.dq.capacity() + self.pooled.capacity() + self.key_t.capacity()) * 4
@@ -226,6 +229,8 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         // int8 P·V: packed V of every sequence and head, and per task a block of u8 probabilities
         if int8_values { batch.checked_mul(c.num_heads)?.checked_mul(packed_len(dh, seq_len))? } else { 0 },
         if int8_values { threads.checked_mul(SCORE_BLOCK.checked_mul(seq_len)?)? } else { 0 },
+        // fully int8 attention: Q, K, V as int8
+        if int8 && int8_values { t.checked_mul(3 * h)? } else { 0 },
     ];
     let mut total = 0usize;
     for n in f32s {
@@ -389,6 +394,9 @@ enum LinearOut<'o> {
     ResidualNorm { out: &'o mut [f32], residual: &'o [f32], ln: &'o LayerNormRef },
     /// GELU(y), quantized with the next layer's input scale, into rows of stride `padded_k(N)`.
     GeluQuant { out: &'o mut [i8], next_scale: f32 },
+    /// y requantized into int8 rows of N values, each third of a row with its own scale (the
+    /// Q, K and V of a fully int8 attention).
+    QuantizeThirds { out: &'o mut [i8], scales: [f32; 3] },
 }
 
 struct Ctx<'m> {
@@ -423,6 +431,7 @@ impl Ctx<'_> {
             LinearIn::I8(_) => blocks.iter().map(|_| None).collect::<Vec<_>>(),
         };
         let acc_parts = carve(&mut acc[..rows * n], &blocks, n);
+        let mut thirds = [0.0f32; 3];
         let (out_parts, residual, ln, next_scale): (Vec<OutPart>, _, _, _) = match out {
             LinearOut::F32(o) => (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None, 0.0),
             LinearOut::ResidualNorm { out, residual, ln } => {
@@ -431,6 +440,10 @@ impl Ctx<'_> {
             LinearOut::GeluQuant { out, next_scale } => {
                 let np = padded_k(n);
                 (carve(&mut out[..rows * np], &blocks, np).into_iter().map(OutPart::I8).collect(), None, None, next_scale)
+            }
+            LinearOut::QuantizeThirds { out, scales } => {
+                thirds = scales;
+                (carve(&mut out[..rows * n], &blocks, n).into_iter().map(OutPart::I8Thirds).collect(), None, None, 0.0)
             }
         };
         let slots: Vec<Slot<_>> = xq_parts.into_iter().zip(acc_parts).zip(out_parts).map(Slot::new).collect();
@@ -450,6 +463,7 @@ impl Ctx<'_> {
             timed!(gemm_op, self.kernel.gemm_i8(a, kp, nrows, w, wsum, n, k, 0, n, acc_part, n));
             let epilogue_op = match (&out_part, residual) {
                 (OutPart::I8(_), _) => Op::GeluRequantize,
+                (OutPart::I8Thirds(_), _) => Op::DequantizeBias,
                 (OutPart::F32(_), Some(_)) => Op::ResidualLayerNorm,
                 (OutPart::F32(_), None) => Op::DequantizeBias,
             };
@@ -465,6 +479,14 @@ impl Ctx<'_> {
                                 *v += rv;
                             }
                             ops::layer_norm(o, g, be, self.eps);
+                        }
+                    }
+                    OutPart::I8Thirds(o) => {
+                        let third = n / 3;
+                        let o = &mut o[r * n..(r + 1) * n];
+                        for (p, &scale) in thirds.iter().enumerate() {
+                            let part = p * third..(p + 1) * third;
+                            ops::dequantize_quantize_row(&acc_row[part.clone()], &bias[part.clone()], &dq[part.clone()], scale, &mut o[part]);
                         }
                     }
                     OutPart::I8(o) => {
@@ -485,6 +507,7 @@ impl Ctx<'_> {
 enum OutPart<'o> {
     F32(&'o mut [f32]),
     I8(&'o mut [i8]),
+    I8Thirds(&'o mut [i8]),
 }
 
 /// Runs the model on `input`, writing `layout.output_dim(seq_len)` floats per sequence.
@@ -521,6 +544,9 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     try_resize(&mut ws.key_q, key_q_len)?;
     try_resize(&mut ws.key_sum, key_sum_len)?;
     try_resize(&mut ws.value_q, value_q_len)?;
+    if layout.layers.iter().any(|l| l.attention_scales.is_some() && l.attention_value_scale.is_some()) {
+        try_resize(&mut ws.qkv_q, t * 3 * h)?;
+    }
     try_resize(&mut ws.value_sum, value_sum_len)?;
     try_resize(&mut ws.tmp, t * h)?;
     try_resize(&mut ws.inter_q, t * padded_k(inter))?;
@@ -555,25 +581,37 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     }
 
     for layer in &layout.layers {
-        cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.qkv));
+        // A fully int8 attention needs Q, K, V only as int8: the QKV epilogue requantizes them.
+        let qkv = match (layer.attention_scales, layer.attention_value_scale) {
+            (Some(sc), Some(sv)) => {
+                let out = LinearOut::QuantizeThirds { out: &mut ws.qkv_q, scales: [sc.query_scale, sc.key_scale, sv] };
+                cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, out);
+                Qkv::I8(&ws.qkv_q)
+            }
+            _ => {
+                cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.qkv));
+                Qkv::F32(&ws.qkv)
+            }
+        };
         let keys = match layer.attention_scales {
             None => {
-                transpose_keys(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, &mut ws.key_t[..key_t_len]);
+                let Qkv::F32(qkv) = qkv else { unreachable!("fp32 scores come with fp32 QKV") };
+                transpose_keys(&cx, heads, dh, h, &ws.seq_start, qkv, &mut ws.key_t[..key_t_len]);
                 Keys::F32 { key_t: &ws.key_t }
             }
             Some(scales) => {
-                pack_keys(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, scales.key_scale, &mut ws.key_q[..key_q_len], &mut ws.key_sum[..key_sum_len]);
+                pack_keys(&cx, heads, dh, h, &ws.seq_start, qkv, scales.key_scale, &mut ws.key_q[..key_q_len], &mut ws.key_sum[..key_sum_len]);
                 Keys::I8 { packed: &ws.key_q, sums: &ws.key_sum, scales }
             }
         };
         let values = match layer.attention_value_scale {
             None => Values::F32,
             Some(value_scale) => {
-                pack_values(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, value_scale, &mut ws.value_q[..value_q_len], &mut ws.value_sum[..value_sum_len]);
+                pack_values(&cx, heads, dh, h, &ws.seq_start, qkv, value_scale, &mut ws.value_q[..value_q_len], &mut ws.value_sum[..value_sum_len]);
                 Values::I8 { packed: &ws.value_q, sums: &ws.value_sum, value_scale }
             }
         };
-        attention(&cx, heads, dh, h, &ws.seq_start, &ws.qkv, keys, values, &mut ws.ctx[..t * h]);
+        attention(&cx, heads, dh, h, &ws.seq_start, qkv, keys, values, &mut ws.ctx[..t * h]);
         let ln = &layer.attention_layer_norm;
         cx.linear(Op::GemmAttentionOutput, &layer.attention_output, LinearIn::F32(&ws.ctx), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
@@ -626,7 +664,7 @@ fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usiz
 /// a scores GEMM (keys as output columns, dh as the inner dimension), plus each key's sum for
 /// the kernels' +128 activation offset. Once per layer, shared by all query blocks.
 #[allow(clippy::too_many_arguments)]
-fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], key_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
+fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
     // One task per (sequence, head): (first key row, keys, head).
     let mut tasks = Vec::new();
     let mut pieces = Vec::new();
@@ -650,10 +688,7 @@ fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
         let mut row = alloc::vec![0i8; k4 * 4];
         let ko = h + hd * dh;
         for (j, sum) in piece_sums.iter_mut().enumerate().take(len) {
-            let kr = (a + j) * 3 * h + ko;
-            for (q, &kv) in row.iter_mut().zip(&qkv[kr..kr + dh]) {
-                *q = math::quantize(kv, key_scale);
-            }
+            qkv.quantized(a + j, h, ko, key_scale, &mut row[..dh]);
             *sum = row.iter().map(|&q| q as i32).sum();
             // Key j is column j % 16 of panel j / 16: 4 consecutive k per 64-byte group.
             let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
@@ -668,7 +703,7 @@ fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
 /// a P·V GEMM (features as output columns, keys as the inner dimension), plus each feature's
 /// sum over the keys (for the probabilities' offset, see `attention`). Once per layer.
 #[allow(clippy::too_many_arguments)]
-fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], value_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
+fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, value_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
     use crate::kernels::{KGROUP, PANEL};
     // One task per (sequence, head): (first key row, keys, head).
     let mut tasks = Vec::new();
@@ -699,10 +734,7 @@ fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize],
             let keys = (len - j0).min(KGROUP);
             for (jj, row) in quad.chunks_exact_mut(dh).enumerate() {
                 if jj < keys {
-                    let vr = (a + j0 + jj) * 3 * h + vo;
-                    for (q, &v) in row.iter_mut().zip(&qkv[vr..vr + dh]) {
-                        *q = math::quantize(v, value_scale);
-                    }
+                    qkv.quantized(a + j0 + jj, h, vo, value_scale, row);
                 } else {
                     row.fill(0);
                 }
@@ -724,6 +756,30 @@ fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize],
             }
         }
     })));
+}
+
+/// The QKV projection's output: fp32 rows of 3H, or (fully int8 attention) int8 rows of 3H
+/// already requantized with S_q, S_k, S_v.
+#[derive(Clone, Copy)]
+enum Qkv<'a> {
+    F32(&'a [f32]),
+    I8(&'a [i8]),
+}
+
+impl Qkv<'_> {
+    /// Row `r`'s values `at..at + out.len()` as int8: requantized with `scale`, or copied.
+    #[inline(always)]
+    fn quantized(&self, r: usize, h: usize, at: usize, scale: f32, out: &mut [i8]) {
+        let (start, n) = (r * 3 * h + at, out.len());
+        match self {
+            Qkv::F32(x) => {
+                for (q, &v) in out.iter_mut().zip(&x[start..start + n]) {
+                    *q = math::quantize(v, scale);
+                }
+            }
+            Qkv::I8(x) => out.copy_from_slice(&x[start..start + n]),
+        }
+    }
 }
 
 /// The keys of one layer's attention, as `transpose_keys` or `pack_keys` left them.
@@ -748,7 +804,7 @@ enum Values<'v> {
 /// by 1/(S_q S_k); softmax is fp32; P·V is fp32, or with int8 values an int32 product of the
 /// probabilities as u8 (scale 255) and requantized v, scaled by 1/(255 S_v).
 #[allow(clippy::too_many_arguments)]
-fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], keys: Keys, values: Values, ctx: &mut [f32]) {
+fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, keys: Keys, values: Values, ctx: &mut [f32]) {
     let inv_sqrt_dh = 1.0 / math::sqrt(dh as f32);
     let total = ctx.len() / h;
     let chunk = total.div_ceil(2 * cx.par.threads()).max(1);
@@ -789,7 +845,11 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
             Values::I8 { .. } => (alloc::vec![0i8; block * len], alloc::vec![0i32; block * dh]),
             Values::F32 => (Vec::new(), Vec::new()),
         };
-        let v_rows = &qkv[a * 3 * h..];
+        // fp32 rows (fp32 scores or fp32 P·V); a fully int8 layer never reads them.
+        let qkv_f32: &[f32] = match qkv {
+            Qkv::F32(x) => x,
+            Qkv::I8(_) => &[],
+        };
         for hd in 0..heads {
             let (qo, vo) = (hd * dh, 2 * h + hd * dh);
             for s0 in (i0..i0 + n).step_by(block) {
@@ -800,10 +860,7 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
                     let ks = &sums[ks0 + hd * len..ks0 + (hd + 1) * len];
                     timed!(Op::AttentionScores, {
                         for (r, qrow) in q8.chunks_exact_mut(dh).take(brows).enumerate() {
-                            let src = &qkv[(s0 + r) * 3 * h + qo..(s0 + r) * 3 * h + qo + dh];
-                            for (d, &v) in qrow.iter_mut().zip(src) {
-                                *d = math::quantize(v, scales.query_scale);
-                            }
+                            qkv.quantized(s0 + r, h, qo, scales.query_scale, qrow);
                         }
                         cx.kernel.gemm_i8(&q8, dh, brows, kp, ks, len, dh, 0, len, &mut acc, len);
                     });
@@ -816,7 +873,7 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
                             for r in 0..QUERY_ROWS {
                                 // Rows past the block repeat the last one; their results are not stored.
                                 let i = r0 + r.min(rows - 1);
-                                q[r * dh..(r + 1) * dh].copy_from_slice(&qkv[i * 3 * h + qo..i * 3 * h + qo + dh]);
+                                q[r * dh..(r + 1) * dh].copy_from_slice(&qkv_f32[i * 3 * h + qo..i * 3 * h + qo + dh]);
                             }
                             timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, kt, len_p, &mut scores));
                             timed!(Op::AttentionSoftmax, for r in 0..rows {
@@ -835,7 +892,8 @@ fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
                     match values {
                         Values::F32 => {
                             let c0 = (r0 - i0) * h + hd * dh;
-                            timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, &v_rows[vo..], 3 * h, dh, &mut out[c0..], h));
+                            let v_rows = &qkv_f32[a * 3 * h + vo..];
+                            timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, v_rows, 3 * h, dh, &mut out[c0..], h));
                         }
                         Values::I8 { .. } => timed!(Op::AttentionValues, for r in 0..rows {
                             let p_row = &mut p8[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len];

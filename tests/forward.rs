@@ -355,6 +355,8 @@ fn every_kernel_gives_bit_identical_outputs() {
         // int8 attention: the scores and P·V GEMMs run on each kernel too.
         assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 35 + i as u64).with_int8_attention(2.0, 2.0), 3, 70);
         assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 45 + i as u64).with_int8_values(2.0), 3, 70);
+        // Both: Q, K, V requantized in the QKV epilogue.
+        assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 55 + i as u64).with_int8_attention(2.0, 2.0).with_int8_values(2.0), 3, 70);
     }
     assert_kernels_identical(&FpModel::random(tiny_config(), heads()[0].clone(), 38).with_int8_attention(1.5, 1.0), 4, 24);
 }

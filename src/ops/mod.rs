@@ -40,6 +40,14 @@ pub fn dequantize_row(acc: &[i32], bias: &[i32], dq: &[f32], out: &mut [f32]) {
     }
 }
 
+/// dequantize(acc) requantized with `scale` (the int8 Q, K, V of int8 attention).
+#[inline(always)]
+pub fn dequantize_quantize_row(acc: &[i32], bias: &[i32], dq: &[f32], scale: f32, out: &mut [i8]) {
+    for (((o, &a), &b), &d) in out.iter_mut().zip(acc).zip(bias).zip(dq) {
+        *o = math::quantize(a.wrapping_add(b) as f32 * d, scale);
+    }
+}
+
 /// GELU(dequantize(acc)) requantized with the next layer's input scale, padding zeroed.
 #[inline(always)]
 pub fn dequantize_gelu_quantize_row(acc: &[i32], bias: &[i32], dq: &[f32], next_scale: f32, out: &mut [i8]) {
