@@ -660,25 +660,38 @@ fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usiz
     }));
 }
 
-/// K of every sequence and head quantized with `key_scale` and packed as the weight matrix of
-/// a scores GEMM (keys as output columns, dh as the inner dimension), plus each key's sum for
-/// the kernels' +128 activation offset. Once per layer, shared by all query blocks.
-#[allow(clippy::too_many_arguments)]
-fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
-    // One task per (sequence, head): (first key row, keys, head).
-    let mut tasks = Vec::new();
-    let mut pieces = Vec::new();
+/// One piece of `packed` and of `sums` per (sequence, head), back to back, sized by
+/// `sizes(keys) = (bytes, sums)`, as task slots, with each task's (first key row, keys, head).
+#[allow(clippy::type_complexity)]
+fn per_head_pieces<'a>(
+    seq_start: &[usize],
+    heads: usize,
+    packed: &'a mut [u8],
+    sums: &'a mut [i32],
+    sizes: impl Fn(usize) -> (usize, usize),
+) -> (Vec<Slot<(&'a mut [u8], &'a mut [i32])>>, Vec<(usize, usize, usize)>) {
+    let (mut tasks, mut pieces) = (Vec::new(), Vec::new());
     let (mut rest, mut rest_sums) = (packed, sums);
     for w in seq_start.windows(2) {
         let (a, len) = (w[0], w[1] - w[0]);
+        let (bytes, n_sums) = sizes(len);
         for hd in 0..heads {
-            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(packed_len(len, dh));
-            let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(len);
+            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(bytes);
+            let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(n_sums);
             pieces.push(Slot::new((piece, piece_sums)));
             (rest, rest_sums) = (tail, tail_sums);
             tasks.push((a, len, hd));
         }
     }
+    (pieces, tasks)
+}
+
+/// K of every sequence and head quantized with `key_scale` and packed as the weight matrix of
+/// a scores GEMM (keys as output columns, dh as the inner dimension), plus each key's sum for
+/// the kernels' +128 activation offset. Once per layer, shared by all query blocks.
+#[allow(clippy::too_many_arguments)]
+fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
+    let (pieces, tasks) = per_head_pieces(seq_start, heads, packed, sums, |len| (packed_len(len, dh), len));
     let k4 = dh.div_ceil(crate::kernels::KGROUP);
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
         let (piece, piece_sums) = pieces[i].take();
@@ -705,20 +718,7 @@ fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], q
 #[allow(clippy::too_many_arguments)]
 fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, value_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
     use crate::kernels::{KGROUP, PANEL};
-    // One task per (sequence, head): (first key row, keys, head).
-    let mut tasks = Vec::new();
-    let mut pieces = Vec::new();
-    let (mut rest, mut rest_sums) = (packed, sums);
-    for w in seq_start.windows(2) {
-        let (a, len) = (w[0], w[1] - w[0]);
-        for hd in 0..heads {
-            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(packed_len(dh, len));
-            let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(dh);
-            pieces.push(Slot::new((piece, piece_sums)));
-            (rest, rest_sums) = (tail, tail_sums);
-            tasks.push((a, len, hd));
-        }
-    }
+    let (pieces, tasks) = per_head_pieces(seq_start, heads, packed, sums, |len| (packed_len(dh, len), dh));
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
         let (piece, piece_sums) = pieces[i].take();
         let (a, len, hd) = tasks[i];
