@@ -192,8 +192,7 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
     let (max_n, classes) = max_linear_n(layout);
     let t = batch.checked_mul(seq_len)?;
     let pooled = if layout.classifier.is_some() { batch.checked_mul(h)? } else { 0 };
-    let int8 = layout.layers.iter().any(|l| l.attention_scales.is_some());
-    let int8_values = layout.layers.iter().any(|l| l.attention_value_scale.is_some());
+    let (int8, int8_values) = (layout.int8_scores(), layout.int8_values());
     let f32s = [
         t.checked_mul(h.checked_mul(6)?)?,                                   // hidden, qkv (3x), ctx, tmp
         t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
@@ -530,12 +529,12 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     let (heads, dh) = (cfg.num_heads, cfg.head_dim());
     let lens = || ws.seq_start.windows(2).map(|w| w[1] - w[0]);
     let key_t_len: usize = if layout.layers.iter().any(|l| l.attention_scales.is_none()) { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
-    let (key_q_len, key_sum_len): (usize, usize) = if layout.layers.iter().any(|l| l.attention_scales.is_some()) {
+    let (key_q_len, key_sum_len): (usize, usize) = if layout.int8_scores() {
         (lens().map(|len| heads * packed_len(len, dh)).sum(), t * heads)
     } else {
         (0, 0)
     };
-    let (value_q_len, value_sum_len): (usize, usize) = if layout.layers.iter().any(|l| l.attention_value_scale.is_some()) {
+    let (value_q_len, value_sum_len): (usize, usize) = if layout.int8_values() {
         (lens().map(|len| heads * packed_len(dh, len)).sum(), input.batch * h)
     } else {
         (0, 0)

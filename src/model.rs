@@ -291,29 +291,28 @@ impl<'i> TensorResolver<'i> {
     /// of version 1.1 or later (a 1.0 reader would not know what they mean).
     fn attention_scales(&mut self, prefix: &str) -> Result<Option<AttentionScales>> {
         let (q, k) = (alloc::format!("{prefix}.query_scale"), alloc::format!("{prefix}.key_scale"));
-        match (self.index.tensor_by_name.contains_key(&q), self.index.tensor_by_name.contains_key(&k)) {
-            (false, false) => Ok(None),
-            (true, true) => {
-                if self.index.version_minor < 1 {
-                    bail!(Status::UnsupportedVersion, "tensor {q:?} (int8 attention) needs format version 1.1; the file says {}.{}", self.index.version_major, self.index.version_minor);
-                }
-                Ok(Some(AttentionScales { query_scale: self.scale(&q)?, key_scale: self.scale(&k)? }))
-            }
-            (true, false) => bail!(Status::MissingTensor, "tensor {k:?} is missing (int8 attention needs both {q:?} and it)"),
-            (false, true) => bail!(Status::MissingTensor, "tensor {q:?} is missing (int8 attention needs both it and {k:?})"),
+        match (self.optional_scale_1_1(&q)?, self.optional_scale_1_1(&k)?) {
+            (None, None) => Ok(None),
+            (Some(query_scale), Some(key_scale)) => Ok(Some(AttentionScales { query_scale, key_scale })),
+            (Some(_), None) => bail!(Status::MissingTensor, "tensor {k:?} is missing (int8 attention needs both {q:?} and it)"),
+            (None, Some(_)) => bail!(Status::MissingTensor, "tensor {q:?} is missing (int8 attention needs both it and {k:?})"),
         }
     }
 
-    /// The optional value scale of int8 P·V, only in a file of version 1.1 or later.
+    /// The optional value scale of int8 P·V.
     fn attention_value_scale(&mut self, prefix: &str) -> Result<Option<f32>> {
-        let v = alloc::format!("{prefix}.value_scale");
-        if !self.index.tensor_by_name.contains_key(&v) {
+        self.optional_scale_1_1(&alloc::format!("{prefix}.value_scale"))
+    }
+
+    /// An optional f32 [1] scale that only a file of version 1.1 or later may carry.
+    fn optional_scale_1_1(&mut self, name: &str) -> Result<Option<f32>> {
+        if !self.index.tensor_by_name.contains_key(name) {
             return Ok(None);
         }
         if self.index.version_minor < 1 {
-            bail!(Status::UnsupportedVersion, "tensor {v:?} (int8 attention) needs format version 1.1; the file says {}.{}", self.index.version_major, self.index.version_minor);
+            bail!(Status::UnsupportedVersion, "tensor {name:?} (int8 attention) needs format version 1.1; the file says {}.{}", self.index.version_major, self.index.version_minor);
         }
-        Ok(Some(self.scale(&v)?))
+        Ok(Some(self.scale(name)?))
     }
 
     fn layer_norm(&mut self, prefix: &str, h: usize) -> Result<LayerNormRef> {
@@ -488,7 +487,17 @@ impl ModelLayout {
 
     /// Whether any layer computes its attention scores or P·V in int8 (format 1.1).
     pub fn int8_attention(&self) -> bool {
-        self.layers.iter().any(|l| l.attention_scales.is_some() || l.attention_value_scale.is_some())
+        self.int8_scores() || self.int8_values()
+    }
+
+    /// Whether any layer computes its attention scores in int8.
+    pub fn int8_scores(&self) -> bool {
+        self.layers.iter().any(|l| l.attention_scales.is_some())
+    }
+
+    /// Whether any layer computes P·V in int8.
+    pub fn int8_values(&self) -> bool {
+        self.layers.iter().any(|l| l.attention_value_scale.is_some())
     }
 
     /// Floats written per sequence for an input of `seq_len` tokens.
