@@ -6,7 +6,9 @@
 //!
 //! Builds (once, cached) a random-weight model of the named shape, then times `run` until
 //! --min-time-ms has passed and prints one JSON line with the median and percentiles.
-//! `--int8-attention` builds the model with int8 attention scores and P·V (format 1.1).
+//! `--int8-attention` builds the model with int8 attention scores and P·V (format 1.1);
+//! `--per-token` with per-channel weights and per-row input scales (format 1.2, the
+//! post-training default of `trainer quantize`), else per-tensor weights and static scales.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -55,7 +57,7 @@ fn view(p: &(Vec<f32>, Vec<f32>)) -> builder::Linear<'_> {
     builder::Linear { weight: &p.0, bias: &p.1, input_max: 4.0 }
 }
 
-fn build(config: BertConfig, int8_attention: bool, path: &PathBuf) {
+fn build(config: BertConfig, int8_attention: bool, per_token: bool, path: &PathBuf) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (h, i) = (config.hidden_size as usize, config.intermediate_size as usize);
     let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -65,6 +67,10 @@ fn build(config: BertConfig, int8_attention: bool, path: &PathBuf) {
         .collect();
     let head = Head::Classification { labels: vec!["a".into(), "b".into()] };
     let mut b = ModelBuilder::new(config, head, TokenizerConfig::bert_uncased(vocab));
+    if per_token {
+        b.weight_granularity(builder::WeightGranularity::PerChannel);
+        b.activation_quant(builder::ActivationQuant::PerRow);
+    }
     let ln = (vec![1.0f32; h], vec![0.0f32; h]);
     let ln_view = || builder::LayerNorm { gamma: &ln.0, beta: &ln.1 };
     let (word, pos, typ) = (rng.vec(30522 * h, 0.1), rng.vec(512 * h, 0.1), rng.vec(2 * h, 0.1));
@@ -109,10 +115,11 @@ fn main() {
     let dir = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/q8bert/bench");
     std::fs::create_dir_all(&dir).unwrap();
     let int8_attention = std::env::args().any(|a| a == "--int8-attention");
-    let variant = if int8_attention { "-int8-attention" } else { "" };
+    let per_token = std::env::args().any(|a| a == "--per-token");
+    let variant = format!("{}{}", if int8_attention { "-int8-attention" } else { "" }, if per_token { "-per-token" } else { "" });
     let path = dir.join(format!("{shape_name}{variant}-v{}.q8b", q8bert::format::VERSION_MINOR));
     if !path.exists() {
-        build(shape(&shape_name), int8_attention, &path);
+        build(shape(&shape_name), int8_attention, per_token, &path);
     }
     let model = Model::open(&path, &Options { num_threads: threads, kernel, ..Default::default() }).unwrap();
     let ids: Vec<i32> = (0..batch * seq).map(|i| if i % seq == 0 { 2 } else { 5 + (i as i32 * 7919) % 30000 }).collect();

@@ -93,6 +93,22 @@
 #define Q8BERT_HEAD_TOKEN_STATES 4
 
 /*
+ `q8bert_info.activations`: every linear layer quantizes its input with one scale learned in
+ training or calibration (the Q8BERT paper's scheme).
+ */
+#define Q8BERT_ACTIVATIONS_STATIC 0
+
+/*
+ Every linear layer quantizes its input with a scale per token computed at run time (format 1.2).
+ */
+#define Q8BERT_ACTIVATIONS_PER_ROW 1
+
+/*
+ Some layers static, some per token.
+ */
+#define Q8BERT_ACTIVATIONS_MIXED 2
+
+/*
  Result status of every fallible operation. The numbers are stable across versions; new codes
  are only ever appended inside their group.
 
@@ -337,6 +353,10 @@ typedef struct q8bert_info {
    Token limit for text input (the `max_seq_len` option, or `max_seq_len` above).
    */
   uint32_t max_text_tokens;
+  /*
+   How the linear layers quantize their inputs, one of `Q8BERT_ACTIVATIONS_*`.
+   */
+  uint32_t activations;
 } q8bert_info;
 
 #ifdef __cplusplus

@@ -12,7 +12,7 @@ use crate::error::{bail, Result, Status};
 use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
 use crate::kernels::Kernel;
 use crate::kernels::packed_len;
-use crate::model::{cast, AttentionScales, EmbeddingRef, HeadKind, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
+use crate::model::{cast, AttentionScales, EmbeddingRef, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
 use crate::ops::{self, math, padded_k};
 
 /// Forward-pass operations, for the per-op time split (feature `op-timing`).
@@ -107,8 +107,15 @@ pub struct Workspace {
     ctx: Vec<f32>,
     tmp: Vec<f32>,
     xq: Vec<i8>,
+    /// 1/S_x of each row of `xq` (linear layers with a per-row input scale).
+    row_inv: Vec<f32>,
     acc: Vec<i32>,
     inter_q: Vec<i8>,
+    /// 1/S_x of each row of `inter_q` (an FFN output layer with a per-row input scale).
+    inter_row_inv: Vec<f32>,
+    /// One dequantized row per task of a linear layer whose epilogue requantizes after a
+    /// per-row input (or into one).
+    epilogue: Vec<f32>,
     scores: Vec<f32>,
     /// K of every sequence and head transposed for attention: [sequence][head][dh][keys padded].
     key_t: Vec<f32>,
@@ -151,6 +158,7 @@ impl Workspace {
             + self.acc.capacity() * 4
             + self.inter_q.capacity()
             + (self.scores.capacity() + self.dq.capacity() + self.pooled.capacity() + self.key_t.capacity()) * 4
+            + (self.row_inv.capacity() + self.inter_row_inv.capacity() + self.epilogue.capacity()) * 4
             + self.key_q.capacity()
             + self.key_sum.capacity() * 4
             + self.value_q.capacity()
@@ -193,6 +201,7 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
     let t = batch.checked_mul(seq_len)?;
     let pooled = if layout.classifier.is_some() { batch.checked_mul(h)? } else { 0 };
     let (int8, int8_values) = (layout.int8_scores(), layout.int8_values());
+    let per_row = layout.per_row_linears() > 0;
     let f32s = [
         t.checked_mul(h.checked_mul(6)?)?,                                   // hidden, qkv (3x), ctx, tmp
         t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
@@ -210,6 +219,10 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         // a block of queries
         if int8_values { batch.checked_mul(h)? } else { 0 },
         if int8_values { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
+        // per-row input scales: 1/S_x of every row of xq and inter_q, and one dequantized row
+        // of the widest layer per task
+        if per_row { t.checked_mul(2)? } else { 0 },
+        if per_row { threads.checked_mul(max_n)? } else { 0 },
     ];
     let bytes = [
         t.checked_mul(12)?,                                                  // tokens
@@ -379,10 +392,11 @@ fn carve<'a, T>(mut buf: &'a mut [T], blocks: &[(usize, usize)], row_len: usize)
 
 /// What a linear layer's input is.
 enum LinearIn<'x> {
-    /// fp32 rows of K values, quantized with the layer's input scale.
+    /// fp32 rows of K values, quantized with the layer's input scale (or per row).
     F32(&'x [f32]),
-    /// Already-quantized rows of stride `padded_k(K)`.
-    I8(&'x [i8]),
+    /// Already-quantized rows of stride `padded_k(K)`, and for a per-row input each row's
+    /// dequantization multiplier 1/S_x.
+    I8 { rows: &'x [i8], row_inv: &'x [f32] },
 }
 
 /// What a linear layer does with its dequantized output (the fused epilogue).
@@ -391,11 +405,32 @@ enum LinearOut<'o> {
     F32(&'o mut [f32]),
     /// LayerNorm(y + residual) into fp32 rows.
     ResidualNorm { out: &'o mut [f32], residual: &'o [f32], ln: &'o LayerNormRef },
-    /// GELU(y), quantized with the next layer's input scale, into rows of stride `padded_k(N)`.
-    GeluQuant { out: &'o mut [i8], next_scale: f32 },
+    /// GELU(y), quantized as the next layer's input, into rows of stride `padded_k(N)`; a
+    /// per-row next input also writes each row's 1/S_x into `row_inv`.
+    GeluQuant { out: &'o mut [i8], next: InputQuant, row_inv: &'o mut [f32] },
     /// y requantized into int8 rows of N values, each third of a row with its own scale (the
     /// Q, K and V of a fully int8 attention).
     QuantizeThirds { out: &'o mut [i8], scales: [f32; 3] },
+}
+
+/// The workspace buffers a linear layer computes in.
+struct LinearBufs<'w> {
+    /// Quantized input rows (fp32 input only).
+    xq: &'w mut Vec<i8>,
+    /// 1/S_x of each quantized input row (per-row input only).
+    row_inv: &'w mut Vec<f32>,
+    acc: &'w mut Vec<i32>,
+    /// Per-output dequantization multipliers.
+    dq: &'w mut Vec<f32>,
+    /// One dequantized row per task, for epilogues that requantize after a per-row input.
+    epilogue: &'w mut Vec<f32>,
+}
+
+/// [`LinearBufs`] of a workspace (disjoint field borrows, so inputs and outputs can be other fields).
+macro_rules! bufs {
+    ($ws:expr) => {
+        LinearBufs { xq: &mut $ws.xq, row_inv: &mut $ws.row_inv, acc: &mut $ws.acc, dq: &mut $ws.dq, epilogue: &mut $ws.epilogue }
+    };
 }
 
 struct Ctx<'m> {
@@ -404,6 +439,11 @@ struct Ctx<'m> {
     par: &'m dyn Parallel,
     eps: f32,
 }
+
+/// What one task of a linear layer owns: its rows of the quantized input and their 1/S_x, the
+/// accumulators, the output, the next layer's 1/S_x (GELU into a per-row input), and one
+/// epilogue row.
+type LinearTask<'a> = ((Option<&'a mut [i8]>, Option<&'a mut [f32]>), &'a mut [i32], OutPart<'a>, Option<&'a mut [f32]>, &'a mut [f32]);
 
 impl Ctx<'_> {
     fn f32s(&self, r: &core::ops::Range<usize>) -> &[f32] {
@@ -415,48 +455,93 @@ impl Ctx<'_> {
 
     /// One int8 linear layer over `rows` rows: quantize (if needed), GEMM with int32
     /// accumulation, then the epilogue, fused per block of rows so each block stays in cache.
-    #[allow(clippy::too_many_arguments)]
-    fn linear(&self, gemm_op: Op, lin: &LinearRef, x: LinearIn, rows: usize, xq: &mut Vec<i8>, acc: &mut Vec<i32>, dq: &mut Vec<f32>, out: LinearOut) {
+    fn linear(&self, gemm_op: Op, lin: &LinearRef, x: LinearIn, rows: usize, bufs: LinearBufs, out: LinearOut) {
+        let LinearBufs { xq, row_inv, acc, dq, epilogue } = bufs;
         let (n, k, kp) = (lin.n, lin.k, padded_k(lin.k));
         resize(dq, n);
-        ops::dequant_multipliers(self.f32s(&lin.weight_scale), n, lin.input_scale, dq);
+        // Static input: dq = 1/(S_w S_x). Per-row input: dq = 1/S_w, times each row's 1/S_x later.
+        let input_scale = match lin.input {
+            InputQuant::Static(s) => s,
+            InputQuant::PerRow => 1.0,
+        };
+        ops::dequant_multipliers(self.f32s(&lin.weight_scale), n, input_scale, dq);
+        let per_row = lin.input.is_per_row();
         if matches!(x, LinearIn::F32(_)) {
             resize(xq, rows * kp);
+            if per_row {
+                resize(row_inv, rows);
+            }
         }
         resize(acc, rows * n);
         let blocks = row_blocks(rows, self.par.threads());
-        let xq_parts = match x {
-            LinearIn::F32(_) => carve(&mut xq[..rows * kp], &blocks, kp).into_iter().map(Some).collect(),
-            LinearIn::I8(_) => blocks.iter().map(|_| None).collect::<Vec<_>>(),
+        let xq_parts: Vec<(Option<&mut [i8]>, Option<&mut [f32]>)> = match x {
+            LinearIn::F32(_) if per_row => {
+                carve(&mut xq[..rows * kp], &blocks, kp).into_iter().zip(carve(&mut row_inv[..rows], &blocks, 1)).map(|(q, r)| (Some(q), Some(r))).collect()
+            }
+            LinearIn::F32(_) => carve(&mut xq[..rows * kp], &blocks, kp).into_iter().map(|q| (Some(q), None)).collect(),
+            LinearIn::I8 { .. } => blocks.iter().map(|_| (None, None)).collect(),
         };
         let acc_parts = carve(&mut acc[..rows * n], &blocks, n);
         let mut thirds = [0.0f32; 3];
-        let (out_parts, residual, ln, next_scale): (Vec<OutPart>, _, _, _) = match out {
-            LinearOut::F32(o) => (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None, 0.0),
+        let mut next = InputQuant::Static(0.0);
+        let mut next_inv_parts: Vec<Option<&mut [f32]>> = blocks.iter().map(|_| None).collect();
+        let (out_parts, residual, ln): (Vec<OutPart>, _, _) = match out {
+            LinearOut::F32(o) => (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None),
             LinearOut::ResidualNorm { out, residual, ln } => {
-                (carve(&mut out[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), Some(residual), Some(ln), 0.0)
+                (carve(&mut out[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), Some(residual), Some(ln))
             }
-            LinearOut::GeluQuant { out, next_scale } => {
+            LinearOut::GeluQuant { out, next: next_quant, row_inv } => {
+                next = next_quant;
+                if next.is_per_row() {
+                    next_inv_parts = carve(&mut row_inv[..rows], &blocks, 1).into_iter().map(Some).collect();
+                }
                 let np = padded_k(n);
-                (carve(&mut out[..rows * np], &blocks, np).into_iter().map(OutPart::I8).collect(), None, None, next_scale)
+                (carve(&mut out[..rows * np], &blocks, np).into_iter().map(OutPart::I8).collect(), None, None)
             }
             LinearOut::QuantizeThirds { out, scales } => {
                 thirds = scales;
-                (carve(&mut out[..rows * n], &blocks, n).into_iter().map(OutPart::I8Thirds).collect(), None, None, 0.0)
+                (carve(&mut out[..rows * n], &blocks, n).into_iter().map(OutPart::I8Thirds).collect(), None, None)
             }
         };
-        let slots: Vec<Slot<_>> = xq_parts.into_iter().zip(acc_parts).zip(out_parts).map(Slot::new).collect();
-        let (w, wsum, bias, dq) = (&self.file[lin.weight.clone()], self.i32s(&lin.weight_sum), self.i32s(&lin.bias), &dq[..n]);
+        // A dequantized row per task, for epilogues that cannot fuse dequantization with requantization.
+        let needs_epilogue_row = per_row || next.is_per_row();
+        let epi_len = if needs_epilogue_row { n } else { 0 };
+        resize(epilogue, blocks.len() * epi_len);
+        let epi_parts: Vec<&mut [f32]> =
+            if epi_len > 0 { epilogue[..blocks.len() * n].chunks_exact_mut(n).collect() } else { blocks.iter().map(|_| &mut [][..]).collect() };
+        let slots: Vec<Slot<LinearTask>> = xq_parts
+            .into_iter()
+            .zip(acc_parts)
+            .zip(out_parts)
+            .zip(next_inv_parts)
+            .zip(epi_parts)
+            .map(|((((q, a), o), ni), e)| Slot::new((q, a, o, ni, e)))
+            .collect();
+        let (w, wsum, dq) = (&self.file[lin.weight.clone()], self.i32s(&lin.weight_sum), &dq[..n]);
+        // Static input: int32 bias at S_w S_x. Per-row input: f32 bias.
+        let (bias_i32, bias_f32): (&[i32], &[f32]) = if per_row { (&[], self.f32s(&lin.bias)) } else { (self.i32s(&lin.bias), &[]) };
         let ln = ln.map(|l| (self.f32s(&l.gamma), self.f32s(&l.beta)));
         self.par.for_each(blocks.len(), &|b| self.kernel.with_fp32_simd(#[inline(always)] || {
-            let ((xq_part, acc_part), mut out_part) = slots[b].take();
+            let ((xq_part, row_inv_part), acc_part, mut out_part, mut next_inv, epi) = slots[b].take();
             let (r0, nrows) = blocks[b];
-            let a: &[i8] = match (&x, xq_part) {
+            let (a, row_inv): (&[i8], &[f32]) = match (&x, xq_part) {
                 (LinearIn::F32(xf), Some(q)) => {
-                    timed!(Op::QuantizeInput, ops::quantize_rows(&xf[r0 * k..(r0 + nrows) * k], nrows, k, lin.input_scale, q));
-                    q
+                    let xf = &xf[r0 * k..(r0 + nrows) * k];
+                    match (lin.input, row_inv_part) {
+                        (InputQuant::PerRow, Some(ri)) => {
+                            timed!(Op::QuantizeInput, ops::quantize_rows_per_row(xf, nrows, k, q, ri));
+                            (q, ri)
+                        }
+                        (InputQuant::Static(s), _) => {
+                            timed!(Op::QuantizeInput, ops::quantize_rows(xf, nrows, k, s, q));
+                            (q, &[])
+                        }
+                        (InputQuant::PerRow, None) => unreachable!("a per-row input always has its multiplier buffer"),
+                    }
                 }
-                (LinearIn::I8(xi), _) => &xi[r0 * kp..(r0 + nrows) * kp],
+                (LinearIn::I8 { rows, row_inv }, _) => {
+                    (&rows[r0 * kp..(r0 + nrows) * kp], if per_row { &row_inv[r0..r0 + nrows] } else { &[] })
+                }
                 (LinearIn::F32(_), None) => unreachable!("fp32 input always has a quantization buffer"),
             };
             timed!(gemm_op, self.kernel.gemm_i8(a, kp, nrows, w, wsum, n, k, 0, n, acc_part, n));
@@ -466,12 +551,20 @@ impl Ctx<'_> {
                 (OutPart::F32(_), Some(_)) => Op::ResidualLayerNorm,
                 (OutPart::F32(_), None) => Op::DequantizeBias,
             };
+            // y = the layer's fp32 output row r.
+            let dequantize = |r: usize, acc_row: &[i32], y: &mut [f32]| {
+                if per_row {
+                    ops::dequantize_row_per_row(acc_row, bias_f32, dq, row_inv[r], y);
+                } else {
+                    ops::dequantize_row(acc_row, bias_i32, dq, y);
+                }
+            };
             timed!(epilogue_op, for r in 0..nrows {
                 let acc_row = &acc_part[r * n..(r + 1) * n];
                 match &mut out_part {
                     OutPart::F32(o) => {
                         let o = &mut o[r * n..(r + 1) * n];
-                        ops::dequantize_row(acc_row, bias, dq, o);
+                        dequantize(r, acc_row, o);
                         if let (Some(res), Some((g, be))) = (residual, ln) {
                             let res_row = &res[(r0 + r) * n..(r0 + r + 1) * n];
                             for (v, &rv) in o.iter_mut().zip(res_row) {
@@ -483,15 +576,42 @@ impl Ctx<'_> {
                     OutPart::I8Thirds(o) => {
                         let third = n / 3;
                         let o = &mut o[r * n..(r + 1) * n];
+                        if per_row {
+                            dequantize(r, acc_row, epi);
+                        }
                         for (p, &scale) in thirds.iter().enumerate() {
                             let part = p * third..(p + 1) * third;
-                            ops::dequantize_quantize_row(&acc_row[part.clone()], &bias[part.clone()], &dq[part.clone()], scale, &mut o[part]);
+                            if per_row {
+                                for (q, &v) in o[part.clone()].iter_mut().zip(&epi[part]) {
+                                    *q = math::quantize(v, scale);
+                                }
+                            } else {
+                                ops::dequantize_quantize_row(&acc_row[part.clone()], &bias_i32[part.clone()], &dq[part.clone()], scale, &mut o[part]);
+                            }
                         }
                     }
                     OutPart::I8(o) => {
                         let np = padded_k(n);
                         let o = &mut o[r * np..(r + 1) * np];
-                        ops::dequantize_gelu_quantize_row(acc_row, bias, dq, next_scale, o);
+                        match (per_row, next, next_inv.as_deref_mut()) {
+                            (false, InputQuant::Static(next_scale), _) => ops::dequantize_gelu_quantize_row(acc_row, bias_i32, dq, next_scale, o),
+                            (_, next, next_inv) => {
+                                dequantize(r, acc_row, epi);
+                                for v in epi.iter_mut() {
+                                    *v = math::gelu(*v);
+                                }
+                                match (next, next_inv) {
+                                    (InputQuant::PerRow, Some(ni)) => ni[r] = ops::quantize_row_per_row(epi, o),
+                                    (InputQuant::Static(next_scale), _) => {
+                                        for (q, &v) in o.iter_mut().zip(epi.iter()) {
+                                            *q = math::quantize(v, next_scale);
+                                        }
+                                        o[n..].fill(0);
+                                    }
+                                    (InputQuant::PerRow, None) => unreachable!("a per-row next input always has its multiplier buffer"),
+                                }
+                            }
+                        }
                     }
                 }
             });
@@ -504,6 +624,7 @@ impl Ctx<'_> {
 }
 
 enum OutPart<'o> {
+    /// fp32 rows.
     F32(&'o mut [f32]),
     I8(&'o mut [i8]),
     I8Thirds(&'o mut [i8]),
@@ -552,6 +673,11 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     try_resize(&mut ws.xq, t * padded_k(h))?;
     try_resize(&mut ws.acc, (t * (3 * h).max(inter)).max(input.batch * classes))?;
     try_resize(&mut ws.dq, max_n)?;
+    if layout.per_row_linears() > 0 {
+        try_resize(&mut ws.row_inv, t.max(input.batch))?;
+        try_resize(&mut ws.inter_row_inv, t)?;
+        try_resize(&mut ws.epilogue, par.threads() * max_n)?;
+    }
     if layout.classifier.is_some() {
         try_resize(&mut ws.pooled, input.batch * h)?;
     }
@@ -584,11 +710,11 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
         let qkv = match (layer.attention_scales, layer.attention_value_scale) {
             (Some(sc), Some(sv)) => {
                 let out = LinearOut::QuantizeThirds { out: &mut ws.qkv_q, scales: [sc.query_scale, sc.key_scale, sv] };
-                cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, out);
+                cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, bufs!(ws), out);
                 Qkv::I8(&ws.qkv_q)
             }
             _ => {
-                cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.qkv));
+                cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, bufs!(ws), LinearOut::F32(&mut ws.qkv));
                 Qkv::F32(&ws.qkv)
             }
         };
@@ -612,12 +738,12 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
         };
         attention(&cx, heads, dh, h, &ws.seq_start, qkv, keys, values, &mut ws.ctx[..t * h]);
         let ln = &layer.attention_layer_norm;
-        cx.linear(Op::GemmAttentionOutput, &layer.attention_output, LinearIn::F32(&ws.ctx), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
+        cx.linear(Op::GemmAttentionOutput, &layer.attention_output, LinearIn::F32(&ws.ctx), t, bufs!(ws), LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
-        let next_scale = layer.output.input_scale;
-        cx.linear(Op::GemmIntermediate, &layer.intermediate, LinearIn::F32(&ws.hidden), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::GeluQuant { out: &mut ws.inter_q, next_scale });
+        let next = layer.output.input;
+        cx.linear(Op::GemmIntermediate, &layer.intermediate, LinearIn::F32(&ws.hidden), t, bufs!(ws), LinearOut::GeluQuant { out: &mut ws.inter_q, next, row_inv: &mut ws.inter_row_inv });
         let ln = &layer.output_layer_norm;
-        cx.linear(Op::GemmOutput, &layer.output, LinearIn::I8(&ws.inter_q), t, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
+        cx.linear(Op::GemmOutput, &layer.output, LinearIn::I8 { rows: &ws.inter_q, row_inv: &ws.inter_row_inv }, t, bufs!(ws), LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
         core::mem::swap(&mut ws.hidden, &mut ws.tmp);
     }
 
@@ -986,12 +1112,12 @@ fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut Workspace,
                 let first = ws.seq_start[s];
                 ws.pooled[s * h..(s + 1) * h].copy_from_slice(&ws.hidden[first * h..(first + 1) * h]);
             }
-            cx.linear(Op::Head, pooler, LinearIn::F32(&ws.pooled), batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut ws.tmp));
+            cx.linear(Op::Head, pooler, LinearIn::F32(&ws.pooled), batch, bufs!(ws), LinearOut::F32(&mut ws.tmp));
             for v in ws.tmp[..batch * h].iter_mut() {
                 *v = math::tanh(*v);
             }
             let n = classifier.n;
-            cx.linear(Op::Head, classifier, LinearIn::F32(&ws.tmp), batch, &mut ws.xq, &mut ws.acc, &mut ws.dq, LinearOut::F32(&mut output[..batch * n]));
+            cx.linear(Op::Head, classifier, LinearIn::F32(&ws.tmp), batch, bufs!(ws), LinearOut::F32(&mut output[..batch * n]));
         }
         HeadKind::Embedding => {
             for s in 0..batch {

@@ -46,6 +46,18 @@ pub enum WeightGranularity {
     PerChannel,
 }
 
+/// How linear layers quantize their input activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActivationQuant {
+    /// One scale per layer from the range learned in training or calibration (S_x = 127 /
+    /// `input_max`), int32 bias: the Q8BERT paper's scheme.
+    #[default]
+    Static,
+    /// A scale per row (token) computed at run time from max|row|; `input_max` is not used and
+    /// the bias stays f32. Needs format 1.2.
+    PerRow,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenizerConfig {
     pub vocab: Vec<String>,
@@ -152,6 +164,9 @@ pub struct ModelBuilder {
     head: Head,
     tokenizer: TokenizerConfig,
     granularity: WeightGranularity,
+    activations: ActivationQuant,
+    /// Whether a linear layer with a per-row input was added (the file then declares 1.2).
+    any_per_row: bool,
     embeddings: Option<Vec<Tensor>>,
     layers: Vec<Option<Vec<Tensor>>>,
     /// Per layer: (max|q|, max|k|) for int8 attention scores, if requested.
@@ -173,6 +188,8 @@ impl ModelBuilder {
             head,
             tokenizer,
             granularity: WeightGranularity::PerTensor,
+            activations: ActivationQuant::Static,
+            any_per_row: false,
             embeddings: None,
             layers,
             attention_ranges,
@@ -187,6 +204,18 @@ impl ModelBuilder {
     pub fn weight_granularity(&mut self, g: WeightGranularity) -> &mut Self {
         self.granularity = g;
         self
+    }
+
+    /// Applies to linear layers added after this call.
+    pub fn activation_quant(&mut self, a: ActivationQuant) -> &mut Self {
+        self.activations = a;
+        self
+    }
+
+    /// The weight granularity and activation quantization of the next linear layer.
+    fn scheme(&mut self) -> (WeightGranularity, ActivationQuant) {
+        self.any_per_row |= self.activations == ActivationQuant::PerRow;
+        (self.granularity, self.activations)
     }
 
     fn h(&self) -> usize {
@@ -222,7 +251,7 @@ impl ModelBuilder {
         }
         let (h, i) = (self.h(), self.config.intermediate_size as usize);
         let p = alloc::format!("encoder.layer.{index}");
-        let g = self.granularity;
+        let g = self.scheme();
         let mut t = Vec::new();
         t.extend(qkv_tensors(&alloc::format!("{p}.attention.qkv"), [l.query, l.key, l.value], h, g)?);
         t.extend(linear_tensors(&alloc::format!("{p}.attention.output"), &[l.attention_output], h, h, g)?);
@@ -265,7 +294,8 @@ impl ModelBuilder {
 
     pub fn pooler(&mut self, l: Linear<'_>) -> Result<&mut Self> {
         let h = self.h();
-        self.pooler = Some(linear_tensors("pooler", &[l], h, h, self.granularity)?);
+        let g = self.scheme();
+        self.pooler = Some(linear_tensors("pooler", &[l], h, h, g)?);
         Ok(self)
     }
 
@@ -275,7 +305,8 @@ impl ModelBuilder {
             Head::Regression => 1,
             _ => bail!(Status::InvalidArgument, "only classification and regression heads have a classifier"),
         };
-        self.classifier = Some(linear_tensors("classifier", &[l], n, self.h(), self.granularity)?);
+        let (g, h) = (self.scheme(), self.h());
+        self.classifier = Some(linear_tensors("classifier", &[l], n, h, g)?);
         Ok(self)
     }
 
@@ -322,6 +353,11 @@ impl ModelBuilder {
             WeightGranularity::PerChannel => "per_channel",
         };
         w.metadata(keys::QUANT_WEIGHT_GRANULARITY, MetaValue::Str(gran.into()));
+        let act = if self.any_per_row { "per_row" } else { "static" };
+        w.metadata(keys::QUANT_ACTIVATIONS, MetaValue::Str(act.into()));
+        if self.any_per_row {
+            w.version_minor(2);
+        }
 
         let tk = &self.tokenizer;
         let id_of = |tok: &str| -> Result<u32> {
@@ -368,14 +404,14 @@ impl ModelBuilder {
         }
         for (i, r) in self.attention_ranges.iter().enumerate() {
             if let Some((q_max, k_max)) = *r {
-                w.version_minor(1);
+                w.version_minor(w.minor().max(1));
                 w.tensor_f32(&alloc::format!("encoder.layer.{i}.attention.query_scale"), &[1], &[127.0 / q_max]);
                 w.tensor_f32(&alloc::format!("encoder.layer.{i}.attention.key_scale"), &[1], &[127.0 / k_max]);
             }
         }
         for (i, r) in self.value_ranges.iter().enumerate() {
             if let Some(v_max) = *r {
-                w.version_minor(1);
+                w.version_minor(w.minor().max(1));
                 w.tensor_f32(&alloc::format!("encoder.layer.{i}.attention.value_scale"), &[1], &[127.0 / v_max]);
             }
         }
@@ -415,24 +451,31 @@ fn layer_norm_tensors(prefix: &str, ln: LayerNorm<'_>, h: usize) -> Result<Vec<T
 }
 
 /// Fuses Q, K and V (same input) into one [3H, H] linear with per-part weight scales.
-fn qkv_tensors(prefix: &str, parts: [Linear<'_>; 3], h: usize, g: WeightGranularity) -> Result<Vec<Tensor>> {
+fn qkv_tensors(prefix: &str, parts: [Linear<'_>; 3], h: usize, g: (WeightGranularity, ActivationQuant)) -> Result<Vec<Tensor>> {
     linear_tensors(prefix, &parts, h, h, g)
 }
 
 /// Quantizes one linear layer, or several stacked along the output dimension that share an
 /// input (each part keeps its own per-tensor scale).
-fn linear_tensors(prefix: &str, parts: &[Linear<'_>], n_part: usize, k: usize, g: WeightGranularity) -> Result<Vec<Tensor>> {
+fn linear_tensors(prefix: &str, parts: &[Linear<'_>], n_part: usize, k: usize, (g, act): (WeightGranularity, ActivationQuant)) -> Result<Vec<Tensor>> {
     let mut input_max = 0.0f32;
+    let per_row = act == ActivationQuant::PerRow;
     for p in parts {
         if p.weight.len() != n_part * k || p.bias.len() != n_part {
             bail!(Status::InvalidArgument, "{prefix}: weight must be {n_part} x {k} and bias {n_part} values (got {} and {})", p.weight.len(), p.bias.len());
+        }
+        if per_row {
+            if let Some(b) = p.bias.iter().find(|b| !b.is_finite()) {
+                bail!(Status::InvalidArgument, "{prefix}: bias value {b} is not finite");
+            }
+            continue;
         }
         if !(p.input_max.is_finite() && p.input_max > 0.0) {
             bail!(Status::InvalidArgument, "{prefix}: input_max {} must be finite and positive", p.input_max);
         }
         input_max = input_max.max(p.input_max);
     }
-    let sx = 127.0 / input_max;
+    let sx = if per_row { 1.0 } else { 127.0 / input_max };
     let n = n_part * parts.len();
     let mut q = Vec::with_capacity(n * k);
     let mut scales = Vec::new();
@@ -452,11 +495,18 @@ fn linear_tensors(prefix: &str, parts: &[Linear<'_>], n_part: usize, k: usize, g
     }
     let packed = pack_weights(&q, n, k);
     let sums = weight_sums(&q, n, k);
-    Ok(alloc::vec![
+    let mut t = alloc::vec![
         Tensor { name: alloc::format!("{prefix}.weight"), dtype: DType::I8P16K4, dims: alloc::vec![n as u64, k as u64], bytes: packed },
         Tensor { name: alloc::format!("{prefix}.weight_scale"), dtype: DType::F32, dims: alloc::vec![scales.len() as u64], bytes: f32_bytes(&scales) },
-        Tensor { name: alloc::format!("{prefix}.input_scale"), dtype: DType::F32, dims: alloc::vec![1], bytes: f32_bytes(&[sx]) },
-        Tensor { name: alloc::format!("{prefix}.bias"), dtype: DType::I32, dims: alloc::vec![n as u64], bytes: i32_bytes(&bias) },
-        Tensor { name: alloc::format!("{prefix}.weight_sum"), dtype: DType::I32, dims: alloc::vec![n as u64], bytes: i32_bytes(&sums) },
-    ])
+    ];
+    if per_row {
+        // The input scale is per row, known only at run time: the bias stays f32.
+        let bias: Vec<f32> = parts.iter().flat_map(|p| p.bias.iter().copied()).collect();
+        t.push(Tensor { name: alloc::format!("{prefix}.bias"), dtype: DType::F32, dims: alloc::vec![n as u64], bytes: f32_bytes(&bias) });
+    } else {
+        t.push(Tensor { name: alloc::format!("{prefix}.input_scale"), dtype: DType::F32, dims: alloc::vec![1], bytes: f32_bytes(&[sx]) });
+        t.push(Tensor { name: alloc::format!("{prefix}.bias"), dtype: DType::I32, dims: alloc::vec![n as u64], bytes: i32_bytes(&bias) });
+    }
+    t.push(Tensor { name: alloc::format!("{prefix}.weight_sum"), dtype: DType::I32, dims: alloc::vec![n as u64], bytes: i32_bytes(&sums) });
+    Ok(t)
 }

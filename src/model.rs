@@ -27,6 +27,7 @@ pub mod keys {
     pub const HEAD_POOLING: &str = "head.pooling";
     pub const HEAD_NORMALIZE: &str = "head.normalize";
     pub const QUANT_WEIGHT_GRANULARITY: &str = "quant.weight_granularity";
+    pub const QUANT_ACTIVATIONS: &str = "quant.activations";
     pub const TOK_LOWER_CASE: &str = "tokenizer.do_lower_case";
     pub const TOK_STRIP_ACCENTS: &str = "tokenizer.strip_accents";
     pub const TOK_CHINESE_CHARS: &str = "tokenizer.tokenize_chinese_chars";
@@ -129,10 +130,28 @@ pub struct LinearRef {
     /// f32 [groups]: rows `g*n/groups .. (g+1)*n/groups` share scale `g`.
     pub weight_scale: Range<usize>,
     pub groups: usize,
-    /// S_x: activations are quantized as clamp(round(x * input_scale)).
-    pub input_scale: f32,
+    /// How the input is quantized; also says what `bias` holds.
+    pub input: InputQuant,
+    /// i32 [n] at scale S_w * S_x for a static input, f32 [n] for a per-row input.
     pub bias: Range<usize>,
     pub weight_sum: Range<usize>,
+}
+
+/// How a linear layer quantizes its input activations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InputQuant {
+    /// One scale S_x for every row, learned in training or calibration: x is quantized as
+    /// clamp(round(x * S_x)), and the bias is stored as int32 at S_w * S_x (the Q8BERT scheme).
+    Static(f32),
+    /// A scale per row (per token) computed at run time, S_x = 127 / max|row| (1 for an all-zero
+    /// row), so an outlier token cannot flatten the others; the bias is stored as f32 (format 1.2).
+    PerRow,
+}
+
+impl InputQuant {
+    pub fn is_per_row(&self) -> bool {
+        matches!(self, InputQuant::PerRow)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -281,10 +300,26 @@ impl<'i> TensorResolver<'i> {
         for &s in cast::<f32>(self.file, &weight_scale) {
             check_scale(&scale_name, s)?;
         }
-        let input_scale = self.scale(&alloc::format!("{prefix}.input_scale"))?;
-        let bias = self.get(&alloc::format!("{prefix}.bias"), DType::I32, &[n])?.range.clone();
+        // No input scale: the input is quantized per row at run time (1.2), and the bias is f32.
+        let scale_name = alloc::format!("{prefix}.input_scale");
+        let bias_name = alloc::format!("{prefix}.bias");
+        let (input, bias) = if self.index.tensor_by_name.contains_key(&scale_name) {
+            let s = self.scale(&scale_name)?;
+            (InputQuant::Static(s), self.get(&bias_name, DType::I32, &[n])?.range.clone())
+        } else if self.index.tensor_by_name.get(&bias_name).is_some_and(|&i| self.index.tensors[i].dtype == DType::F32) {
+            if self.index.version_minor < 2 {
+                bail!(Status::UnsupportedVersion, "{prefix} quantizes its input per row (f32 bias, no input_scale), which needs format version 1.2; the file says {}.{}", self.index.version_major, self.index.version_minor);
+            }
+            let bias = self.get(&bias_name, DType::F32, &[n])?.range.clone();
+            if let Some(b) = cast::<f32>(self.file, &bias).iter().find(|b| !b.is_finite()) {
+                bail!(Status::BadScale, "tensor {bias_name:?} holds {b}; an f32 bias must be finite");
+            }
+            (InputQuant::PerRow, bias)
+        } else {
+            bail!(Status::MissingTensor, "tensor {scale_name:?} is missing (a linear layer needs it, or an f32 bias for per-row input quantization)");
+        };
         let weight_sum = self.get(&alloc::format!("{prefix}.weight_sum"), DType::I32, &[n])?.range.clone();
-        Ok(LinearRef { n, k, weight, weight_scale, groups, input_scale, bias, weight_sum })
+        Ok(LinearRef { n, k, weight, weight_scale, groups, input, bias, weight_sum })
     }
 
     /// The optional query/key scales of int8 attention: both or neither, and only in a file
@@ -483,6 +518,20 @@ impl ModelLayout {
             vocab_bytes,
             vocab_hash,
         })
+    }
+
+    /// Every linear layer, encoder first, then the head's.
+    pub fn linears(&self) -> impl Iterator<Item = &LinearRef> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.attention_output, &l.intermediate, &l.output])
+            .chain(self.pooler.iter())
+            .chain(self.classifier.iter())
+    }
+
+    /// How many linear layers quantize their input per row at run time (format 1.2).
+    pub fn per_row_linears(&self) -> usize {
+        self.linears().filter(|l| l.input.is_per_row()).count()
     }
 
     /// Whether any layer computes its attention scores or P·V in int8 (format 1.1).

@@ -396,6 +396,67 @@ fn int8_attention_needs_format_1_1_and_the_builder_declares_it() {
     assert_eq!(minor(&fp.bytes()), 1, "int8 P·V alone also declares 1.1");
 }
 
+/// A per-row model's tensors, re-declared as version 1.`minor`, after `edit`.
+fn per_row_rewritten(minor: u16, edit: impl FnOnce(&mut Vec<Entry>)) -> Vec<u8> {
+    let b = FpModel::random(tiny_config(), Head::Classification { labels: vec!["a".into(), "b".into()] }, 3).with_per_row_inputs().bytes();
+    let index = FileIndex::parse(&b, true).unwrap();
+    let mut tensors: Vec<Entry> = index
+        .tensors
+        .iter()
+        .map(|t| Entry { name: t.name.clone(), dtype: t.dtype, dims: t.dims.clone(), bytes: b[t.range.clone()].to_vec() })
+        .collect();
+    edit(&mut tensors);
+    let mut w = FileWriter::new();
+    w.version_minor(minor);
+    for (k, v) in index.metadata {
+        w.metadata(&k, v);
+    }
+    for t in tensors {
+        w.tensor(&t.name, t.dtype, &t.dims, t.bytes);
+    }
+    w.to_bytes()
+}
+
+#[test]
+fn per_row_inputs_need_format_1_2_and_the_builder_declares_it() {
+    let minor = |b: &[u8]| u16::from_le_bytes([b[10], b[11]]);
+    let fp = FpModel::random(tiny_config(), Head::Classification { labels: vec!["a".into(), "b".into()] }, 3).with_per_row_inputs();
+    let bytes = fp.bytes();
+    assert_eq!(minor(&bytes), 2, "per-row inputs declare 1.2");
+    let buf = Aligned::new(&bytes);
+    let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+    assert_eq!(model.layout().per_row_linears(), model.layout().linears().count());
+    assert_eq!(model.layout().linears().count(), 2 * 4 + 2);
+    assert!(model.layout().linears().all(|l| l.input == q8bert::model::InputQuant::PerRow));
+    // With int8 attention as well: still 1.2 (not lowered to 1.1).
+    assert_eq!(minor(&fp.clone().with_int8_attention(2.0, 2.0).bytes()), 2);
+    // Static files keep their version, so older readers still read them.
+    assert_eq!(minor(&valid()), 0);
+    let cases: Vec<(&str, Vec<u8>, Status)> = vec![
+        ("the same tensors declared 1.2 open", per_row_rewritten(2, |_| {}), Status::Ok),
+        ("per-row input in a file declaring 1.1", per_row_rewritten(1, |_| {}), Status::UnsupportedVersion),
+        ("per-row input in a file declaring 1.0", per_row_rewritten(0, |_| {}), Status::UnsupportedVersion),
+        ("NaN in an f32 bias", per_row_rewritten(2, |t| find(t, "encoder.layer.1.output.bias").bytes[4..8].copy_from_slice(&f32::NAN.to_le_bytes())), Status::BadScale),
+        ("infinite f32 bias", per_row_rewritten(2, |t| find(t, "classifier.bias").bytes[..4].copy_from_slice(&f32::INFINITY.to_le_bytes())), Status::BadScale),
+        ("no input scale and an i32 bias", per_row_rewritten(2, |t| find(t, "pooler.bias").dtype = DType::I32), Status::MissingTensor),
+        ("a static layer (input scale) with an f32 bias", per_row_rewritten(2, |t| t.push(Entry { name: "pooler.input_scale".into(), dtype: DType::F32, dims: vec![1], bytes: f32_bytes(10.0) })), Status::WrongDtype),
+        ("f32 bias of the wrong length", per_row_rewritten(2, |t| {
+            let b = find(t, "encoder.layer.0.intermediate.bias");
+            b.dims = vec![b.dims[0] - 1];
+            b.bytes.truncate(b.bytes.len() - 4);
+        }), Status::WrongShape),
+    ];
+    for (what, bytes, want) in cases {
+        let got = status(&bytes);
+        assert_eq!(got, want, "{what}");
+        if want != Status::Ok {
+            let msg = open(&bytes, false).unwrap_err().message;
+            assert!(!msg.is_empty(), "{what}: no message");
+            eprintln!("{what}: {msg}");
+        }
+    }
+}
+
 #[test]
 fn every_rejection_has_a_message() {
     let mut b = valid();

@@ -191,6 +191,56 @@ fn per_channel_weight_scales_match_reference() {
     }
 }
 
+/// Per-row input scales (format 1.2): every linear input quantized with 127 / max|row| at run
+/// time, f32 biases, against the f64 reference; with int8 attention too (the QKV epilogue then
+/// requantizes from a per-row dequantization), and long rows (several GEMM blocks).
+#[test]
+fn per_row_input_scales_match_reference() {
+    for (i, head) in heads().into_iter().enumerate() {
+        let fp = FpModel::random(tiny_config(), head.clone(), 600 + i as u64).with_per_row_inputs();
+        check_against_reference(&fp, TOLERANCE);
+        let fp = FpModel::random(tiny_config(), head, 610 + i as u64).with_per_row_inputs().with_int8_attention(1.5, 1.0).with_int8_values(1.5);
+        check_against_reference(&fp, TOLERANCE);
+    }
+    for (i, (hidden, heads)) in [(128u32, 2u32), (36, 4)].into_iter().enumerate() {
+        let mut config = tiny_config();
+        (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (hidden, heads, 2 * hidden, 160);
+        let fp = FpModel::random(config, Head::Embedding { pooling: Pooling::Mean, normalize: false }, 620 + i as u64).with_per_row_inputs();
+        check_shapes_against_reference(&fp, TOLERANCE, &[(1, 131), (2, 70)]);
+    }
+}
+
+/// Per-row scales fit every token: static ranges either clip (the test model's ranges are
+/// tighter than some activations) or, widened 40x as one outlier token would set them, waste
+/// most of the int8 codes on the other tokens. Per-row scales beat both by a wide margin.
+/// Errors are against the unquantized model (f64).
+#[test]
+fn per_row_scales_beat_static_ranges() {
+    let fp = FpModel::random(tiny_config(), Head::TokenStates, 630);
+    let ids = [3, 7, 12, 20, 25, 31];
+    let error = |fp: &FpModel| {
+        let bytes = fp.bytes();
+        let buf = Aligned::new(&bytes);
+        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+        let mut out = vec![0.0f32; model.output_len(1, ids.len())];
+        model.run(&ids, None, None, 1, ids.len(), &mut out).unwrap();
+        let exact = common::float_forward(fp, &ids, &[0; 6]);
+        out.iter().zip(&exact).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max)
+    };
+    let fitted = error(&fp);
+    // The ranges an outlier token 40x larger than the others would have set.
+    let mut wide = fp.clone();
+    for l in wide.layers.iter_mut() {
+        for lin in [&mut l.q, &mut l.k, &mut l.v, &mut l.ao, &mut l.inter, &mut l.out] {
+            lin.input_max *= 40.0;
+        }
+    }
+    let static_wide = error(&wide);
+    let per_row = error(&wide.with_per_row_inputs());
+    eprintln!("max |int8 - fp32|: static fitted ranges {fitted:.3}, static 40x ranges {static_wide:.3}, per-row {per_row:.3}");
+    assert!(per_row * 5.0 < fitted.min(static_wide), "per-row {per_row} vs static {fitted} / {static_wide}");
+}
+
 #[test]
 fn output_is_independent_of_batch_and_padding() {
     for head in heads() {
@@ -359,14 +409,20 @@ fn every_kernel_gives_bit_identical_outputs() {
         assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 55 + i as u64).with_int8_attention(2.0, 2.0).with_int8_values(2.0), 3, 70);
     }
     assert_kernels_identical(&FpModel::random(tiny_config(), heads()[0].clone(), 38).with_int8_attention(1.5, 1.0), 4, 24);
+    // Per-row input scales (format 1.2), alone and with fully int8 attention, every head.
+    for head in heads() {
+        assert_kernels_identical(&FpModel::random(tiny_config(), head.clone(), 39).with_per_row_inputs(), 4, 24);
+        assert_kernels_identical(&FpModel::random(tiny_config(), head, 40).with_per_row_inputs().with_int8_attention(1.5, 1.0).with_int8_values(1.5), 4, 24);
+    }
 }
 
 #[test]
 fn every_thread_count_gives_bit_identical_outputs() {
     for (i, head) in heads().into_iter().enumerate() {
         let fp = FpModel::random(tiny_config(), head, 41);
-        // Every other head with int8 attention scores.
+        // Every other head with int8 attention scores; every third with per-row input scales.
         let fp = if i % 2 == 1 { fp.with_int8_attention(1.5, 1.0).with_int8_values(1.5) } else { fp };
+        let fp = if i % 3 != 2 { fp.with_per_row_inputs() } else { fp };
         let bytes = fp.bytes();
         let buf = Aligned::new(&bytes);
         let mut rng = Rng::new(23);

@@ -56,11 +56,13 @@ fn working_memory_bounds_what_a_run_allocates() {
     ];
     let mut rng = Rng::new(9);
     let mut worst: f64 = 0.0;
-    // Each head with fp32 attention, and the classifier also with int8 attention (scores and P·V).
-    let models = heads.iter().map(|h| (h.clone(), false)).chain([(heads[0].clone(), true)]);
-    for (head, int8_attention) in models {
+    // Each head with fp32 attention, and the classifier also with int8 attention (scores and P·V);
+    // every head also with per-row input scales (format 1.2).
+    let models = heads.iter().map(|h| (h.clone(), false, false)).chain([(heads[0].clone(), true, false)]).chain(heads.iter().map(|h| (h.clone(), false, true)));
+    for (head, int8_attention, per_row) in models {
         let fp = FpModel::random(config, head.clone(), 4);
         let fp = if int8_attention { fp.with_int8_attention(2.0, 2.0).with_int8_values(2.0) } else { fp };
+        let fp = if per_row { fp.with_per_row_inputs() } else { fp };
         let buf = Aligned::new(&fp.bytes());
         for threads in [1, 2] {
             for (batch, seq_len) in [(1, 1), (1, 64), (3, 17), (8, 64), (32, 8)] {
@@ -83,7 +85,7 @@ fn working_memory_bounds_what_a_run_allocates() {
                 assert!(used <= bound, "{head:?} (int8 attention {int8_attention}) threads {threads} batch {batch} x {seq_len}: run allocated {used} bytes, working_memory says {bound}");
                 worst = worst.max(used as f64 / bound as f64);
                 let kind = format!("{head:?}").split_whitespace().next().unwrap().to_string();
-                let name = if int8_attention { kind + " int8-attn" } else { kind };
+                let name = if int8_attention { kind + " int8-attn" } else if per_row { kind + " per-row" } else { kind };
                 eprintln!("{name:>24} threads {threads} batch {batch:>2} x {seq_len:>2}: peak {used:>8} <= bound {bound:>8}");
             }
         }

@@ -58,6 +58,14 @@ pub const Q8BERT_HEAD_EMBEDDING: u32 = 3;
 /// `seq_len * hidden_size` floats per sequence (zeros at masked positions).
 pub const Q8BERT_HEAD_TOKEN_STATES: u32 = 4;
 
+/// `q8bert_info.activations`: every linear layer quantizes its input with one scale learned in
+/// training or calibration (the Q8BERT paper's scheme).
+pub const Q8BERT_ACTIVATIONS_STATIC: u32 = 0;
+/// Every linear layer quantizes its input with a scale per token computed at run time (format 1.2).
+pub const Q8BERT_ACTIVATIONS_PER_ROW: u32 = 1;
+/// Some layers static, some per token.
+pub const Q8BERT_ACTIVATIONS_MIXED: u32 = 2;
+
 /// Options for `q8bert_create*`. Initialize with `q8bert_options_init`, then change fields.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +109,8 @@ pub struct q8bert_info {
     pub file_size: u64,
     /// Token limit for text input (the `max_seq_len` option, or `max_seq_len` above).
     pub max_text_tokens: u32,
+    /// How the linear layers quantize their inputs, one of `Q8BERT_ACTIVATIONS_*`.
+    pub activations: u32,
 }
 
 /// A loaded model. Opaque; immutable after creation, so one model may be used by many threads
@@ -288,6 +298,11 @@ pub unsafe extern "C" fn q8bert_model_info(model: *const q8bert_model, info_out:
             num_threads: model.num_threads() as u32,
             file_size: model.file_bytes().len() as u64,
             max_text_tokens: model.max_seq_len() as u32,
+            activations: match (model.layout().per_row_linears(), model.layout().linears().count()) {
+                (0, _) => Q8BERT_ACTIVATIONS_STATIC,
+                (p, all) if p == all => Q8BERT_ACTIVATIONS_PER_ROW,
+                _ => Q8BERT_ACTIVATIONS_MIXED,
+            },
         };
         Ok(())
     })

@@ -15,10 +15,11 @@ use alloc::vec::Vec;
 /// First 8 bytes of every file.
 pub const MAGIC: [u8; 8] = *b"Q8BERT\0\x1a";
 /// Structural version: a reader rejects another major, and a minor newer than its own.
-/// 1.1 added int8 attention scores (per-layer query/key scales); writers write the lowest
+/// 1.1 added int8 attention (per-layer query/key/value scales), 1.2 per-row (dynamic) input
+/// quantization of linear layers; writers write the lowest
 /// version that can hold what a file uses, so 1.0 readers keep reading 1.0-style files.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 2;
 /// Size of the fixed header; the metadata section starts right after it.
 pub const HEADER_SIZE: usize = 128;
 /// Every tensor starts at a multiple of this (from the start of the file).

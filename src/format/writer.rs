@@ -34,8 +34,14 @@ impl FileWriter {
         Self::default()
     }
 
+    /// The minor version this writer will declare.
+    pub fn minor(&self) -> u16 {
+        self.version_minor
+    }
+
     /// The minor format version to write: the lowest one whose features the file uses
-    /// (`builder.rs` raises it to 1 for int8 attention). At most [`VERSION_MINOR`].
+    /// (`builder.rs` raises it to 1 for int8 attention, 2 for per-row inputs). At most
+    /// [`VERSION_MINOR`].
     pub fn version_minor(&mut self, minor: u16) {
         assert!(minor <= VERSION_MINOR, "format minor version {minor} is newer than this writer ({VERSION_MINOR})");
         self.version_minor = minor;

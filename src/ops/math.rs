@@ -234,6 +234,24 @@ pub fn max(v: &[f32]) -> f32 {
     acc.iter().copied().fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
 }
 
+/// Largest magnitude (0 for an empty slice; NaN is skipped), 16 lanes at a time so it vectorizes.
+#[inline(always)]
+pub fn max_abs(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let a = c[l].abs();
+            acc[l] = if a > acc[l] { a } else { acc[l] };
+        }
+    }
+    for (l, &x) in chunks.remainder().iter().enumerate() {
+        let a = x.abs();
+        acc[l] = if a > acc[l] { a } else { acc[l] };
+    }
+    acc.iter().copied().fold(0.0, |m, x| if x > m { x } else { m })
+}
+
 /// Dot product with the same fixed order as [`sum`].
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -24,6 +24,41 @@ pub fn quantize_rows(x: &[f32], rows: usize, k: usize, scale: f32, out: &mut [i8
     }
 }
 
+/// Quantizes `rows` rows of `k` floats into int8 rows of stride `padded_k(k)`, each row with its
+/// own scale (per-row input quantization, format 1.2), and writes each row's dequantization
+/// multiplier 1/S_x to `row_inv`.
+#[inline(always)]
+pub fn quantize_rows_per_row(x: &[f32], rows: usize, k: usize, out: &mut [i8], row_inv: &mut [f32]) {
+    let kp = padded_k(k);
+    for (r, inv) in row_inv[..rows].iter_mut().enumerate() {
+        *inv = quantize_row_per_row(&x[r * k..(r + 1) * k], &mut out[r * kp..(r + 1) * kp]);
+    }
+}
+
+/// The per-row scale of a row whose largest magnitude is `max_abs`: 127 / max_abs, or 1 when
+/// that is not a finite positive number (an all-zero row).
+#[inline(always)]
+pub fn per_row_scale(max_abs: f32) -> f32 {
+    let s = 127.0 / max_abs;
+    if max_abs > 0.0 && s.is_finite() {
+        s
+    } else {
+        1.0
+    }
+}
+
+/// Quantizes one row with its own scale into `out` (padding past `x.len()` zeroed); returns the
+/// dequantization multiplier 1/S_x.
+#[inline(always)]
+pub fn quantize_row_per_row(x: &[f32], out: &mut [i8]) -> f32 {
+    let scale = per_row_scale(math::max_abs(x));
+    for (d, &s) in out.iter_mut().zip(x) {
+        *d = math::quantize(s, scale);
+    }
+    out[x.len()..].fill(0);
+    1.0 / scale
+}
+
 /// Per-output-row dequantization multipliers 1/(S_w * S_x).
 pub fn dequant_multipliers(weight_scales: &[f32], n: usize, input_scale: f32, out: &mut [f32]) {
     let per_group = n / weight_scales.len();
@@ -37,6 +72,15 @@ pub fn dequant_multipliers(weight_scales: &[f32], n: usize, input_scale: f32, ou
 pub fn dequantize_row(acc: &[i32], bias: &[i32], dq: &[f32], out: &mut [f32]) {
     for (((o, &a), &b), &d) in out.iter_mut().zip(acc).zip(bias).zip(dq) {
         *o = a.wrapping_add(b) as f32 * d;
+    }
+}
+
+/// y = acc * (w_inv * row_inv) + bias for one row of a linear layer whose input was quantized
+/// per row: `w_inv` = 1/S_w per output, `row_inv` = 1/S_x of this row, `bias` in f32.
+#[inline(always)]
+pub fn dequantize_row_per_row(acc: &[i32], bias: &[f32], w_inv: &[f32], row_inv: f32, out: &mut [f32]) {
+    for (((o, &a), &b), &w) in out.iter_mut().zip(acc).zip(bias).zip(w_inv) {
+        *o = a as f32 * (w * row_inv) + b;
     }
 }
 

@@ -3,7 +3,7 @@
 //! quantization) to compare the runtime against.
 #![allow(dead_code)]
 
-use q8bert::builder::{self, BertConfig, Head, ModelBuilder, TokenizerConfig, WeightGranularity};
+use q8bert::builder::{self, ActivationQuant, BertConfig, Head, ModelBuilder, TokenizerConfig, WeightGranularity};
 
 pub struct Rng(u64);
 
@@ -31,6 +31,7 @@ impl Rng {
     }
 }
 
+#[derive(Clone)]
 pub struct FpLinear {
     pub n: usize,
     pub k: usize,
@@ -49,6 +50,7 @@ impl FpLinear {
     }
 }
 
+#[derive(Clone)]
 pub struct FpLayerNorm {
     pub gamma: Vec<f32>,
     pub beta: Vec<f32>,
@@ -63,6 +65,7 @@ impl FpLayerNorm {
     }
 }
 
+#[derive(Clone)]
 pub struct FpLayer {
     pub q: FpLinear,
     pub k: FpLinear,
@@ -75,10 +78,13 @@ pub struct FpLayer {
 }
 
 /// An fp32 model plus the options it was packed with.
+#[derive(Clone)]
 pub struct FpModel {
     pub config: BertConfig,
     pub head: Head,
     pub granularity: WeightGranularity,
+    /// Static (per-layer) or per-row input scales for every linear layer.
+    pub activations: ActivationQuant,
     /// Per layer: (max|q|, max|k|) when attention scores are int8 (format 1.1).
     pub int8_attention: Vec<Option<(f32, f32)>>,
     /// Per layer: max|v| when P·V is int8 (format 1.1).
@@ -148,6 +154,7 @@ impl FpModel {
             config,
             head,
             granularity: WeightGranularity::PerTensor,
+            activations: ActivationQuant::Static,
             int8_attention: vec![None; config.num_layers as usize],
             int8_values: vec![None; config.num_layers as usize],
             vocab: tiny_vocab(config.vocab_size as usize),
@@ -176,6 +183,13 @@ impl FpModel {
         self
     }
 
+    /// The same model with per-channel weights and per-row input scales (format 1.2).
+    pub fn with_per_row_inputs(mut self) -> FpModel {
+        self.granularity = WeightGranularity::PerChannel;
+        self.activations = ActivationQuant::PerRow;
+        self
+    }
+
     /// The same model with int8 P·V in every layer, V range given.
     pub fn with_int8_values(mut self, value_max: f32) -> FpModel {
         self.int8_values = vec![Some(value_max); self.layers.len()];
@@ -185,6 +199,7 @@ impl FpModel {
     pub fn builder(&self) -> ModelBuilder {
         let mut b = ModelBuilder::new(self.config, self.head.clone(), TokenizerConfig::bert_uncased(self.vocab.clone()));
         b.weight_granularity(self.granularity);
+        b.activation_quant(self.activations);
         b.embeddings(builder::Embeddings { word: &self.word, position: &self.pos, token_type: &self.typ, layer_norm: self.eln.view() })
             .unwrap();
         for (idx, l) in self.layers.iter().enumerate() {
@@ -283,11 +298,27 @@ fn erf(x: f64) -> f64 {
     r.copysign(x)
 }
 
-/// Reference linear: fake-quantized input and weights, bias rounded at S_w*S_x.
-fn ref_linear(l: &FpLinear, x: &[f64], g: WeightGranularity, shared_input_max: f32) -> Vec<f64> {
-    let sx = (127.0f32 / shared_input_max) as f64;
-    let xq: Vec<f64> = x.iter().map(|&v| fake_quant(v, sx)).collect();
+/// Reference linear: fake-quantized input and weights, bias rounded at S_w*S_x; with
+/// `shared_input_max` None, each input row quantized with its own scale 127 / max|row| and the
+/// bias exact.
+fn ref_linear(l: &FpLinear, x: &[f64], g: WeightGranularity, shared_input_max: Option<f32>) -> Vec<f64> {
     let rows = x.len() / l.k;
+    let (xq, sx): (Vec<f64>, Option<f64>) = match shared_input_max {
+        Some(m) => {
+            let sx = (127.0f32 / m) as f64;
+            (x.iter().map(|&v| fake_quant(v, sx)).collect(), Some(sx))
+        }
+        None => (
+            x.chunks_exact(l.k)
+                .flat_map(|row| {
+                    let m = row.iter().fold(0.0f64, |m, v| m.max(v.abs())) as f32;
+                    let s = if m > 0.0 { (127.0f32 / m) as f64 } else { 1.0 };
+                    row.iter().map(move |&v| fake_quant(v, s))
+                })
+                .collect(),
+            None,
+        ),
+    };
     let tensor_scale = scale_of(&l.weight);
     let mut out = vec![0.0; rows * l.n];
     for j in 0..l.n {
@@ -297,13 +328,32 @@ fn ref_linear(l: &FpLinear, x: &[f64], g: WeightGranularity, shared_input_max: f
             WeightGranularity::PerChannel => scale_of(wrow),
         };
         let sw32 = sw as f32 as f64;
-        let bq = (l.bias[j] as f64 * sw32 * sx).round_ties_even() / (sw32 * sx);
+        let bq = match sx {
+            Some(sx) => (l.bias[j] as f64 * sw32 * sx).round_ties_even() / (sw32 * sx),
+            None => l.bias[j] as f64,
+        };
         for r in 0..rows {
             let mut acc = 0.0;
             for kk in 0..l.k {
                 acc += xq[r * l.k + kk] * fake_quant(wrow[kk] as f64, sw32);
             }
             out[r * l.n + j] = acc + bq;
+        }
+    }
+    out
+}
+
+/// [`ref_linear`], or the plain fp32 linear without `quantize`.
+fn ref_linear_q(quantize: bool, l: &FpLinear, x: &[f64], g: WeightGranularity, shared_input_max: Option<f32>) -> Vec<f64> {
+    if quantize {
+        return ref_linear(l, x, g, shared_input_max);
+    }
+    let rows = x.len() / l.k;
+    let mut out = vec![0.0; rows * l.n];
+    for j in 0..l.n {
+        for r in 0..rows {
+            let acc: f64 = (0..l.k).map(|kk| x[r * l.k + kk] * l.weight[j * l.k + kk] as f64).sum();
+            out[r * l.n + j] = acc + l.bias[j] as f64;
         }
     }
     out
@@ -322,6 +372,17 @@ fn ref_layer_norm(x: &mut [f64], ln: &FpLayerNorm, eps: f64) {
 
 /// Reference output for ONE sequence of unpadded token ids.
 pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
+    forward_f64(m, ids, types, true)
+}
+
+/// The fp32 model's output (no quantization at all), in f64.
+#[allow(dead_code)]
+pub fn float_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
+    forward_f64(m, ids, types, false)
+}
+
+fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f64> {
+    let fq = |x: f64, s: f64| if quantize { fake_quant(x, s) } else { x };
     let c = &m.config;
     let h = c.hidden_size as usize;
     let t = ids.len();
@@ -330,9 +391,9 @@ pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
     let mut x = vec![0.0f64; t * h];
     for i in 0..t {
         for d in 0..h {
-            let w = fake_quant(m.word[ids[i] as usize * h + d] as f64, sw);
-            let p = fake_quant(m.pos[i * h + d] as f64, sp);
-            let y = fake_quant(m.typ[types[i] as usize * h + d] as f64, st);
+            let w = fq(m.word[ids[i] as usize * h + d] as f64, sw);
+            let p = fq(m.pos[i * h + d] as f64, sp);
+            let y = fq(m.typ[types[i] as usize * h + d] as f64, st);
             x[i * h + d] = w + y + p;
         }
     }
@@ -340,19 +401,21 @@ pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
     let heads = c.num_heads as usize;
     let dh = h / heads;
     let g = m.granularity;
+    let per_row = m.activations == ActivationQuant::PerRow;
+    let range = |max: f32| (!per_row).then_some(max);
     for ((l, int8_attention), int8_values) in m.layers.iter().zip(&m.int8_attention).zip(&m.int8_values) {
         let qkv_max = l.q.input_max.max(l.k.input_max).max(l.v.input_max);
-        let mut q = ref_linear(&l.q, &x, g, qkv_max);
-        let mut k = ref_linear(&l.k, &x, g, qkv_max);
+        let mut q = ref_linear_q(quantize, &l.q, &x, g, range(qkv_max));
+        let mut k = ref_linear_q(quantize, &l.k, &x, g, range(qkv_max));
         if let Some((q_max, k_max)) = *int8_attention {
             let (sq, sk) = ((127.0f32 / q_max) as f64, (127.0f32 / k_max) as f64);
-            q.iter_mut().for_each(|v| *v = fake_quant(*v, sq));
-            k.iter_mut().for_each(|v| *v = fake_quant(*v, sk));
+            q.iter_mut().for_each(|v| *v = fq(*v, sq));
+            k.iter_mut().for_each(|v| *v = fq(*v, sk));
         }
-        let mut v = ref_linear(&l.v, &x, g, qkv_max);
+        let mut v = ref_linear_q(quantize, &l.v, &x, g, range(qkv_max));
         if let Some(v_max) = *int8_values {
             let sv = (127.0f32 / v_max) as f64;
-            v.iter_mut().for_each(|x| *x = fake_quant(*x, sv));
+            v.iter_mut().for_each(|x| *x = fq(*x, sv));
         }
         let mut ctx = vec![0.0; t * h];
         for hd in 0..heads {
@@ -367,7 +430,7 @@ pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
                 }).sum();
                 for j in 0..t {
                     let mut p = s[j] / sum;
-                    if int8_values.is_some() {
+                    if int8_values.is_some() && quantize {
                         // Probabilities as u8 at scale 255.
                         p = (p * 255.0).round_ties_even() / 255.0;
                     }
@@ -377,16 +440,16 @@ pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
                 }
             }
         }
-        let mut a = ref_linear(&l.ao, &ctx, g, l.ao.input_max);
+        let mut a = ref_linear_q(quantize, &l.ao, &ctx, g, range(l.ao.input_max));
         for (o, r) in a.iter_mut().zip(&x) {
             *o += r;
         }
         ref_layer_norm(&mut a, &l.aln, eps);
-        let mut inter = ref_linear(&l.inter, &a, g, l.inter.input_max);
+        let mut inter = ref_linear_q(quantize, &l.inter, &a, g, range(l.inter.input_max));
         for v in inter.iter_mut() {
             *v = 0.5 * *v * (1.0 + erf(*v / std::f64::consts::SQRT_2));
         }
-        let mut o = ref_linear(&l.out, &inter, g, l.out.input_max);
+        let mut o = ref_linear_q(quantize, &l.out, &inter, g, range(l.out.input_max));
         for (o, r) in o.iter_mut().zip(&a) {
             *o += r;
         }
@@ -395,8 +458,8 @@ pub fn reference_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
     }
     match &m.head {
         Head::Classification { .. } | Head::Regression => {
-            let pooled: Vec<f64> = ref_linear(&m.pooler, &x[..h], g, m.pooler.input_max).iter().map(|v| v.tanh()).collect();
-            ref_linear(&m.classifier, &pooled, g, m.classifier.input_max)
+            let pooled: Vec<f64> = ref_linear_q(quantize, &m.pooler, &x[..h], g, range(m.pooler.input_max)).iter().map(|v| v.tanh()).collect();
+            ref_linear_q(quantize, &m.classifier, &pooled, g, range(m.classifier.input_max))
         }
         Head::Embedding { pooling, normalize } => {
             let mut out: Vec<f64> = match pooling {

@@ -5,7 +5,7 @@
 //! applied as a rank-1 matmul `ones[N,1] · b[1,out]` because the gradient of a broadcast add is a
 //! sum over the leading dimension, which candle computes with a slow scalar loop.
 
-use crate::quant::{abs_max, fake_quant, row_abs_max, scale_for, RangeTracker, Scales, QMAX_I32, QMAX_I8};
+use crate::quant::{abs_max, fake_quant, fake_quant_per_row, row_abs_max, scale_for, RangeTracker, Scales, Scheme, QMAX_I32, QMAX_I8};
 use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -59,7 +59,22 @@ fn default_type_vocab() -> usize {
 impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg: BertConfig = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        // Say what is unsupported before serde complains about a field another architecture lacks.
+        let raw: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if let Some(t) = raw.get("model_type").and_then(|v| v.as_str()) {
+            if t != "bert" {
+                bail!("{}: model_type {t:?} is not supported: q8bert runs BERT encoders (model_type \"bert\": BERT, MiniLM, bge, e5, ...)", path.display());
+            }
+        }
+        const ARCHITECTURES: [&str; 4] = ["BertModel", "BertForSequenceClassification", "BertForMaskedLM", "BertForPreTraining"];
+        if let Some(a) = raw.get("architectures").and_then(|v| v.as_array()) {
+            for name in a.iter().filter_map(|v| v.as_str()) {
+                if !ARCHITECTURES.contains(&name) {
+                    bail!("{}: architecture {name:?} is not supported (supported: {})", path.display(), ARCHITECTURES.join(", "));
+                }
+            }
+        }
+        let cfg: BertConfig = serde_json::from_value(raw).with_context(|| format!("parsing {}", path.display()))?;
         if cfg.hidden_size % cfg.num_attention_heads != 0 {
             bail!("hidden_size {} not divisible by num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads);
         }
@@ -107,13 +122,14 @@ pub struct Ctx {
     /// Fake-quantize inputs, weights, biases and embedding tables as the runtime will.
     pub quant: bool,
     pub track: Track,
-    pub per_channel: bool,
+    /// The quantization that `quant` simulates.
+    pub scheme: Scheme,
     pub rng: RefCell<Rng>,
 }
 
 impl Ctx {
-    pub fn eval(quant: bool, per_channel: bool) -> Self {
-        Ctx { dropout: false, quant, track: Track::None, per_channel, rng: RefCell::new(Rng::new(0)) }
+    pub fn eval(quant: bool, scheme: Scheme) -> Self {
+        Ctx { dropout: false, quant, track: Track::None, scheme, rng: RefCell::new(Rng::new(0)) }
     }
 }
 
@@ -157,7 +173,8 @@ impl LayerNorm {
 
 /// y = x W^T + b for one or several linears sharing the same input (fused Q/K/V), with the
 /// runtime's quantization simulated when `ctx.quant`: x with S_x = 127/EMA(max|x|), each W with
-/// S_w = 127/max|W| (per tensor, or per output row), bias rounded at scale S_w*S_x.
+/// S_w = 127/max|W| (per tensor, or per output row), bias rounded at scale S_w*S_x; or, with
+/// per-row inputs, each row of x with its own S_x = 127/max|row| and the bias kept in fp32.
 pub fn qlinear(x: &Tensor, parts: &[&Linear], tracker: &RangeTracker, ctx: &Ctx) -> Result<Tensor> {
     let n = x.dims2()?.0;
     match ctx.track {
@@ -168,10 +185,10 @@ pub fn qlinear(x: &Tensor, parts: &[&Linear], tracker: &RangeTracker, ctx: &Ctx)
     let mut ws = Vec::with_capacity(parts.len());
     let mut bs = Vec::with_capacity(parts.len());
     let x = if ctx.quant {
-        let range = tracker.get().context("quantized forward before the input range was observed")?;
-        let sx = scale_for(range);
+        let per_row = ctx.scheme.per_row_inputs;
+        let sx = if per_row { 1.0 } else { scale_for(tracker.get().context("quantized forward before the input range was observed")?) };
         for p in parts {
-            let sw: Vec<f32> = if ctx.per_channel {
+            let sw: Vec<f32> = if ctx.scheme.per_channel {
                 row_abs_max(&p.weight)?.into_iter().map(scale_for).collect()
             } else {
                 vec![scale_for(abs_max(&p.weight)?)]
@@ -179,9 +196,13 @@ pub fn qlinear(x: &Tensor, parts: &[&Linear], tracker: &RangeTracker, ctx: &Ctx)
             let in_dim = p.weight.dims()[1];
             let sb: Vec<f32> = sw.iter().map(|s| s * sx).collect();
             ws.push(fake_quant(&p.weight, Scales { scales: sw.into(), inner: in_dim }, QMAX_I8)?);
-            bs.push(fake_quant(&p.bias, Scales { scales: sb.into(), inner: 1 }, QMAX_I32)?);
+            bs.push(if per_row { p.bias.as_tensor().clone() } else { fake_quant(&p.bias, Scales { scales: sb.into(), inner: 1 }, QMAX_I32)? });
         }
-        fake_quant(x, Scales::per_tensor(sx), QMAX_I8)?
+        if per_row {
+            fake_quant_per_row(x)?
+        } else {
+            fake_quant(x, Scales::per_tensor(sx), QMAX_I8)?
+        }
     } else {
         for p in parts {
             ws.push(p.weight.as_tensor().clone());

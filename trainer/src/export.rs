@@ -44,7 +44,8 @@ impl TrainMeta {
             ("qat.enabled".into(), Bool(!o.fp32)),
             ("qat.ema_decay".into(), F32(o.ema_decay)),
             ("qat.start_step".into(), U64(o.qat_start_step as u64)),
-            ("qat.per_channel".into(), Bool(o.per_channel)),
+            ("qat.per_channel".into(), Bool(o.scheme.per_channel)),
+            ("qat.scheme".into(), Str(o.scheme.name().into())),
             ("qat.int8_attention".into(), Bool(o.int8_attention)),
             ("qat.act_range".into(), Str(o.act_range.name().into())),
             ("qat.calibrate_batches".into(), U64(o.calibrate_batches as u64)),
@@ -63,7 +64,7 @@ pub fn export_classifier(
     _tok: &TextTokenizer,
     _task: Task,
     path: &Path,
-    _per_channel: bool,
+    _scheme: crate::quant::Scheme,
     _meta: &TrainMeta,
     _check: Option<(&Dataset, u32)>,
 ) -> Result<BTreeMap<String, Value>> {
@@ -77,14 +78,19 @@ pub fn export_embedding(
     path: &Path,
     _mean: bool,
     _normalize: bool,
-    _per_channel: bool,
+    _scheme: crate::quant::Scheme,
     _meta: &TrainMeta,
 ) -> Result<()> {
     anyhow::bail!("cannot write {}: trainer was built without the `runtime` feature (q8bert crate)", path.display())
 }
 
 #[cfg(feature = "runtime")]
-pub use with_runtime::{eval_packed, export_classifier, export_embedding, inspect};
+pub use with_runtime::{eval_packed, export_classifier, export_embedding, inspect, run_texts};
+
+#[cfg(not(feature = "runtime"))]
+pub fn run_texts(path: &Path, _rows: &[crate::data::Example], _max_len: usize, _batch_size: usize, _threads: usize) -> Result<(crate::fidelity::Output, Vec<Vec<f32>>)> {
+    anyhow::bail!("cannot run {}: trainer was built without the `runtime` feature", path.display())
+}
 
 /// What `trainer eval` measured: the task's GLUE metrics on the packed model run by the runtime,
 /// and the raw outputs (one row per example, in file order).
@@ -126,6 +132,7 @@ pub fn inspect(path: &Path) -> Result<String> {
 mod with_runtime {
     use super::*;
     use crate::bert::{Bert, LayerNorm as TLayerNorm, Linear as TLinear};
+    use crate::quant::Scheme;
     use anyhow::{anyhow, bail, Context};
     use candle_core::Var;
     use q8bert::builder as qb;
@@ -142,7 +149,9 @@ mod with_runtime {
         input_max: f32,
     }
     impl OwnedLinear {
-        fn new(l: &TLinear, input_max: Option<f32>, what: &str) -> Result<Self> {
+        /// `input_max` is needed for a static input; a per-row input (`scheme`) does without.
+        fn new(l: &TLinear, input_max: Option<f32>, scheme: Scheme, what: &str) -> Result<Self> {
+            let input_max = if scheme.per_row_inputs { input_max.or(Some(1.0)) } else { input_max };
             let input_max = input_max.with_context(|| format!("no input range for {what}: train with QAT or calibrate first"))?;
             Ok(OwnedLinear { w: vec_of(&l.weight)?, b: vec_of(&l.bias)?, input_max })
         }
@@ -167,7 +176,7 @@ mod with_runtime {
         anyhow!("q8bert: {e:?}")
     }
 
-    fn builder(model: &Bert, tok: &TextTokenizer, head: qb::Head, per_channel: bool, meta: &TrainMeta) -> Result<qb::ModelBuilder> {
+    fn builder(model: &Bert, tok: &TextTokenizer, head: qb::Head, scheme: Scheme, meta: &TrainMeta) -> Result<qb::ModelBuilder> {
         let c = &model.cfg;
         let cfg = qb::BertConfig {
             vocab_size: c.vocab_size as u32,
@@ -194,19 +203,20 @@ mod with_runtime {
             max_input_chars_per_word: s.max_input_chars_per_word,
         };
         let mut b = qb::ModelBuilder::new(cfg, head, tcfg);
-        b.weight_granularity(if per_channel { qb::WeightGranularity::PerChannel } else { qb::WeightGranularity::PerTensor });
+        b.weight_granularity(if scheme.per_channel { qb::WeightGranularity::PerChannel } else { qb::WeightGranularity::PerTensor });
+        b.activation_quant(if scheme.per_row_inputs { qb::ActivationQuant::PerRow } else { qb::ActivationQuant::Static });
         let e = &model.embeddings;
         let (word, pos, tt) = (vec_of(&e.word)?, vec_of(&e.position)?, vec_of(&e.token_type)?);
         let eln = OwnedLn::new(&e.layer_norm)?;
         b.embeddings(qb::Embeddings { word: &word, position: &pos, token_type: &tt, layer_norm: eln.view() }).map_err(err)?;
         for (i, l) in model.layers.iter().enumerate() {
             let qkv = l.qkv_in.get();
-            let q = OwnedLinear::new(&l.query, qkv, &format!("layer {i} query"))?;
-            let k = OwnedLinear::new(&l.key, qkv, &format!("layer {i} key"))?;
-            let v = OwnedLinear::new(&l.value, qkv, &format!("layer {i} value"))?;
-            let ao = OwnedLinear::new(&l.attention_output, l.attention_output_in.get(), &format!("layer {i} attention output"))?;
-            let it = OwnedLinear::new(&l.intermediate, l.intermediate_in.get(), &format!("layer {i} intermediate"))?;
-            let out = OwnedLinear::new(&l.output, l.output_in.get(), &format!("layer {i} output"))?;
+            let q = OwnedLinear::new(&l.query, qkv, scheme, &format!("layer {i} query"))?;
+            let k = OwnedLinear::new(&l.key, qkv, scheme, &format!("layer {i} key"))?;
+            let v = OwnedLinear::new(&l.value, qkv, scheme, &format!("layer {i} value"))?;
+            let ao = OwnedLinear::new(&l.attention_output, l.attention_output_in.get(), scheme, &format!("layer {i} attention output"))?;
+            let it = OwnedLinear::new(&l.intermediate, l.intermediate_in.get(), scheme, &format!("layer {i} intermediate"))?;
+            let out = OwnedLinear::new(&l.output, l.output_in.get(), scheme, &format!("layer {i} output"))?;
             let (aln, oln) = (OwnedLn::new(&l.attention_layer_norm)?, OwnedLn::new(&l.output_layer_norm)?);
             b.layer(
                 i,
@@ -229,8 +239,8 @@ mod with_runtime {
             }
         }
         if let Some(h) = &model.head {
-            let p = OwnedLinear::new(&h.pooler, h.pooler_in.get(), "pooler")?;
-            let c = OwnedLinear::new(&h.classifier, h.classifier_in.get(), "classifier")?;
+            let p = OwnedLinear::new(&h.pooler, h.pooler_in.get(), scheme, "pooler")?;
+            let c = OwnedLinear::new(&h.classifier, h.classifier_in.get(), scheme, "classifier")?;
             b.pooler(p.view()).map_err(err)?;
             b.classifier(c.view()).map_err(err)?;
         }
@@ -255,7 +265,7 @@ mod with_runtime {
         tok: &TextTokenizer,
         task: Task,
         path: &Path,
-        per_channel: bool,
+        scheme: Scheme,
         meta: &TrainMeta,
         check: Option<(&Dataset, u32)>,
     ) -> Result<BTreeMap<String, Value>> {
@@ -263,15 +273,21 @@ mod with_runtime {
         let head = if task.is_regression() {
             qb::Head::Regression
         } else {
-            qb::Head::Classification { labels: crate::train::label_names(task, n) }
+            // A GLUE task names its classes; otherwise the checkpoint's id2label, if it fits.
+            let from_config = model.cfg.id2label.as_ref().and_then(|m| crate::train::id2label_names(m, n));
+            let labels = match (task, from_config) {
+                (Task::Classification, Some(l)) => l,
+                _ => crate::train::label_names(task, n),
+            };
+            qb::Head::Classification { labels }
         };
-        let b = builder(model, tok, head, per_channel, meta)?;
+        let b = builder(model, tok, head, scheme, meta)?;
         b.write(path).map_err(err)?;
         let rt = q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
         let mut report = BTreeMap::new();
         report.insert("model_file".into(), json!(path.display().to_string()));
         let Some((data, pad)) = check else { return Ok(report) };
-        let (sim, _) = crate::train::predict(model, data, pad, true, per_channel, 32, task.is_regression())?;
+        let (sim, _) = crate::train::predict(model, data, pad, true, scheme, 32, task.is_regression())?;
         let mut runtime_out = Vec::with_capacity(data.rows.len());
         for row in &data.rows {
             let seq = row.ids.len();
@@ -296,9 +312,9 @@ mod with_runtime {
         Ok(report)
     }
 
-    pub fn export_embedding(model: &Bert, tok: &TextTokenizer, path: &Path, mean: bool, normalize: bool, per_channel: bool, meta: &TrainMeta) -> Result<()> {
+    pub fn export_embedding(model: &Bert, tok: &TextTokenizer, path: &Path, mean: bool, normalize: bool, scheme: Scheme, meta: &TrainMeta) -> Result<()> {
         let pooling = if mean { qb::Pooling::Mean } else { qb::Pooling::Cls };
-        let b = builder(model, tok, qb::Head::Embedding { pooling, normalize }, per_channel, meta)?;
+        let b = builder(model, tok, qb::Head::Embedding { pooling, normalize }, scheme, meta)?;
         b.write(path).map_err(err)?;
         q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
         Ok(())
@@ -354,6 +370,44 @@ mod with_runtime {
         Ok(PackedEval { metrics, outputs, runtime_s, max_seq_len: max_len })
     }
 
+    /// Runs `rows` through the packed model's text API (longest-first truncation to `max_len`,
+    /// length-sorted batches), in row order, and says what kind of output it is.
+    pub fn run_texts(path: &Path, rows: &[crate::data::Example], max_len: usize, batch_size: usize, threads: usize) -> Result<(crate::fidelity::Output, Vec<Vec<f32>>)> {
+        use crate::fidelity::Output;
+        use q8bert::model::{HeadKind, Pooling};
+        let opts = q8bert::Options { max_seq_len: max_len, truncation: q8bert::tokenizer::Truncation::LongestFirst, num_threads: threads, ..Default::default() };
+        let rt = q8bert::Model::open(path, &opts).map_err(err)?;
+        let head = rt.head();
+        let output = match head.kind {
+            HeadKind::Embedding => Output::Embedding { mean: head.pooling == Pooling::Mean, normalize: head.normalize },
+            HeadKind::Classification => Output::Classification { labels: head.labels.len() },
+            HeadKind::Regression => Output::Regression,
+            HeadKind::TokenStates => bail!("{}: a token-states model has no per-text output to compare", path.display()),
+        };
+        let width = rt.text_output_len(1);
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| rows[i].text_a.len() + rows[i].text_b.as_ref().map_or(0, |b| b.len()));
+        let mut outputs = vec![Vec::new(); rows.len()];
+        let mut buf = Vec::new();
+        // Pairs and single texts cannot share a batch: split each chunk by kind.
+        for chunk in order.chunks(batch_size.max(1)) {
+            for pairs in [false, true] {
+                let part: Vec<usize> = chunk.iter().copied().filter(|&i| rows[i].text_b.is_some() == pairs).collect();
+                if part.is_empty() {
+                    continue;
+                }
+                let a: Vec<&str> = part.iter().map(|&i| rows[i].text_a.as_str()).collect();
+                let b: Vec<&str> = part.iter().map(|&i| rows[i].text_b.as_deref().unwrap_or("")).collect();
+                buf.resize(rt.text_output_len(part.len()), 0f32);
+                rt.run_text(&a, pairs.then_some(&b[..]), &mut buf).map_err(err)?;
+                for (k, &i) in part.iter().enumerate() {
+                    outputs[i] = buf[k * width..(k + 1) * width].to_vec();
+                }
+            }
+        }
+        Ok((output, outputs))
+    }
+
     /// Human-readable summary of a packed model: config, head, kernel, metadata, and every tensor
     /// with its scales (small f32 tensors are printed in full, larger ones summarised).
     pub fn inspect(path: &Path) -> Result<String> {
@@ -366,6 +420,13 @@ mod with_runtime {
         writeln!(o, "config: {:?}", m.config())?;
         let int8_layers: Vec<usize> = m.layout().layers.iter().enumerate().filter(|(_, l)| l.attention_scales.is_some()).map(|(i, _)| i).collect();
         writeln!(o, "attention scores: {}", if int8_layers.is_empty() { "fp32".to_string() } else { format!("int8 in layers {int8_layers:?}") })?;
+        let per_row = m.layout().per_row_linears();
+        let activations = match (per_row, m.layout().linears().count()) {
+            (0, _) => "static (one scale per layer, int32 bias)".to_string(),
+            (p, n) if p == n => "per-token (a scale per row at run time, f32 bias)".to_string(),
+            (p, n) => format!("mixed: per-token in {p} of {n} linear layers"),
+        };
+        writeln!(o, "activations: {activations}")?;
         writeln!(o, "head: {:?}", m.head())?;
         writeln!(o, "kernel: {:?}, threads: {}", m.kernel(), m.num_threads())?;
         writeln!(o, "metadata:")?;

@@ -2,6 +2,7 @@
 pub mod bert;
 pub mod data;
 pub mod export;
+pub mod fidelity;
 pub mod metrics;
 pub mod optim;
 pub mod quant;

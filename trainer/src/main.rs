@@ -28,6 +28,9 @@ enum Cmd {
     Eval(EvalArgs),
     /// Print a packed model's config, head, metadata, tensors and scales.
     Inspect { file: PathBuf },
+    /// Compare a packed model with the fp32 checkpoint it was made from, on your own text:
+    /// cosine, label agreement, differences, and the worst rows.
+    Fidelity(FidelityArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,9 +110,14 @@ struct FineTuneArgs {
     /// Train without QAT (the fp32 baseline; the export is then post-training quantized).
     #[arg(long)]
     fp32: bool,
-    /// One weight scale per output row instead of per tensor.
+    /// One weight scale per output row instead of per tensor (with --scheme q8bert).
     #[arg(long)]
     per_channel: bool,
+    /// Quantization simulated in QAT and packed: "q8bert" (the paper: per-tensor weights, static
+    /// EMA activation ranges, int32 bias) or "per-token" (per-channel weights, a scale per token
+    /// computed at run time for every linear input, fp32 bias; format 1.2).
+    #[arg(long, default_value = "q8bert")]
+    scheme: String,
     /// Also run attention's two matrix products in int8: Q, K and V requantized (ranges tracked
     /// like the linear inputs), probabilities as u8, int32 accumulation in Q·Kᵀ and P·V. Not in
     /// the Q8BERT paper; faster attention in the runtime. Writes format 1.1.
@@ -162,6 +170,33 @@ struct EvalArgs {
 }
 
 #[derive(clap::Args)]
+struct FidelityArgs {
+    /// The fp32 Hugging Face directory the packed model was made from.
+    #[arg(long)]
+    model: PathBuf,
+    /// The packed model (.q8b).
+    #[arg(long)]
+    q8b: PathBuf,
+    /// Text file: one text per line, or two tab-separated texts (a pair); no header.
+    #[arg(long)]
+    texts: PathBuf,
+    /// Token limit (longest-first truncation), the same on both sides.
+    #[arg(long, default_value_t = 128)]
+    max_seq_len: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// How many of the worst rows to list.
+    #[arg(long, default_value_t = 10)]
+    worst: usize,
+    /// Runtime and trainer threads (default: all available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also write the summary as JSON here.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 struct QuantizeArgs {
     #[arg(long)]
     model: PathBuf,
@@ -180,6 +215,12 @@ struct QuantizeArgs {
     max_seq_len: usize,
     #[arg(long, default_value_t = 64)]
     calibration_batches: usize,
+    /// "per-token" (default: per-channel weights, a scale per token computed at run time for
+    /// every linear input; format 1.2) or "q8bert" (the paper: per-tensor weights, static ranges
+    /// calibrated as the running max over the calibration text).
+    #[arg(long, default_value = "per-token")]
+    scheme: String,
+    /// One weight scale per output row (with --scheme q8bert; per-token always has it).
     #[arg(long)]
     per_channel: bool,
     /// int8 attention scores (see `fine-tune --int8-attention`).
@@ -213,6 +254,7 @@ fn main() -> Result<()> {
             print!("{}", trainer::export::inspect(&file)?);
             Ok(())
         }
+        Cmd::Fidelity(a) => fidelity(a),
     }
 }
 
@@ -253,7 +295,7 @@ fn fine_tune(a: FineTuneArgs) -> Result<()> {
         distill_alpha: a.distill_alpha,
         act_range: trainer::train::ActRange::parse(&a.act_range)?,
         fp32: a.fp32,
-        per_channel: a.per_channel,
+        scheme: trainer::quant::Scheme::parse(&a.scheme, a.per_channel)?,
         int8_attention: a.int8_attention,
         max_grad_norm: a.max_grad_norm,
         dropout: a.dropout,
@@ -350,6 +392,7 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<(bool, bool)>> {
 
 fn quantize(a: QuantizeArgs) -> Result<()> {
     set_threads(a.threads);
+    let scheme = trainer::quant::Scheme::parse(&a.scheme, a.per_channel)?;
     let tok = TextTokenizer::from_dir(&a.model)?;
     let examples: Vec<Example> = match &a.calibration {
         Some(p) => read_tsv_texts(p)?,
@@ -358,9 +401,15 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     let st = sentence_transformers_head(&a.model)?;
     let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.model.join("config.json"))?)?;
     let n_cfg_labels = cfg_json.get("id2label").and_then(|v| v.as_object()).map(|m| m.len());
+    let arch_says_classifier = cfg_json
+        .get("architectures")
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| a.iter().any(|n| n.as_str() == Some("BertForSequenceClassification")));
+    let arch_says_encoder = cfg_json.get("architectures").and_then(|v| v.as_array()).is_some_and(|a| !a.is_empty()) && !arch_says_classifier;
     let head = match a.head.as_str() {
         "auto" if st.is_some() => "embedding",
-        "auto" if n_cfg_labels.is_some() => {
+        "auto" if arch_says_encoder => "embedding",
+        "auto" if n_cfg_labels.is_some() || arch_says_classifier => {
             if cfg_json.get("problem_type").and_then(|v| v.as_str()) == Some("regression") || n_cfg_labels == Some(1) {
                 "regression"
             } else {
@@ -379,6 +428,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         ("train.method".into(), trainer::export::MetaEntry::Str("post-training-quantization".into())),
         ("train.calibration_rows".into(), trainer::export::MetaEntry::U64(data.rows.len() as u64)),
         ("qat.int8_attention".into(), trainer::export::MetaEntry::Bool(a.int8_attention)),
+        ("qat.scheme".into(), trainer::export::MetaEntry::Str(scheme.name().into())),
     ];
     let meta = trainer::export::TrainMeta { entries: meta_base };
     if head == "embedding" {
@@ -386,7 +436,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         let mut model = Bert::load(&a.model, None, 0)?;
         model.int8_attention = a.int8_attention;
         calibrate(&model, &data, tok.pad_id(), 16, a.calibration_batches)?;
-        trainer::export::export_embedding(&model, &tok, &a.output, mean, normalize, a.per_channel, &meta)?;
+        trainer::export::export_embedding(&model, &tok, &a.output, mean, normalize, scheme, &meta)?;
     } else {
         let task = match &a.task {
             Some(t) => Task::parse(t)?,
@@ -395,11 +445,39 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         };
         let n = if head == "regression" { 1 } else { n_cfg_labels.unwrap_or(2) };
         let mut model = Bert::load(&a.model, Some(n), 0)?;
+        // Post-training quantization keeps a model's answers: it cannot invent a head.
+        if model.head_init != Some(trainer::bert::HeadInit::Loaded) || model.spare_pooler.is_none() {
+            bail!(
+                "{}: a {head} head needs the checkpoint's pooler and a classifier of {n} outputs (a fine-tuned BertForSequenceClassification); this checkpoint has {} and {}",
+                a.model.display(),
+                if model.spare_pooler.is_some() { "a pooler" } else { "no pooler" },
+                match model.head_init {
+                    Some(trainer::bert::HeadInit::ShapeMismatch) => "a classifier of another shape",
+                    _ => "no classifier",
+                }
+            );
+        }
         model.int8_attention = a.int8_attention;
         calibrate(&model, &data, tok.pad_id(), 16, a.calibration_batches)?;
-        trainer::export::export_classifier(&model, &tok, task, &a.output, a.per_channel, &meta, None)?;
+        trainer::export::export_classifier(&model, &tok, task, &a.output, scheme, &meta, None)?;
     }
     eprintln!("wrote {} ({head} head, {} calibration rows)", a.output.display(), data.rows.len());
+    Ok(())
+}
+
+fn fidelity(a: FidelityArgs) -> Result<()> {
+    use trainer::fidelity;
+    let threads = set_threads(a.threads);
+    let texts = fidelity::read_texts(&a.texts)?;
+    let (output, int8) = trainer::export::run_texts(&a.q8b, &texts, a.max_seq_len, a.batch_size, threads)?;
+    let model = fidelity::load_fp32(&a.model, output)?;
+    let tok = TextTokenizer::from_dir(&a.model)?;
+    let fp32 = fidelity::fp32_outputs(&model, &tok, &texts, output, a.max_seq_len, a.batch_size)?;
+    let report = fidelity::compare(output, &fp32, &int8, a.worst)?;
+    print!("{}", report.to_text(output, &texts));
+    if let Some(p) = &a.output {
+        trainer::train::write_json(p, &report.to_json(output, &texts))?;
+    }
     Ok(())
 }
 

@@ -11,6 +11,52 @@ pub const QMAX_I8: f32 = 127.0;
 /// Bias is packed as int32; the clamp is only there to mirror a saturating conversion.
 pub const QMAX_I32: f32 = 2_147_483_520.0;
 
+/// How a model is quantized: weight scales per tensor or per output row, and activation scales
+/// per layer (static, from a tracked range) or per row at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scheme {
+    pub per_channel: bool,
+    pub per_row_inputs: bool,
+}
+
+impl Scheme {
+    /// The Q8BERT paper: per-tensor weights, static activation ranges (EMA in training).
+    pub const Q8BERT: Scheme = Scheme { per_channel: false, per_row_inputs: false };
+    /// `q8bert` with per-channel weights (`--per-channel`).
+    pub const Q8BERT_PER_CHANNEL: Scheme = Scheme { per_channel: true, per_row_inputs: false };
+    /// Per-channel weights and a scale per token computed at run time for every linear input
+    /// (format 1.2): the post-training default.
+    pub const PER_TOKEN: Scheme = Scheme { per_channel: true, per_row_inputs: true };
+
+    /// `q8bert` (the paper) or `per-token`; `per_channel` upgrades `q8bert` to per-channel weights.
+    pub fn parse(name: &str, per_channel: bool) -> anyhow::Result<Self> {
+        match name {
+            "q8bert" | "paper" => Ok(if per_channel { Self::Q8BERT_PER_CHANNEL } else { Self::Q8BERT }),
+            "per-token" | "dynamic" => Ok(Self::PER_TOKEN),
+            _ => anyhow::bail!("unknown quantization scheme {name:?} (q8bert, per-token)"),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match (self.per_channel, self.per_row_inputs) {
+            (false, false) => "q8bert",
+            (true, false) => "q8bert-per-channel",
+            (_, true) => "per-token",
+        }
+    }
+}
+
+/// The runtime's per-row input scale (`q8bert::ops::per_row_scale`): 127 / max|row|, or 1 when
+/// that is not a finite positive number.
+pub fn per_row_scale(max_abs: f32) -> f32 {
+    let s = QMAX_I8 / max_abs;
+    if max_abs > 0.0 && s.is_finite() {
+        s
+    } else {
+        1.0
+    }
+}
+
 /// Runtime rounding: ties to even.
 #[inline]
 pub fn quantize_value(x: f32, scale: f32, qmax: f32) -> f32 {
@@ -130,6 +176,8 @@ pub fn par_chunks(out: &mut [f32], align: usize, f: impl Fn(usize, &mut [f32]) +
 pub struct FakeQuant {
     pub scales: Scales,
     pub qmax: f32,
+    /// Pass every gradient (scales set from the data itself, so nothing was clipped).
+    pub pass_all: bool,
 }
 
 impl CustomOp1 for FakeQuant {
@@ -151,6 +199,9 @@ impl CustomOp1 for FakeQuant {
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        if self.pass_all {
+            return Ok(Some(grad.clone()));
+        }
         let arg = arg.contiguous()?;
         let grad = grad.contiguous()?;
         let g = arg.apply_op2_no_bwd(&grad, &SteMask { scales: self.scales.clone(), qmax: self.qmax })?;
@@ -199,7 +250,15 @@ impl CustomOp2 for SteMask {
 
 /// Fake-quantizes `x` (any shape) with the given scales.
 pub fn fake_quant(x: &Tensor, scales: Scales, qmax: f32) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(FakeQuant { scales, qmax })
+    x.contiguous()?.apply_op1(FakeQuant { scales, qmax, pass_all: false })
+}
+
+/// Fake-quantizes each row of a [rows, cols] tensor with its own scale, 127 / max|row| (the
+/// runtime's per-row input quantization); the gradient passes unchanged (nothing is clipped).
+pub fn fake_quant_per_row(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (_, cols) = x.dims2()?;
+    let scales: Vec<f32> = row_abs_max(x)?.into_iter().map(per_row_scale).collect();
+    x.contiguous()?.apply_op1(FakeQuant { scales: Scales { scales: Arc::new(scales), inner: cols }, qmax: QMAX_I8, pass_all: true })
 }
 
 /// max |x| over a tensor, read straight from CPU storage (no temporaries, no graph).

@@ -5,6 +5,7 @@ use crate::bert::{Batch, Bert, Ctx, HeadInit, Track};
 use crate::data::{read_tsv, Encoded, Example, Task, TextTokenizer};
 use crate::metrics::glue_metrics;
 use crate::optim::{linear_schedule, AdamW};
+use crate::quant::Scheme;
 use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -50,7 +51,8 @@ pub struct FineTuneOptions {
     /// the running max (never clips a value seen in training).
     pub act_range: ActRange,
     pub fp32: bool,
-    pub per_channel: bool,
+    /// The quantization QAT simulates and the export packs.
+    pub scheme: Scheme,
     /// Attention scores from requantized Q and K (format 1.1; not part of the paper's scheme).
     pub int8_attention: bool,
     pub max_grad_norm: f32,
@@ -96,7 +98,7 @@ pub fn calibrate_tracking(model: &Bert, data: &Dataset, pad_id: u32, batch_size:
     for (_, t) in model.trackers() {
         t.set(None);
     }
-    let ctx = Ctx { dropout: false, quant: false, track, per_channel: false, rng: std::cell::RefCell::new(Rng::new(0)) };
+    let ctx = Ctx { dropout: false, quant: false, track, scheme: Scheme::Q8BERT, rng: std::cell::RefCell::new(Rng::new(0)) };
     let mut rng = Rng::new(seed ^ 0x0CA1_1B7A);
     for idx in data.bucketed_batches(batch_size, &mut rng).into_iter().take(n) {
         let (batch, _) = data.batch(&idx, pad_id)?;
@@ -192,8 +194,8 @@ pub fn distill_loss(student: &Tensor, teacher: &Tensor, regression: bool) -> Res
 }
 
 /// Raw head outputs for every row, in dataset order, and the mean loss.
-pub fn predict(model: &Bert, data: &Dataset, pad_id: u32, quant: bool, per_channel: bool, batch_size: usize, regression: bool) -> Result<(Vec<Vec<f32>>, f64)> {
-    let ctx = Ctx::eval(quant, per_channel);
+pub fn predict(model: &Bert, data: &Dataset, pad_id: u32, quant: bool, scheme: Scheme, batch_size: usize, regression: bool) -> Result<(Vec<Vec<f32>>, f64)> {
+    let ctx = Ctx::eval(quant, scheme);
     let mut out = vec![Vec::new(); data.rows.len()];
     let mut total_loss = 0f64;
     for idx in data.sorted_batches(batch_size) {
@@ -213,7 +215,7 @@ pub fn calibrate(model: &Bert, data: &Dataset, pad_id: u32, batch_size: usize, m
     for (_, t) in model.trackers() {
         t.set(None);
     }
-    let ctx = Ctx { dropout: false, quant: false, track: Track::Max, per_channel: false, rng: std::cell::RefCell::new(Rng::new(0)) };
+    let ctx = Ctx { dropout: false, quant: false, track: Track::Max, scheme: Scheme::Q8BERT, rng: std::cell::RefCell::new(Rng::new(0)) };
     for idx in data.sorted_batches(batch_size).into_iter().take(max_batches) {
         let (batch, _) = data.batch(&idx, pad_id)?;
         if model.head.is_some() {
@@ -236,6 +238,11 @@ pub fn num_labels(task: Task, train: &[Example]) -> usize {
         Task::Sst2 | Task::Cola | Task::Mrpc => 2,
         Task::Classification => (train.iter().map(|e| e.label as usize).max().unwrap_or(1) + 1).max(2),
     }
+}
+
+/// Class names in index order from a config.json `id2label`, if it names exactly `n` classes.
+pub fn id2label_names(id2label: &BTreeMap<String, String>, n: usize) -> Option<Vec<String>> {
+    (0..n).map(|i| id2label.get(&i.to_string()).cloned()).collect::<Option<Vec<_>>>().filter(|_| id2label.len() == n)
 }
 
 pub fn label_names(task: Task, n: usize) -> Vec<String> {
@@ -345,7 +352,7 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
 
     let mut evaluate = |model: &Bert, step: usize, quant: bool, log_history: &mut Vec<Value>| -> Result<()> {
         let t0 = Instant::now();
-        let (outs, eval_loss) = predict(model, &eval, pad, quant, o.per_channel, o.eval_batch_size, regression)?;
+        let (outs, eval_loss) = predict(model, &eval, pad, quant, o.scheme, o.eval_batch_size, regression)?;
         let dt = t0.elapsed();
         t_eval += dt;
         let m = glue_metrics(o.task, &outs, &eval.rows.iter().map(|r| r.label).collect::<Vec<_>>());
@@ -388,14 +395,14 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
             dropout: true,
             quant,
             track: if o.fp32 { Track::None } else { o.act_range.track(o.ema_decay) },
-            per_channel: o.per_channel,
+            scheme: o.scheme,
             rng: std::cell::RefCell::new(Rng::new(o.seed.wrapping_mul(1_000_003).wrapping_add(step as u64))),
         };
         let t0 = Instant::now();
         let logits = model.logits(&batch, &ctx)?;
         let l = match &teacher {
             Some(t) if o.distill_alpha > 0.0 => {
-                let tl = t.logits(&batch, &Ctx::eval(false, false))?.detach();
+                let tl = t.logits(&batch, &Ctx::eval(false, Scheme::Q8BERT))?.detach();
                 let task_l = loss(&logits, &labels, regression)?;
                 let kd = distill_loss(&logits, &tl, regression)?;
                 ((task_l * (1.0 - o.distill_alpha) as f64)? + (kd * o.distill_alpha as f64)?)?
@@ -528,7 +535,7 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
     // The exported model's dev outputs as the trainer simulates the packed int8 model (for the
     // fp32 baseline: its post-training-quantized pack). `trainer eval --reference` compares the
     // runtime's outputs with these (agreement) without re-running the trainer.
-    let (sim, _) = predict(&model, &eval, pad, true, o.per_channel, o.eval_batch_size, regression)?;
+    let (sim, _) = predict(&model, &eval, pad, true, o.scheme, o.eval_batch_size, regression)?;
     let sim_metrics = glue_metrics(o.task, &sim, &eval.rows.iter().map(|r| r.label).collect::<Vec<_>>());
     if o.fp32 {
         for (k, v) in &sim_metrics {
@@ -551,7 +558,7 @@ pub fn fine_tune(o: &FineTuneOptions) -> Result<()> {
         let n_check = o.check_rows.unwrap_or(eval.rows.len()).min(eval.rows.len());
         let check = Dataset { rows: eval.rows[..n_check].to_vec() };
         let check = (n_check > 0).then_some((&check, pad));
-        let report = crate::export::export_classifier(&model, &tokenizer, o.task, &o.output_dir.join("model.q8b"), o.per_channel, &meta, check)?;
+        let report = crate::export::export_classifier(&model, &tokenizer, o.task, &o.output_dir.join("model.q8b"), o.scheme, &meta, check)?;
         for (k, v) in report {
             results.insert(k, v);
         }

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use trainer::bert::{Bert, BertConfig, Ctx, Track};
 use trainer::data::{Encoded, TextTokenizer, Task};
 use trainer::export::{export_classifier, TrainMeta};
+use trainer::quant::Scheme;
 use trainer::rng::Rng;
 use trainer::train::{predict, Dataset};
 
@@ -34,7 +35,8 @@ fn random_rows(n: usize, vocab: usize, seed: u64) -> Vec<Encoded> {
 
 #[test]
 fn packed_model_agrees_with_fake_quantized_forward() {
-    for (per_channel, int8_attention) in [(false, false), (true, false), (false, true)] {
+    for (scheme, int8_attention) in [(Scheme::Q8BERT, false), (Scheme::Q8BERT_PER_CHANNEL, false), (Scheme::Q8BERT, true), (Scheme::PER_TOKEN, false), (Scheme::PER_TOKEN, true)] {
+        let per_channel = scheme.name();
         let vocab = tiny_vocab(40);
         let mut cfg = BertConfig::tiny(vocab.len());
         cfg.hidden_size = 32;
@@ -44,31 +46,38 @@ fn packed_model_agrees_with_fake_quantized_forward() {
         let tok = TextTokenizer::new(vocab, serde_json::from_str("{}").unwrap()).unwrap();
         // Ranges: a short EMA "training" pass over random batches.
         let calib = Dataset { rows: random_rows(64, 40, 1) };
-        let ctx = Ctx { dropout: false, quant: true, track: Track::Ema(0.9), per_channel, rng: RefCell::new(Rng::new(0)) };
+        let ctx = Ctx { dropout: false, quant: true, track: Track::Ema(0.9), scheme, rng: RefCell::new(Rng::new(0)) };
         for idx in calib.sorted_batches(8) {
             let (b, _) = calib.batch(&idx, 0).unwrap();
             model.logits(&b, &ctx).unwrap();
         }
         let check = Dataset { rows: random_rows(50, 40, 2) };
         let path = std::env::temp_dir().join(format!("trainer-export-test-{}-{per_channel}-{int8_attention}.q8b", std::process::id()));
-        let report = export_classifier(&model, &tok, Task::Classification, &path, per_channel, &TrainMeta::default(), Some((&check, 0))).unwrap();
+        let report = export_classifier(&model, &tok, Task::Classification, &path, scheme, &TrainMeta::default(), Some((&check, 0))).unwrap();
         let agree = report["runtime_agreement"].as_f64().unwrap();
         let diff = report["runtime_max_abs_diff"].as_f64().unwrap();
-        let (sim, _) = predict(&model, &check, 0, true, per_channel, 8, false).unwrap();
+        let (sim, _) = predict(&model, &check, 0, true, scheme, 8, false).unwrap();
         let scale = sim.iter().flatten().fold(0f32, |m, v| m.max(v.abs())) as f64;
-        eprintln!("per_channel={per_channel} int8_attention={int8_attention}: agreement {agree}, max |runtime - trainer| = {diff:e} (logit scale {scale})");
+        eprintln!("scheme={per_channel} int8_attention={int8_attention}: agreement {agree}, max |runtime - trainer| = {diff:e} (logit scale {scale})");
         assert!(agree >= 0.98, "argmax agreement {agree}");
         assert!(diff <= 0.02 * scale.max(1.0), "max abs diff {diff}");
         let packed = q8bert::Model::open(&path, &q8bert::Options::default()).unwrap();
         assert_eq!(packed.layout().int8_attention(), int8_attention, "the file carries int8 attention iff the model simulated it");
         let listing = trainer::export::inspect(&path).unwrap();
-        let (version, scores) = if int8_attention { ("format: 1.1", "attention scores: int8 in layers [0, 1]") } else { ("format: 1.0", "attention scores: fp32") };
-        assert!(listing.contains(version) && listing.contains(scores), "inspect says:\n{listing}");
+        let version = match (scheme.per_row_inputs, int8_attention) {
+            (true, _) => "format: 1.2",
+            (false, true) => "format: 1.1",
+            (false, false) => "format: 1.0",
+        };
+        let scores = if int8_attention { "attention scores: int8 in layers [0, 1]" } else { "attention scores: fp32" };
+        let activations = if scheme.per_row_inputs { "activations: per-token" } else { "activations: static" };
+        assert!(listing.contains(version) && listing.contains(scores) && listing.contains(activations), "inspect says:\n{listing}");
+        assert_eq!(packed.layout().per_row_linears() > 0, scheme.per_row_inputs, "per-row inputs iff the scheme has them");
         if int8_attention {
             // The simulation of int8 attention is what the runtime matches: without it the
             // trainer's outputs are further from the packed model than with it.
             model.int8_attention = false;
-            let (plain, _) = predict(&model, &check, 0, true, per_channel, 8, false).unwrap();
+            let (plain, _) = predict(&model, &check, 0, true, scheme, 8, false).unwrap();
             let plain_diff = sim.iter().flatten().zip(plain.iter().flatten()).fold(0f32, |m, (a, b)| m.max((a - b).abs())) as f64;
             eprintln!("  simulation with vs without int8 attention: max diff {plain_diff:e}");
             assert!(plain_diff > 2.0 * diff, "int8 attention barely changes the simulation ({plain_diff}) relative to the runtime gap ({diff})");
@@ -93,13 +102,13 @@ fn eval_packed_runs_text_through_the_runtime() {
         let model = Bert::random(cfg, Some(n_out), 11).unwrap();
         let tok = TextTokenizer::new(vocab, serde_json::from_str("{}").unwrap()).unwrap();
         let calib = Dataset { rows: random_rows(64, 40, 1) };
-        let ctx = Ctx { dropout: false, quant: true, track: Track::Ema(0.9), per_channel: false, rng: RefCell::new(Rng::new(0)) };
+        let ctx = Ctx { dropout: false, quant: true, track: Track::Ema(0.9), scheme: Scheme::Q8BERT, rng: RefCell::new(Rng::new(0)) };
         for idx in calib.sorted_batches(8) {
             let (b, _) = calib.batch(&idx, 0).unwrap();
             model.logits(&b, &ctx).unwrap();
         }
         let path = std::env::temp_dir().join(format!("trainer-eval-test-{}-{}.q8b", std::process::id(), task.name()));
-        export_classifier(&model, &tok, task, &path, false, &TrainMeta::default(), None).unwrap();
+        export_classifier(&model, &tok, task, &path, Scheme::Q8BERT, &TrainMeta::default(), None).unwrap();
         // Text rows ("tok7 tok12 ..."), some longer than the 12-token limit (truncated).
         let mut rng = Rng::new(3);
         let words = |rng: &mut Rng, n: usize| (0..n).map(|_| format!("tok{}", 5 + rng.below(35))).collect::<Vec<_>>().join(" ");
@@ -127,7 +136,7 @@ fn eval_packed_runs_text_through_the_runtime() {
         // Same rows through the trainer (its tokenizer, fake-quantized forward).
         let enc = Dataset { rows: tok.encode_all(&rows, max_len).unwrap() };
         assert!(enc.rows.iter().any(|r| r.ids.len() == max_len), "no row was truncated");
-        let (sim, _) = predict(&model, &enc, 0, true, false, 8, task.is_regression()).unwrap();
+        let (sim, _) = predict(&model, &enc, 0, true, Scheme::Q8BERT, 8, task.is_regression()).unwrap();
         let scale = sim.iter().flatten().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
         let mut agree = 0;
         for (a, b) in r1.outputs.iter().zip(&sim) {

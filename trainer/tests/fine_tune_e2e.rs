@@ -74,7 +74,7 @@ fn seeded_fine_tune_reproduces_and_exports() {
             distill_alpha: 0.0,
             act_range: trainer::train::ActRange::Ema,
             fp32: false,
-            per_channel: false,
+            scheme: trainer::quant::Scheme::Q8BERT,
             int8_attention: false,
             max_grad_norm: 1.0,
             dropout: None,

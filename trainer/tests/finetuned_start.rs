@@ -162,7 +162,7 @@ fn qat_from_the_trainers_own_fp32_output() {
         distill_alpha: 0.5,
         act_range: ActRange::Ema,
         fp32,
-        per_channel: false,
+        scheme: trainer::quant::Scheme::Q8BERT,
         int8_attention: false,
         max_grad_norm: 1.0,
         dropout: None,

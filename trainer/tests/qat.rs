@@ -22,7 +22,7 @@ fn tiny_batch(vocab: u32, bsz: usize, seq: usize, seed: u64) -> Batch {
 }
 
 fn ctx(quant: bool, track: Track, dropout: bool) -> Ctx {
-    Ctx { dropout, quant, track, per_channel: false, rng: std::cell::RefCell::new(Rng::new(7)) }
+    Ctx { dropout, quant, track, scheme: trainer::quant::Scheme::Q8BERT, rng: std::cell::RefCell::new(Rng::new(7)) }
 }
 
 #[test]

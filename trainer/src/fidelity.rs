@@ -1,0 +1,244 @@
+//! `trainer fidelity`: how far a packed int8 model is from the fp32 checkpoint it was made from,
+//! on the user's own text. The fp32 side is the trainer's candle forward (which matches Hugging
+//! Face transformers, `tests/minilm_reference.rs`); the int8 side is the runtime's text API, so
+//! tokenization, truncation and the forward pass are exactly what an application gets.
+
+use crate::bert::{Batch, Bert, Ctx, HeadInit};
+use crate::data::{Example, TextTokenizer};
+use crate::quant::Scheme;
+use crate::train::Dataset;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// What the packed model outputs, as far as the comparison is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Sentence embeddings: compared by cosine.
+    Embedding { mean: bool, normalize: bool },
+    /// Class logits: compared by argmax agreement and logit differences.
+    Classification { labels: usize },
+    /// One score per row: compared by absolute difference and correlation.
+    Regression,
+}
+
+/// One row's comparison.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowFidelity {
+    pub index: usize,
+    pub cosine: f64,
+    pub max_abs_diff: f64,
+    /// Classification: the int8 argmax equals the fp32 one (always true otherwise).
+    pub same_label: bool,
+}
+
+/// The summary `trainer fidelity` prints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub rows: usize,
+    pub cosine_mean: f64,
+    pub cosine_min: f64,
+    /// 1st percentile (nearest rank) of the per-row cosines.
+    pub cosine_p1: f64,
+    pub max_abs_diff: f64,
+    pub mean_abs_diff: f64,
+    /// Share of rows whose argmax agrees (classification; 1 otherwise).
+    pub label_agreement: f64,
+    /// Pearson correlation of fp32 and int8 scores (regression only).
+    pub score_pearson: Option<f64>,
+    /// Rows, worst first: lowest cosine (embeddings), else largest difference.
+    pub worst: Vec<RowFidelity>,
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let na: f64 = a.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        // Two zero vectors are the same output; one zero vector is as far as it gets.
+        return if na == nb { 1.0 } else { 0.0 };
+    }
+    dot / (na * nb)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma) * (x - ma)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb) * (y - mb)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// Compares fp32 and int8 outputs row by row; `worst` rows are kept for the report.
+pub fn compare(output: Output, fp32: &[Vec<f32>], int8: &[Vec<f32>], worst: usize) -> Result<Report> {
+    if fp32.len() != int8.len() || fp32.is_empty() {
+        bail!("fidelity needs the same number of rows on both sides, at least one (fp32 {}, int8 {})", fp32.len(), int8.len());
+    }
+    let mut rows = Vec::with_capacity(fp32.len());
+    let mut diff_sum = 0.0;
+    let mut diff_count = 0usize;
+    for (i, (a, b)) in fp32.iter().zip(int8).enumerate() {
+        if a.len() != b.len() {
+            bail!("row {i}: fp32 has {} values, int8 {}", a.len(), b.len());
+        }
+        let max_abs_diff = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).fold(0.0, f64::max);
+        diff_sum += a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).sum::<f64>();
+        diff_count += a.len();
+        let same_label = !matches!(output, Output::Classification { .. }) || argmax(a) == argmax(b);
+        rows.push(RowFidelity { index: i, cosine: cosine(a, b), max_abs_diff, same_label });
+    }
+    let mut cosines: Vec<f64> = rows.iter().map(|r| r.cosine).collect();
+    cosines.sort_by(f64::total_cmp);
+    let p1 = cosines[((cosines.len() as f64 * 0.01).ceil() as usize).saturating_sub(1)];
+    match output {
+        Output::Embedding { .. } => rows.sort_by(|x, y| x.cosine.total_cmp(&y.cosine)),
+        _ => rows.sort_by(|x, y| (x.same_label, -x.max_abs_diff).partial_cmp(&(y.same_label, -y.max_abs_diff)).unwrap()),
+    }
+    let n = fp32.len() as f64;
+    let score_pearson = matches!(output, Output::Regression).then(|| {
+        let a: Vec<f64> = fp32.iter().map(|r| r[0] as f64).collect();
+        let b: Vec<f64> = int8.iter().map(|r| r[0] as f64).collect();
+        pearson(&a, &b)
+    });
+    Ok(Report {
+        rows: fp32.len(),
+        cosine_mean: cosines.iter().sum::<f64>() / n,
+        cosine_min: cosines[0],
+        cosine_p1: p1,
+        max_abs_diff: rows.iter().map(|r| r.max_abs_diff).fold(0.0, f64::max),
+        mean_abs_diff: diff_sum / diff_count.max(1) as f64,
+        label_agreement: rows.iter().filter(|r| r.same_label).count() as f64 / n,
+        score_pearson,
+        worst: rows.into_iter().take(worst).collect(),
+    })
+}
+
+/// Reads the texts to compare: one text per line, or two separated by a tab (a pair). Empty
+/// lines are skipped; there is no header.
+pub fn read_texts(path: &Path) -> Result<Vec<Example>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let rows: Vec<Example> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.split_once('\t') {
+            Some((a, b)) => Example { text_a: a.to_string(), text_b: Some(b.split('\t').next().unwrap_or("").to_string()), label: 0.0 },
+            None => Example { text_a: l.to_string(), text_b: None, label: 0.0 },
+        })
+        .collect();
+    if rows.is_empty() {
+        bail!("{}: no text lines", path.display());
+    }
+    Ok(rows)
+}
+
+/// The fp32 checkpoint's outputs for `rows`, shaped like the packed model's (`output`).
+pub fn fp32_outputs(model: &Bert, tok: &TextTokenizer, rows: &[Example], output: Output, max_len: usize, batch_size: usize) -> Result<Vec<Vec<f32>>> {
+    let data = Dataset { rows: tok.encode_all(rows, max_len)? };
+    let pad = tok.pad_id();
+    let ctx = Ctx::eval(false, Scheme::Q8BERT);
+    let mut out = vec![Vec::new(); rows.len()];
+    for idx in data.sorted_batches(batch_size.max(1)) {
+        let (batch, _) = data.batch(&idx, pad)?;
+        let values: Vec<Vec<f32>> = match output {
+            Output::Embedding { mean: true, normalize } => model.mean_pooled(&batch, &ctx, normalize)?.to_vec2()?,
+            Output::Embedding { mean: false, normalize } => cls_pooled(model, &batch, &ctx, normalize)?,
+            Output::Classification { .. } | Output::Regression => model.logits(&batch, &ctx)?.to_vec2()?,
+        };
+        for (i, v) in idx.into_iter().zip(values) {
+            out[i] = v;
+        }
+    }
+    Ok(out)
+}
+
+fn cls_pooled(model: &Bert, batch: &Batch, ctx: &Ctx, normalize: bool) -> Result<Vec<Vec<f32>>> {
+    let h = model.cfg.hidden_size;
+    let x = model.encode(batch, ctx)?.reshape((batch.batch, batch.seq, h))?.narrow(1, 0, 1)?.reshape((batch.batch, h))?;
+    let mut rows: Vec<Vec<f32>> = x.to_vec2()?;
+    if normalize {
+        for r in rows.iter_mut() {
+            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            r.iter_mut().for_each(|v| *v /= n);
+        }
+    }
+    Ok(rows)
+}
+
+/// Loads the checkpoint with the head the packed model has; refuses a classifier checkpoint
+/// without a trained classifier of that size (the comparison would be meaningless).
+pub fn load_fp32(dir: &Path, output: Output) -> Result<Bert> {
+    let labels = match output {
+        Output::Embedding { .. } => None,
+        Output::Classification { labels } => Some(labels),
+        Output::Regression => Some(1),
+    };
+    let model = Bert::load(dir, labels, 0)?;
+    if labels.is_some() && model.head_init != Some(HeadInit::Loaded) {
+        bail!("{}: the packed model has a {}-output head but the checkpoint has no classifier of that shape", dir.display(), labels.unwrap_or(0));
+    }
+    Ok(model)
+}
+
+impl Report {
+    pub fn to_json(&self, output: Output, texts: &[Example]) -> Value {
+        let worst: Vec<Value> = self
+            .worst
+            .iter()
+            .map(|r| {
+                let e = &texts[r.index];
+                json!({"row": r.index, "cosine": r.cosine, "max_abs_diff": r.max_abs_diff, "same_label": r.same_label, "text": e.text_a, "text_b": e.text_b})
+            })
+            .collect();
+        let mut v = json!({
+            "rows": self.rows,
+            "cosine_mean": self.cosine_mean,
+            "cosine_min": self.cosine_min,
+            "cosine_p1": self.cosine_p1,
+            "max_abs_diff": self.max_abs_diff,
+            "mean_abs_diff": self.mean_abs_diff,
+            "worst": worst,
+        });
+        if matches!(output, Output::Classification { .. }) {
+            v["label_agreement"] = json!(self.label_agreement);
+        }
+        if let Some(p) = self.score_pearson {
+            v["score_pearson"] = json!(p);
+        }
+        v
+    }
+
+    /// The human-readable summary.
+    pub fn to_text(&self, output: Output, texts: &[Example]) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let _ = writeln!(o, "rows: {}", self.rows);
+        let _ = writeln!(o, "cosine(int8, fp32): mean {:.5}, min {:.5}, 1st percentile {:.5}", self.cosine_mean, self.cosine_min, self.cosine_p1);
+        let _ = writeln!(o, "|int8 - fp32|: max {:.4e}, mean {:.4e}", self.max_abs_diff, self.mean_abs_diff);
+        if matches!(output, Output::Classification { .. }) {
+            let _ = writeln!(o, "label agreement: {:.2}% ({} of {} rows differ)", 100.0 * self.label_agreement, self.rows - (self.label_agreement * self.rows as f64).round() as usize, self.rows);
+        }
+        if let Some(p) = self.score_pearson {
+            let _ = writeln!(o, "score correlation (Pearson): {p:.5}");
+        }
+        let _ = writeln!(o, "worst rows:");
+        for r in &self.worst {
+            let e = &texts[r.index];
+            let mut text = e.text_a.clone();
+            if let Some(b) = &e.text_b {
+                text = format!("{text} | {b}");
+            }
+            if text.chars().count() > 90 {
+                text = text.chars().take(87).collect::<String>() + "...";
+            }
+            let flag = if r.same_label { "" } else { "  LABEL DIFFERS" };
+            let _ = writeln!(o, "  row {:>6}: cosine {:.5}, max diff {:.3e}{flag}  {text:?}", r.index, r.cosine, r.max_abs_diff);
+        }
+        o
+    }
+}

@@ -1,0 +1,167 @@
+//! `trainer quantize` on the checkpoint layouts people bring, each a tiny random BERT written
+//! here in that Hugging Face layout: sentence-transformers with CLS pooling and no Normalize
+//! (bge/e5 style), BertForSequenceClassification with id2label, problem_type regression, a
+//! cross-encoder (a pair in, one score out), and clear refusals of what is not supported.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use trainer::bert::{Bert, BertConfig};
+use trainer::data::{Example, TextTokenizer};
+use trainer::fidelity::{compare, fp32_outputs, load_fp32, Output};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("trainer-layouts-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn vocab() -> Vec<String> {
+    let mut v: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
+    for w in ["the", "a", "film", "good", "bad", "was", "very", "not", "cat", "dog", "sat", "on", "mat", "and", "it", "is", "query", "answer", "?", "."] {
+        v.push(w.to_string());
+    }
+    v
+}
+
+fn config() -> BertConfig {
+    let mut cfg = BertConfig::tiny(vocab().len());
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 64;
+    cfg
+}
+
+/// A Hugging Face directory for `model`, with `extra` merged into config.json.
+fn save_hf(model: &Bert, dir: &Path, extra: serde_json::Value) {
+    let t: HashMap<String, candle_core::Tensor> = model.named_params().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    let mut cfg = serde_json::to_value(&model.cfg).unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        cfg[k] = v.clone();
+    }
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    std::fs::write(dir.join("vocab.txt"), vocab().join("\n") + "\n").unwrap();
+}
+
+/// Runs `trainer quantize --model dir --output dir/model.q8b ARGS`; (success, stderr).
+fn quantize(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["quantize", "--model", dir.to_str().unwrap(), "--output", dir.join("model.q8b").to_str().unwrap(), "--threads", "1"])
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn texts(pairs: bool) -> Vec<Example> {
+    let a = ["the film was very good .", "the cat sat on the mat", "it is not bad", "query ?", "a dog"];
+    let b = ["answer .", "the dog sat", "it is good", "the answer is a film", "a cat"];
+    a.iter().zip(b).map(|(a, b)| Example { text_a: a.to_string(), text_b: pairs.then(|| b.to_string()), label: 0.0 }).collect()
+}
+
+/// The packed model's outputs against the fp32 checkpoint's, through the fidelity tool.
+fn check_fidelity(dir: &Path, pairs: bool, want: Output) -> f64 {
+    let rows = texts(pairs);
+    let (output, int8) = trainer::export::run_texts(&dir.join("model.q8b"), &rows, 32, 8, 1).unwrap();
+    assert_eq!(output, want);
+    let tok = TextTokenizer::from_dir(dir).unwrap();
+    let fp32 = fp32_outputs(&load_fp32(dir, output).unwrap(), &tok, &rows, output, 32, 8).unwrap();
+    let report = compare(output, &fp32, &int8, 1).unwrap();
+    eprintln!("{}: {output:?}: cosine min {:.4}, max |diff| {:.3e}", dir.display(), report.cosine_min, report.max_abs_diff);
+    report.cosine_min
+}
+
+#[test]
+fn sentence_transformers_cls_pooling_without_normalize() {
+    let dir = tmp("st-cls");
+    save_hf(&Bert::random(config(), None, 1).unwrap(), &dir, serde_json::json!({"architectures": ["BertModel"]}));
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    std::fs::write(dir.join("1_Pooling/config.json"), r#"{"word_embedding_dimension": 32, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#).unwrap();
+    std::fs::write(
+        dir.join("modules.json"),
+        r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#,
+    )
+    .unwrap();
+    let (ok, err) = quantize(&dir, &[]);
+    assert!(ok, "{err}");
+    let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+    assert_eq!(m.head().kind, q8bert::HeadKind::Embedding);
+    assert_eq!(m.head().pooling, q8bert::model::Pooling::Cls);
+    assert!(!m.head().normalize, "no Normalize module: raw CLS vector");
+    assert_eq!(m.layout().per_row_linears(), m.layout().linears().count(), "the default scheme is per-token");
+    assert!(check_fidelity(&dir, false, Output::Embedding { mean: false, normalize: false }) > 0.95);
+}
+
+#[test]
+fn sequence_classifier_keeps_its_id2label_names() {
+    let dir = tmp("cls");
+    let labels = serde_json::json!({"0": "negative", "1": "neutral", "2": "positive"});
+    save_hf(&Bert::random(config(), Some(3), 2).unwrap(), &dir, serde_json::json!({"architectures": ["BertForSequenceClassification"], "id2label": labels}));
+    let (ok, err) = quantize(&dir, &[]);
+    assert!(ok, "{err}");
+    let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+    assert_eq!(m.head().kind, q8bert::HeadKind::Classification);
+    assert_eq!(m.head().labels, ["negative", "neutral", "positive"]);
+    // The names reach the C API.
+    let path = std::ffi::CString::new(dir.join("model.q8b").to_str().unwrap()).unwrap();
+    let mut c = std::ptr::null_mut();
+    // SAFETY: valid NUL-terminated path, NULL options, a writable out pointer; freed below.
+    unsafe {
+        assert_eq!(q8bert::ffi::q8bert_create(path.as_ptr(), std::ptr::null(), &mut c), q8bert::Status::Ok);
+        let name = std::ffi::CStr::from_ptr(q8bert::ffi::q8bert_label_name(c, 1));
+        assert_eq!(name.to_str().unwrap(), "neutral");
+        q8bert::ffi::q8bert_free(c);
+    }
+    check_fidelity(&dir, false, Output::Classification { labels: 3 });
+}
+
+#[test]
+fn regression_and_cross_encoder_give_one_score() {
+    // problem_type regression.
+    let dir = tmp("regression");
+    save_hf(&Bert::random(config(), Some(1), 3).unwrap(), &dir, serde_json::json!({"architectures": ["BertForSequenceClassification"], "problem_type": "regression", "id2label": {"0": "LABEL_0"}}));
+    let (ok, err) = quantize(&dir, &[]);
+    assert!(ok, "{err}");
+    let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+    assert_eq!(m.head().kind, q8bert::HeadKind::Regression);
+    check_fidelity(&dir, true, Output::Regression);
+    // A cross-encoder (ms-marco style): one logit, no problem_type, fed (query, passage) pairs.
+    let dir = tmp("cross-encoder");
+    save_hf(&Bert::random(config(), Some(1), 4).unwrap(), &dir, serde_json::json!({"architectures": ["BertForSequenceClassification"], "id2label": {"0": "LABEL_0"}}));
+    let (ok, err) = quantize(&dir, &[]);
+    assert!(ok, "{err}");
+    let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+    assert_eq!(m.head().kind, q8bert::HeadKind::Regression);
+    // The pair is one input (token types 0 then 1): scores differ when the second text does.
+    let score = |a: &str, b: &str| {
+        let mut out = [0f32; 1];
+        m.run_text(&[a], Some(&[b]), &mut out).unwrap();
+        out[0]
+    };
+    assert_ne!(score("query ?", "the answer is a film"), score("query ?", "a cat sat on the mat"));
+    check_fidelity(&dir, true, Output::Regression);
+}
+
+#[test]
+fn unsupported_checkpoints_get_a_clear_error() {
+    let model = Bert::random(config(), None, 5).unwrap();
+    for (name, extra, want) in [
+        ("distilbert", serde_json::json!({"model_type": "distilbert"}), "model_type \"distilbert\" is not supported"),
+        ("roberta", serde_json::json!({"model_type": "roberta", "architectures": ["RobertaModel"]}), "model_type \"roberta\" is not supported"),
+        ("token-classifier", serde_json::json!({"architectures": ["BertForTokenClassification"]}), "architecture \"BertForTokenClassification\" is not supported"),
+    ] {
+        let dir = tmp(name);
+        save_hf(&model, &dir, extra);
+        let (ok, err) = quantize(&dir, &[]);
+        assert!(!ok, "{name} was accepted");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+    // Asking for a classifier from an encoder-only checkpoint: no head to quantize.
+    let dir = tmp("no-head");
+    save_hf(&model, &dir, serde_json::json!({"architectures": ["BertModel"]}));
+    let (ok, err) = quantize(&dir, &["--head", "classification"]);
+    assert!(!ok);
+    assert!(err.contains("needs the checkpoint's pooler and a classifier"), "{err}");
+}
