@@ -192,12 +192,25 @@ def main():
         m.close()
         rows.append((title, emb))
         log(f"{scheme}: {stats(emb, ref)}")
+        cos = (emb * ref).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref, axis=1))
+        for i in np.argsort(cos)[:3]:
+            log(f"  worst: cosine {cos[i]:.4f} {sentences[i]!r}")
 
     onnx_fp32 = os.path.join(work, "minilm-fp32.onnx")
     if not os.path.exists(onnx_fp32):
         log("torch.onnx.export")
         dummy = tok(["a sentence", "another one"], padding=True, return_tensors="pt")
-        torch.onnx.export(hf, (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]), onnx_fp32,
+
+        class Encoder(torch.nn.Module):
+            """Keyword arguments for the model (its positional order changes between versions)."""
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
+        torch.onnx.export(Encoder(hf), (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]), onnx_fp32,
                           input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["last_hidden_state"],
                           dynamic_axes={k: {0: "batch", 1: "seq"} for k in ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")},
                           opset_version=17, dynamo=False)
