@@ -3,7 +3,7 @@
 //! fake-quantized ones. Compiled only with the `runtime` feature (the q8bert crate dependency).
 
 use crate::data::{Task, TextTokenizer};
-use crate::train::{Dataset, FineTuneOptions};
+use crate::eval::Dataset;
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -22,40 +22,6 @@ pub enum MetaEntry {
     U32(u32),
     U64(u64),
     Bool(bool),
-}
-
-impl TrainMeta {
-    pub fn from_options(o: &FineTuneOptions, metrics: &BTreeMap<String, f64>, train_file: &Path) -> Result<Self> {
-        use MetaEntry::*;
-        let mut e = vec![
-            ("general.base_model".to_string(), Str(o.model.display().to_string())),
-            ("general.producer".into(), Str(format!("trainer {}", env!("CARGO_PKG_VERSION")))),
-            ("train.task".into(), Str(o.task.name().into())),
-            ("train.data_hash".into(), Str(crate::data::file_hash(train_file)?)),
-            ("train.method".into(), Str(if o.fp32 { "fp32+post-training-quantization" } else { "q8bert-qat" }.into())),
-            ("train.epochs".into(), F32(o.epochs)),
-            ("train.lr".into(), F32(o.lr)),
-            ("train.warmup_ratio".into(), F32(o.warmup_ratio)),
-            ("train.weight_decay".into(), F32(o.weight_decay)),
-            ("train.batch_size".into(), U32(o.batch_size as u32)),
-            ("train.max_seq_len".into(), U32(o.max_seq_len as u32)),
-            ("train.seed".into(), U64(o.seed)),
-            ("train.max_train_examples".into(), U64(o.max_train_examples.unwrap_or(0) as u64)),
-            ("qat.enabled".into(), Bool(!o.fp32)),
-            ("qat.ema_decay".into(), F32(o.ema_decay)),
-            ("qat.start_step".into(), U64(o.qat_start_step as u64)),
-            ("qat.per_channel".into(), Bool(o.scheme.per_channel)),
-            ("qat.scheme".into(), Str(o.scheme.name().into())),
-            ("qat.int8_attention".into(), Bool(o.int8_attention)),
-            ("qat.act_range".into(), Str(o.act_range.name().into())),
-            ("qat.calibrate_batches".into(), U64(o.calibrate_batches as u64)),
-            ("qat.distill_alpha".into(), F32(if o.teacher.is_some() { o.distill_alpha } else { 0.0 })),
-        ];
-        for (k, v) in metrics {
-            e.push((format!("metrics.eval_{k}"), F32(*v as f32)));
-        }
-        Ok(TrainMeta { entries: e })
-    }
 }
 
 #[cfg(not(feature = "runtime"))]
@@ -274,10 +240,10 @@ mod with_runtime {
             qb::Head::Regression
         } else {
             // A GLUE task names its classes; otherwise the checkpoint's id2label, if it fits.
-            let from_config = model.cfg.id2label.as_ref().and_then(|m| crate::train::id2label_names(m, n));
+            let from_config = model.cfg.id2label.as_ref().and_then(|m| crate::eval::id2label_names(m, n));
             let labels = match (task, from_config) {
                 (Task::Classification, Some(l)) => l,
-                _ => crate::train::label_names(task, n),
+                _ => crate::eval::label_names(task, n),
             };
             qb::Head::Classification { labels }
         };
@@ -287,7 +253,7 @@ mod with_runtime {
         let mut report = BTreeMap::new();
         report.insert("model_file".into(), json!(path.display().to_string()));
         let Some((data, pad)) = check else { return Ok(report) };
-        let (sim, _) = crate::train::predict(model, data, pad, true, scheme, 32, task.is_regression())?;
+        let (sim, _) = crate::eval::predict(model, data, pad, true, scheme, 32, task.is_regression())?;
         let mut runtime_out = Vec::with_capacity(data.rows.len());
         for row in &data.rows {
             let seq = row.ids.len();

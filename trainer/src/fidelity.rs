@@ -6,7 +6,7 @@
 use crate::bert::{Batch, Bert, Ctx, HeadInit};
 use crate::data::{Example, TextTokenizer};
 use crate::quant::Scheme;
-use crate::train::Dataset;
+use crate::eval::Dataset;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;

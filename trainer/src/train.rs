@@ -1,14 +1,15 @@
 //! `trainer fine-tune`: Q8BERT quantization-aware fine-tuning (or the fp32 baseline) of a BERT
 //! sequence classifier/regressor, following Hugging Face `run_glue.py` conventions.
 
-use crate::bert::{Batch, Bert, Ctx, HeadInit, Track};
-use crate::data::{read_tsv, Encoded, Example, Task, TextTokenizer};
+use crate::bert::{Bert, Ctx, HeadInit, Track};
+use crate::data::{read_tsv, Example, Task, TextTokenizer};
 use crate::metrics::glue_metrics;
 use crate::optim::{linear_schedule, AdamW};
 use crate::quant::Scheme;
 use crate::rng::Rng;
+pub use crate::eval::{id2label_names, label_names, loss, predict, Dataset};
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Tensor, D};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -107,77 +108,6 @@ pub fn calibrate_tracking(model: &Bert, data: &Dataset, pad_id: u32, batch_size:
     Ok(())
 }
 
-/// A tokenized data set ready for batching.
-pub struct Dataset {
-    pub rows: Vec<Encoded>,
-}
-
-impl Dataset {
-    /// Pads `idx` rows to their longest length.
-    pub fn batch(&self, idx: &[usize], pad_id: u32) -> Result<(Batch, Vec<f32>)> {
-        let seq = idx.iter().map(|&i| self.rows[i].ids.len()).max().unwrap_or(1);
-        let n = idx.len();
-        let mut ids = vec![pad_id; n * seq];
-        let mut types = vec![0u32; n * seq];
-        let mut mask = vec![0f32; n * seq];
-        let mut labels = Vec::with_capacity(n);
-        for (b, &i) in idx.iter().enumerate() {
-            let r = &self.rows[i];
-            for (t, (&id, &ty)) in r.ids.iter().zip(&r.type_ids).enumerate() {
-                ids[b * seq + t] = id;
-                types[b * seq + t] = ty;
-                mask[b * seq + t] = 1.0;
-            }
-            labels.push(r.label);
-        }
-        Ok((Batch::new(&ids, &types, &mask, n, seq)?, labels))
-    }
-
-    /// Length-bucketed batches: shuffle, cut into pools of 50 batches, sort each pool by length,
-    /// then shuffle the batch order. Padding waste drops while batches stay random.
-    pub fn bucketed_batches(&self, batch_size: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
-        let mut idx: Vec<usize> = (0..self.rows.len()).collect();
-        rng.shuffle(&mut idx);
-        let mut batches = Vec::new();
-        for pool in idx.chunks(batch_size * 50) {
-            let mut pool = pool.to_vec();
-            pool.sort_by_key(|&i| self.rows[i].ids.len());
-            batches.extend(pool.chunks(batch_size).map(|c| c.to_vec()));
-        }
-        rng.shuffle(&mut batches);
-        batches
-    }
-
-    /// Deterministic batches sorted by length (evaluation).
-    pub fn sorted_batches(&self, batch_size: usize) -> Vec<Vec<usize>> {
-        let mut idx: Vec<usize> = (0..self.rows.len()).collect();
-        idx.sort_by_key(|&i| self.rows[i].ids.len());
-        idx.chunks(batch_size).map(|c| c.to_vec()).collect()
-    }
-}
-
-/// Mean cross-entropy (classification) or mean squared error (regression, one output).
-pub fn loss(logits: &Tensor, labels: &[f32], regression: bool) -> Result<Tensor> {
-    let (n, c) = logits.dims2()?;
-    if regression {
-        let y = Tensor::from_slice(labels, (n, 1), &Device::Cpu)?;
-        return Ok((logits - y)?.sqr()?.mean_all()?);
-    }
-    let mut onehot = vec![0f32; n * c];
-    for (i, &l) in labels.iter().enumerate() {
-        let l = l as usize;
-        if l >= c {
-            bail!("label {l} out of range for {c} classes");
-        }
-        onehot[i * c + l] = 1.0;
-    }
-    let onehot = Tensor::from_vec(onehot, (n, c), &Device::Cpu)?;
-    let m = logits.max_keepdim(D::Minus1)?.detach();
-    let lse = (logits.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()? + m)?;
-    let picked = (logits * onehot)?.sum_keepdim(D::Minus1)?;
-    Ok((lse - picked)?.mean_all()?)
-}
-
 /// Distillation loss against fixed teacher outputs: soft cross-entropy
 /// -sum softmax(t) * log_softmax(s) (temperature 1), or MSE for regression.
 pub fn distill_loss(student: &Tensor, teacher: &Tensor, regression: bool) -> Result<Tensor> {
@@ -191,23 +121,6 @@ pub fn distill_loss(student: &Tensor, teacher: &Tensor, regression: bool) -> Res
     let lse = (student.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()? + m)?;
     let logp = student.broadcast_sub(&lse)?;
     Ok((p * logp)?.sum_keepdim(D::Minus1)?.neg()?.mean_all()?)
-}
-
-/// Raw head outputs for every row, in dataset order, and the mean loss.
-pub fn predict(model: &Bert, data: &Dataset, pad_id: u32, quant: bool, scheme: Scheme, batch_size: usize, regression: bool) -> Result<(Vec<Vec<f32>>, f64)> {
-    let ctx = Ctx::eval(quant, scheme);
-    let mut out = vec![Vec::new(); data.rows.len()];
-    let mut total_loss = 0f64;
-    for idx in data.sorted_batches(batch_size) {
-        let (batch, labels) = data.batch(&idx, pad_id)?;
-        let logits = model.logits(&batch, &ctx)?.detach();
-        total_loss += loss(&logits, &labels, regression)?.to_scalar::<f32>()? as f64 * idx.len() as f64;
-        let rows: Vec<Vec<f32>> = logits.to_vec2()?;
-        for (i, r) in idx.into_iter().zip(rows) {
-            out[i] = r;
-        }
-    }
-    Ok((out, total_loss / data.rows.len().max(1) as f64))
 }
 
 /// Runs calibration batches through the fp32 model, setting every input range to the max |x| seen.
@@ -237,20 +150,6 @@ pub fn num_labels(task: Task, train: &[Example]) -> usize {
         Task::Stsb | Task::Regression => 1,
         Task::Sst2 | Task::Cola | Task::Mrpc => 2,
         Task::Classification => (train.iter().map(|e| e.label as usize).max().unwrap_or(1) + 1).max(2),
-    }
-}
-
-/// Class names in index order from a config.json `id2label`, if it names exactly `n` classes.
-pub fn id2label_names(id2label: &BTreeMap<String, String>, n: usize) -> Option<Vec<String>> {
-    (0..n).map(|i| id2label.get(&i.to_string()).cloned()).collect::<Option<Vec<_>>>().filter(|_| id2label.len() == n)
-}
-
-pub fn label_names(task: Task, n: usize) -> Vec<String> {
-    match task {
-        Task::Sst2 => vec!["negative".into(), "positive".into()],
-        Task::Cola => vec!["unacceptable".into(), "acceptable".into()],
-        Task::Mrpc => vec!["not_equivalent".into(), "equivalent".into()],
-        _ => (0..n).map(|i| format!("LABEL_{i}")).collect(),
     }
 }
 
@@ -628,4 +527,39 @@ fn save_hf_dir(model: &Bert, o: &FineTuneOptions, n_labels: usize) -> Result<()>
     }
     let _ = DType::F32;
     Ok(())
+}
+
+/// Provenance of a fine-tune, for the packed file's metadata.
+impl crate::export::TrainMeta {
+    pub fn from_options(o: &FineTuneOptions, metrics: &BTreeMap<String, f64>, train_file: &Path) -> Result<Self> {
+        use crate::export::MetaEntry::*;
+        let mut e = vec![
+            ("general.base_model".to_string(), Str(o.model.display().to_string())),
+            ("general.producer".into(), Str(format!("trainer {}", env!("CARGO_PKG_VERSION")))),
+            ("train.task".into(), Str(o.task.name().into())),
+            ("train.data_hash".into(), Str(crate::data::file_hash(train_file)?)),
+            ("train.method".into(), Str(if o.fp32 { "fp32+post-training-quantization" } else { "q8bert-qat" }.into())),
+            ("train.epochs".into(), F32(o.epochs)),
+            ("train.lr".into(), F32(o.lr)),
+            ("train.warmup_ratio".into(), F32(o.warmup_ratio)),
+            ("train.weight_decay".into(), F32(o.weight_decay)),
+            ("train.batch_size".into(), U32(o.batch_size as u32)),
+            ("train.max_seq_len".into(), U32(o.max_seq_len as u32)),
+            ("train.seed".into(), U64(o.seed)),
+            ("train.max_train_examples".into(), U64(o.max_train_examples.unwrap_or(0) as u64)),
+            ("qat.enabled".into(), Bool(!o.fp32)),
+            ("qat.ema_decay".into(), F32(o.ema_decay)),
+            ("qat.start_step".into(), U64(o.qat_start_step as u64)),
+            ("qat.per_channel".into(), Bool(o.scheme.per_channel)),
+            ("qat.scheme".into(), Str(o.scheme.name().into())),
+            ("qat.int8_attention".into(), Bool(o.int8_attention)),
+            ("qat.act_range".into(), Str(o.act_range.name().into())),
+            ("qat.calibrate_batches".into(), U64(o.calibrate_batches as u64)),
+            ("qat.distill_alpha".into(), F32(if o.teacher.is_some() { o.distill_alpha } else { 0.0 })),
+        ];
+        for (k, v) in metrics {
+            e.push((format!("metrics.eval_{k}"), F32(*v as f32)));
+        }
+        Ok(crate::export::TrainMeta { entries: e })
+    }
 }

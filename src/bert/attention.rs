@@ -1,0 +1,351 @@
+//! Self-attention over packed sequences: K transposed (fp32) or quantized and packed (int8),
+//! V packed for int8 P·V, and softmax(QKᵀ/√d)·V per sequence and head in blocks of query rows.
+
+use super::*;
+
+/// K of every sequence and head transposed to [dh][len_p] (keys padded to whole tiles, padding
+/// zero), so q.K^T is a sum over d of q[d] * row d: a fixed order for every key, vectorized
+/// across keys rather than reduced per key. Once per layer, shared by all query blocks.
+pub(super) fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: &[f32], key_t: &mut [f32]) {
+    // One task per (sequence, head): (first key row, keys, padded keys, head).
+    let mut tasks = Vec::new();
+    let mut pieces = Vec::new();
+    let mut rest = key_t;
+    for w in seq_start.windows(2) {
+        let (a, len) = (w[0], w[1] - w[0]);
+        let len_p = padded_keys(len);
+        for hd in 0..heads {
+            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(dh * len_p);
+            pieces.push(Slot::new(piece));
+            rest = tail;
+            tasks.push((a, len, len_p, hd));
+        }
+    }
+    cx.par.for_each(tasks.len(), &|i| timed!(Op::AttentionKeyTranspose, {
+        let kt = pieces[i].take();
+        let (a, len, len_p, hd) = tasks[i];
+        let ko = h + hd * dh;
+        for j in 0..len {
+            let kr = (a + j) * 3 * h + ko;
+            for (d, &kv) in qkv[kr..kr + dh].iter().enumerate() {
+                kt[d * len_p + j] = kv;
+            }
+        }
+        for d in 0..dh {
+            kt[d * len_p + len..(d + 1) * len_p].fill(0.0);
+        }
+    }));
+}
+
+/// One piece of `packed` and of `sums` per (sequence, head), back to back, sized by
+/// `sizes(keys) = (bytes, sums)`, as task slots, with each task's (first key row, keys, head).
+#[allow(clippy::type_complexity)]
+fn per_head_pieces<'a>(
+    seq_start: &[usize],
+    heads: usize,
+    packed: &'a mut [u8],
+    sums: &'a mut [i32],
+    sizes: impl Fn(usize) -> (usize, usize),
+) -> (Vec<Slot<(&'a mut [u8], &'a mut [i32])>>, Vec<(usize, usize, usize)>) {
+    let (mut tasks, mut pieces) = (Vec::new(), Vec::new());
+    let (mut rest, mut rest_sums) = (packed, sums);
+    for w in seq_start.windows(2) {
+        let (a, len) = (w[0], w[1] - w[0]);
+        let (bytes, n_sums) = sizes(len);
+        for hd in 0..heads {
+            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(bytes);
+            let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(n_sums);
+            pieces.push(Slot::new((piece, piece_sums)));
+            (rest, rest_sums) = (tail, tail_sums);
+            tasks.push((a, len, hd));
+        }
+    }
+    (pieces, tasks)
+}
+
+/// K of every sequence and head quantized with `key_scale` and packed as the weight matrix of
+/// a scores GEMM (keys as output columns, dh as the inner dimension), plus each key's sum for
+/// the kernels' +128 activation offset. Once per layer, shared by all query blocks.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
+    let (pieces, tasks) = per_head_pieces(seq_start, heads, packed, sums, |len| (packed_len(len, dh), len));
+    let k4 = dh.div_ceil(crate::kernels::KGROUP);
+    cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
+        let (piece, piece_sums) = pieces[i].take();
+        let (a, len, hd) = tasks[i];
+        // Padding (keys past `len` in the last panel, k past dh) stays zero.
+        piece.fill(0);
+        let mut row = alloc::vec![0i8; k4 * 4];
+        let ko = h + hd * dh;
+        for (j, sum) in piece_sums.iter_mut().enumerate().take(len) {
+            qkv.quantized(a + j, h, ko, key_scale, &mut row[..dh]);
+            *sum = row.iter().map(|&q| q as i32).sum();
+            // Key j is column j % 16 of panel j / 16: 4 consecutive k per 64-byte group.
+            let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
+            for (g, quad) in row.chunks_exact(4).enumerate() {
+                piece[base + g * 64..base + g * 64 + 4].copy_from_slice(bytemuck::cast_slice(quad));
+            }
+        }
+    })));
+}
+
+/// V of every sequence and head quantized with `value_scale` and packed as the weight matrix of
+/// a P·V GEMM (features as output columns, keys as the inner dimension), plus each feature's
+/// sum over the keys (for the probabilities' offset, see `attention`). Once per layer.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, value_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
+    use crate::kernels::{KGROUP, PANEL};
+    let (pieces, tasks) = per_head_pieces(seq_start, heads, packed, sums, |len| (packed_len(dh, len), dh));
+    cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
+        let (piece, piece_sums) = pieces[i].take();
+        let (a, len, hd) = tasks[i];
+        let k4 = len.div_ceil(KGROUP);
+        // Padding (features past dh in the last panel, keys past len) stays zero.
+        piece.fill(0);
+        piece_sums.fill(0);
+        let vo = 2 * h + hd * dh;
+        // Four keys at a time, quantized as rows; feature d of the four keys is the 4-byte group
+        // of column d, so the 16 columns of a panel are one 64-byte interleave of the rows.
+        let mut quad = alloc::vec![0i8; KGROUP * dh];
+        for j0 in (0..len).step_by(KGROUP) {
+            let keys = (len - j0).min(KGROUP);
+            for (jj, row) in quad.chunks_exact_mut(dh).enumerate() {
+                if jj < keys {
+                    qkv.quantized(a + j0 + jj, h, vo, value_scale, row);
+                } else {
+                    row.fill(0);
+                }
+            }
+            let g = j0 / KGROUP;
+            for d0 in (0..dh).step_by(PANEL) {
+                let cols = (dh - d0).min(PANEL);
+                let at = ((d0 / PANEL) * k4 + g) * 64;
+                let dst = &mut piece[at..at + cols * KGROUP];
+                let (q0, q1, q2, q3) = (&quad[d0..d0 + cols], &quad[dh + d0..dh + d0 + cols], &quad[2 * dh + d0..2 * dh + d0 + cols], &quad[3 * dh + d0..3 * dh + d0 + cols]);
+                for (c, group) in dst.chunks_exact_mut(KGROUP).enumerate() {
+                    group.copy_from_slice(&[q0[c] as u8, q1[c] as u8, q2[c] as u8, q3[c] as u8]);
+                }
+            }
+            for row in quad.chunks_exact(dh).take(keys) {
+                for (sum, &q) in piece_sums.iter_mut().zip(row) {
+                    *sum += q as i32;
+                }
+            }
+        }
+    })));
+}
+
+/// The QKV projection's output: fp32 rows of 3H, or (fully int8 attention) int8 rows of 3H
+/// already requantized with S_q, S_k, S_v.
+#[derive(Clone, Copy)]
+pub(super) enum Qkv<'a> {
+    F32(&'a [f32]),
+    I8(&'a [i8]),
+}
+
+impl Qkv<'_> {
+    /// Row `r`'s values `at..at + out.len()` as int8: requantized with `scale`, or copied.
+    #[inline(always)]
+    fn quantized(&self, r: usize, h: usize, at: usize, scale: f32, out: &mut [i8]) {
+        let (start, n) = (r * 3 * h + at, out.len());
+        match self {
+            Qkv::F32(x) => {
+                for (q, &v) in out.iter_mut().zip(&x[start..start + n]) {
+                    *q = math::quantize(v, scale);
+                }
+            }
+            Qkv::I8(x) => out.copy_from_slice(&x[start..start + n]),
+        }
+    }
+}
+
+/// The keys of one layer's attention, as `transpose_keys` or `pack_keys` left them.
+#[derive(Clone, Copy)]
+pub(super) enum Keys<'k> {
+    /// fp32 K^T, [sequence][head][dh][keys padded to KEY_TILE].
+    F32 { key_t: &'k [f32] },
+    /// int8 K, [sequence][head][packed_len(len, dh)] bytes, sums [sequence][head][len].
+    I8 { packed: &'k [u8], sums: &'k [i32], scales: AttentionScales },
+}
+
+/// The values of one layer's attention: the fp32 V columns of `qkv`, or as `pack_values` left them.
+#[derive(Clone, Copy)]
+pub(super) enum Values<'v> {
+    F32,
+    /// int8 V, [sequence][head][packed_len(dh, len)] bytes, sums [sequence][head][dh].
+    I8 { packed: &'v [u8], sums: &'v [i32], value_scale: f32 },
+}
+
+/// softmax(q k^T / sqrt(dh)) v per sequence and head, split over blocks of query rows. Scores
+/// are fp32 dot products, or with int8 keys int32 dot products of requantized q and k scaled
+/// by 1/(S_q S_k); softmax is fp32; P·V is fp32, or with int8 values an int32 product of the
+/// probabilities as u8 (scale 255) and requantized v, scaled by 1/(255 S_v).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, keys: Keys, values: Values, ctx: &mut [f32]) {
+    let inv_sqrt_dh = 1.0 / math::sqrt(dh as f32);
+    let total = ctx.len() / h;
+    let chunk = total.div_ceil(2 * cx.par.threads()).max(1);
+    // Work items never straddle two sequences: (sequence start, sequence end, first row, rows).
+    // Each also carries where its sequence's keys start in `key_t` or in (`packed`, `sums`),
+    // and its values in the packed values and their sums.
+    let mut items = Vec::new();
+    let (mut key_t_start, mut packed_start, mut sums_start, mut vpacked_start, mut vsums_start) = (0, 0, 0, 0, 0);
+    for s in 0..seq_start.len() - 1 {
+        let (a, b) = (seq_start[s], seq_start[s + 1]);
+        for i0 in (a..b).step_by(chunk) {
+            items.push((a, b, i0, chunk.min(b - i0), [key_t_start, packed_start, sums_start, vpacked_start, vsums_start]));
+        }
+        key_t_start += padded_keys(b - a) * h;
+        packed_start += heads * packed_len(b - a, dh);
+        sums_start += heads * (b - a);
+        vpacked_start += heads * packed_len(dh, b - a);
+        vsums_start += heads * dh;
+    }
+    let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n, _)| (i0, n)).collect();
+    let slots: Vec<Slot<&mut [f32]>> = carve(ctx, &blocks, h).into_iter().map(Slot::new).collect();
+    cx.par.for_each(items.len(), &|it| cx.kernel.with_fp32_simd(#[inline(always)] || {
+        let out = slots[it].take();
+        let (a, b, i0, n, [kt0, kp0, ks0, vp0, vs0]) = items[it];
+        let len = b - a;
+        // Keys padded to whole register tiles; the padding lanes are computed and ignored.
+        let len_p = padded_keys(len);
+        let block = SCORE_BLOCK.min(n);
+        let mut scores = alloc::vec![0.0f32; QUERY_ROWS * len_p];
+        let mut q = alloc::vec![0.0f32; if matches!(keys, Keys::F32 { .. }) { QUERY_ROWS * dh } else { 0 }];
+        // int8 scores: the block's queries and their int32 scores.
+        let (mut q8, mut acc) = match keys {
+            Keys::I8 { .. } => (alloc::vec![0i8; block * dh], alloc::vec![0i32; block * len]),
+            Keys::F32 { .. } => (Vec::new(), Vec::new()),
+        };
+        // int8 P·V: the block's probabilities (u8 - 128, see below) and int32 outputs.
+        let (mut p8, mut acc_v) = match values {
+            Values::I8 { .. } => (alloc::vec![0i8; block * len], alloc::vec![0i32; block * dh]),
+            Values::F32 => (Vec::new(), Vec::new()),
+        };
+        // fp32 rows (fp32 scores or fp32 P·V); a fully int8 layer never reads them.
+        let qkv_f32: &[f32] = match qkv {
+            Qkv::F32(x) => x,
+            Qkv::I8(_) => &[],
+        };
+        for hd in 0..heads {
+            let (qo, vo) = (hd * dh, 2 * h + hd * dh);
+            for s0 in (i0..i0 + n).step_by(block) {
+                let brows = block.min(i0 + n - s0);
+                if let Keys::I8 { packed, sums, scales } = keys {
+                    let kp_len = packed_len(len, dh);
+                    let kp = &packed[kp0 + hd * kp_len..kp0 + (hd + 1) * kp_len];
+                    let ks = &sums[ks0 + hd * len..ks0 + (hd + 1) * len];
+                    timed!(Op::AttentionScores, {
+                        for (r, qrow) in q8.chunks_exact_mut(dh).take(brows).enumerate() {
+                            qkv.quantized(s0 + r, h, qo, scales.query_scale, qrow);
+                        }
+                        cx.kernel.gemm_i8(&q8, dh, brows, kp, ks, len, dh, 0, len, &mut acc, len);
+                    });
+                }
+                for r0 in (s0..s0 + brows).step_by(QUERY_ROWS) {
+                    let rows = QUERY_ROWS.min(s0 + brows - r0);
+                    match keys {
+                        Keys::F32 { key_t } => {
+                            let kt = &key_t[kt0 + hd * dh * len_p..kt0 + (hd + 1) * dh * len_p];
+                            for r in 0..QUERY_ROWS {
+                                // Rows past the block repeat the last one; their results are not stored.
+                                let i = r0 + r.min(rows - 1);
+                                q[r * dh..(r + 1) * dh].copy_from_slice(&qkv_f32[i * 3 * h + qo..i * 3 * h + qo + dh]);
+                            }
+                            timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, kt, len_p, &mut scores));
+                            timed!(Op::AttentionSoftmax, for r in 0..rows {
+                                ops::softmax_scaled(&mut scores[r * len_p..r * len_p + len], inv_sqrt_dh);
+                            });
+                        }
+                        Keys::I8 { scales, .. } => {
+                            // Scores are acc / (S_q S_k), divided by sqrt(dh) in the softmax: one scale.
+                            let score_scale = inv_sqrt_dh / (scales.query_scale * scales.key_scale);
+                            timed!(Op::AttentionSoftmax, for r in 0..rows {
+                                let acc_row = &acc[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len];
+                                ops::softmax_scaled_i32(acc_row, score_scale, &mut scores[r * len_p..r * len_p + len]);
+                            });
+                        }
+                    }
+                    match values {
+                        Values::F32 => {
+                            let c0 = (r0 - i0) * h + hd * dh;
+                            let v_rows = &qkv_f32[a * 3 * h + vo..];
+                            timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, v_rows, 3 * h, dh, &mut out[c0..], h));
+                        }
+                        Values::I8 { .. } => timed!(Op::AttentionValues, for r in 0..rows {
+                            let p_row = &mut p8[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len];
+                            ops::quantize_probabilities(&scores[r * len_p..r * len_p + len], p_row);
+                        }),
+                    }
+                }
+                if let Values::I8 { packed, sums, value_scale } = values {
+                    let vp_len = packed_len(dh, len);
+                    let vp = &packed[vp0 + hd * vp_len..vp0 + (hd + 1) * vp_len];
+                    let vs = &sums[vs0 + hd * dh..vs0 + (hd + 1) * dh];
+                    timed!(Op::AttentionValues, {
+                        cx.kernel.gemm_i8(&p8, len, brows, vp, vs, dh, len, 0, dh, &mut acc_v, dh);
+                        // p8 holds u8 - 128, so acc_v = sum_j (p_j - 128) v_j: add 128 * sum_j v_j back.
+                        let inv = 1.0 / (PROBABILITY_SCALE * value_scale);
+                        for r in 0..brows {
+                            let o = &mut out[(s0 - i0 + r) * h + hd * dh..(s0 - i0 + r) * h + (hd + 1) * dh];
+                            for ((ov, &av), &sv) in o.iter_mut().zip(&acc_v[r * dh..(r + 1) * dh]).zip(vs) {
+                                *ov = av.wrapping_add(sv.wrapping_mul(128)) as f32 * inv;
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }));
+}
+
+/// `scores[r][j] = q[r] . k[j]` for `QUERY_ROWS` rows and every key tile of `kt` ([dh][len_p]).
+#[inline(always)]
+fn query_key_scores(kernel: &Kernel, q: &[f32], dh: usize, kt: &[f32], len_p: usize, scores: &mut [f32]) {
+    let mut tile = [[0.0f32; KEY_TILE]; QUERY_ROWS];
+    for j0 in (0..len_p).step_by(KEY_TILE) {
+        kernel.attention_scores_tile(q, dh, &kt[j0..], len_p, &mut tile);
+        for (r, t) in tile.iter().enumerate() {
+            scores[r * len_p + j0..r * len_p + j0 + KEY_TILE].copy_from_slice(t);
+        }
+    }
+}
+
+/// `out[r][d] = sum_j p[r][j] * v[j][d]` for `rows` query rows, summed in j order from 0.0.
+/// `v` rows are `v_stride` apart, `out` rows `out_stride` apart.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn weighted_values(kernel: &Kernel, p: &[f32], len_p: usize, len: usize, rows: usize, v: &[f32], v_stride: usize, dh: usize, out: &mut [f32], out_stride: usize) {
+    // 64-wide tiles, then at most one 32-wide tile, then a scalar tail.
+    let wide = dh - dh % VALUE_TILE;
+    let mut tile = [[0.0f32; VALUE_TILE]; QUERY_ROWS];
+    for d0 in (0..wide).step_by(VALUE_TILE) {
+        kernel.attention_values_tile(p, len_p, len, &v[d0..], v_stride, &mut tile);
+        for (r, t) in tile.iter().enumerate().take(rows) {
+            out[r * out_stride + d0..r * out_stride + d0 + VALUE_TILE].copy_from_slice(t);
+        }
+    }
+    let mut tiled = wide;
+    if dh - wide >= VALUE_TILE_HALF {
+        let mut tile = [[0.0f32; VALUE_TILE_HALF]; QUERY_ROWS];
+        kernel.attention_values_tile(p, len_p, len, &v[wide..], v_stride, &mut tile);
+        for (r, t) in tile.iter().enumerate().take(rows) {
+            out[r * out_stride + wide..r * out_stride + wide + VALUE_TILE_HALF].copy_from_slice(t);
+        }
+        tiled += VALUE_TILE_HALF;
+    }
+    // Head sizes that are not a multiple of the tile: the same sums, one row at a time.
+    if tiled == dh {
+        return;
+    }
+    for r in 0..rows {
+        let c = &mut out[r * out_stride + tiled..r * out_stride + dh];
+        c.fill(0.0);
+        for j in 0..len {
+            let pj = p[r * len_p + j];
+            for (cv, &vv) in c.iter_mut().zip(&v[j * v_stride + tiled..j * v_stride + dh]) {
+                *cv = math::fused_mul_add(pj, vv, *cv);
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The output head: pooler + classifier, pooled (optionally normalized) embedding, or every
+//! token's final hidden state.
+
+use super::*;
+
+pub(super) fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut Workspace, output: &mut [f32]) {
+    let h = layout.config.hidden_size;
+    let batch = input.batch;
+    match layout.head.kind {
+        HeadKind::Classification | HeadKind::Regression => {
+            let (Some(pooler), Some(classifier)) = (&layout.pooler, &layout.classifier) else {
+                unreachable!("layout resolution guarantees pooler and classifier for this head");
+            };
+            // First unmasked token of every sequence ([CLS]).
+            resize(&mut ws.pooled, batch * h);
+            for s in 0..batch {
+                let first = ws.seq_start[s];
+                ws.pooled[s * h..(s + 1) * h].copy_from_slice(&ws.hidden[first * h..(first + 1) * h]);
+            }
+            cx.linear(Op::Head, pooler, LinearIn::F32(&ws.pooled), batch, bufs!(ws), LinearOut::F32(&mut ws.tmp));
+            for v in ws.tmp[..batch * h].iter_mut() {
+                *v = math::tanh(*v);
+            }
+            let n = classifier.n;
+            cx.linear(Op::Head, classifier, LinearIn::F32(&ws.tmp), batch, bufs!(ws), LinearOut::F32(&mut output[..batch * n]));
+        }
+        HeadKind::Embedding => {
+            for s in 0..batch {
+                let (a, b) = (ws.seq_start[s], ws.seq_start[s + 1]);
+                let out = &mut output[s * h..(s + 1) * h];
+                match layout.head.pooling {
+                    Pooling::Cls => out.copy_from_slice(&ws.hidden[a * h..(a + 1) * h]),
+                    Pooling::Mean => {
+                        out.fill(0.0);
+                        for i in a..b {
+                            for (o, &v) in out.iter_mut().zip(&ws.hidden[i * h..(i + 1) * h]) {
+                                *o += v;
+                            }
+                        }
+                        let count = (b - a) as f32;
+                        for o in out.iter_mut() {
+                            *o /= count;
+                        }
+                    }
+                }
+                if layout.head.normalize {
+                    let norm = math::sqrt(math::dot(out, out)).max(1e-12);
+                    for o in out.iter_mut() {
+                        *o /= norm;
+                    }
+                }
+            }
+        }
+        HeadKind::TokenStates => {
+            let l = input.seq_len;
+            output[..batch * l * h].fill(0.0);
+            for s in 0..batch {
+                for i in ws.seq_start[s]..ws.seq_start[s + 1] {
+                    let pos = ws.tokens[i].0 as usize;
+                    output[(s * l + pos) * h..(s * l + pos + 1) * h].copy_from_slice(&ws.hidden[i * h..(i + 1) * h]);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! The BERT forward pass over a validated layout: int8 GEMMs for every linear layer, fp32
+//! embeddings sum, LayerNorm, attention softmax and GELU.
+//!
+//! Padding is removed before any work: only tokens whose mask is 1 are computed, packed
+//! sequence after sequence. A sequence's result therefore does not depend on the batch it is in
+//! or on how much padding surrounds it, and every reduction runs in a fixed order, so outputs
+//! are bit-identical across batch composition and kernel choice.
+//!
+//! This module holds the pass itself, its workspace and the parallel helpers; `linear` one int8
+//! linear layer with its epilogues, `attention` the attention block, `head` the output head.
+
+use alloc::vec::Vec;
+
+use crate::error::{bail, Result, Status};
+use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
+use crate::kernels::Kernel;
+use crate::kernels::packed_len;
+use crate::model::{cast, AttentionScales, EmbeddingRef, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
+use crate::ops::{self, math, padded_k};
+
+/// Forward-pass operations, for the per-op time split (feature `op-timing`).
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub enum Op {
+    Embeddings,
+    QuantizeInput,
+    GemmQkv,
+    GemmAttentionOutput,
+    GemmIntermediate,
+    GemmOutput,
+    DequantizeBias,
+    ResidualLayerNorm,
+    GeluRequantize,
+    AttentionKeyTranspose,
+    AttentionScores,
+    AttentionSoftmax,
+    AttentionValues,
+    Head,
+}
+
+/// Wall time per [`Op`], summed over threads (equal to elapsed time with one thread). Timing
+/// code exists only with the `op-timing` feature; `examples/bench_e2e --profile-ops` prints it.
+#[cfg(feature = "op-timing")]
+pub mod op_timing {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    pub const NAMES: [&str; 14] = [
+        "embeddings",
+        "quantize input",
+        "gemm qkv",
+        "gemm attention output",
+        "gemm intermediate",
+        "gemm output",
+        "dequantize + bias",
+        "residual + layernorm",
+        "gelu + requantize",
+        "attention k transpose",
+        "attention scores",
+        "attention softmax",
+        "attention values",
+        "head",
+    ];
+    static NANOS: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
+
+    pub fn add(op: super::Op, elapsed: std::time::Duration) {
+        NANOS[op as usize].fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// (name, seconds) per op since the last call, and resets the counters.
+    pub fn take() -> std::vec::Vec<(&'static str, f64)> {
+        NAMES.iter().zip(&NANOS).map(|(&n, t)| (n, t.swap(0, Ordering::Relaxed) as f64 * 1e-9)).collect()
+    }
+}
+
+/// Evaluates `$e`, adding its wall time to `$op` when the `op-timing` feature is on.
+macro_rules! timed {
+    ($op:expr, $e:expr) => {{
+        #[cfg(feature = "op-timing")]
+        let start = std::time::Instant::now();
+        let r = $e;
+        #[cfg(feature = "op-timing")]
+        op_timing::add($op, start.elapsed());
+        #[cfg(not(feature = "op-timing"))]
+        let _ = $op;
+        r
+    }};
+}
+
+/// [`LinearBufs`] of a workspace (disjoint field borrows, so inputs and outputs can be other fields).
+macro_rules! bufs {
+    ($ws:expr) => {
+        LinearBufs { xq: &mut $ws.xq, row_inv: &mut $ws.row_inv, acc: &mut $ws.acc, dq: &mut $ws.dq, epilogue: &mut $ws.epilogue }
+    };
+}
+
+mod attention;
+mod head;
+mod linear;
+
+use attention::{attention, pack_keys, pack_values, transpose_keys, Keys, Qkv, Values};
+use head::write_head;
+use linear::{Ctx, LinearBufs, LinearIn, LinearOut};
+
+/// One batch of token ids. `token_type_ids` None = all zeros; `attention_mask` None = all ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'i> {
+    pub input_ids: &'i [i32],
+    pub token_type_ids: Option<&'i [i32]>,
+    pub attention_mask: Option<&'i [i32]>,
+    pub batch: usize,
+    pub seq_len: usize,
+}
+
+/// Scratch memory of a run, reused across runs (it only grows).
+#[derive(Default)]
+pub struct Workspace {
+    /// (position, token id, token type) of every unmasked token, sequences back to back.
+    tokens: Vec<(u32, u32, u32)>,
+    /// Start of each sequence in `tokens` (batch + 1 entries).
+    seq_start: Vec<usize>,
+    hidden: Vec<f32>,
+    qkv: Vec<f32>,
+    /// Q, K, V requantized by the QKV epilogue (layers with fully int8 attention).
+    qkv_q: Vec<i8>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    xq: Vec<i8>,
+    /// 1/S_x of each row of `xq` (linear layers with a per-row input scale).
+    row_inv: Vec<f32>,
+    acc: Vec<i32>,
+    inter_q: Vec<i8>,
+    /// 1/S_x of each row of `inter_q` (an FFN output layer with a per-row input scale).
+    inter_row_inv: Vec<f32>,
+    /// One dequantized row per task of a linear layer whose epilogue requantizes after a
+    /// per-row input (or into one).
+    epilogue: Vec<f32>,
+    scores: Vec<f32>,
+    /// K of every sequence and head transposed for attention: [sequence][head][dh][keys padded].
+    key_t: Vec<f32>,
+    /// int8 attention: K of every sequence and head quantized and packed like a weight matrix
+    /// (keys as output columns, `packed_len(len, dh)` bytes each), and each key's sum.
+    key_q: Vec<u8>,
+    key_sum: Vec<i32>,
+    /// int8 P·V: V of every sequence and head quantized and packed as a weight matrix (features
+    /// as output columns, keys as the inner dimension, `packed_len(dh, len)` bytes), and the
+    /// sum over keys of each feature.
+    value_q: Vec<u8>,
+    value_sum: Vec<i32>,
+    dq: Vec<f32>,
+    pooled: Vec<f32>,
+    /// Buffers of `Model::run_text`.
+    pub(crate) text: TextScratch,
+}
+
+/// Token buffers for text input, reused across calls.
+#[derive(Default)]
+pub(crate) struct TextScratch {
+    pub encodings: Vec<crate::tokenizer::Encoding>,
+    pub ids: Vec<i32>,
+    pub types: Vec<i32>,
+    pub mask: Vec<i32>,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes currently held.
+    pub fn capacity_bytes(&self) -> usize {
+        self.tokens.capacity() * 12
+            + self.seq_start.capacity() * 8
+            + (self.hidden.capacity() + self.qkv.capacity() + self.ctx.capacity() + self.tmp.capacity()) * 4
+            + self.xq.capacity()
+            + self.qkv_q.capacity()
+            + self.acc.capacity() * 4
+            + self.inter_q.capacity()
+            + (self.scores.capacity() + self.dq.capacity() + self.pooled.capacity() + self.key_t.capacity()) * 4
+            + (self.row_inv.capacity() + self.inter_row_inv.capacity() + self.epilogue.capacity()) * 4
+            + self.key_q.capacity()
+            + self.key_sum.capacity() * 4
+            + self.value_q.capacity()
+            + self.value_sum.capacity() * 4
+    }
+}
+
+fn resize<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+/// `resize`, but running out of memory is an error instead of an abort. Exact, so the
+/// workspace never holds more than `working_memory` says.
+fn try_resize<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> Result<()> {
+    if v.len() < n {
+        if v.try_reserve_exact(n - v.len()).is_err() {
+            bail!(Status::OutOfMemory, "cannot allocate {} bytes of working memory", n.saturating_mul(core::mem::size_of::<T>()));
+        }
+        v.resize(n, T::default());
+    }
+    Ok(())
+}
+
+/// Largest output width of any linear layer, and the classifier's.
+fn max_linear_n(layout: &ModelLayout) -> (usize, usize) {
+    let c = &layout.config;
+    let classes = layout.classifier.as_ref().map_or(0, |l| l.n);
+    ((3 * c.hidden_size).max(c.intermediate_size).max(classes), classes)
+}
+
+/// Upper bound of the heap bytes one run allocates for `batch` sequences of `seq_len` tokens
+/// on `threads` threads, with a fresh workspace (docs/HARDENING.md has the formula). None on
+/// overflow.
+pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, threads: usize) -> Option<usize> {
+    let c = &layout.config;
+    let (h, dh) = (c.hidden_size, c.head_dim());
+    let (max_n, classes) = max_linear_n(layout);
+    let t = batch.checked_mul(seq_len)?;
+    let pooled = if layout.classifier.is_some() { batch.checked_mul(h)? } else { 0 };
+    let (int8, int8_values) = (layout.int8_scores(), layout.int8_values());
+    let per_row = layout.per_row_linears() > 0;
+    let f32s = [
+        t.checked_mul(h.checked_mul(6)?)?,                                   // hidden, qkv (3x), ctx, tmp
+        t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
+        max_n,                                                               // dq
+        pooled,                                                              // pooled
+        // attention: K^T of every sequence over keys padded to KEY_TILE; per task the scores
+        // of QUERY_ROWS queries and their query rows
+        batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)?,
+        threads.checked_mul(padded_keys(seq_len).checked_mul(QUERY_ROWS)?.checked_add(QUERY_ROWS * dh)?)?,
+        // int8 attention: key sums of every sequence and head, and per task the int32 scores of
+        // a block of queries
+        if int8 { t.checked_mul(c.num_heads)? } else { 0 },
+        if int8 { threads.checked_mul(SCORE_BLOCK.checked_mul(seq_len)?)? } else { 0 },
+        // int8 P·V: feature sums of every sequence and head, and per task the int32 outputs of
+        // a block of queries
+        if int8_values { batch.checked_mul(h)? } else { 0 },
+        if int8_values { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
+        // per-row input scales: 1/S_x of every row of xq and inter_q, and one dequantized row
+        // of the widest layer per task
+        if per_row { t.checked_mul(2)? } else { 0 },
+        if per_row { threads.checked_mul(max_n)? } else { 0 },
+    ];
+    let bytes = [
+        t.checked_mul(12)?,                                                  // tokens
+        batch.checked_add(1)?.checked_mul(8)?,                               // seq_start
+        t.checked_mul(ops::padded_k(h))?,                                    // xq
+        t.checked_mul(ops::padded_k(c.intermediate_size))?,                  // inter_q
+        // Task lists of the parallel regions (blocks, slots, attention items).
+        batch.checked_add(threads.checked_mul(4)?)?.checked_mul(128)?.checked_add(4096)?,
+        // GEMM kernel scratch: a packed copy of at most all rows of A, K padded to 64, per
+        // thread (thread-local and kept, so only a thread's first large run allocates it).
+        // Three times: growing it may briefly hold the old and the new block.
+        threads.checked_mul(t.checked_mul(h.max(c.intermediate_size).div_ceil(64) * 64)?.checked_add(64)?.checked_mul(3)?)?,
+        // int8 attention: packed K of every sequence and head, and per task a block of int8 queries
+        if int8 { batch.checked_mul(c.num_heads)?.checked_mul(packed_len(seq_len, dh))? } else { 0 },
+        if int8 { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
+        // int8 P·V: packed V of every sequence and head, and per task a block of u8 probabilities
+        if int8_values { batch.checked_mul(c.num_heads)?.checked_mul(packed_len(dh, seq_len))? } else { 0 },
+        if int8_values { threads.checked_mul(SCORE_BLOCK.checked_mul(seq_len)?)? } else { 0 },
+        // fully int8 attention: Q, K, V as int8
+        if int8 && int8_values { t.checked_mul(3 * h)? } else { 0 },
+    ];
+    let mut total = 0usize;
+    for n in f32s {
+        total = total.checked_add(n.checked_mul(4)?)?;
+    }
+    for n in bytes {
+        total = total.checked_add(n)?;
+    }
+    Some(total)
+}
+
+/// Query rows per int8 attention-scores GEMM (a multiple of `QUERY_ROWS`).
+const SCORE_BLOCK: usize = 64;
+
+/// Keys of a sequence padded to whole scores tiles (saturating, so the working-memory bound
+/// of an absurd length overflows into `None` there rather than wrapping).
+fn padded_keys(len: usize) -> usize {
+    len.div_ceil(KEY_TILE).saturating_mul(KEY_TILE)
+}
+
+/// Checks the input against the model and packs the unmasked tokens into the workspace.
+fn gather_tokens(layout: &ModelLayout, input: &Input, ws: &mut Workspace) -> Result<()> {
+    let cfg = &layout.config;
+    let Input { batch, seq_len, .. } = *input;
+    if batch == 0 || seq_len == 0 {
+        bail!(Status::InvalidArgument, "batch ({batch}) and seq_len ({seq_len}) must be at least 1");
+    }
+    if seq_len > cfg.max_position_embeddings {
+        bail!(Status::SequenceTooLong, "seq_len {seq_len} exceeds the model maximum {}", cfg.max_position_embeddings);
+    }
+    let total = match batch.checked_mul(seq_len) {
+        Some(t) if t <= u32::MAX as usize => t,
+        _ => bail!(Status::InvalidArgument, "batch {batch} x seq_len {seq_len} is too large"),
+    };
+    if input.input_ids.len() != total {
+        bail!(Status::InvalidArgument, "input_ids has {} values, batch x seq_len is {total}", input.input_ids.len());
+    }
+    for (name, arr) in [("token_type_ids", input.token_type_ids), ("attention_mask", input.attention_mask)] {
+        if let Some(a) = arr {
+            if a.len() != total {
+                bail!(Status::InvalidArgument, "{name} has {} values, batch x seq_len is {total}", a.len());
+            }
+        }
+    }
+    ws.tokens.clear();
+    ws.seq_start.clear();
+    if ws.tokens.try_reserve_exact(total).is_err() || ws.seq_start.try_reserve_exact(batch + 1).is_err() {
+        bail!(Status::OutOfMemory, "cannot allocate the token list of {total} tokens");
+    }
+    for b in 0..batch {
+        ws.seq_start.push(ws.tokens.len());
+        for p in 0..seq_len {
+            let i = b * seq_len + p;
+            let m = input.attention_mask.map_or(1, |m| m[i]);
+            match m {
+                0 => continue,
+                1 => {}
+                _ => bail!(Status::InvalidArgument, "attention_mask[{b}][{p}] is {m}; it must be 0 or 1"),
+            }
+            let id = input.input_ids[i];
+            if id < 0 || id as usize >= cfg.vocab_size {
+                bail!(Status::TokenOutOfRange, "input_ids[{b}][{p}] = {id} is outside the vocabulary (size {})", cfg.vocab_size);
+            }
+            let ty = input.token_type_ids.map_or(0, |t| t[i]);
+            if ty < 0 || ty as usize >= cfg.type_vocab_size {
+                bail!(Status::TokenOutOfRange, "token_type_ids[{b}][{p}] = {ty} is outside 0..{}", cfg.type_vocab_size);
+            }
+            ws.tokens.push((p as u32, id as u32, ty as u32));
+        }
+        if ws.tokens.len() == ws.seq_start[b] {
+            bail!(Status::InvalidArgument, "sequence {b} has no unmasked tokens");
+        }
+    }
+    ws.seq_start.push(ws.tokens.len());
+    Ok(())
+}
+
+/// Runs `f(i)` for `i < n`, in parallel where the runtime has threads. Which thread runs a
+/// task never changes its result.
+pub trait Parallel: Sync {
+    fn threads(&self) -> usize;
+    fn for_each(&self, n: usize, f: &(dyn Fn(usize) + Sync));
+}
+
+/// The single-threaded executor (and the only one without `std`).
+pub struct Serial;
+
+impl Parallel for Serial {
+    fn threads(&self) -> usize {
+        1
+    }
+    fn for_each(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        (0..n).for_each(f)
+    }
+}
+
+#[cfg(feature = "std")]
+impl Parallel for crate::threads::ThreadPool {
+    fn threads(&self) -> usize {
+        crate::threads::ThreadPool::threads(self)
+    }
+    fn for_each(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        self.parallel_for(n, f)
+    }
+}
+
+/// A value handed to exactly one task. Tasks own disjoint row blocks of the buffers they
+/// write, carved out before the parallel region; each task index takes its own slot once.
+struct Slot<T> {
+    value: core::cell::UnsafeCell<Option<T>>,
+    taken: core::sync::atomic::AtomicBool,
+}
+
+// SAFETY: the atomic flag lets exactly one thread move the value out and nothing else touches
+// the cell; `T: Send` makes handing the value to that thread sound.
+unsafe impl<T: Send> Sync for Slot<T> {}
+
+impl<T> Slot<T> {
+    fn new(v: T) -> Self {
+        Slot { value: core::cell::UnsafeCell::new(Some(v)), taken: core::sync::atomic::AtomicBool::new(false) }
+    }
+
+    fn take(&self) -> T {
+        let first = !self.taken.swap(true, core::sync::atomic::Ordering::AcqRel);
+        assert!(first, "a task slot was taken twice");
+        // SAFETY: the swap succeeded for this caller only, so this is the only access ever.
+        unsafe { (*self.value.get()).take() }.expect("slot holds a value until taken")
+    }
+}
+
+/// Splits `rows` into at most `parts` contiguous blocks: (first row, row count).
+fn row_blocks(rows: usize, parts: usize) -> Vec<(usize, usize)> {
+    let per = rows.div_ceil(parts.max(1)).max(1);
+    (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect()
+}
+
+/// Carves `buf` into consecutive pieces of `rows * row_len` elements for the given blocks.
+fn carve<'a, T>(mut buf: &'a mut [T], blocks: &[(usize, usize)], row_len: usize) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(blocks.len());
+    for &(_, rows) in blocks {
+        let (head, tail) = core::mem::take(&mut buf).split_at_mut(rows * row_len);
+        out.push(head);
+        buf = tail;
+    }
+    out
+}
+
+/// Runs the model on `input`, writing `layout.output_dim(seq_len)` floats per sequence.
+pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Parallel, input: &Input, ws: &mut Workspace, output: &mut [f32]) -> Result<()> {
+    let needed = input.batch.saturating_mul(layout.output_dim(input.seq_len));
+    if output.len() < needed {
+        bail!(Status::BufferTooSmall, "output has room for {} floats, {needed} are needed", output.len());
+    }
+    gather_tokens(layout, input, ws)?;
+    let cfg = &layout.config;
+    let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
+    let t = ws.tokens.len();
+    let cx = Ctx { file, kernel, par, eps: cfg.layer_norm_eps };
+
+    // Everything the layers below grow is sized here, fallibly; their `resize` calls are then no-ops.
+    let (max_n, classes) = max_linear_n(layout);
+    try_resize(&mut ws.hidden, t * h)?;
+    try_resize(&mut ws.qkv, t * 3 * h)?;
+    try_resize(&mut ws.ctx, t * h)?;
+    let (heads, dh) = (cfg.num_heads, cfg.head_dim());
+    let lens = || ws.seq_start.windows(2).map(|w| w[1] - w[0]);
+    let key_t_len: usize = if layout.layers.iter().any(|l| l.attention_scales.is_none()) { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
+    let (key_q_len, key_sum_len): (usize, usize) = if layout.int8_scores() {
+        (lens().map(|len| heads * packed_len(len, dh)).sum(), t * heads)
+    } else {
+        (0, 0)
+    };
+    let (value_q_len, value_sum_len): (usize, usize) = if layout.int8_values() {
+        (lens().map(|len| heads * packed_len(dh, len)).sum(), input.batch * h)
+    } else {
+        (0, 0)
+    };
+    try_resize(&mut ws.key_t, key_t_len)?;
+    try_resize(&mut ws.key_q, key_q_len)?;
+    try_resize(&mut ws.key_sum, key_sum_len)?;
+    try_resize(&mut ws.value_q, value_q_len)?;
+    if layout.layers.iter().any(|l| l.attention_scales.is_some() && l.attention_value_scale.is_some()) {
+        try_resize(&mut ws.qkv_q, t * 3 * h)?;
+    }
+    try_resize(&mut ws.value_sum, value_sum_len)?;
+    try_resize(&mut ws.tmp, t * h)?;
+    try_resize(&mut ws.inter_q, t * padded_k(inter))?;
+    try_resize(&mut ws.xq, t * padded_k(h))?;
+    try_resize(&mut ws.acc, (t * (3 * h).max(inter)).max(input.batch * classes))?;
+    try_resize(&mut ws.dq, max_n)?;
+    if layout.per_row_linears() > 0 {
+        try_resize(&mut ws.row_inv, t.max(input.batch))?;
+        try_resize(&mut ws.inter_row_inv, t)?;
+        try_resize(&mut ws.epilogue, par.threads() * max_n)?;
+    }
+    if layout.classifier.is_some() {
+        try_resize(&mut ws.pooled, input.batch * h)?;
+    }
+
+    // Embeddings: (word + token type) + position, as BERT adds them, then LayerNorm.
+    {
+        let blocks = row_blocks(t, par.threads());
+        let slots: Vec<Slot<&mut [f32]>> = carve(&mut ws.hidden[..t * h], &blocks, h).into_iter().map(Slot::new).collect();
+        let (tokens, e) = (&ws.tokens, layout);
+        let (g, b) = (cx.f32s(&layout.embeddings_layer_norm.gamma), cx.f32s(&layout.embeddings_layer_norm.beta));
+        par.for_each(blocks.len(), &|blk| timed!(Op::Embeddings, {
+            let rows = slots[blk].take();
+            let (r0, n) = blocks[blk];
+            for (i, row) in rows.chunks_exact_mut(h).enumerate().take(n) {
+                let (pos, id, ty) = tokens[r0 + i];
+                let w = cx.embedding_row(&e.word_embeddings, id as usize, h);
+                let p = cx.embedding_row(&e.position_embeddings, pos as usize, h);
+                let y = cx.embedding_row(&e.token_type_embeddings, ty as usize, h);
+                let (iw, ip, iy) = (e.word_embeddings.inv_scale, e.position_embeddings.inv_scale, e.token_type_embeddings.inv_scale);
+                for (d, out) in row.iter_mut().enumerate() {
+                    *out = (w[d] as f32 * iw + y[d] as f32 * iy) + p[d] as f32 * ip;
+                }
+                ops::layer_norm(row, g, b, cx.eps);
+            }
+        }));
+    }
+
+    for layer in &layout.layers {
+        // A fully int8 attention needs Q, K, V only as int8: the QKV epilogue requantizes them.
+        let qkv = match (layer.attention_scales, layer.attention_value_scale) {
+            (Some(sc), Some(sv)) => {
+                let out = LinearOut::QuantizeThirds { out: &mut ws.qkv_q, scales: [sc.query_scale, sc.key_scale, sv] };
+                cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, bufs!(ws), out);
+                Qkv::I8(&ws.qkv_q)
+            }
+            _ => {
+                cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, bufs!(ws), LinearOut::F32(&mut ws.qkv));
+                Qkv::F32(&ws.qkv)
+            }
+        };
+        let keys = match layer.attention_scales {
+            None => {
+                let Qkv::F32(qkv) = qkv else { unreachable!("fp32 scores come with fp32 QKV") };
+                transpose_keys(&cx, heads, dh, h, &ws.seq_start, qkv, &mut ws.key_t[..key_t_len]);
+                Keys::F32 { key_t: &ws.key_t }
+            }
+            Some(scales) => {
+                pack_keys(&cx, heads, dh, h, &ws.seq_start, qkv, scales.key_scale, &mut ws.key_q[..key_q_len], &mut ws.key_sum[..key_sum_len]);
+                Keys::I8 { packed: &ws.key_q, sums: &ws.key_sum, scales }
+            }
+        };
+        let values = match layer.attention_value_scale {
+            None => Values::F32,
+            Some(value_scale) => {
+                pack_values(&cx, heads, dh, h, &ws.seq_start, qkv, value_scale, &mut ws.value_q[..value_q_len], &mut ws.value_sum[..value_sum_len]);
+                Values::I8 { packed: &ws.value_q, sums: &ws.value_sum, value_scale }
+            }
+        };
+        attention(&cx, heads, dh, h, &ws.seq_start, qkv, keys, values, &mut ws.ctx[..t * h]);
+        let ln = &layer.attention_layer_norm;
+        cx.linear(Op::GemmAttentionOutput, &layer.attention_output, LinearIn::F32(&ws.ctx), t, bufs!(ws), LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
+        core::mem::swap(&mut ws.hidden, &mut ws.tmp);
+        let next = layer.output.input;
+        cx.linear(Op::GemmIntermediate, &layer.intermediate, LinearIn::F32(&ws.hidden), t, bufs!(ws), LinearOut::GeluQuant { out: &mut ws.inter_q, next, row_inv: &mut ws.inter_row_inv });
+        let ln = &layer.output_layer_norm;
+        cx.linear(Op::GemmOutput, &layer.output, LinearIn::I8 { rows: &ws.inter_q, row_inv: &ws.inter_row_inv }, t, bufs!(ws), LinearOut::ResidualNorm { out: &mut ws.tmp, residual: &ws.hidden, ln });
+        core::mem::swap(&mut ws.hidden, &mut ws.tmp);
+    }
+
+    timed!(Op::Head, write_head(layout, &cx, input, ws, output));
+    Ok(())
+}
+
