@@ -432,6 +432,20 @@ fn per_row_inputs_need_format_1_2_and_the_builder_declares_it() {
     assert_eq!(minor(&fp.clone().with_int8_attention(2.0, 2.0).bytes()), 2);
     // Static files keep their version, so older readers still read them.
     assert_eq!(minor(&valid()), 0);
+    // q8bert_model_info says which scheme a file uses.
+    for (bytes, want) in [(bytes.clone(), q8bert::ffi::Q8BERT_ACTIVATIONS_PER_ROW), (valid(), q8bert::ffi::Q8BERT_ACTIVATIONS_STATIC)] {
+        use q8bert::ffi::*;
+        let buf = Aligned::new(&bytes);
+        let mut m = std::ptr::null_mut();
+        let mut info = q8bert_info::default();
+        // SAFETY: the buffer outlives the model, freed before it drops; out pointers are valid.
+        unsafe {
+            assert_eq!(q8bert_create_from_memory(buf.bytes().as_ptr(), buf.bytes().len(), std::ptr::null(), &mut m), Status::Ok);
+            assert_eq!(q8bert_model_info(m, &mut info), Status::Ok);
+            q8bert_free(m);
+        }
+        assert_eq!(info.activations, want);
+    }
     let cases: Vec<(&str, Vec<u8>, Status)> = vec![
         ("the same tensors declared 1.2 open", per_row_rewritten(2, |_| {}), Status::Ok),
         ("per-row input in a file declaring 1.1", per_row_rewritten(1, |_| {}), Status::UnsupportedVersion),

@@ -210,6 +210,25 @@ fn per_row_input_scales_match_reference() {
     }
 }
 
+/// A file may mix static and per-row layers (each linear layer's tensors say which it is):
+/// layer 0 per-row, layer 1 static, head per-row, and the reverse. These hit the epilogues that
+/// go from one kind to the other. Against the reference and across kernels.
+#[test]
+fn mixed_static_and_per_row_layers() {
+    use q8bert::builder::ActivationQuant::{PerRow, Static};
+    for (i, (layers, head_kind)) in [([PerRow, Static], PerRow), ([Static, PerRow], Static)].into_iter().enumerate() {
+        let mut fp = FpModel::random(tiny_config(), heads()[0].clone(), 640 + i as u64);
+        fp.granularity = WeightGranularity::PerChannel;
+        fp.layer_activations = layers.to_vec();
+        fp.activations = head_kind;
+        let buf = Aligned::new(&fp.bytes());
+        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+        assert!(model.layout().per_row_linears() > 0 && model.layout().per_row_linears() < model.layout().linears().count());
+        check_against_reference(&fp, TOLERANCE);
+        assert_kernels_identical(&fp, 4, 24);
+    }
+}
+
 /// Per-row scales fit every token: static ranges either clip (the test model's ranges are
 /// tighter than some activations) or, widened 40x as one outlier token would set them, waste
 /// most of the int8 codes on the other tokens. Per-row scales beat both by a wide margin.

@@ -83,8 +83,10 @@ pub struct FpModel {
     pub config: BertConfig,
     pub head: Head,
     pub granularity: WeightGranularity,
-    /// Static (per-layer) or per-row input scales for every linear layer.
+    /// Static (per-layer) or per-row input scales of the head's linear layers...
     pub activations: ActivationQuant,
+    /// ...and of each encoder layer's.
+    pub layer_activations: Vec<ActivationQuant>,
     /// Per layer: (max|q|, max|k|) when attention scores are int8 (format 1.1).
     pub int8_attention: Vec<Option<(f32, f32)>>,
     /// Per layer: max|v| when P·V is int8 (format 1.1).
@@ -155,6 +157,7 @@ impl FpModel {
             head,
             granularity: WeightGranularity::PerTensor,
             activations: ActivationQuant::Static,
+            layer_activations: vec![ActivationQuant::Static; config.num_layers as usize],
             int8_attention: vec![None; config.num_layers as usize],
             int8_values: vec![None; config.num_layers as usize],
             vocab: tiny_vocab(config.vocab_size as usize),
@@ -187,6 +190,7 @@ impl FpModel {
     pub fn with_per_row_inputs(mut self) -> FpModel {
         self.granularity = WeightGranularity::PerChannel;
         self.activations = ActivationQuant::PerRow;
+        self.layer_activations.iter_mut().for_each(|a| *a = ActivationQuant::PerRow);
         self
     }
 
@@ -199,10 +203,10 @@ impl FpModel {
     pub fn builder(&self) -> ModelBuilder {
         let mut b = ModelBuilder::new(self.config, self.head.clone(), TokenizerConfig::bert_uncased(self.vocab.clone()));
         b.weight_granularity(self.granularity);
-        b.activation_quant(self.activations);
         b.embeddings(builder::Embeddings { word: &self.word, position: &self.pos, token_type: &self.typ, layer_norm: self.eln.view() })
             .unwrap();
         for (idx, l) in self.layers.iter().enumerate() {
+            b.activation_quant(self.layer_activations[idx]);
             b.layer(
                 idx,
                 builder::Layer {
@@ -228,6 +232,7 @@ impl FpModel {
                 b.int8_attention_values(idx, v_max).unwrap();
             }
         }
+        b.activation_quant(self.activations);
         if matches!(self.head, Head::Classification { .. } | Head::Regression) {
             b.pooler(self.pooler.view()).unwrap();
             b.classifier(self.classifier.view()).unwrap();
@@ -401,9 +406,9 @@ fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f
     let heads = c.num_heads as usize;
     let dh = h / heads;
     let g = m.granularity;
-    let per_row = m.activations == ActivationQuant::PerRow;
-    let range = |max: f32| (!per_row).then_some(max);
-    for ((l, int8_attention), int8_values) in m.layers.iter().zip(&m.int8_attention).zip(&m.int8_values) {
+    let head_per_row = m.activations == ActivationQuant::PerRow;
+    for (((l, int8_attention), int8_values), layer_activations) in m.layers.iter().zip(&m.int8_attention).zip(&m.int8_values).zip(&m.layer_activations) {
+        let range = |max: f32| (*layer_activations == ActivationQuant::Static).then_some(max);
         let qkv_max = l.q.input_max.max(l.k.input_max).max(l.v.input_max);
         let mut q = ref_linear_q(quantize, &l.q, &x, g, range(qkv_max));
         let mut k = ref_linear_q(quantize, &l.k, &x, g, range(qkv_max));
@@ -456,6 +461,7 @@ fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f
         ref_layer_norm(&mut o, &l.oln, eps);
         x = o;
     }
+    let range = |max: f32| (!head_per_row).then_some(max);
     match &m.head {
         Head::Classification { .. } | Head::Regression => {
             let pooled: Vec<f64> = ref_linear_q(quantize, &m.pooler, &x[..h], g, range(m.pooler.input_max)).iter().map(|v| v.tanh()).collect();
