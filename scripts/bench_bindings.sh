@@ -31,7 +31,7 @@ lock bash -c '
   "$4/bench_go" "$2" "$3"
   java -Djna.library.path="$5" -cp /usr/share/java/jna.jar:bindings/java/build/q8bert.jar:bindings/java/build/examples \
       org.q8bert.example.Bench "$2" "$3"
-  PYTHONPATH=bindings/python Q8BERT_LIBRARY="$5/libq8bert.so.0" python3 bindings/python/bench.py "$2" "$3"
+  PYTHONPATH=bindings/python Q8BERT_LIBRARY="$5/libq8bert.so.0" python3 bindings/python/bench/bench_call.py "$2" "$3"
 ' _ "$target_dir" "$model" "$calls" "$work" "$libdir" >"$work/results"
 
 echo "one short-text classification per call, 1 thread, median of $calls calls ($(date -u +%F), $(nproc) cores)"

@@ -3,7 +3,6 @@ make_conformance_model -- DIR`): outputs bit-equal to the Rust API's, the librar
 Q8bertError, and no leak over repeated open/close."""
 
 import gc
-import json
 import os
 import threading
 from pathlib import Path
@@ -12,15 +11,6 @@ import numpy as np
 import pytest
 
 import q8bert
-
-
-@pytest.fixture(scope="module")
-def suite():
-    d = os.environ.get("Q8BERT_CONFORMANCE_DIR")
-    assert d, "set Q8BERT_CONFORMANCE_DIR (cargo run --example make_conformance_model -- DIR)"
-    s = json.loads((Path(d) / "expected.json").read_text())
-    s["dir"] = Path(d).resolve()
-    return s
 
 
 def bits(hexes):
@@ -37,8 +27,12 @@ def test_outputs_bit_exact(suite):
         assert cls.labels == suite["labels"]
         for text, tokens in zip(suite["texts"], suite["tokens"]):
             assert cls.tokenize(text).tolist() == tokens
-        logits = cls.classify(suite["texts"])
+        logits = cls.predict(suite["texts"])
         vecs = emb.embed(suite["texts"])
+        # The batched, length-sorted paths give the same bits as one call per suite.
+        np.testing.assert_array_equal(cls.predict(suite["texts"], batch_size=2), logits)
+        np.testing.assert_array_equal(emb.encode(suite["texts"], batch_size=4), vecs)
+        assert cls.classify(suite["texts"]) == [suite["labels"][int(r.argmax())] for r in logits]
         assert logits.dtype == np.float32 and logits.shape == (len(suite["texts"]), len(suite["labels"]))
         assert vecs.shape[1] == suite["hidden_size"]
         for i in range(len(suite["texts"])):
@@ -69,13 +63,13 @@ def test_other_errors(suite):
             m.embed(["x"])
         assert e.value.status == q8bert.Status.UNSUPPORTED_OPERATION
         with pytest.raises(q8bert.Q8bertError) as e:
-            m.classify(["word " * 100])
+            m.predict(["word " * 100])
         assert e.value.status == q8bert.Status.SEQUENCE_TOO_LONG
         with pytest.raises(q8bert.Q8bertError) as e:
             m.run([[101, 1 << 30, 102]])
         assert e.value.status == q8bert.Status.TOKEN_OUT_OF_RANGE
     with q8bert.Model(suite["dir"] / suite["classify_model"], truncate=True) as m:
-        assert m.classify(["word " * 100]).shape == (1, 2)
+        assert m.predict(["word " * 100]).shape == (1, 2)
 
 
 def test_close_twice_and_use_after_close(suite):
@@ -83,7 +77,7 @@ def test_close_twice_and_use_after_close(suite):
     m.close()
     m.close()
     with pytest.raises(q8bert.Q8bertError, match="closed"):
-        m.classify(["x"])
+        m.predict(["x"])
 
 
 def test_threads_share_one_model(suite):
@@ -93,7 +87,7 @@ def test_threads_share_one_model(suite):
         def work(g):
             for r in range(20):
                 i = (g + r) % len(suite["texts"])
-                got = m.classify([suite["texts"][i]])[0].view(np.uint32)
+                got = m.predict([suite["texts"][i]])[0].view(np.uint32)
                 if not np.array_equal(got, bits(suite["classify"][i])):
                     failures.append((g, i))
 
@@ -116,7 +110,7 @@ def test_open_close_does_not_leak(suite):
 
     def cycle():
         m = q8bert.Model(path, num_threads=1)
-        m.classify(suite["texts"][:1])
+        m.predict(suite["texts"][:1])
         m.close()
 
     for _ in range(20):

@@ -1,0 +1,110 @@
+"""Python vs the C library on the same texts, batches and threads (issue 15 targets).
+
+    python3 bench/bench_encode.py --c-bench BIN --embed MODEL.q8b --tiny TINY.q8b --sst2 train.tsv
+
+1. per-call overhead, batch of 32 SST-2 sentences, 1 thread, on TINY (a small model, so the call
+   path shows): median µs of `c_batches ... calls` (the C call, buffers reused) next to
+   `Model.run_text(texts)` and `Model.encode(texts)` / `Model.predict(texts)` (one batch), all
+   in this run;
+2. throughput: `Model.encode` of N SST-2 sentences (batch 32, THREADS threads) on MODEL against
+   `c_batches ... pass` over the very same batches (the texts written in the order encode sorts
+   them), alternating C and Python passes so that machine noise hits both; medians reported.
+Run it under the machine's CPU lock, nothing else heavy at the same time.
+"""
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import q8bert
+
+
+def sst2(path, n):
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    texts = [r[0] for r in rows[1:n + 1]]
+    assert len(texts) == n and all("\n" not in t for t in texts)
+    return texts
+
+
+def median_us(fn, calls):
+    for _ in range(max(1, calls // 10)):
+        fn()
+    t = []
+    for _ in range(calls):
+        t0 = time.perf_counter_ns()
+        fn()
+        t.append((time.perf_counter_ns() - t0) / 1e3)
+    return statistics.median(t)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--c-bench", required=True)
+    ap.add_argument("--embed", required=True, help="embedding model for the throughput pass (MiniLM)")
+    ap.add_argument("--tiny", required=True, help="small model for the per-call overhead")
+    ap.add_argument("--sst2", required=True)
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=3000)
+    a = ap.parse_args()
+    texts = sst2(a.sst2, a.n)
+    tmp = tempfile.mkdtemp()
+
+    # 1. per-call overhead, 32 texts, 1 thread
+    first = texts[:a.batch]
+    one = os.path.join(tmp, "batch.txt")
+    with open(one, "w", encoding="utf-8") as f:
+        f.write("\n".join(first) + "\n")
+    c_out = subprocess.run([a.c_bench, a.tiny, one, str(a.batch), "1", "calls", str(a.calls)],
+                           check=True, capture_output=True, text=True).stdout.split()
+    with q8bert.Model(a.tiny, num_threads=1, truncate=True) as m:
+        run_text = median_us(lambda: m.run_text(first), a.calls)
+        batched_name = "encode" if m.info.head == "embedding" else "predict"
+        batched_fn = m.encode if batched_name == "encode" else m.predict
+        batched = median_us(lambda: batched_fn(first, batch_size=a.batch), a.calls)
+    c_call = float(c_out[1])
+    print(f"## per-call, {a.batch} SST-2 sentences per call, 1 thread, {os.path.basename(a.tiny)}, median of {a.calls}")
+    print("| call | median µs | over C |")
+    print("|---|---:|---:|")
+    print(f"| C `q8bert_run_text` | {c_call:.2f} | |")
+    print(f"| Python `run_text` | {run_text:.2f} | {run_text - c_call:+.2f} µs |")
+    print(f"| Python `{batched_name}(batch_size={a.batch})` | {batched:.2f} | {batched - c_call:+.2f} µs |")
+
+    # 2. throughput on the same batches
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    order = np.argsort(-lengths, kind="stable")  # exactly Model.encode's order
+    ordered = os.path.join(tmp, "ordered.txt")
+    with open(ordered, "w", encoding="utf-8") as f:
+        f.write("\n".join(texts[i] for i in order) + "\n")
+    c_times, py_times = [], []
+    with q8bert.Model(a.embed, num_threads=a.threads, truncate=True) as m:
+        m.encode(texts[:256], batch_size=a.batch)  # warm-up
+        for _ in range(a.passes):
+            out = subprocess.run([a.c_bench, a.embed, ordered, str(a.batch), str(a.threads), "pass", "1"],
+                                 check=True, capture_output=True, text=True).stdout.split()
+            c_times.append(float(out[1]))
+            t0 = time.perf_counter()
+            m.encode(texts, batch_size=a.batch)
+            py_times.append(time.perf_counter() - t0)
+    c, py = statistics.median(c_times), statistics.median(py_times)
+    print(f"\n## encode throughput, {a.n} SST-2 sentences, batch {a.batch}, {a.threads} threads, "
+          f"{os.path.basename(a.embed)}, median of {a.passes} alternating passes")
+    print("| | s per pass | sentences/s | vs C |")
+    print("|---|---:|---:|---:|")
+    print(f"| C `q8bert_run_text` over the sorted batches | {c:.3f} | {a.n / c:.0f} | 100% |")
+    print(f"| Python `Model.encode` | {py:.3f} | {a.n / py:.0f} | {100 * c / py:.1f}% |")
+    print(f"(all passes: C {', '.join(f'{t:.3f}' for t in c_times)}; Python {', '.join(f'{t:.3f}' for t in py_times)})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

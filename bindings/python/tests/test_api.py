@@ -1,0 +1,159 @@
+"""The Python API on top of the C calls: encode/predict/classify (batched, length-sorted, input
+order restored), pairs, tokenize, info, context manager, errors. Uses the conformance suite's
+models; the SST-2 checks need ../shared (see conftest)."""
+
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import q8bert
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def emb(suite):
+    with q8bert.Model(suite["dir"] / suite["embed_model"], truncate=True) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def cls(suite):
+    with q8bert.Model(suite["dir"] / suite["classify_model"], truncate=True) as m:
+        yield m
+
+
+def test_versions_match_the_crate():
+    cargo = (REPO / "Cargo.toml").read_text()
+    crate = re.search(r'^\[package\][^\[]*?^version\s*=\s*"([^"]+)"', cargo, re.M | re.S).group(1)
+    assert q8bert.version() == crate
+    assert q8bert.__version__ == crate
+    # scripts/test_python_package.sh runs this against the wheel and says where the library must be.
+    expect = os.environ.get("Q8BERT_EXPECT_LIBRARY_SOURCE")
+    assert q8bert.library_source == expect if expect else q8bert.library_source in ("Q8BERT_LIBRARY", "bundled", "pkg-config", "loader path")
+
+
+def test_encode_matches_one_text_per_call_in_input_order(emb, sst2):
+    texts = sst2[:300] + ["", "a", "x " * 40]
+    one_by_one = np.stack([emb.run_text([t])[0] for t in texts])
+    for bs in (1, 7, 32, 1000):
+        got = emb.encode(texts, batch_size=bs)
+        assert got.dtype == np.float32 and got.shape == (len(texts), emb.info.output_dim)
+        np.testing.assert_array_equal(got.view(np.uint32), one_by_one.view(np.uint32), err_msg=f"batch_size={bs}")
+
+
+def test_encode_shapes_and_normalize(emb, suite):
+    dim = emb.get_sentence_embedding_dimension()
+    assert dim == suite["hidden_size"] == emb.info.output_dim
+    v = emb.encode("a gripping, funny film.")
+    assert v.shape == (dim,)
+    np.testing.assert_array_equal(v, emb.encode(["a gripping, funny film."])[0])
+    assert emb.encode([]).shape == (0, dim)
+    gen = emb.encode(t for t in suite["texts"])  # any iterable
+    np.testing.assert_array_equal(gen, emb.encode(suite["texts"]))
+    raw = emb.encode(suite["texts"])
+    unit = emb.encode(suite["texts"], normalize_embeddings=True)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(unit, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-6, atol=1e-7)
+
+
+def test_progress_bar_goes_to_stderr(emb, capsys, suite):
+    emb.encode(suite["texts"] * 10, batch_size=8, show_progress_bar=True)
+    err = capsys.readouterr().err
+    assert str(len(suite["texts"]) * 10) in err
+    emb.encode(suite["texts"], batch_size=8)
+    assert capsys.readouterr().err == ""
+
+
+def test_predict_classify_and_pairs(cls, suite):
+    texts = suite["texts"]
+    logits = cls.predict(texts, batch_size=2)
+    np.testing.assert_array_equal(logits, cls.run_text(texts))
+    assert cls.classify(texts) == [cls.labels[i] for i in logits.argmax(axis=1)]
+    probs = cls.predict(texts, apply_softmax=True)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert (probs.argmax(axis=1) == logits.argmax(axis=1)).all()
+    a, b = ["the movie", "a plot", "nothing"], ["was fun", "too thin", ""]
+    by_kw = cls.predict(a, b)
+    np.testing.assert_array_equal(by_kw, cls.predict(list(zip(a, b)), batch_size=1))
+    np.testing.assert_array_equal(by_kw, cls.run_text(a, b))
+    assert not np.array_equal(by_kw, cls.predict(a)), "the second texts changed nothing"
+    assert cls.classify(list(zip(a, b))) == [cls.labels[i] for i in by_kw.argmax(axis=1)]
+
+
+def test_tokenize(cls, suite):
+    for text, tokens in zip(suite["texts"], suite["tokens"]):
+        assert cls.tokenize(text).tolist() == tokens
+    many = cls.tokenize(suite["texts"])
+    assert [t.tolist() for t in many] == suite["tokens"]
+    pair = cls.tokenize("the movie", "was fun")
+    assert pair.dtype == np.int32 and len(pair) > len(cls.tokenize("the movie"))
+    assert [t.tolist() for t in cls.tokenize(["the movie"], ["was fun"])] == [pair.tolist()]
+
+
+def test_info(cls, emb, suite):
+    i = cls.info
+    assert i.head == "classification" and i.head_kind == q8bert.HEAD_CLASSIFICATION
+    assert list(i.labels) == cls.labels == suite["labels"] and i.num_labels == len(suite["labels"])
+    assert i.output_dim == len(suite["labels"]) and i["output_dim"] == i.output_dim
+    assert i.hidden_size == suite["hidden_size"] and i.num_layers >= 1 and i.vocab_size > 1000
+    assert i.kernel not in ("", "unknown")
+    assert i.file_size == os.path.getsize(suite["dir"] / suite["classify_model"])
+    assert emb.info.head == "embedding" and emb.info.labels == () and cls.get_sentence_embedding_dimension() is None
+    with q8bert.Model(suite["dir"] / suite["classify_model"], num_threads=1, max_seq_len=16) as m:
+        assert m.info.num_threads == 1 and m.info.max_text_tokens == 16
+
+
+def test_context_manager_and_close(suite):
+    with q8bert.Model(suite["dir"] / suite["embed_model"]) as m:
+        assert not m.closed and "embedding" in repr(m)
+    assert m.closed and "closed" in repr(m)
+    with pytest.raises(q8bert.Q8bertError, match="model is closed"):
+        m.encode(["x"])
+
+
+def test_input_errors(cls, emb):
+    with pytest.raises(q8bert.Q8bertError) as e:
+        cls.encode(["x"])
+    assert e.value.status == q8bert.Status.UNSUPPORTED_OPERATION and "classification" in e.value.message
+    with pytest.raises(q8bert.Q8bertError) as e:
+        emb.predict(["x"])
+    assert e.value.status == q8bert.Status.UNSUPPORTED_OPERATION
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
+        emb.encode(["ok", None, "ok"])
+    with pytest.raises(TypeError, match=r"texts\[0\] is int"):
+        emb.run_text([3])
+    with pytest.raises(q8bert.Q8bertError, match=r"texts\[1\] contains a NUL") as e:
+        emb.encode(["ok", "bad\0text"])
+    assert e.value.status == q8bert.Status.INVALID_ARGUMENT
+    with pytest.raises(TypeError, match="not a single str"):
+        cls.predict("a str, not a list")
+    with pytest.raises(q8bert.Q8bertError, match="2 texts but 1 pair texts"):
+        cls.predict(["a", "b"], ["c"])
+    with pytest.raises(ValueError, match="batch_size"):
+        emb.encode(["x"], batch_size=0)
+
+
+def test_error_carries_status_and_message_and_pickles(suite):
+    with pytest.raises(q8bert.Q8bertError) as e:
+        q8bert.Model(suite["dir"] / suite["corrupt_model"])
+    err = e.value
+    assert err.status == q8bert.Status.BAD_MAGIC and suite["corrupt"]["message"] in err.message
+    assert err.status_name and err.status_name != "unknown status"
+    back = pickle.loads(pickle.dumps(err))
+    assert (type(back), back.status, back.message, str(back)) == (type(err), err.status, err.message, str(err))
+
+
+def test_unloadable_override_fails_the_import_clearly(tmp_path):
+    env = dict(os.environ, Q8BERT_LIBRARY=str(tmp_path / "nope.so"))
+    pkg_parent = str(Path(q8bert.__file__).resolve().parents[1])
+    r = subprocess.run([sys.executable, "-c", "import q8bert"], env=dict(env, PYTHONPATH=pkg_parent),
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr and "nope.so" in r.stderr and "Q8BERT_LIBRARY" in r.stderr

