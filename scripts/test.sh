@@ -3,13 +3,16 @@
 #   1. every Rust test (including the C examples compiled against the header and library), the
 #      test-only panic hook, benches and the profiling build compile, the no_std core build;
 #   2. the language bindings against an installed copy of the library (C/C++, Go, Java, Python);
+#   python: the Python package as users get it (scripts/test_python_package.sh): pip install in a
+#      clean venv (the wheel carries libq8bert), the manylinux wheel, the API and the Spark
+#      local[2] tests (20,000 SST-2 sentences from ../shared);
 #   3. hardening: sanitizers (ASan Rust tests, ASan+UBSan C examples, valgrind) and a short smoke
 #      run of every fuzz target (docs/HARDENING.md).
 # Stages 2-3 need the tools `scripts/install_test_deps.sh` installs; a missing tool is an error.
-# Q8BERT_TEST_STAGES=rust,bindings,hardening picks stages; Q8BERT_FUZZ_SMOKE_SECONDS (default 45).
+# Q8BERT_TEST_STAGES=rust,bindings,python,hardening picks stages; Q8BERT_FUZZ_SMOKE_SECONDS (default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stages=${Q8BERT_TEST_STAGES:-rust,bindings,hardening}
+stages=${Q8BERT_TEST_STAGES:-rust,bindings,python,hardening}
 has() { [[ ",$stages," == *",$1,"* ]]; }
 
 missing=()
@@ -17,6 +20,13 @@ if has bindings; then
   for t in c++ pkg-config cmake go javac; do command -v "$t" >/dev/null || missing+=("$t"); done
   [ -f /usr/share/java/jna.jar ] || missing+=("jna.jar (libjna-java)")
   python3 -c 'import numpy, pytest' 2>/dev/null || missing+=("python3 numpy+pytest")
+fi
+if has python; then
+  command -v java >/dev/null || missing+=("java (17, for Spark)")
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3 venv+ensurepip")
+  python3 -c 'import numpy, pytest, pyspark, pyarrow, pandas' 2>/dev/null || missing+=("python3 numpy+pytest+pyspark+pyarrow+pandas")
+  python3 -m auditwheel --version >/dev/null 2>&1 || missing+=("auditwheel")
+  command -v patchelf >/dev/null || missing+=(patchelf)
 fi
 if has hardening; then
   command -v valgrind >/dev/null || missing+=(valgrind)
@@ -45,6 +55,12 @@ fi
 if has bindings; then
   echo "=== stage: bindings"
   bash scripts/test_bindings.sh
+fi
+if has python; then
+  echo "=== stage: python"
+  start=$SECONDS
+  bash scripts/test_python_package.sh
+  echo "python package stage took $((SECONDS - start)) s"
 fi
 if has hardening; then
   echo "=== stage: hardening"

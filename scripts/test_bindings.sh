@@ -5,7 +5,7 @@
 #   C/C++   with pkg-config (shared and static) and with CMake find_package(q8bert)
 #   Go      go test -race (bindings/go)
 #   Java    JNA, plain javac + test main (bindings/java)
-#   Python  ctypes + pytest (bindings/python)
+#   Python  ctypes + pytest (bindings/python; the Spark tests run in scripts/test_python_package.sh)
 # Needs: cc, c++, pkg-config, cmake, go, javac + /usr/share/java/jna.jar, python3 with numpy
 # and pytest (.ci/run installs them). Set Q8BERT_LOCK=/path to run each CPU-heavy step under
 # flock on a shared machine.
@@ -86,7 +86,7 @@ java_tests() {
 }
 
 python_tests() {
-    (cd bindings/python && lock python3 -m pytest -q -p no:cacheprovider)
+    (cd bindings/python && lock python3 -m pytest -q -p no:cacheprovider -m "not spark")
 }
 
 step "C/C++ via pkg-config"; record "C/C++ (pkg-config, shared + static)" c_pkgconfig
