@@ -26,6 +26,7 @@ import array
 import ctypes
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -232,7 +233,8 @@ class _Packed:
 
     __slots__ = ("buf", "ptrs", "addr")
 
-    def __init__(self, texts: Sequence[Union[str, bytes]], what: str = "texts"):
+    def __init__(self, texts: Sequence[Union[str, bytes]], what: str = "texts", index: Optional[List[int]] = None):
+        """``index``: the caller's position of each text, for error messages (default: 0..n-1)."""
         if not isinstance(texts, (list, tuple)):
             texts = list(texts)
         n = len(texts)
@@ -255,12 +257,13 @@ class _Packed:
                 elif isinstance(t, (bytes, bytearray)):
                     enc.append(bytes(t))  # taken as UTF-8; the library checks it
                 else:
-                    raise TypeError(f"{what}[{i}] is {type(t).__name__}, not str")
+                    raise TypeError(f"{what}[{i if index is None else index[i]}] is {type(t).__name__}, not str")
             buf = b"\0".join(enc) + b"\0"
             steps = [len(e) + 1 for e in enc[:-1]]
         if buf.count(b"\0") != n:
             i = next(i for i, t in enumerate(texts) if ("\0" if isinstance(t, str) else b"\0") in t)
-            raise Q8bertError(Status.INVALID_ARGUMENT, f"{what}[{i}] contains a NUL character")
+            raise Q8bertError(Status.INVALID_ARGUMENT,
+                              f"{what}[{i if index is None else index[i]}] contains a NUL character")
         base = _address(buf)
         ptrs = array.array(_PTR_CODE, accumulate(steps, initial=base))
         self.buf = buf
@@ -481,14 +484,18 @@ class Model:
         out = np.empty((n, self._per_text), dtype=np.float32)
         if n == 0:
             return out
-        for i, t in enumerate(a):
-            if not isinstance(t, (str, bytes)):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str")
-        if b is None:
-            lengths = np.fromiter(map(len, a), dtype=np.int64, count=n)
-        else:
-            lengths = np.fromiter((len(x) + len(y) for x, y in zip(a, b)), dtype=np.int64, count=n)
-        order = np.argsort(-lengths, kind="stable")
+        if n > batch_size:
+            try:
+                if b is None:
+                    lengths = np.fromiter(map(len, a), dtype=np.int64, count=n)
+                else:
+                    lengths = np.fromiter((len(x) + len(y) for x, y in zip(a, b)), dtype=np.int64, count=n)
+            except TypeError:
+                _Packed(a)  # raises the TypeError that names the bad text
+                if b is not None:
+                    _Packed(b, "pairs")
+                raise
+            order = np.argsort(-lengths, kind="stable")
         progress = _Progress(n, show_progress_bar, desc)
         try:
             if n <= batch_size:  # one call; no reordering needed
@@ -496,12 +503,19 @@ class Model:
                 progress.update(n)
                 return out
             sorted_out = np.empty_like(out)
-            idx = order.tolist()
+            idx = order.tolist()  # noqa: F821 (set above when n > batch_size)
             for start in range(0, n, batch_size):
                 sel = idx[start:start + batch_size]
-                pa = _Packed([a[i] for i in sel])
-                pb = None if b is None else _Packed([b[i] for i in sel], "pairs")
-                self._run_packed(pa, pb, len(sel), sorted_out[start:start + len(sel)])
+                pa = _Packed([a[i] for i in sel], "texts", sel)
+                pb = None if b is None else _Packed([b[i] for i in sel], "pairs", sel)
+                try:
+                    self._run_packed(pa, pb, len(sel), sorted_out[start:start + len(sel)])
+                except Q8bertError as e:  # "text 3: ..." is 3 in this batch: name the caller's index
+                    m = re.search(r"\btext (\d+): ", e.message)
+                    if m and int(m.group(1)) < len(sel):
+                        msg = f"{e.message[:m.start()]}texts[{sel[int(m.group(1))]}]: {e.message[m.end():]}"
+                        raise Q8bertError(e.status, msg) from None
+                    raise
                 progress.update(len(sel))
             out[order] = sorted_out
             return out

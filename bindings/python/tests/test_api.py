@@ -136,6 +136,18 @@ def test_input_errors(cls, emb):
         cls.predict("a str, not a list")
     with pytest.raises(q8bert.Q8bertError, match="2 texts but 1 pair texts"):
         cls.predict(["a", "b"], ["c"])
+    # In length-sorted batches, errors still name the caller's index.
+    texts = ["short"] * 40
+    texts[33] = "a much longer text " + "word " * 200
+    with pytest.raises(q8bert.Q8bertError, match=r"\btexts\[33\]: the text needs") as e:
+        q8bert.Model(cls.path).predict(texts, batch_size=4)
+    assert e.value.status == q8bert.Status.SEQUENCE_TOO_LONG
+    texts[33], texts[21] = "ok", "nul\0"
+    with pytest.raises(q8bert.Q8bertError, match=r"texts\[21\] contains a NUL"):
+        emb.encode(texts, batch_size=4)
+    texts[21] = None
+    with pytest.raises(TypeError, match=r"texts\[21\] is NoneType"):
+        emb.encode(texts, batch_size=4)
     with pytest.raises(ValueError, match="batch_size"):
         emb.encode(["x"], batch_size=0)
 
