@@ -4,8 +4,8 @@
     spark.sparkContext.addFile("minilm.q8b")                # or a path every executor can read
     df = with_embeddings(df, "minilm.q8b", input_col="text", output_col="embedding")
 
-pyspark (>= 3.4) and pyarrow are optional dependencies of q8bert (``pip install q8bert[spark]``)
-and are imported only here. The work runs in ``DataFrame.mapInArrow``: each Arrow record batch of
+pyspark (>= 3.4, with its "sql" extra: pyarrow, pandas) is an optional dependency of q8bert
+(``pip install q8bert[spark]``), imported only here. The work runs in ``DataFrame.mapInArrow``: each Arrow record batch of
 a partition goes to ``Model.encode`` / ``Model.predict`` as one list of strings, and the result
 column comes back as Arrow arrays, with no pandas conversion on either side.
 

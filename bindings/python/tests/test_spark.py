@@ -46,8 +46,10 @@ def texts_df(spark, rows, partitions):
 
 
 def collect_sorted(df, cols):
-    pdf = df.toPandas().sort_values("id")
-    return [pdf[c].tolist() for c in cols], pdf["id"].tolist()
+    """The columns as Python lists (None for null), rows ordered by id; through Arrow, no pandas."""
+    t = df.toArrow()
+    t = t.take(np.argsort(np.asarray(t.column("id").to_pylist()), kind="stable"))
+    return [t.column(c).to_pylist() for c in cols], t.column("id").to_pylist()
 
 
 def as_matrix(lists):
@@ -174,12 +176,19 @@ def test_model_shipped_with_addfile_and_one_model_per_worker(spark, suite, sst2,
 
     # Each worker process opened the shipped model once for all its batches and tasks
     # (4 partitions x 2000-row Arrow batches on 2 workers); its thread count is the task's CPUs (1).
-    def report(_):
+    # Asked from a mapInArrow job too, so that Spark hands it the same (reused) Python workers.
+    def report(batches):
         import os as _os
+        import json as _json
+        import pyarrow as _pa
         from q8bert import spark as qs
-        yield (_os.getpid(), qs.opened_models())
+        for _ in batches:
+            pass
+        yield _pa.RecordBatch.from_pydict({"pid": [_os.getpid()], "opened": [_json.dumps(qs.opened_models())]})
 
-    reports = dict(spark.sparkContext.parallelize(range(8), 8).mapPartitions(report).collect())
+    import json
+    got = spark.range(0, 8, 1, 8).mapInArrow(report, "pid long, opened string").collect()
+    reports = {r.pid: json.loads(r.opened) for r in got}
     shipped_opens = [[o for o in opened if o[0].endswith("shipped-embed.q8b")] for opened in reports.values()]
     assert any(shipped_opens), f"no worker reports the shipped model: {reports}"
     for opens in shipped_opens:
