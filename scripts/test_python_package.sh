@@ -49,8 +49,8 @@ PY
 step "pip wheel + auditwheel repair"
 lock "$work/clean/bin/pip" wheel --quiet --no-deps -w "$work/dist" "$root/bindings/python"
 wheel=$(ls "$work"/dist/q8bert-*.whl)
-python3 -m auditwheel show "$wheel"
-python3 -m auditwheel repair --quiet "$wheel" -w "$work/wheelhouse"
+python3 -m auditwheel show "$wheel" | tr "\n" " " | grep -o "consistent with the following platform tag: \"[^\"]*\"" || true
+python3 -m auditwheel repair "$wheel" -w "$work/wheelhouse"
 repaired=$(ls "$work"/wheelhouse/q8bert-*.whl)
 echo "wheel: $(basename "$repaired")"
 case "$(basename "$repaired")" in
