@@ -23,7 +23,7 @@ cargo build --release --quiet -p trainer
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 "$target/release/examples/make_conformance_model" "$work/suite" >/dev/null
 cache="${Q8BERT_CACHE:-$HOME/.cache/q8bert}"
-minilm="$cache/minilm-$(git rev-parse --short HEAD).q8b"
+minilm="${Q8BERT_MINILM_Q8B:-$cache/minilm-$(git rev-parse --short HEAD).q8b}"
 if [ ! -f "$minilm" ]; then
   "$target/release/trainer" quantize --model "$(bash scripts/fetch_minilm.sh)" --output "$minilm.tmp" >&2
   mv "$minilm.tmp" "$minilm"
@@ -36,9 +36,9 @@ export Q8BERT_LIBRARY="$lib/libq8bert.so.0" PYTHONPATH="$root/bindings/python"
 
 echo "# $(date -u '+%F %H:%M UTC'), $(nproc) cores, $(python3 -c 'import platform; print(platform.python_implementation(), platform.python_version())'), q8bert $(git rev-parse --short HEAD)"
 if [ "$what" = all ] || [ "$what" = encode ]; then
-  python3 bindings/python/bench/bench_encode.py --c-bench "$work/c_batches" --embed "$minilm" \
+  python3 bindings/python/bench/bench_encode.py --c-bench "$work/c_batches" --embed "$minilm" --passes "${PASSES:-5}" \
       --tiny "$work/suite/classify.q8b" --sst2 "$sst2"
 fi
 if [ "$what" = all ] || [ "$what" = spark ]; then
-  python3 bindings/python/bench/bench_spark.py --model "$minilm" --sst2 "$sst2"
+  python3 bindings/python/bench/bench_spark.py --model "$minilm" --sst2 "$sst2" --runs "${RUNS:-3}"
 fi

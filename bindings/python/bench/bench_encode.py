@@ -68,17 +68,38 @@ def main():
     c_out = subprocess.run([a.c_bench, a.tiny, one, str(a.batch), "1", "calls", str(a.calls)],
                            check=True, capture_output=True, text=True).stdout.split()
     with q8bert.Model(a.tiny, num_threads=1, truncate=True) as m:
-        run_text = median_us(lambda: m.run_text(first), a.calls)
+        # In-process peer: the bare ctypes call with every argument prepared once (what a C
+        # caller pays, plus ctypes' dispatch), interleaved call by call with the API calls so the
+        # three see the same machine state; medians of the per-round differences.
+        lib, h = q8bert._lib, m._handle
+        packed = q8bert._Packed(first)
+        out = np.empty((len(first), m.info.output_dim), dtype=np.float32)
+        oa, osz = out.ctypes.data, out.size
         batched_name = "encode" if m.info.head == "embedding" else "predict"
         batched_fn = m.encode if batched_name == "encode" else m.predict
-        batched = median_us(lambda: batched_fn(first, batch_size=a.batch), a.calls)
+        fns = {"raw": lambda: lib.q8bert_run_text(h, packed.addr, None, len(first), oa, osz),
+               "run_text": lambda: m.run_text(first),
+               batched_name: lambda: batched_fn(first, batch_size=a.batch)}
+        times = {k: [] for k in fns}
+        for f in fns.values():
+            for _ in range(max(1, a.calls // 10)):
+                f()
+        for _ in range(a.calls):
+            for k, f in fns.items():
+                t0 = time.perf_counter_ns()
+                f()
+                times[k].append((time.perf_counter_ns() - t0) / 1e3)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    over = {k: statistics.median([x - y for x, y in zip(times[k], times["raw"])]) for k in fns if k != "raw"}
     c_call = float(c_out[1])
     print(f"## per-call, {a.batch} SST-2 sentences per call, 1 thread, {os.path.basename(a.tiny)}, median of {a.calls}")
-    print("| call | median µs | over C |")
-    print("|---|---:|---:|")
-    print(f"| C `q8bert_run_text` | {c_call:.2f} | |")
-    print(f"| Python `run_text` | {run_text:.2f} | {run_text - c_call:+.2f} µs |")
-    print(f"| Python `{batched_name}(batch_size={a.batch})` | {batched:.2f} | {batched - c_call:+.2f} µs |")
+    print("| call | median µs | over the C program | over the bare ctypes call (paired) |")
+    print("|---|---:|---:|---:|")
+    print(f"| C program, `q8bert_run_text` | {c_call:.2f} | | |")
+    print(f"| Python, bare ctypes call, arguments prepared once | {med['raw']:.2f} | {med['raw'] - c_call:+.2f} µs | |")
+    print(f"| Python `run_text(texts)` | {med['run_text']:.2f} | {med['run_text'] - c_call:+.2f} µs | {over['run_text']:+.2f} µs |")
+    print(f"| Python `{batched_name}(texts, batch_size={a.batch})` | {med[batched_name]:.2f} | "
+          f"{med[batched_name] - c_call:+.2f} µs | {over[batched_name]:+.2f} µs |")
 
     # 2. throughput on the same batches
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
@@ -86,24 +107,39 @@ def main():
     ordered = os.path.join(tmp, "ordered.txt")
     with open(ordered, "w", encoding="utf-8") as f:
         f.write("\n".join(texts[i] for i in order) + "\n")
-    c_times, py_times = [], []
+    c_times, py_times, raw_times = [], [], []
     with q8bert.Model(a.embed, num_threads=a.threads, truncate=True) as m:
         m.encode(texts[:256], batch_size=a.batch)  # warm-up
+        # In-process peer: the same batches through bare ctypes calls, all arguments prepared.
+        lib, h = q8bert._lib, m._handle
+        sorted_texts = [texts[i] for i in order]
+        batches = [q8bert._Packed(sorted_texts[i:i + a.batch]) for i in range(0, a.n, a.batch)]
+        sizes = [len(sorted_texts[i:i + a.batch]) for i in range(0, a.n, a.batch)]
+        out = np.empty((a.batch, m.info.output_dim), dtype=np.float32)
+        oa, osz = out.ctypes.data, out.size
         for _ in range(a.passes):
-            out = subprocess.run([a.c_bench, a.embed, ordered, str(a.batch), str(a.threads), "pass", "1"],
+            t0 = time.perf_counter()
+            bad = 0
+            for p, k in zip(batches, sizes):
+                bad |= lib.q8bert_run_text(h, p.addr, None, k, oa, osz)
+            raw_times.append(time.perf_counter() - t0)
+            assert bad == 0, q8bert._lib.q8bert_last_error()
+            res = subprocess.run([a.c_bench, a.embed, ordered, str(a.batch), str(a.threads), "pass", "1"],
                                  check=True, capture_output=True, text=True).stdout.split()
-            c_times.append(float(out[1]))
+            c_times.append(float(res[1]))
             t0 = time.perf_counter()
             m.encode(texts, batch_size=a.batch)
             py_times.append(time.perf_counter() - t0)
-    c, py = statistics.median(c_times), statistics.median(py_times)
+    c, py, raw = statistics.median(c_times), statistics.median(py_times), statistics.median(raw_times)
     print(f"\n## encode throughput, {a.n} SST-2 sentences, batch {a.batch}, {a.threads} threads, "
           f"{os.path.basename(a.embed)}, median of {a.passes} alternating passes")
     print("| | s per pass | sentences/s | vs C |")
     print("|---|---:|---:|---:|")
     print(f"| C `q8bert_run_text` over the sorted batches | {c:.3f} | {a.n / c:.0f} | 100% |")
-    print(f"| Python `Model.encode` | {py:.3f} | {a.n / py:.0f} | {100 * c / py:.1f}% |")
-    print(f"(all passes: C {', '.join(f'{t:.3f}' for t in c_times)}; Python {', '.join(f'{t:.3f}' for t in py_times)})")
+    print(f"| Python, bare ctypes calls over the same batches (in-process peer) | {raw:.3f} | {a.n / raw:.0f} | {100 * c / raw:.1f}% |")
+    print(f"| Python `Model.encode` | {py:.3f} | {a.n / py:.0f} | {100 * c / py:.1f}% ({100 * raw / py:.1f}% of the in-process peer) |")
+    print(f"(all passes: C {', '.join(f'{t:.3f}' for t in c_times)}; bare ctypes {', '.join(f'{t:.3f}' for t in raw_times)}; "
+          f"Python {', '.join(f'{t:.3f}' for t in py_times)})")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from ctypes import POINTER, c_char_p, c_float, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -201,6 +202,7 @@ def _check_library_version() -> None:
 
 
 _check_library_version()
+_run_text = _lib.q8bert_run_text
 
 
 def version() -> str:
@@ -220,9 +222,8 @@ def _check(status: int) -> None:
 _PTR_CODE = "Q" if ctypes.sizeof(c_void_p) == 8 else "I"
 
 
-def _address(buf: bytes) -> int:
-    """Address of a bytes object's own storage (no copy; valid while ``buf`` is alive)."""
-    return ctypes.cast(c_char_p(buf), c_void_p).value
+_c_char = ctypes.c_char
+_addressof = ctypes.addressof
 
 
 class _Packed:
@@ -264,8 +265,9 @@ class _Packed:
             i = next(i for i, t in enumerate(texts) if ("\0" if isinstance(t, str) else b"\0") in t)
             raise Q8bertError(Status.INVALID_ARGUMENT,
                               f"{what}[{i if index is None else index[i]}] contains a NUL character")
-        base = _address(buf)
-        ptrs = array.array(_PTR_CODE, accumulate(steps, initial=base))
+        # A ctypes copy of the buffer: its address comes from C calls only (the copy is a memcpy).
+        buf = (_c_char * len(buf)).from_buffer_copy(buf)
+        ptrs = array.array(_PTR_CODE, accumulate(steps, initial=_addressof(buf)))
         self.buf = buf
         self.ptrs = ptrs
         self.addr = ptrs.buffer_info()[0]
@@ -378,7 +380,10 @@ class Model:
         self._handle = handle.value
         self.path = os.fspath(path)
         # Calls in flight are counted so close() never frees a model another thread is using.
-        self._cond = threading.Condition(threading.Lock())
+        # (A plain Lock, whose context manager is C code: this runs on every call, after the
+        # library has evicted the interpreter from the caches. close() polls instead of waiting
+        # on a Condition.)
+        self._lock = threading.Lock()
         self._active = 0
         try:
             buf = ctypes.create_string_buffer(_INFO_BUFFER_BYTES)
@@ -405,17 +410,22 @@ class Model:
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
         """Frees the model after calls in progress finish; closing twice is a no-op."""
-        cond = getattr(self, "_cond", None)
-        if cond is None:
+        lock = getattr(self, "_lock", None)
+        if lock is None:
             if getattr(self, "_handle", None) is not None:  # failed during __init__
                 _lib.q8bert_free(self._handle)
                 self._handle = None
             return
-        with cond:
-            cond.wait_for(lambda: self._active == 0)
-            if self._handle is not None:
-                _lib.q8bert_free(self._handle)
-                self._handle = None
+        delay = 0.0001
+        while True:
+            with lock:
+                if self._active == 0:
+                    if self._handle is not None:
+                        _lib.q8bert_free(self._handle)
+                        self._handle = None
+                    return
+            time.sleep(delay)  # calls in flight on other threads: let them finish
+            delay = min(delay * 2, 0.01)
 
     @property
     def closed(self) -> bool:
@@ -438,25 +448,25 @@ class Model:
         return f"q8bert.Model({self.path!r}, {state})"
 
     def _acquire(self) -> int:
-        with self._cond:
+        with self._lock:
             if self._handle is None:
                 raise Q8bertError(Status.INVALID_ARGUMENT, "model is closed")
             self._active += 1
             return self._handle
 
     def _release(self) -> None:
-        with self._cond:
+        with self._lock:
             self._active -= 1
-            if self._active == 0:
-                self._cond.notify_all()
 
     # -- one library call -----------------------------------------------------------------------
     def _run_packed(self, a: _Packed, b: Optional[_Packed], n: int, out: np.ndarray) -> None:
         h = self._acquire()
         try:
-            _check(_lib.q8bert_run_text(h, a.addr, None if b is None else b.addr, n, out.ctypes.data, out.size))
+            status = _run_text(h, a.addr, None if b is None else b.addr, n, out.ctypes.data, out.size)
         finally:
             self._release()
+        if status:
+            _check(status)
 
     def run_text(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None) -> np.ndarray:
         """All texts in ONE library call (``q8bert_run_text``; padded to the longest): per text the
@@ -469,9 +479,18 @@ class Model:
             raise Q8bertError(Status.INVALID_ARGUMENT, f"{n} texts but {len(pairs)} pair texts")
         if n == 0:
             return np.zeros((0, self._per_text), dtype=np.float32)
-        out = np.empty((n, self._per_text), dtype=np.float32)
-        self._run_packed(_Packed(texts), None if pairs is None else _Packed(pairs, "pairs"), n, out)
-        return out
+        a = _Packed(texts)
+        b = None if pairs is None else _Packed(pairs, "pairs")
+        size = n * self._per_text
+        buf = (c_float * size)()  # ctypes-owned; numpy wraps it below (C calls only, no copy)
+        h = self._acquire()
+        try:
+            status = _run_text(h, a.addr, None if b is None else b.addr, n, _addressof(buf), size)
+        finally:
+            self._release()
+        if status:
+            _check(status)
+        return np.frombuffer(buf, dtype=np.float32).reshape(n, self._per_text)
 
     def _batched(self, a: Sequence, b: Optional[Sequence], batch_size: int, show_progress_bar: bool,
                  desc: str) -> np.ndarray:
@@ -481,29 +500,29 @@ class Model:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         n = len(a)
-        out = np.empty((n, self._per_text), dtype=np.float32)
-        if n == 0:
+        if n <= batch_size:  # one call, nothing to reorder
+            out = self.run_text(a, b)
+            if show_progress_bar:
+                progress = _Progress(n, True, desc)
+                progress.update(n)
+                progress.close()
             return out
-        if n > batch_size:
-            try:
-                if b is None:
-                    lengths = np.fromiter(map(len, a), dtype=np.int64, count=n)
-                else:
-                    lengths = np.fromiter((len(x) + len(y) for x, y in zip(a, b)), dtype=np.int64, count=n)
-            except TypeError:
-                _Packed(a)  # raises the TypeError that names the bad text
-                if b is not None:
-                    _Packed(b, "pairs")
-                raise
-            order = np.argsort(-lengths, kind="stable")
+        out = np.empty((n, self._per_text), dtype=np.float32)
+        try:
+            if b is None:
+                lengths = np.fromiter(map(len, a), dtype=np.int64, count=n)
+            else:
+                lengths = np.fromiter((len(x) + len(y) for x, y in zip(a, b)), dtype=np.int64, count=n)
+        except TypeError:
+            _Packed(a)  # raises the TypeError that names the bad text
+            if b is not None:
+                _Packed(b, "pairs")
+            raise
+        order = np.argsort(-lengths, kind="stable")
         progress = _Progress(n, show_progress_bar, desc)
         try:
-            if n <= batch_size:  # one call; no reordering needed
-                self._run_packed(_Packed(a), None if b is None else _Packed(b, "pairs"), n, out)
-                progress.update(n)
-                return out
             sorted_out = np.empty_like(out)
-            idx = order.tolist()  # noqa: F821 (set above when n > batch_size)
+            idx = order.tolist()
             for start in range(0, n, batch_size):
                 sel = idx[start:start + batch_size]
                 pa = _Packed([a[i] for i in sel], "texts", sel)
