@@ -67,6 +67,7 @@ class Status:
 
 HEAD_CLASSIFICATION, HEAD_REGRESSION, HEAD_EMBEDDING, HEAD_TOKEN_STATES = 1, 2, 3, 4
 _HEAD_NAMES = {1: "classification", 2: "regression", 3: "embedding", 4: "token_states"}
+_ACTIVATION_NAMES = {0: "static", 1: "per_row", 2: "mixed"}  # Q8BERT_ACTIVATIONS_*
 FLAG_VERIFY_CHECKSUM, FLAG_TRUNCATE = 1, 2
 
 
@@ -100,7 +101,7 @@ class _Info(ctypes.Structure):
     _fields_ = [(n, c_uint32) for n in (
         "struct_size", "head_kind", "output_dim", "max_seq_len", "vocab_size", "hidden_size",
         "num_layers", "num_heads", "intermediate_size", "num_labels", "kernel", "num_threads")] + [
-        ("file_size", c_uint64), ("max_text_tokens", c_uint32)]
+        ("file_size", c_uint64), ("max_text_tokens", c_uint32), ("activations", c_uint32)]
 
 
 # q8bert_model_info writes the library's own q8bert_info, which may grow at its end in a later
@@ -346,6 +347,7 @@ class ModelInfo:
     kernel: str               # the kernel in use ("avx2", "scalar", ...)
     num_threads: int
     file_size: int
+    activations: str          # how linear layers quantize inputs: "static", "per_row" or "mixed"
     labels: Tuple[str, ...] = field(default=())
 
     def __getitem__(self, key: str):  # dict-style access, as the 0.1 binding returned a dict
@@ -399,7 +401,8 @@ class Model:
                 vocab_size=raw.vocab_size, hidden_size=raw.hidden_size, num_layers=raw.num_layers,
                 num_heads=raw.num_heads, intermediate_size=raw.intermediate_size, num_labels=raw.num_labels,
                 kernel=_lib.q8bert_kernel_name(raw.kernel).decode(), num_threads=raw.num_threads,
-                file_size=raw.file_size, labels=labels)
+                file_size=raw.file_size, labels=labels,
+                activations=_ACTIVATION_NAMES.get(raw.activations, str(raw.activations)))
         except BaseException:
             self.close()
             raise

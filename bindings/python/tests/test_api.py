@@ -104,6 +104,7 @@ def test_info(cls, emb, suite):
     assert i.output_dim == len(suite["labels"]) and i["output_dim"] == i.output_dim
     assert i.hidden_size == suite["hidden_size"] and i.num_layers >= 1 and i.vocab_size > 1000
     assert i.kernel not in ("", "unknown")
+    assert i.activations in ("static", "per_row", "mixed")
     assert i.file_size == os.path.getsize(suite["dir"] / suite["classify_model"])
     assert emb.info.head == "embedding" and emb.info.labels == () and cls.get_sentence_embedding_dimension() is None
     with q8bert.Model(suite["dir"] / suite["classify_model"], num_threads=1, max_seq_len=16) as m:
