@@ -1,9 +1,15 @@
-"""python3 example.py MODEL.q8b "a sentence" [...]: classify sentences with the Python binding."""
+"""python3 example.py MODEL.q8b "a sentence" [...]: classify sentences (or embed them, for an
+embedding model) with the Python package."""
 import sys
 
 import q8bert
 
 with q8bert.Model(sys.argv[1], truncate=True) as model:
-    logits = model.classify(sys.argv[2:])
-    for text, row in zip(sys.argv[2:], logits):
-        print(f"{text}\n  label: {model.labels[int(row.argmax())]}")
+    texts = sys.argv[2:]
+    if model.info.head == "embedding":
+        for text, vec in zip(texts, model.encode(texts, normalize_embeddings=True)):
+            print(f"{text}\n  embedding[:4]: {vec[:4]}")
+    else:
+        probs = model.predict(texts, apply_softmax=True)
+        for text, label, p in zip(texts, model.classify(texts), probs):
+            print(f"{text}\n  label: {label} ({p.max():.2f})")

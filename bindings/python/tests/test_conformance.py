@@ -99,6 +99,30 @@ def test_threads_share_one_model(suite):
         assert failures == []
 
 
+def test_close_while_another_thread_is_calling(suite):
+    """close() waits for the call in flight; the other thread then finishes or is told the model
+    is closed (never a crash on freed memory)."""
+    m = q8bert.Model(suite["dir"] / suite["classify_model"], truncate=True)
+    texts = suite["texts"] * 400
+    outcome = []
+    started = threading.Event()
+
+    def work():
+        started.set()
+        try:
+            outcome.append(m.predict(texts, batch_size=4).shape)
+        except q8bert.Q8bertError as e:
+            outcome.append(e.message)
+
+    t = threading.Thread(target=work)
+    t.start()
+    started.wait()
+    m.close()
+    t.join()
+    assert m.closed
+    assert outcome in ([(len(texts), len(suite["labels"]))], ["model is closed"]), outcome
+
+
 def _rss_kib():
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
