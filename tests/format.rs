@@ -131,8 +131,12 @@ fn rewritten(edit: impl FnOnce(&mut Vec<Entry>, &mut Vec<(String, MetaValue)>)) 
 
 /// `rewritten`, declaring format version 1.`minor`.
 fn rewritten_as(minor: u16, edit: impl FnOnce(&mut Vec<Entry>, &mut Vec<(String, MetaValue)>)) -> Vec<u8> {
-    let b = valid();
-    let index = FileIndex::parse(&b, true).unwrap();
+    rewrite(&valid(), minor, edit)
+}
+
+/// The file `b` written again as version 1.`minor` after editing its tensors and metadata.
+fn rewrite(b: &[u8], minor: u16, edit: impl FnOnce(&mut Vec<Entry>, &mut Vec<(String, MetaValue)>)) -> Vec<u8> {
+    let index = FileIndex::parse(b, true).unwrap();
     let mut tensors: Vec<Entry> = index
         .tensors
         .iter()
@@ -399,22 +403,7 @@ fn int8_attention_needs_format_1_1_and_the_builder_declares_it() {
 /// A per-row model's tensors, re-declared as version 1.`minor`, after `edit`.
 fn per_row_rewritten(minor: u16, edit: impl FnOnce(&mut Vec<Entry>)) -> Vec<u8> {
     let b = FpModel::random(tiny_config(), Head::Classification { labels: vec!["a".into(), "b".into()] }, 3).with_per_row_inputs().bytes();
-    let index = FileIndex::parse(&b, true).unwrap();
-    let mut tensors: Vec<Entry> = index
-        .tensors
-        .iter()
-        .map(|t| Entry { name: t.name.clone(), dtype: t.dtype, dims: t.dims.clone(), bytes: b[t.range.clone()].to_vec() })
-        .collect();
-    edit(&mut tensors);
-    let mut w = FileWriter::new();
-    w.version_minor(minor);
-    for (k, v) in index.metadata {
-        w.metadata(&k, v);
-    }
-    for t in tensors {
-        w.tensor(&t.name, t.dtype, &t.dims, t.bytes);
-    }
-    w.to_bytes()
+    rewrite(&b, minor, |t, _| edit(t))
 }
 
 #[test]
