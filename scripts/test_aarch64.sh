@@ -10,12 +10,15 @@
 #      told which kernels its CPU must have (Q8BERT_EXPECT_KERNELS);
 #   4. the C example cross-compiled against the aarch64 libq8bert.so and libq8bert.a, run under
 #      each CPU with each of its kernels: outputs bit-equal (printed %.9g) to the x86 build's.
-# Set Q8BERT_LOCK=/path to run each CPU-heavy step under flock on a shared machine.
+# Set Q8BERT_LOCK=/path to run each CPU-heavy step under flock on a shared machine;
+# Q8BERT_AARCH64_STEPS=build,tests,c (the default) picks steps 2-4 (the build is incremental).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 lock() { if [ -n "${Q8BERT_LOCK:-}" ]; then flock "$Q8BERT_LOCK" "$@"; else "$@"; fi; }
 step() { printf '\n=== aarch64: %s\n' "$*"; }
+steps=${Q8BERT_AARCH64_STEPS:-build,tests,c}
+want() { [[ ",$steps," == *",$1,"* ]]; }
 t_start=$SECONDS
 target=aarch64-unknown-linux-gnu
 
@@ -42,6 +45,8 @@ cargo=/usr/bin/cargo
 runner() { export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu $1"; }
 runner max
 
+libdir="$CARGO_TARGET_DIR/$target/debug"
+if want build; then
 step "cross build"
 t0=$SECONDS
 lock $cargo build -p q8bert --target $target --lib --quiet
@@ -57,8 +62,8 @@ if [ -d /usr/lib/rustlib/aarch64-unknown-none/lib ]; then
 else
   echo "aarch64-unknown-none: no Debian std package for it (not built)"
 fi
-libdir="$CARGO_TARGET_DIR/$target/debug"
 echo "cross build took $((SECONDS - t0)) s"
+fi
 
 # What each emulated CPU must offer (the dispatch is also checked to refuse the rest).
 declare -A expect=(
@@ -91,12 +96,15 @@ run_tests() { # cpu, then cargo test arguments
   rm -f "$log"
 }
 
+if want tests; then
 step "runtime suite under qemu-aarch64"
 run_tests max
 for cpu in neoverse-n1 cortex-a53; do
   run_tests "$cpu" --test kernels --test forward --test hardening --test c_api
 done
+fi
 
+if want c; then
 step "C example: aarch64 (.so and .a, every CPU and kernel) vs x86, bit for bit"
 work=$(mktemp -d "${TMPDIR:-/tmp}/q8bert-aarch64.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -107,10 +115,11 @@ trap 'rm -rf "$work"' EXIT
   lock cargo run -p q8bert --quiet --example make_conformance_model -- "$work/suite" >/dev/null
 )
 cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror -O1 -I "$root/include")
+# The library's SONAME is libq8bert.so.0 (build.rs): the loader looks for that name.
+for d in "$root/target/debug" "$libdir"; do [ -e "$d/libq8bert.so.0" ] || ln -s libq8bert.so "$d/libq8bert.so.0"; done
 cc "${cflags[@]}" c_examples/run_ids.c -o "$work/run_ids.x86" -L "$root/target/debug" -lq8bert -Wl,-rpath,"$root/target/debug"
 aarch64-linux-gnu-gcc "${cflags[@]}" c_examples/run_ids.c -o "$work/run_ids.so" -L "$libdir" -lq8bert -Wl,-rpath,"$libdir"
 aarch64-linux-gnu-gcc "${cflags[@]}" c_examples/run_ids.c -o "$work/run_ids.a" "$libdir/libq8bert.a" -lpthread -ldl -lm
-[ -e "$libdir/libq8bert.so.0" ] || ln -s libq8bert.so "$libdir/libq8bert.so.0"
 file "$work/run_ids.so" | grep -q 'ARM aarch64' || { echo "run_ids.so is not an aarch64 program" >&2; exit 1; }
 # Two batches of two sequences (one padded) per model; the kernel line differs by design.
 inputs=(2 7 9 11 3 1996 2143 -- 2 30 3 -- 2 2023 2003 1037 3231 1012 3 -- 2 4 3)
@@ -145,6 +154,7 @@ for model in classify embed; do
   fi
 done
 summary+=("C example run_ids: $checks aarch64 runs (2 models x CPU x kernel x .so/.a) bit-equal to x86; neon-dotprod on cortex-a53 refused cleanly")
+fi
 
 step "summary"
 printf '%s\n' "${summary[@]}"
