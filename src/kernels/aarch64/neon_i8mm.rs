@@ -9,8 +9,9 @@
 //! tile of the m block. That costs ~3 instructions per 16 weight bytes once per m block, against
 //! m/2 `smmla` per 16 weight bytes (docs/ARM64.md).
 //!
-//! Micro tile: 8 rows x 8 columns = 4 row pairs x 4 column pairs = 16 accumulators; per 8 k it
-//! loads 64 bytes of A and 64 bytes of regrouped W and issues 16 `smmla`s. A 16-column panel is
+//! Micro tile: 10 rows x 8 columns = 5 row pairs x 4 column pairs = 20 accumulators (with the 5
+//! A operands and 2 W operands in flight: 27 of the 32 registers; 12 rows spilled); per 8 k it
+//! loads 80 bytes of A and 64 bytes of regrouped W and issues 20 `smmla`s. A 16-column panel is
 //! two such tiles (the A block stays in L1 between them).
 
 use core::arch::aarch64::*;
@@ -82,15 +83,32 @@ unsafe fn micro<const RP: usize>(a: *const u8, w: *const u8, steps: usize, t: &O
         // SAFETY (loads): per step RP*16 bytes of A and 64 bytes of this half's W, within the
         // sizes promised by the caller.
         let (mut ap, mut wp) = (a.cast::<i8>(), unsafe { w.cast::<i8>().add(h * steps * 64) });
-        for _ in 0..steps {
-            let wv = unsafe { vld1q_s8_x4(wp) };
-            for (rp, acc) in acc.iter_mut().enumerate() {
-                let av = unsafe { vld1q_s8(ap.add(rp * 16)) };
-                acc[0] = smmla(acc[0], av, wv.0);
-                acc[1] = smmla(acc[1], av, wv.1);
-                acc[2] = smmla(acc[2], av, wv.2);
-                acc[3] = smmla(acc[3], av, wv.3);
+        // One step: the RP A operands stay in registers while each pair of W operands is
+        // loaded and used by every row pair.
+        let step = |acc: &mut [[int32x4_t; 4]; RP], ap: *const i8, wp: *const i8| {
+            let av: [int8x16_t; RP] = core::array::from_fn(|rp| unsafe { vld1q_s8(ap.add(rp * 16)) });
+            for q in [0, 2] {
+                let (w0, w1) = unsafe { (vld1q_s8(wp.add(q * 16)), vld1q_s8(wp.add(q * 16 + 16))) };
+                for (acc, &av) in acc.iter_mut().zip(&av) {
+                    acc[q] = smmla(acc[q], av, w0);
+                    acc[q + 1] = smmla(acc[q + 1], av, w1);
+                }
             }
+        };
+        // Four steps per iteration (the loop's subs/b.ne/adds over 16 * RP smmla), then the rest.
+        for _ in 0..steps / 4 {
+            // SAFETY: steps i..i+4 are inside the sizes (steps / 4 whole groups of four).
+            unsafe {
+                step(&mut acc, ap, wp);
+                step(&mut acc, ap.add(RP * 16), wp.add(64));
+                step(&mut acc, ap.add(2 * RP * 16), wp.add(128));
+                step(&mut acc, ap.add(3 * RP * 16), wp.add(192));
+                ap = ap.add(4 * RP * 16);
+                wp = wp.add(256);
+            }
+        }
+        for _ in 0..steps % 4 {
+            step(&mut acc, ap, wp);
             // SAFETY: advancing by what was read; at most one past the end.
             unsafe {
                 ap = ap.add(RP * 16);
@@ -116,8 +134,8 @@ unsafe fn micro<const RP: usize>(a: *const u8, w: *const u8, steps: usize, t: &O
 }
 
 impl Tier for NeonI8mm {
-    const MR: usize = 8;
-    const TAILS: &'static [usize] = &[6, 4, 2, 1];
+    const MR: usize = 10;
+    const TAILS: &'static [usize] = &[8, 6, 4, 2, 1];
     const KB: usize = 8;
     const ROW_ALIGN: usize = 2;
     fn w_scratch(kg: usize) -> usize {
@@ -134,6 +152,7 @@ impl Tier for NeonI8mm {
         // SAFETY: forwarded from the caller; odd row counts were padded with a zero row.
         unsafe {
             match t.rows.div_ceil(2) {
+                5 => micro::<5>(a, w, steps, t),
                 4 => micro::<4>(a, w, steps, t),
                 3 => micro::<3>(a, w, steps, t),
                 2 => micro::<2>(a, w, steps, t),
