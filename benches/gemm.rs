@@ -1,5 +1,6 @@
 //! Single-thread GEMM throughput on the BERT-base shapes (M=128), per kernel, against the
-//! VNNI peak measured in the same run by the register-only dpbusd probe.
+//! int8 peak measured in the same run by a register-only probe: `vpdpbusd` on x86-64, `smmla`
+//! or `sdot` on aarch64 (none for AVX2-only or NEON-only CPUs: criterion's GOPS only).
 //!
 //! `cargo bench --bench gemm` runs criterion, then prints a summary table (GOPS, % of peak).
 //! `cargo bench --bench gemm -- --summary-only` prints just the table.
@@ -188,10 +189,17 @@ fn summary() {
     if let Some(p) = peak256 {
         println!("peak probe avx-vnni    (ymm dpbusd, 12 chains): {p:7.1} GOPS (median)");
     }
-    let Some(peak_kind) =
-        [KernelKind::Avx512Vnni, KernelKind::AvxVnni].into_iter().find(|&k| probe::run(k, 1).is_some())
+    if let Some(p) = peak_gops(KernelKind::NeonI8mm) {
+        println!("peak probe neon-i8mm   (smmla, 16 chains):      {p:7.1} GOPS (median)");
+    }
+    if let Some(p) = peak_gops(KernelKind::NeonDotprod) {
+        println!("peak probe neon-dotprod (sdot, 16 chains):      {p:7.1} GOPS (median)");
+    }
+    let Some(peak_kind) = [KernelKind::Avx512Vnni, KernelKind::AvxVnni, KernelKind::NeonI8mm, KernelKind::NeonDotprod]
+        .into_iter()
+        .find(|&k| probe::run(k, 1).is_some())
     else {
-        println!("no VNNI peak probe on this CPU; GOPS only");
+        println!("no int8 peak probe on this CPU; GOPS only (criterion's lines above)");
         return;
     };
     println!("% of peak is against the {} probe, sampled alternately with each kernel run", peak_kind.name());

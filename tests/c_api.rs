@@ -1,6 +1,10 @@
 //! The C examples, compiled with -Wall -Wextra -Wpedantic -Werror against include/q8bert.h and
 //! the freshly built libq8bert.so / libq8bert.a, run on a generated model: outputs must equal
 //! the Rust API's bit for bit, and the error-path program must pass every check.
+//!
+//! Cross testing (scripts/test_aarch64.sh): `Q8BERT_C_CC` names the C compiler (default `cc`),
+//! `Q8BERT_C_LIB_DIR` a directory with an already built libq8bert for the test's target, and
+//! `Q8BERT_C_EMULATOR` the emulator every C program runs under (e.g. `qemu-aarch64 -cpu max`).
 
 mod common;
 
@@ -21,6 +25,15 @@ fn root() -> &'static Path {
 fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("Q8BERT_C_LIB_DIR") {
+            let dir = PathBuf::from(dir);
+            assert!(dir.join("libq8bert.a").exists(), "Q8BERT_C_LIB_DIR={} has no libq8bert.a", dir.display());
+            let soname = dir.join("libq8bert.so.0");
+            if std::fs::symlink_metadata(&soname).is_err() {
+                std::os::unix::fs::symlink("libq8bert.so", &soname).expect("cannot link libq8bert.so.0");
+            }
+            return dir;
+        }
         let target = root().join("target/c-api");
         let status = Command::new(env!("CARGO"))
             .args(["build", "--lib", "--quiet", "--target-dir"])
@@ -50,10 +63,12 @@ fn extra_cflags() -> Vec<String> {
     std::env::var("Q8BERT_C_FLAGS").unwrap_or_default().split_whitespace().map(str::to_string).collect()
 }
 
-/// Runs a C program, under `$Q8BERT_C_RUNNER` (e.g. valgrind) when set.
+/// Runs a C program, under `$Q8BERT_C_RUNNER` (e.g. valgrind) when set, and under
+/// `$Q8BERT_C_EMULATOR` when set.
 fn program(exe: &Path) -> Command {
     let runner = std::env::var("Q8BERT_C_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
+    let emulator = std::env::var("Q8BERT_C_EMULATOR").unwrap_or_default();
+    let mut words = runner.split_whitespace().chain(emulator.split_whitespace());
     match words.next() {
         Some(first) => {
             let mut cmd = Command::new(first);
@@ -64,8 +79,27 @@ fn program(exe: &Path) -> Command {
     }
 }
 
+/// Runs a C program under `$Q8BERT_C_EMULATOR` only (never under a checking runner).
+fn emulated(exe: &Path) -> Command {
+    let emulator = std::env::var("Q8BERT_C_EMULATOR").unwrap_or_default();
+    let mut words = emulator.split_whitespace();
+    match words.next() {
+        Some(first) => {
+            let mut cmd = Command::new(first);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
+/// The C compiler: `$Q8BERT_C_CC` (a cross compiler) or `cc`.
+fn cc() -> Command {
+    Command::new(std::env::var("Q8BERT_C_CC").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "cc".into()))
+}
+
 fn compile(source: &str, out: &Path, static_link: bool) {
-    let mut cmd = Command::new("cc");
+    let mut cmd = cc();
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"])
         .args(extra_cflags())
         .arg("-I")
@@ -161,7 +195,7 @@ fn c_classify_text_mode_matches_rust() {
     let path = dir.join("text.q8b");
     fp.builder().write(&path).unwrap();
     let exe = dir.join("classify");
-    let mut cmd = Command::new("cc");
+    let mut cmd = cc();
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"])
         .args(extra_cflags())
         .arg("-I")
@@ -206,7 +240,7 @@ fn c_threads_share_one_model() {
     let path = dir.join("text.q8b");
     fp.builder().write(&path).unwrap();
     let exe = dir.join("threads");
-    let built = Command::new("cc")
+    let built = cc()
         .args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1", "-pthread", "-I"])
         .arg(root().join("include"))
         .arg(root().join("c_examples/threads.c"))
@@ -219,7 +253,7 @@ fn c_threads_share_one_model() {
         .output()
         .unwrap();
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    let out = Command::new(&exe).arg(&path).args(["6", "20", "a gripping, funny film.", "Dull.", "東京 🎉"]).output().unwrap();
+    let out = emulated(&exe).arg(&path).args(["6", "20", "a gripping, funny film.", "Dull.", "東京 🎉"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("6 passed, 0 failed"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(dir).ok();

@@ -72,6 +72,16 @@ fn eight_threads_share_one_model_bit_exactly() {
     eprintln!("{threads} threads x {runs} runs over {} batch shapes: all bit-identical", cases.len());
 }
 
+/// Whether this test process is emulated by QEMU user mode (scripts/test_aarch64.sh runs the
+/// suite under `qemu-aarch64`). QEMU passes the guest's own name through /proc/self/cmdline and
+/// /proc/self/exe but not through /proc/self/comm, which the kernel keeps as the emulator's.
+/// Tests that measure this process (its RSS, its address-space limit) would measure the emulator
+/// there, so exactly those two skip, saying so.
+fn under_qemu_user() -> Option<String> {
+    let comm = std::fs::read_to_string("/proc/self/comm").ok()?;
+    comm.trim().starts_with("qemu-").then(|| comm.trim().to_string())
+}
+
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -80,6 +90,10 @@ fn rss_bytes() -> usize {
 
 #[test]
 fn ten_thousand_create_free_cycles_keep_rss_flat() {
+    if let Some(emulator) = under_qemu_user() {
+        eprintln!("SKIPPED under {emulator}: the RSS measured would be the emulator's");
+        return;
+    }
     let _g = serial();
     let dir = std::env::temp_dir().join(format!("q8bert-rss-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -190,6 +204,12 @@ fn allocation_failure_is_an_error_status() {
         eprintln!("skipped under a sanitizer (it reserves terabytes of address space)");
         return;
     }
+    if let Some(emulator) = under_qemu_user() {
+        // The child would be the guest binary exec'd without the emulator, and the cap would
+        // apply to the emulator's own reservations.
+        eprintln!("SKIPPED under {emulator}: the address-space cap would apply to the emulator");
+        return;
+    }
     if std::process::Command::new("prlimit").arg("--version").output().is_err() {
         eprintln!("skipped: prlimit (util-linux) is not installed");
         return;
@@ -224,4 +244,13 @@ fn oom_child() {
     let mut small = [0f32; 2];
     model.run(&[2, 7, 3], None, None, 1, 3, &mut small).unwrap();
     println!("oom child: OutOfMemory, then Ok (needed {need} bytes, cap {cap}; {})", e.message);
+}
+
+/// The emulator check above is itself checked: scripts/test_aarch64.sh sets
+/// `Q8BERT_EXPECT_QEMU=1` when it runs this suite under qemu-aarch64; everywhere else the
+/// tests run natively and the check must say so.
+#[test]
+fn qemu_detection_matches_how_the_suite_runs() {
+    let expected = std::env::var("Q8BERT_EXPECT_QEMU").is_ok_and(|v| v == "1");
+    assert_eq!(under_qemu_user().is_some(), expected, "under_qemu_user() = {:?}", under_qemu_user());
 }

@@ -1,5 +1,8 @@
 //! Every kernel kind against the scalar reference, bit-exact, on shared cases.
 
+#[allow(dead_code)]
+mod common;
+
 use q8bert::kernels::{
     pack_weights, packed_len, weight_sums, Kernel, KernelKind, KGROUP, PANEL,
 };
@@ -443,4 +446,81 @@ fn attention_tiles_match_reference_bit_for_bit() {
             assert_eq!(got_half, want_half, "half-width values, kernel {}, len {len}", kind.name());
         }
     }
+}
+
+/// Exactly the kernels this CPU has are available. `Q8BERT_EXPECT_KERNELS` (a comma list of
+/// names; scripts/test_aarch64.sh sets it for each emulated CPU) gives the set; without it, on
+/// aarch64 Linux, the CPU's features in /proc/cpuinfo (asimddp, i8mm) decide. A CPU without
+/// FEAT_DotProd (Cortex-A53) must not get the `sdot` kernel (it would be SIGILL).
+#[test]
+fn available_kernels_are_exactly_the_cpus() {
+    let mut available: Vec<&str> =
+        KernelKind::ALL.into_iter().filter(|&k| Kernel::new(k).is_some()).map(KernelKind::name).collect();
+    available.sort_unstable();
+    eprintln!("available kernels: {available:?}; best: {}", Kernel::best_available().kind().name());
+    if let Ok(list) = std::env::var("Q8BERT_EXPECT_KERNELS") {
+        let mut expected: Vec<&str> = list.split(',').map(str::trim).collect();
+        expected.sort_unstable();
+        assert_eq!(available, expected, "Q8BERT_EXPECT_KERNELS={list}");
+        let best = KernelKind::ALL.into_iter().find(|k| list.split(',').any(|n| n.trim() == k.name())).unwrap();
+        assert_eq!(Kernel::best_available().kind(), best, "the best listed kernel is the default");
+        return;
+    }
+    #[cfg(all(target_arch = "aarch64", target_os = "linux", feature = "std"))]
+    {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        if let Some(line) = info.lines().find(|l| l.starts_with("Features")) {
+            let has = |f: &str| line.split_whitespace().any(|w| w == f);
+            assert!(Kernel::new(KernelKind::Neon).is_some());
+            assert_eq!(Kernel::new(KernelKind::NeonDotprod).is_some(), has("asimddp"), "{line}");
+            assert_eq!(Kernel::new(KernelKind::NeonI8mm).is_some(), has("i8mm"), "{line}");
+            return;
+        }
+    }
+    eprintln!("SKIPPED: no Q8BERT_EXPECT_KERNELS and no aarch64 /proc/cpuinfo to compare with");
+}
+
+/// Forcing a kernel (Rust `Options::kernel`, C `q8bert_options.kernel`) runs exactly it when the
+/// CPU has it and is refused with KernelUnavailable otherwise, never falls back silently.
+#[test]
+fn forcing_a_kernel_runs_it_or_is_refused() {
+    use common::{tiny_config, Aligned, FpModel};
+    use q8bert::builder::Head;
+    use q8bert::ffi::*;
+    use q8bert::{Model, Options, Status};
+    let bytes = FpModel::random(tiny_config(), Head::Classification { labels: vec!["a".into(), "b".into()] }, 3).bytes();
+    let buf = Aligned::new(&bytes);
+    let mut refused = 0;
+    for kind in KernelKind::ALL {
+        let rust = Model::from_bytes(buf.bytes(), &Options { kernel: Some(kind), ..Default::default() });
+        let mut opts = std::mem::MaybeUninit::<q8bert_options>::uninit();
+        q8bert_options_init(opts.as_mut_ptr());
+        // SAFETY: initialized just above.
+        let mut opts = unsafe { opts.assume_init() };
+        opts.kernel = kind as u32;
+        let mut m = std::ptr::null_mut();
+        // SAFETY: valid buffer, options and output pointer.
+        let st = unsafe { q8bert_create_from_memory(buf.bytes().as_ptr(), buf.bytes().len(), &opts, &mut m) };
+        // SAFETY: q8bert_kernel_name returns a static string.
+        let c_name = unsafe { std::ffi::CStr::from_ptr(q8bert_kernel_name(kind as u32)) };
+        assert_eq!(c_name.to_str().unwrap(), kind.name());
+        if Kernel::new(kind).is_some() {
+            assert_eq!(rust.unwrap().kernel().kind(), kind);
+            assert_eq!(st, Status::Ok);
+            let mut info = std::mem::MaybeUninit::<q8bert_info>::uninit();
+            // SAFETY: m is a live model; info is writable.
+            assert_eq!(unsafe { q8bert_model_info(m, info.as_mut_ptr()) }, Status::Ok);
+            // SAFETY: filled by the successful call above.
+            assert_eq!(unsafe { info.assume_init() }.kernel, kind as u32);
+            // SAFETY: m came from the successful create above and is freed once.
+            unsafe { q8bert_free(m) };
+        } else {
+            assert_eq!(rust.err().map(|e| e.status), Some(Status::KernelUnavailable), "{}", kind.name());
+            assert_eq!(st, Status::KernelUnavailable, "{}", kind.name());
+            assert!(m.is_null());
+            refused += 1;
+        }
+    }
+    // Every build lacks the other architecture's kernels at least.
+    assert!(refused >= 3, "only {refused} kernels refused");
 }

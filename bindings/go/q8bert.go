@@ -62,11 +62,14 @@ var ErrClosed = &Error{Status: StatusInvalidArgument, Message: "model is closed"
 type Kernel uint32
 
 const (
-	KernelAuto       Kernel = C.Q8BERT_KERNEL_AUTO
-	KernelScalar     Kernel = C.Q8BERT_KERNEL_SCALAR
-	KernelAVX2       Kernel = C.Q8BERT_KERNEL_AVX2
-	KernelAVXVNNI    Kernel = C.Q8BERT_KERNEL_AVX_VNNI
-	KernelAVX512VNNI Kernel = C.Q8BERT_KERNEL_AVX512_VNNI
+	KernelAuto        Kernel = C.Q8BERT_KERNEL_AUTO
+	KernelScalar      Kernel = C.Q8BERT_KERNEL_SCALAR
+	KernelAVX2        Kernel = C.Q8BERT_KERNEL_AVX2
+	KernelAVXVNNI     Kernel = C.Q8BERT_KERNEL_AVX_VNNI
+	KernelAVX512VNNI  Kernel = C.Q8BERT_KERNEL_AVX512_VNNI
+	KernelNEON        Kernel = C.Q8BERT_KERNEL_NEON
+	KernelNEONDotprod Kernel = C.Q8BERT_KERNEL_NEON_DOTPROD
+	KernelNEONI8MM    Kernel = C.Q8BERT_KERNEL_NEON_I8MM
 )
 
 func (k Kernel) String() string { return C.GoString(C.q8bert_kernel_name(C.uint32_t(k))) }

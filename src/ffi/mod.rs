@@ -36,6 +36,12 @@ pub const Q8BERT_KERNEL_AVX2: u32 = 2;
 pub const Q8BERT_KERNEL_AVX_VNNI: u32 = 3;
 /// x86-64 AVX512-VNNI (512-bit `vpdpbusd`).
 pub const Q8BERT_KERNEL_AVX512_VNNI: u32 = 4;
+/// aarch64 NEON baseline (`smull`/`smlal`/`sadalp`; every ARMv8-A core).
+pub const Q8BERT_KERNEL_NEON: u32 = 5;
+/// aarch64 dot-product extension (`sdot`; ARMv8.2+ FEAT_DotProd).
+pub const Q8BERT_KERNEL_NEON_DOTPROD: u32 = 6;
+/// aarch64 int8 matrix multiply (`smmla`; ARMv8.6 FEAT_I8MM).
+pub const Q8BERT_KERNEL_NEON_I8MM: u32 = 7;
 
 /// `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
 pub const Q8BERT_FLAG_VERIFY_CHECKSUM: u32 = 1;
@@ -585,6 +591,9 @@ pub extern "C" fn q8bert_kernel_name(kernel: u32) -> *const c_char {
         Some(KernelKind::Avx2) => c"avx2",
         Some(KernelKind::AvxVnni) => c"avx-vnni",
         Some(KernelKind::Avx512Vnni) => c"avx512-vnni",
+        Some(KernelKind::Neon) => c"neon",
+        Some(KernelKind::NeonDotprod) => c"neon-dotprod",
+        Some(KernelKind::NeonI8mm) => c"neon-i8mm",
         None if kernel == Q8BERT_KERNEL_AUTO => c"auto",
         None => c"unknown",
     };

@@ -13,6 +13,8 @@ pub mod attention;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 
 /// Output columns per packed panel.
 pub const PANEL: usize = 16;
@@ -59,12 +61,25 @@ pub enum KernelKind {
     Avx2 = 2,
     AvxVnni = 3,
     Avx512Vnni = 4,
+    /// aarch64 baseline: NEON `smull`/`smlal`/`sadalp` (every ARMv8-A core).
+    Neon = 5,
+    /// aarch64 dot-product extension: `sdot` (ARMv8.2+ with FEAT_DotProd).
+    NeonDotprod = 6,
+    /// aarch64 int8 matrix multiply: `smmla` (ARMv8.6 FEAT_I8MM).
+    NeonI8mm = 7,
 }
 
 impl KernelKind {
-    /// All kinds, best first.
-    pub const ALL: [KernelKind; 4] =
-        [KernelKind::Avx512Vnni, KernelKind::AvxVnni, KernelKind::Avx2, KernelKind::Scalar];
+    /// All kinds, best first (each architecture's kinds in its own order; scalar last).
+    pub const ALL: [KernelKind; 7] = [
+        KernelKind::Avx512Vnni,
+        KernelKind::AvxVnni,
+        KernelKind::Avx2,
+        KernelKind::NeonI8mm,
+        KernelKind::NeonDotprod,
+        KernelKind::Neon,
+        KernelKind::Scalar,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -72,6 +87,9 @@ impl KernelKind {
             KernelKind::Avx2 => "avx2",
             KernelKind::AvxVnni => "avx-vnni",
             KernelKind::Avx512Vnni => "avx512-vnni",
+            KernelKind::Neon => "neon",
+            KernelKind::NeonDotprod => "neon-dotprod",
+            KernelKind::NeonI8mm => "neon-i8mm",
         }
     }
 
@@ -102,7 +120,13 @@ fn available(kind: KernelKind) -> bool {
         KernelKind::AvxVnni => x86_64::detect::avx_vnni(),
         #[cfg(target_arch = "x86_64")]
         KernelKind::Avx2 => x86_64::detect::avx2(),
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        KernelKind::Neon => true,
+        #[cfg(target_arch = "aarch64")]
+        KernelKind::NeonDotprod => aarch64::detect::dotprod(),
+        #[cfg(target_arch = "aarch64")]
+        KernelKind::NeonI8mm => aarch64::detect::i8mm(),
+        #[allow(unreachable_patterns)]
         _ => false,
     }
 }
@@ -169,6 +193,11 @@ impl Kernel {
             // SAFETY: an Avx512Vnni kernel exists only where AVX-512 F was detected.
             return unsafe { x86_64::attention_avx512::scores_tile(q, dh, kt, kt_stride, out) };
         }
+        #[cfg(target_arch = "aarch64")]
+        if self.kind != KernelKind::Scalar {
+            // SAFETY: NEON (with its fused vector multiply-add) is part of every aarch64 CPU.
+            return unsafe { aarch64::attention_neon::scores_tile(q, dh, kt, kt_stride, out) };
+        }
         attention::scores_tile_reference(q, dh, kt, kt_stride, out)
     }
 
@@ -180,6 +209,11 @@ impl Kernel {
         if self.kind == KernelKind::Avx512Vnni {
             // SAFETY: an Avx512Vnni kernel exists only where AVX-512 F was detected.
             return unsafe { x86_64::attention_avx512::values_tile::<W>(p, p_stride, len, v, v_stride, out) };
+        }
+        #[cfg(target_arch = "aarch64")]
+        if self.kind != KernelKind::Scalar {
+            // SAFETY: NEON is part of every aarch64 CPU.
+            return unsafe { aarch64::attention_neon::values_tile::<W>(p, p_stride, len, v, v_stride, out) };
         }
         attention::values_tile_reference(p, p_stride, len, v, v_stride, out)
     }
@@ -305,7 +339,17 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, for AVX2.
             KernelKind::Avx2 => unsafe { x86_64::avx2::gemm(&args, out, scratch) },
-            #[cfg(not(target_arch = "x86_64"))]
+            // NEON is part of the aarch64 baseline; `args` and `out` were bounds-checked above.
+            #[cfg(target_arch = "aarch64")]
+            KernelKind::Neon => aarch64::neon::gemm(&args, out, scratch),
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: a NeonDotprod kernel is only constructed where FEAT_DotProd was detected
+            // (or enabled at compile time); `args` and `out` were bounds-checked above.
+            KernelKind::NeonDotprod => unsafe { aarch64::neon_dotprod::gemm(&args, out, scratch) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: as above, for FEAT_I8MM.
+            KernelKind::NeonI8mm => unsafe { aarch64::neon_i8mm::gemm(&args, out, scratch) },
+            #[allow(unreachable_patterns)]
             _ => unreachable!("kernel {:?} is never constructed on this target", self.kind),
         }
     }
@@ -324,6 +368,12 @@ pub mod probe {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             super::KernelKind::AvxVnni => Some(unsafe { super::x86_64::probe::dpbusd_ymm(iters) }),
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: FEAT_DotProd was checked just above.
+            super::KernelKind::NeonDotprod => Some(unsafe { super::aarch64::probe::sdot(iters) }),
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: FEAT_I8MM was checked just above.
+            super::KernelKind::NeonI8mm => Some(unsafe { super::aarch64::probe::smmla(iters) }),
             _ => None,
         }
     }
@@ -335,6 +385,7 @@ pub mod probe {
 /// (value 0 before the XOR; their weights are zero anyway). `kc_pad` = chunks * 64.
 ///
 /// Only real A bytes (< k per row) are read, so row padding and the end of `a` never are.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn pack_a_block(
     p: &GemmArgs<'_>,
