@@ -68,21 +68,17 @@ fn extra_cflags() -> Vec<String> {
 fn program(exe: &Path) -> Command {
     let runner = std::env::var("Q8BERT_C_RUNNER").unwrap_or_default();
     let emulator = std::env::var("Q8BERT_C_EMULATOR").unwrap_or_default();
-    let mut words = runner.split_whitespace().chain(emulator.split_whitespace());
-    match words.next() {
-        Some(first) => {
-            let mut cmd = Command::new(first);
-            cmd.args(words).arg(exe);
-            cmd
-        }
-        None => Command::new(exe),
-    }
+    launch(exe, &format!("{runner} {emulator}"))
 }
 
 /// Runs a C program under `$Q8BERT_C_EMULATOR` only (never under a checking runner).
 fn emulated(exe: &Path) -> Command {
-    let emulator = std::env::var("Q8BERT_C_EMULATOR").unwrap_or_default();
-    let mut words = emulator.split_whitespace();
+    launch(exe, &std::env::var("Q8BERT_C_EMULATOR").unwrap_or_default())
+}
+
+/// `exe` run through the space-separated command prefix `prefix` (none if empty).
+fn launch(exe: &Path, prefix: &str) -> Command {
+    let mut words = prefix.split_whitespace();
     match words.next() {
         Some(first) => {
             let mut cmd = Command::new(first);

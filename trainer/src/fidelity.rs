@@ -7,6 +7,7 @@ use crate::bert::{Batch, Bert, Ctx, HeadInit};
 use crate::data::{Example, TextTokenizer};
 use crate::quant::Scheme;
 use crate::eval::Dataset;
+use crate::metrics::{argmax, pearson};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -59,19 +60,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
         return if na == nb { 1.0 } else { 0.0 };
     }
     dot / (na * nb)
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
-}
-
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma) * (x - ma)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb) * (y - mb)).sum();
-    cov / (va * vb).sqrt()
 }
 
 /// Compares fp32 and int8 outputs row by row; `worst` rows are kept for the report.
