@@ -19,6 +19,9 @@ command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/jna.jar ] || need_apt+=(libjna-java)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# Python.h: the wheel's C hot path (bindings/python/q8bert/_calls.c) is compiled against it.
+command -v python3 >/dev/null && python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need_apt+=(python3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -38,6 +38,7 @@ suite = sys.argv[1]
 assert q8bert.library_source == "bundled", (q8bert.library_source, q8bert.library_path)
 assert q8bert.library_path.startswith(sys.prefix), q8bert.library_path
 assert q8bert.version() == q8bert.__version__
+assert q8bert._fast_run_text is not None or sys.version_info < (3, 11), "the C hot path (q8bert._calls) was not built into the package"
 with q8bert.Model(f"{suite}/embed.q8b") as m:
     v = m.encode(["a gripping, funny film.", "dull"], normalize_embeddings=True)
     assert v.shape == (2, m.info.output_dim) and abs(float((v[0] ** 2).sum()) - 1) < 1e-5
@@ -53,16 +54,18 @@ python3 -m auditwheel show "$wheel" | tr "\n" " " | grep -o "consistent with the
 python3 -m auditwheel repair "$wheel" -w "$work/wheelhouse"
 repaired=$(ls "$work"/wheelhouse/q8bert-*.whl)
 echo "wheel: $(basename "$repaired")"
+# With the C hot path (CPython >= 3.11: stable ABI) the wheel is cp311-abi3, else py3-none.
+tag=py3-none; python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' && tag=cp311-abi3
 case "$(basename "$repaired")" in
-  *-py3-none-manylinux*) ;;
-  *) echo "expected a py3-none-manylinux wheel, got $(basename "$repaired")"; exit 1 ;;
+  *-$tag-manylinux*) ;;
+  *) echo "expected a $tag-manylinux wheel, got $(basename "$repaired")"; exit 1 ;;
 esac
 
 step "pytest (conformance, API, Spark) against the repaired wheel"
 python3 -m venv --system-site-packages "$work/test"
 "$work/test/bin/pip" install --quiet --no-deps --no-index "$repaired"
 # From $work, in importlib mode, so that `import q8bert` is the installed wheel, not the source tree.
-(cd "$work" && Q8BERT_EXPECT_LIBRARY_SOURCE=bundled lock "$work/test/bin/python" -m pytest -q -p no:cacheprovider \
+(cd "$work" && Q8BERT_EXPECT_LIBRARY_SOURCE=bundled Q8BERT_EXPECT_FAST_PATH=$([ $tag = cp311-abi3 ] && echo 1) lock "$work/test/bin/python" -m pytest -q -p no:cacheprovider \
     --import-mode=importlib --rootdir "$root/bindings/python" -c "$root/bindings/python/pyproject.toml" \
     "$root/bindings/python/tests")
 echo "python package: ok (${SECONDS} s)"

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from ctypes import POINTER, c_char_p, c_float, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, c_char_p, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
@@ -204,6 +204,18 @@ def _check_library_version() -> None:
 
 _check_library_version()
 _run_text = _lib.q8bert_run_text
+
+# The C hot path for text calls (q8bert/_calls.c), when the build compiled it; it calls the library
+# loaded above through the address of its q8bert_run_text. Without it, every call goes through
+# ctypes (same results, more per-call overhead).
+_FALLBACK = -1  # what _calls.run_text returns when the ctypes path must take the call
+try:
+    from . import _calls
+
+    _calls.set_run_text(ctypes.cast(_run_text, c_void_p).value)
+    _fast_run_text = _calls.run_text
+except ImportError:
+    _fast_run_text = None
 
 
 def version() -> str:
@@ -462,10 +474,18 @@ class Model:
             self._active -= 1
 
     # -- one library call -----------------------------------------------------------------------
-    def _run_packed(self, a: _Packed, b: Optional[_Packed], n: int, out: np.ndarray) -> None:
+    def _run_into(self, texts: Sequence, pairs: Optional[Sequence], out: np.ndarray,
+                  index: Optional[List[int]] = None) -> None:
+        """One ``q8bert_run_text`` call for ``texts`` (and ``pairs``) into ``out``: the C hot path,
+        or ctypes when it is not built or the texts need it (the ctypes path raises the precise
+        error for a non-str or a NUL; ``index`` names the caller's positions in that message)."""
         h = self._acquire()
         try:
-            status = _run_text(h, a.addr, None if b is None else b.addr, n, out.ctypes.data, out.size)
+            status = _FALLBACK if _fast_run_text is None else _fast_run_text(h, texts, pairs, out)
+            if status == _FALLBACK:
+                a = _Packed(texts, "texts", index)
+                b = None if pairs is None else _Packed(pairs, "pairs", index)
+                status = _run_text(h, a.addr, None if b is None else b.addr, len(texts), out.ctypes.data, out.size)
         finally:
             self._release()
         if status:
@@ -480,20 +500,10 @@ class Model:
         n = len(texts)
         if pairs is not None and len(pairs) != n:
             raise Q8bertError(Status.INVALID_ARGUMENT, f"{n} texts but {len(pairs)} pair texts")
-        if n == 0:
-            return np.zeros((0, self._per_text), dtype=np.float32)
-        a = _Packed(texts)
-        b = None if pairs is None else _Packed(pairs, "pairs")
-        size = n * self._per_text
-        buf = (c_float * size)()  # ctypes-owned; numpy wraps it below (C calls only, no copy)
-        h = self._acquire()
-        try:
-            status = _run_text(h, a.addr, None if b is None else b.addr, n, _addressof(buf), size)
-        finally:
-            self._release()
-        if status:
-            _check(status)
-        return np.frombuffer(buf, dtype=np.float32).reshape(n, self._per_text)
+        out = np.empty((n, self._per_text), dtype=np.float32)
+        if n:
+            self._run_into(texts, pairs, out)
+        return out
 
     def _batched(self, a: Sequence, b: Optional[Sequence], batch_size: int, show_progress_bar: bool,
                  desc: str) -> np.ndarray:
@@ -528,10 +538,9 @@ class Model:
             idx = order.tolist()
             for start in range(0, n, batch_size):
                 sel = idx[start:start + batch_size]
-                pa = _Packed([a[i] for i in sel], "texts", sel)
-                pb = None if b is None else _Packed([b[i] for i in sel], "pairs", sel)
                 try:
-                    self._run_packed(pa, pb, len(sel), sorted_out[start:start + len(sel)])
+                    self._run_into([a[i] for i in sel], None if b is None else [b[i] for i in sel],
+                                   sorted_out[start:start + len(sel)], sel)
                 except Q8bertError as e:  # "text 3: ..." is 3 in this batch: name the caller's index
                     m = re.search(r"\btext (\d+): ", e.message)
                     if m and int(m.group(1)) < len(sel):

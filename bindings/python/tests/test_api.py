@@ -29,6 +29,47 @@ def cls(suite):
         yield m
 
 
+FAST = q8bert._fast_run_text  # the C hot path (q8bert/_calls.c), None when the build skipped it
+
+
+@pytest.fixture(autouse=True, params=["c", "ctypes"])
+def call_path(request, monkeypatch):
+    """Every test runs on both ways into the library: the C hot path and plain ctypes."""
+    if request.param == "c" and FAST is None:
+        # scripts/test_python_package.sh sets this: the wheel it built must carry the C path.
+        assert not os.environ.get("Q8BERT_EXPECT_FAST_PATH"), "q8bert._calls was not built into this package"
+        pytest.skip("q8bert._calls not built (no C compiler or Python headers at install time)")
+    monkeypatch.setattr(q8bert, "_fast_run_text", FAST if request.param == "c" else None)
+    return request.param
+
+
+def test_call_paths_give_the_same_bits(cls, emb, sst2):
+    if FAST is None:
+        pytest.skip("q8bert._calls not built")
+    texts = sst2[:150] + ["", "naïve café ☃ — ünïcödé", "x " * 40]  # > 64 texts: the heap arrays
+    pairs = sst2[150:303]
+
+    def both(fn):
+        q8bert._fast_run_text = FAST
+        c = fn()
+        q8bert._fast_run_text = None
+        return c, fn()
+
+    for c, py in (both(lambda: emb.run_text(texts)), both(lambda: emb.run_text(tuple(texts[:5]))),
+                  both(lambda: cls.run_text(texts, pairs)), both(lambda: cls.predict(list(zip(texts, pairs)), batch_size=8))):
+        assert c.dtype == np.float32 and c.shape == py.shape
+        np.testing.assert_array_equal(c.view(np.uint32), py.view(np.uint32))
+    # The C path hands anything unusual to ctypes, so the errors are the same ones.
+    for bad in (["ok", "a\0b"], ["ok", 3], ["ok", "\udc80"], ("ok", b"bytes\xff")):
+        errors = []
+        for fast in (FAST, None):
+            q8bert._fast_run_text = fast
+            with pytest.raises((q8bert.Q8bertError, TypeError)) as e:
+                emb.run_text(bad)
+            errors.append((type(e.value), str(e.value)))
+        assert errors[0] == errors[1], bad
+
+
 def test_versions_match_the_crate():
     cargo = (REPO / "Cargo.toml").read_text()
     crate = re.search(r'^\[package\][^\[]*?^version\s*=\s*"([^"]+)"', cargo, re.M | re.S).group(1)
