@@ -69,6 +69,100 @@ unsafe fn regroup(w: *const u8, kg: usize, buf: &mut [u8]) -> *const u8 {
     buf.as_ptr()
 }
 
+/// One 8-column half of the full-height tile (10 rows = 5 row pairs x 4 column pairs) over
+/// `steps` steps of 8 k, as one assembly loop: the compiled intrinsics loop loads with 32-byte
+/// `ldp`s and adds its pointers by hand (0.78 of `smmla`'s ideal, docs/ARM64.md); here each step
+/// is three post-indexed loads (`ld1` of four registers = 64 bytes of A, 64 bytes of W; `ldr` of
+/// the fifth A register) and 20 `smmla`, four steps per iteration: 80 `smmla` of 94 instructions.
+/// Accumulator (row pair rp, column pair q) lives in v(8 + 4 rp + q); A in v0-v4, W in v28-v31.
+///
+/// # Safety
+/// FEAT_I8MM; `a` holds `steps * 80` readable bytes, `w` `steps * 64`.
+#[target_feature(enable = "neon,i8mm")]
+unsafe fn half_10x8(a: *const i8, w: *const i8, steps: usize) -> [[int32x4_t; 4]; 5] {
+    macro_rules! step {
+        () => {
+            concat!(
+            "ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{a}], #64\n",
+            "ld1 {{v28.16b, v29.16b, v30.16b, v31.16b}}, [{w}], #64\n",
+            "ldr q4, [{a}], #16\n",
+            "smmla v8.4s, v0.16b, v28.16b\n",
+            "smmla v12.4s, v1.16b, v28.16b\n",
+            "smmla v16.4s, v2.16b, v28.16b\n",
+            "smmla v20.4s, v3.16b, v28.16b\n",
+            "smmla v24.4s, v4.16b, v28.16b\n",
+            "smmla v9.4s, v0.16b, v29.16b\n",
+            "smmla v13.4s, v1.16b, v29.16b\n",
+            "smmla v17.4s, v2.16b, v29.16b\n",
+            "smmla v21.4s, v3.16b, v29.16b\n",
+            "smmla v25.4s, v4.16b, v29.16b\n",
+            "smmla v10.4s, v0.16b, v30.16b\n",
+            "smmla v14.4s, v1.16b, v30.16b\n",
+            "smmla v18.4s, v2.16b, v30.16b\n",
+            "smmla v22.4s, v3.16b, v30.16b\n",
+            "smmla v26.4s, v4.16b, v30.16b\n",
+            "smmla v11.4s, v0.16b, v31.16b\n",
+            "smmla v15.4s, v1.16b, v31.16b\n",
+            "smmla v19.4s, v2.16b, v31.16b\n",
+            "smmla v23.4s, v3.16b, v31.16b\n",
+            "smmla v27.4s, v4.16b, v31.16b\n")
+        };
+    }
+    let mut acc = [[vdupq_n_s32(0); 4]; 5];
+    // SAFETY: reads `steps` steps of 80 bytes from `a` and 64 from `w` (the caller's promise),
+    // post-incrementing private copies of the pointers; writes only registers named here (the
+    // compiler saves the callee-saved v8-v15 it is told are outputs); `subs` sets the flags.
+    unsafe {
+        asm!(
+            "movi v8.4s, #0", "movi v9.4s, #0", "movi v10.4s, #0", "movi v11.4s, #0",
+            "movi v12.4s, #0", "movi v13.4s, #0", "movi v14.4s, #0", "movi v15.4s, #0",
+            "movi v16.4s, #0", "movi v17.4s, #0", "movi v18.4s, #0", "movi v19.4s, #0",
+            "movi v20.4s, #0", "movi v21.4s, #0", "movi v22.4s, #0", "movi v23.4s, #0",
+            "movi v24.4s, #0", "movi v25.4s, #0", "movi v26.4s, #0", "movi v27.4s, #0",
+            "cbz {n4}, 2f",
+            "1:",
+            step!(), step!(), step!(), step!(),
+            "subs {n4}, {n4}, #1",
+            "b.ne 1b",
+            "2:",
+            "cbz {n1}, 4f",
+            "3:",
+            step!(),
+            "subs {n1}, {n1}, #1",
+            "b.ne 3b",
+            "4:",
+            a = inout(reg) a => _,
+            w = inout(reg) w => _,
+            n4 = inout(reg) steps / 4 => _,
+            n1 = inout(reg) steps % 4 => _,
+            out("v8") acc[0][0],
+            out("v9") acc[0][1],
+            out("v10") acc[0][2],
+            out("v11") acc[0][3],
+            out("v12") acc[1][0],
+            out("v13") acc[1][1],
+            out("v14") acc[1][2],
+            out("v15") acc[1][3],
+            out("v16") acc[2][0],
+            out("v17") acc[2][1],
+            out("v18") acc[2][2],
+            out("v19") acc[2][3],
+            out("v20") acc[3][0],
+            out("v21") acc[3][1],
+            out("v22") acc[3][2],
+            out("v23") acc[3][3],
+            out("v24") acc[4][0],
+            out("v25") acc[4][1],
+            out("v26") acc[4][2],
+            out("v27") acc[4][3],
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack, readonly),
+        );
+    }
+    acc
+}
+
 /// 2*RP rows x 16 columns (two 8-column halves) over `steps` steps of 8 k.
 /// A: `[steps][RP][2 rows x 8 bytes]`; W: from [`regroup`].
 ///
@@ -79,6 +173,12 @@ unsafe fn regroup(w: *const u8, kg: usize, buf: &mut [u8]) -> *const u8 {
 unsafe fn micro<const RP: usize>(a: *const u8, w: *const u8, steps: usize, t: &OutTile) {
     let mut rows = [[[0i32; PANEL]; 2]; RP];
     for h in 0..2 {
+        if RP == 5 {
+            // SAFETY: the full-height tile: `a` holds steps * 80 bytes, this half of `w` steps * 64.
+            let full = unsafe { half_10x8(a.cast::<i8>(), w.cast::<i8>().add(h * steps * 64), steps) };
+            store_half(&mut rows, &core::array::from_fn(|rp| full[rp]), h);
+            continue;
+        }
         let mut acc = [[vdupq_n_s32(0); 4]; RP];
         // SAFETY (loads): per step RP*16 bytes of A and 64 bytes of this half's W, within the
         // sizes promised by the caller.
@@ -115,21 +215,26 @@ unsafe fn micro<const RP: usize>(a: *const u8, w: *const u8, steps: usize, t: &O
                 wp = wp.add(64);
             }
         }
-        // acc[rp][q] = [r0 c0, r0 c1, r1 c0, r1 c1] for rows 2rp, 2rp+1, columns 8h+2q, +1.
-        for (rp, acc) in acc.iter().enumerate() {
-            for (q, &v) in acc.iter().enumerate() {
-                let mut l = [0i32; 4];
-                // SAFETY: `l` has 4 lanes.
-                unsafe { vst1q_s32(l.as_mut_ptr(), v) };
-                let c = 8 * h + 2 * q;
-                rows[rp][0][c..c + 2].copy_from_slice(&l[..2]);
-                rows[rp][1][c..c + 2].copy_from_slice(&l[2..]);
-            }
-        }
+        store_half(&mut rows, &acc, h);
     }
     for r in 0..t.rows {
         // SAFETY: r < t.rows; the caller promises the tile is in bounds.
         unsafe { t.put_row(r, &rows[r / 2][r % 2]) };
+    }
+}
+
+/// acc[rp][q] = [r0 c0, r0 c1, r1 c0, r1 c1] for rows 2rp, 2rp+1, columns 8h+2q, +1.
+#[target_feature(enable = "neon,i8mm")]
+fn store_half<const RP: usize>(rows: &mut [[[i32; PANEL]; 2]; RP], acc: &[[int32x4_t; 4]; RP], h: usize) {
+    for (rp, acc) in acc.iter().enumerate() {
+        for (q, &v) in acc.iter().enumerate() {
+            let mut l = [0i32; 4];
+            // SAFETY: `l` has 4 lanes.
+            unsafe { vst1q_s32(l.as_mut_ptr(), v) };
+            let c = 8 * h + 2 * q;
+            rows[rp][0][c..c + 2].copy_from_slice(&l[..2]);
+            rows[rp][1][c..c + 2].copy_from_slice(&l[2..]);
+        }
     }
 }
 
