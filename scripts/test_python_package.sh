@@ -38,7 +38,7 @@ suite = sys.argv[1]
 assert q8bert.library_source == "bundled", (q8bert.library_source, q8bert.library_path)
 assert q8bert.library_path.startswith(sys.prefix), q8bert.library_path
 assert q8bert.version() == q8bert.__version__
-assert q8bert._fast_run_text is not None or sys.version_info < (3, 11), "the C hot path (q8bert._calls) was not built into the package"
+assert q8bert._c_run is not None or sys.version_info < (3, 11), "the C hot path (q8bert._calls) was not built into the package"
 with q8bert.Model(f"{suite}/embed.q8b") as m:
     v = m.encode(["a gripping, funny film.", "dull"], normalize_embeddings=True)
     assert v.shape == (2, m.info.output_dim) and abs(float((v[0] ** 2).sum()) - 1) < 1e-5

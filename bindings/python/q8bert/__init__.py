@@ -208,14 +208,52 @@ _run_text = _lib.q8bert_run_text
 # The C hot path for text calls (q8bert/_calls.c), when the build compiled it; it calls the library
 # loaded above through the address of its q8bert_run_text. Without it, every call goes through
 # ctypes (same results, more per-call overhead).
-_FALLBACK = -1  # what _calls.run_text returns when the ctypes path must take the call
+_FALLBACK = -1  # what _calls.run_into returns when the ctypes path must take the call
+
+
+class _Guard:
+    """A model's address and its calls in flight, so that ``close()`` on one thread never frees
+    a model another thread is running: ``enter()`` -> the address (None once closing) and
+    ``leave()`` around each call; ``detach()`` -> None while calls are in flight (no new ones
+    start), else the address to free, once (0 afterwards). ``q8bert._calls.Guard`` is the same
+    in C (the hot path counts its own calls there); this one serves when it is not built."""
+
+    __slots__ = ("_lock", "_address", "_active", "_closed")
+
+    def __init__(self, address: int):
+        self._lock = threading.Lock()
+        self._address, self._active, self._closed = address, 0, False
+
+    def enter(self) -> Optional[int]:
+        with self._lock:
+            if self._closed:
+                return None
+            self._active += 1
+            return self._address
+
+    def leave(self) -> None:
+        with self._lock:
+            if self._active > 0:
+                self._active -= 1
+
+    def detach(self) -> Optional[int]:
+        with self._lock:
+            self._closed = True
+            if self._active:
+                return None
+            address, self._address = self._address, 0
+            return address
+
+
 try:
     from . import _calls
 
-    _calls.set_run_text(ctypes.cast(_run_text, c_void_p).value)
-    _fast_run_text = _calls.run_text
+    _calls.setup(ctypes.cast(_run_text, c_void_p).value, ctypes.cast(_lib.q8bert_last_error, c_void_p).value,
+                 Q8bertError, np.empty, np.dtype(np.float32))
+    _c_run, _c_run_into, _NewGuard = _calls.run, _calls.run_into, _calls.Guard
 except ImportError:
-    _fast_run_text = None
+    _c_run = _c_run_into = None
+    _NewGuard = _Guard
 
 
 def version() -> str:
@@ -308,6 +346,14 @@ def _split_pairs(texts: Sequence[TextInput], pairs: Optional[Sequence[str]]):
     return texts, None
 
 
+def _normalized(out: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, in place (zero rows stay zero)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+    np.maximum(norms, np.float32(1e-12), out=norms)
+    out /= norms[:, None]
+    return out
+
+
 class _Progress:
     """A minimal progress line on stderr (tqdm when it is installed)."""
 
@@ -394,11 +440,7 @@ class Model:
         self._handle = handle.value
         self.path = os.fspath(path)
         # Calls in flight are counted so close() never frees a model another thread is using.
-        # (A plain Lock, whose context manager is C code: this runs on every call, after the
-        # library has evicted the interpreter from the caches. close() polls instead of waiting
-        # on a Condition.)
-        self._lock = threading.Lock()
-        self._active = 0
+        self._guard = _NewGuard(self._handle)
         try:
             buf = ctypes.create_string_buffer(_INFO_BUFFER_BYTES)
             raw = _Info.from_buffer(buf)
@@ -421,26 +463,27 @@ class Model:
         self.labels: List[str] = list(self.info.labels)
         # Floats per text from run_text (token-state models are padded to the token limit).
         self._per_text = self.info.output_dim * (self.info.max_text_tokens if raw.head_kind == HEAD_TOKEN_STATES else 1)
+        self._head_kind = raw.head_kind
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
         """Frees the model after calls in progress finish; closing twice is a no-op."""
-        lock = getattr(self, "_lock", None)
-        if lock is None:
+        guard = getattr(self, "_guard", None)
+        if guard is None:
             if getattr(self, "_handle", None) is not None:  # failed during __init__
                 _lib.q8bert_free(self._handle)
                 self._handle = None
             return
         delay = 0.0001
         while True:
-            with lock:
-                if self._active == 0:
-                    if self._handle is not None:
-                        _lib.q8bert_free(self._handle)
-                        self._handle = None
-                    return
-            time.sleep(delay)  # calls in flight on other threads: let them finish
+            address = guard.detach()
+            if address is not None:
+                break
+            time.sleep(delay)  # calls in flight on other threads: let them finish (polling, no Condition)
             delay = min(delay * 2, 0.01)
+        if address:
+            _lib.q8bert_free(address)
+        self._handle = None
 
     @property
     def closed(self) -> bool:
@@ -463,15 +506,13 @@ class Model:
         return f"q8bert.Model({self.path!r}, {state})"
 
     def _acquire(self) -> int:
-        with self._lock:
-            if self._handle is None:
-                raise Q8bertError(Status.INVALID_ARGUMENT, "model is closed")
-            self._active += 1
-            return self._handle
+        h = self._guard.enter()
+        if h is None:
+            raise Q8bertError(Status.INVALID_ARGUMENT, "model is closed")
+        return h
 
     def _release(self) -> None:
-        with self._lock:
-            self._active -= 1
+        self._guard.leave()
 
     # -- one library call -----------------------------------------------------------------------
     def _run_into(self, texts: Sequence, pairs: Optional[Sequence], out: np.ndarray,
@@ -479,13 +520,13 @@ class Model:
         """One ``q8bert_run_text`` call for ``texts`` (and ``pairs``) into ``out``: the C hot path,
         or ctypes when it is not built or the texts need it (the ctypes path raises the precise
         error for a non-str or a NUL; ``index`` names the caller's positions in that message)."""
+        if _c_run_into is not None and _c_run_into(self._guard, texts, pairs, out) is None:
+            return
         h = self._acquire()
         try:
-            status = _FALLBACK if _fast_run_text is None else _fast_run_text(h, texts, pairs, out)
-            if status == _FALLBACK:
-                a = _Packed(texts, "texts", index)
-                b = None if pairs is None else _Packed(pairs, "pairs", index)
-                status = _run_text(h, a.addr, None if b is None else b.addr, len(texts), out.ctypes.data, out.size)
+            a = _Packed(texts, "texts", index)
+            b = None if pairs is None else _Packed(pairs, "pairs", index)
+            status = _run_text(h, a.addr, None if b is None else b.addr, len(texts), out.ctypes.data, out.size)
         finally:
             self._release()
         if status:
@@ -495,6 +536,10 @@ class Model:
         """All texts in ONE library call (``q8bert_run_text``; padded to the longest): per text the
         logits, score or embedding, float32 ``[len(texts), output_dim]``. ``encode``/``predict``
         split long inputs into length-sorted batches; this is the raw call."""
+        if _c_run is not None:  # lists and tuples of str; None: anything else, for the checks below
+            out = _c_run(self._guard, texts, pairs, self._per_text)
+            if out is not None:
+                return out
         if isinstance(texts, (str, bytes)):
             raise TypeError("texts must be a sequence of str, not a single str")
         n = len(texts)
@@ -553,6 +598,14 @@ class Model:
         finally:
             progress.close()
 
+    def _one_batch(self, texts, pairs, batch_size, show_progress_bar) -> Optional[np.ndarray]:
+        """The common case in one C call, before any Python-level checks: a list or tuple of 1 to
+        ``batch_size`` str (and ``pairs`` like it) with no progress bar. None: anything else,
+        for the general path (which also raises the errors)."""
+        if _c_run is None or show_progress_bar or type(texts) not in (list, tuple) or not 0 < len(texts) <= batch_size:
+            return None
+        return _c_run(self._guard, texts, pairs, self._per_text)
+
     # -- the sentence-transformers / transformers style API -------------------------------------
     def encode(self, sentences: Union[str, Sequence[str]], batch_size: int = 32, show_progress_bar: bool = False,
                normalize_embeddings: bool = False, convert_to_numpy: bool = True) -> np.ndarray:
@@ -573,16 +626,17 @@ class Model:
             Q8bertError: ``UNSUPPORTED_OPERATION`` for a non-embedding model; the library's
                 errors (e.g. ``SEQUENCE_TOO_LONG`` without ``truncate=True``).
         """
-        if self.info.head_kind != HEAD_EMBEDDING:
+        if self._head_kind != HEAD_EMBEDDING:
             raise Q8bertError(Status.UNSUPPORTED_OPERATION,
                               f"encode needs an embedding model; this one is {self.info.head} (use predict/classify)")
+        out = self._one_batch(sentences, None, batch_size, show_progress_bar)
+        if out is not None:
+            return _normalized(out) if normalize_embeddings else out
         single = isinstance(sentences, (str, bytes))
         texts = [sentences] if single else (sentences if isinstance(sentences, (list, tuple)) else list(sentences))
         out = self._batched(texts, None, batch_size, show_progress_bar, "encode")
         if normalize_embeddings and len(out):
-            norms = np.sqrt(np.einsum("ij,ij->i", out, out))
-            np.maximum(norms, np.float32(1e-12), out=norms)
-            out /= norms[:, None]
+            out = _normalized(out)
         return out[0] if single else out
 
     def get_sentence_embedding_dimension(self) -> Optional[int]:
@@ -595,12 +649,14 @@ class Model:
         sentence-transformers' ``CrossEncoder.predict``. ``texts`` may be str, or ``(text,
         text_pair)`` tuples; ``pairs`` is the other way to give the second texts. Batched and
         length-sorted like ``encode``; ``apply_softmax`` turns logits into probabilities."""
-        if self.info.head_kind not in (HEAD_CLASSIFICATION, HEAD_REGRESSION):
+        if self._head_kind not in (HEAD_CLASSIFICATION, HEAD_REGRESSION):
             raise Q8bertError(Status.UNSUPPORTED_OPERATION,
                               f"predict needs a classification or regression model; this one is {self.info.head}")
-        a, b = _split_pairs(texts, pairs)
-        out = self._batched(a, b, batch_size, show_progress_bar, "predict")
-        if apply_softmax and self.info.head_kind == HEAD_CLASSIFICATION and len(out):
+        out = self._one_batch(texts, pairs, batch_size, show_progress_bar)
+        if out is None:
+            a, b = _split_pairs(texts, pairs)
+            out = self._batched(a, b, batch_size, show_progress_bar, "predict")
+        if apply_softmax and self._head_kind == HEAD_CLASSIFICATION and len(out):
             out = out - out.max(axis=1, keepdims=True)
             np.exp(out, out=out)
             out /= out.sum(axis=1, keepdims=True)

@@ -29,30 +29,34 @@ def cls(suite):
         yield m
 
 
-FAST = q8bert._fast_run_text  # the C hot path (q8bert/_calls.c), None when the build skipped it
+FAST = (q8bert._c_run, q8bert._c_run_into)  # the C hot path (q8bert/_calls.c); None when not built
 
 
 @pytest.fixture(autouse=True, params=["c", "ctypes"])
 def call_path(request, monkeypatch):
     """Every test runs on both ways into the library: the C hot path and plain ctypes."""
-    if request.param == "c" and FAST is None:
+    if request.param == "c" and FAST[0] is None:
         # scripts/test_python_package.sh sets this: the wheel it built must carry the C path.
         assert not os.environ.get("Q8BERT_EXPECT_FAST_PATH"), "q8bert._calls was not built into this package"
         pytest.skip("q8bert._calls not built (no C compiler or Python headers at install time)")
-    monkeypatch.setattr(q8bert, "_fast_run_text", FAST if request.param == "c" else None)
+    for name, fn in zip(("_c_run", "_c_run_into"), FAST):
+        monkeypatch.setattr(q8bert, name, fn if request.param == "c" else None)
     return request.param
 
 
 def test_call_paths_give_the_same_bits(cls, emb, sst2):
-    if FAST is None:
+    if FAST[0] is None:
         pytest.skip("q8bert._calls not built")
     texts = sst2[:150] + ["", "naïve café ☃ — ünïcödé", "x " * 40]  # > 64 texts: the heap arrays
     pairs = sst2[150:303]
 
+    def use(fast):
+        q8bert._c_run, q8bert._c_run_into = FAST if fast else (None, None)
+
     def both(fn):
-        q8bert._fast_run_text = FAST
+        use(True)
         c = fn()
-        q8bert._fast_run_text = None
+        use(False)
         return c, fn()
 
     for c, py in (both(lambda: emb.run_text(texts)), both(lambda: emb.run_text(tuple(texts[:5]))),
@@ -62,8 +66,8 @@ def test_call_paths_give_the_same_bits(cls, emb, sst2):
     # The C path hands anything unusual to ctypes, so the errors are the same ones.
     for bad in (["ok", "a\0b"], ["ok", 3], ["ok", "\udc80"], ("ok", b"bytes\xff")):
         errors = []
-        for fast in (FAST, None):
-            q8bert._fast_run_text = fast
+        for fast in (True, False):
+            use(fast)
             with pytest.raises((q8bert.Q8bertError, TypeError)) as e:
                 emb.run_text(bad)
             errors.append((type(e.value), str(e.value)))
@@ -152,12 +156,29 @@ def test_info(cls, emb, suite):
         assert m.info.num_threads == 1 and m.info.max_text_tokens == 16
 
 
+def test_guard_counts_calls_in_flight():
+    """close() frees the model only when no call is in flight, and no call starts once closing:
+    the Python guard and the C one (q8bert._calls.Guard) keep the same protocol."""
+    for guard_type in {q8bert._Guard, q8bert._NewGuard}:
+        g = guard_type(0x1234)
+        assert g.enter() == 0x1234 and g.enter() == 0x1234, guard_type
+        assert g.detach() is None, guard_type  # two calls in flight: not yet (and closing now)
+        assert g.enter() is None, guard_type  # no new call once closing
+        g.leave()
+        assert g.detach() is None, guard_type
+        g.leave()
+        assert g.detach() == 0x1234, guard_type  # the address to free, once
+        assert g.detach() == 0, guard_type
+
+
 def test_context_manager_and_close(suite):
     with q8bert.Model(suite["dir"] / suite["embed_model"]) as m:
         assert not m.closed and "embedding" in repr(m)
     assert m.closed and "closed" in repr(m)
     with pytest.raises(q8bert.Q8bertError, match="model is closed"):
         m.encode(["x"])
+    with pytest.raises(q8bert.Q8bertError, match="model is closed"):
+        m.run_text(["x", "y"])
 
 
 def test_input_errors(cls, emb):
