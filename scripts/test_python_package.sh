@@ -68,4 +68,24 @@ python3 -m venv --system-site-packages "$work/test"
 (cd "$work" && Q8BERT_EXPECT_LIBRARY_SOURCE=bundled Q8BERT_EXPECT_FAST_PATH=$([ $tag = cp311-abi3 ] && echo 1) lock "$work/test/bin/python" -m pytest -q -p no:cacheprovider \
     --import-mode=importlib --rootdir "$root/bindings/python" -c "$root/bindings/python/pyproject.toml" \
     "$root/bindings/python/tests")
+if [ "$tag" = cp311-abi3 ]; then
+  step "the C hot path under AddressSanitizer + UBSan (API and conformance tests)"
+  # The package's Python code with q8bert/_calls.c built instrumented, on the wheel's library.
+  # Left out: the RSS-growth test (ASan's quarantine keeps freed memory) and Spark (JVM workers).
+  mkdir -p "$work/asan"
+  cp -r "$root/bindings/python/q8bert" "$work/asan/"
+  rm -f "$work/asan/q8bert/"_*.so
+  cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Wall -Wextra -Werror -fPIC -shared \
+     -I"$("$work/test/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" -I"$root/include" \
+     "$root/bindings/python/q8bert/_calls.c" -o "$work/asan/q8bert/_calls.abi3.so"
+  bundled=$(cd "$work" && "$work/test/bin/python" -c 'import q8bert; print(q8bert.library_path)')
+  (cd "$work" && LD_PRELOAD="$(cc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0 PYTHONPATH="$work/asan" \
+      Q8BERT_LIBRARY="$bundled" "$work/test/bin/python" -c 'import sys, q8bert._calls as c; assert c.__file__.startswith(sys.argv[1]), c.__file__' "$work/asan")
+  (cd "$work" && LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0 \
+      PYTHONPATH="$work/asan" Q8BERT_LIBRARY="$bundled" Q8BERT_EXPECT_FAST_PATH=1 lock "$work/test/bin/python" -m pytest -q -p no:cacheprovider \
+      --import-mode=importlib --rootdir "$root/bindings/python" -c "$root/bindings/python/pyproject.toml" -m "not spark" \
+      -k "not test_open_close_does_not_leak" "$root/bindings/python/tests") 2>&1 \
+    | tee "$work/asan.log"
+  if grep -qE "AddressSanitizer|runtime error" "$work/asan.log"; then echo "sanitizer report above"; exit 1; fi
+fi
 echo "python package: ok (${SECONDS} s)"
