@@ -14,11 +14,11 @@
  * Guard: a model's address and the count of calls in flight, so that close() on one thread never
  * frees a model another thread is running (the same protocol as q8bert._Guard in Python, which is
  * used when this module is not built). Every field is read and written with the GIL held; the
- * count covers the stretch where run_text releases it.
+ * count covers the stretch where a call releases it.
  *
- * Anything unusual -- an item that is not a str, a NUL inside a text, lone surrogates -- returns a
- * negative code instead of raising, and the caller falls back to the ctypes path, which raises the
- * precise error. Building this module is optional (no compiler or no Python headers: the package
+ * Anything unusual -- not a list or tuple, an item that is not a str, a NUL inside a text, lone
+ * surrogates, pairs of another length -- returns None (run) or -1 (run_into) instead of raising,
+ * and the caller falls back to the ctypes path, which raises the precise error. Building this module is optional (no compiler or no Python headers: the package
  * still works, through ctypes only).
  */
 #define Py_LIMITED_API 0x030B0000 /* PyObject_GetBuffer joined the stable ABI in 3.11 */
@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "q8bert.h"
+#include "q8bert.h" /* q8bert_status, and the signatures checked below */
 
 typedef q8bert_status (*run_text_fn)(const struct q8bert_model *model, const char *const *texts_a,
                                      const char *const *texts_b, size_t batch, float *output,
@@ -55,8 +55,6 @@ static PyObject *g_float32;     /* numpy.dtype(numpy.float32) */
 #define FALLBACK (-1)
 /* Texts up to this many use stack arrays; more take one heap block. */
 #define STACK_TEXTS 64
-/* q8bert_status INVALID_ARGUMENT, for "model is closed" (as the Python guard says it). */
-#define STATUS_INVALID_ARGUMENT 2
 
 typedef struct {
     PyObject_HEAD
@@ -277,7 +275,7 @@ static Guard *open_guard(PyObject *arg) {
     }
     Guard *guard = (Guard *)arg;
     if (guard->closed) {
-        set_error(STATUS_INVALID_ARGUMENT, "model is closed");
+        set_error(Q8BERT_STATUS_INVALID_ARGUMENT, "model is closed"); /* as the ctypes path says it */
         return NULL;
     }
     return guard;
