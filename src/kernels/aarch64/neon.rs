@@ -4,8 +4,9 @@
 //! `smull` (k group g) then `smlal` (group g+1) leaves each int16 lane a sum of two products,
 //! `|sum| <= 2 * 127 * 127 = 32258` for the kernels' [-127, 127] contract (the same bound the
 //! AVX2 kernel relies on), then `sadalp` adds adjacent int16 pairs into int32 accumulators.
-//! The A bytes of one row and group are replicated across a register (`ld1r`), so a stored
-//! 16-byte weight slice (4 columns x 4 k) is used as it is.
+//! The A bytes of one row and group are replicated across a register (`dup` of one 32-bit lane
+//! of the row's 16-byte A step), so a stored 16-byte weight slice (4 columns x 4 k) is used as
+//! it is.
 //!
 //! Micro tile: 2 rows x 16 columns = 16 int32 accumulators (each holds, per column, the sums of
 //! k mod 4 in {0,1} and {2,3}; one `addp` per 4 columns at the end gives the totals).
@@ -15,18 +16,6 @@ use core::arch::aarch64::*;
 use super::{OutTile, Tier, PANEL};
 
 pub(crate) struct Neon;
-
-/// Row r's 4 A bytes of one group, replicated to 16 bytes.
-///
-/// # Safety
-/// `p` points to 4 readable bytes.
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn dup4(p: *const i8) -> int8x16_t {
-    // SAFETY: 4 readable bytes; `vld1q_dup_s32` has no alignment requirement beyond 1 for
-    // NEON element loads on aarch64 (unaligned accesses are architecturally allowed).
-    unsafe { vreinterpretq_s8_s32(vld1q_dup_s32(p.cast())) }
-}
 
 /// Two groups (or one, with `w1 = None`) for R rows into the accumulators.
 #[target_feature(enable = "neon")]
@@ -48,6 +37,13 @@ fn pair<const R: usize>(acc: &mut [[int32x4_t; 8]; R], a0: &[int8x16_t; R], a1: 
     }
 }
 
+/// Lane `L` (one k group's 4 bytes) of each row's A register, replicated (`dup v.4s, v.s[L]`).
+#[target_feature(enable = "neon")]
+#[inline]
+fn dup_lane<const L: i32, const R: usize>(a: &[int8x16_t; R]) -> [int8x16_t; R] {
+    core::array::from_fn(|r| vreinterpretq_s8_s32(vdupq_laneq_s32::<L>(vreinterpretq_s32_s8(a[r]))))
+}
+
 /// R rows x 16 columns over `kg` groups. A: `[kg/4][R][16]`; W: P16K4 groups of one panel.
 ///
 /// # Safety
@@ -55,19 +51,34 @@ fn pair<const R: usize>(acc: &mut [[int32x4_t; 8]; R], a0: &[int8x16_t; R], a1: 
 #[target_feature(enable = "neon")]
 unsafe fn micro<const R: usize>(a: *const u8, w: *const u8, kg: usize, t: &OutTile) {
     let mut acc = [[vdupq_n_s32(0); 8]; R];
-    let (a, w) = (a.cast::<i8>(), w.cast::<i8>());
-    // Group g of row r sits at A step g/4, lane g%4.
-    // SAFETY (all loads): g < kg, so W group g and A step g/4 are inside the caller's sizes.
-    let ag = |g: usize| -> [int8x16_t; R] { core::array::from_fn(|r| unsafe { dup4(a.add(((g / 4) * R + r) * 16 + (g % 4) * 4)) }) };
-    let wg = |g: usize| unsafe { vld1q_s8_x4(w.add(g * 64)) };
-    let mut g = 0;
-    while g + 2 <= kg {
-        pair::<R>(&mut acc, &ag(g), Some(&ag(g + 1)), wg(g), wg(g + 1));
-        g += 2;
+    let (mut ap, mut wp) = (a.cast::<i8>(), w.cast::<i8>());
+    // SAFETY (all loads): one A step (16 bytes per row = 4 groups) and the W groups below kg,
+    // inside the sizes promised by the caller; the pointers advance by what was read.
+    for _ in 0..kg / 4 {
+        let av: [int8x16_t; R] = core::array::from_fn(|r| unsafe { vld1q_s8(ap.add(r * 16)) });
+        unsafe {
+            pair::<R>(&mut acc, &dup_lane::<0, R>(&av), Some(&dup_lane::<1, R>(&av)), vld1q_s8_x4(wp), vld1q_s8_x4(wp.add(64)));
+            pair::<R>(&mut acc, &dup_lane::<2, R>(&av), Some(&dup_lane::<3, R>(&av)), vld1q_s8_x4(wp.add(128)), vld1q_s8_x4(wp.add(192)));
+            ap = ap.add(R * 16);
+            wp = wp.add(256);
+        }
     }
-    if g < kg {
-        let w0 = wg(g);
-        pair::<R>(&mut acc, &ag(g), None, w0, w0);
+    let tail = kg % 4;
+    if tail > 0 {
+        let av: [int8x16_t; R] = core::array::from_fn(|r| unsafe { vld1q_s8(ap.add(r * 16)) });
+        // SAFETY: groups below kg only (tail = 1..3 of them).
+        unsafe {
+            let w0 = vld1q_s8_x4(wp);
+            if tail == 1 {
+                pair::<R>(&mut acc, &dup_lane::<0, R>(&av), None, w0, w0);
+            } else {
+                pair::<R>(&mut acc, &dup_lane::<0, R>(&av), Some(&dup_lane::<1, R>(&av)), w0, vld1q_s8_x4(wp.add(64)));
+                if tail == 3 {
+                    let w2 = vld1q_s8_x4(wp.add(128));
+                    pair::<R>(&mut acc, &dup_lane::<2, R>(&av), None, w2, w2);
+                }
+            }
+        }
     }
     for (r, acc) in acc.iter().enumerate() {
         let mut row = [0i32; PANEL];
