@@ -58,6 +58,15 @@ pub enum ActivationQuant {
     PerRow,
 }
 
+/// Embedding table scales: one per table (the Q8BERT paper) or one per row, i.e. per token id
+/// (format 1.3): a row of rare large values then no longer coarsens every other row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmbeddingGranularity {
+    #[default]
+    PerTable,
+    PerRow,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenizerConfig {
     pub vocab: Vec<String>,
@@ -167,6 +176,7 @@ pub struct ModelBuilder {
     activations: ActivationQuant,
     /// Whether a linear layer with a per-row input was added (the file then declares 1.2).
     any_per_row: bool,
+    embedding_granularity: EmbeddingGranularity,
     embeddings: Option<Vec<Tensor>>,
     layers: Vec<Option<Vec<Tensor>>>,
     /// Per layer: (max|q|, max|k|) for int8 attention scores, if requested.
@@ -190,6 +200,7 @@ impl ModelBuilder {
             granularity: WeightGranularity::PerTensor,
             activations: ActivationQuant::Static,
             any_per_row: false,
+            embedding_granularity: EmbeddingGranularity::PerTable,
             embeddings: None,
             layers,
             attention_ranges,
@@ -222,6 +233,12 @@ impl ModelBuilder {
         self.config.hidden_size as usize
     }
 
+    /// Applies to the embedding tables given after this call.
+    pub fn embedding_granularity(&mut self, g: EmbeddingGranularity) -> &mut Self {
+        self.embedding_granularity = g;
+        self
+    }
+
     pub fn embeddings(&mut self, e: Embeddings<'_>) -> Result<&mut Self> {
         let h = self.h();
         let c = self.config;
@@ -235,10 +252,17 @@ impl ModelBuilder {
             if table.len() != rows * h {
                 bail!(Status::InvalidArgument, "{name} has {} values, expected {rows} x {h}", table.len());
             }
-            let s = symmetric_scale(max_abs(table));
-            let q: Vec<u8> = table.iter().map(|&x| quantize_value(x, s) as u8).collect();
+            // A one-row table has one scale either way (and stays readable by 1.0 readers).
+            let scales: Vec<f32> = match self.embedding_granularity {
+                EmbeddingGranularity::PerRow if rows > 1 => table.chunks_exact(h).map(|r| symmetric_scale(max_abs(r))).collect(),
+                _ => alloc::vec![symmetric_scale(max_abs(table))],
+            };
+            let q: Vec<u8> = table.chunks_exact(h).enumerate().flat_map(|(r, row)| {
+                let s = scales[if scales.len() == 1 { 0 } else { r }];
+                row.iter().map(move |&x| quantize_value(x, s) as u8)
+            }).collect();
             out.push(Tensor { name: alloc::format!("{name}.weight"), dtype: DType::I8, dims: alloc::vec![rows as u64, h as u64], bytes: q });
-            out.push(Tensor { name: alloc::format!("{name}.scale"), dtype: DType::F32, dims: alloc::vec![1], bytes: f32_bytes(&[s]) });
+            out.push(Tensor { name: alloc::format!("{name}.scale"), dtype: DType::F32, dims: alloc::vec![scales.len() as u64], bytes: f32_bytes(&scales) });
         }
         out.extend(layer_norm_tensors("embeddings.layer_norm", e.layer_norm, h)?);
         self.embeddings = Some(out);
@@ -357,6 +381,11 @@ impl ModelBuilder {
         w.metadata(keys::QUANT_ACTIVATIONS, MetaValue::Str(act.into()));
         if self.any_per_row {
             w.version_minor(2);
+        }
+        let per_row_embeddings = self.embeddings.as_ref().is_some_and(|e| e.iter().any(|t| t.name.ends_with(".scale") && t.dims[0] > 1));
+        w.metadata(keys::QUANT_EMBEDDINGS, MetaValue::Str(if per_row_embeddings { "per_row" } else { "per_table" }.into()));
+        if per_row_embeddings {
+            w.version_minor(3);
         }
 
         let tk = &self.tokenizer;

@@ -28,6 +28,7 @@ pub mod keys {
     pub const HEAD_NORMALIZE: &str = "head.normalize";
     pub const QUANT_WEIGHT_GRANULARITY: &str = "quant.weight_granularity";
     pub const QUANT_ACTIVATIONS: &str = "quant.activations";
+    pub const QUANT_EMBEDDINGS: &str = "quant.embeddings";
     pub const TOK_LOWER_CASE: &str = "tokenizer.do_lower_case";
     pub const TOK_STRIP_ACCENTS: &str = "tokenizer.strip_accents";
     pub const TOK_CHINESE_CHARS: &str = "tokenizer.tokenize_chinese_chars";
@@ -164,8 +165,16 @@ pub struct LayerNormRef {
 pub struct EmbeddingRef {
     pub table: Range<usize>,
     pub rows: usize,
-    /// Dequantization multiplier 1/S.
-    pub inv_scale: f32,
+    pub scales: EmbeddingScales,
+}
+
+/// How an embedding table's rows are dequantized.
+#[derive(Debug, Clone)]
+pub enum EmbeddingScales {
+    /// One scale for the table: the multiplier 1/S.
+    PerTable { inv_scale: f32 },
+    /// One scale per row (format 1.3): f32 [rows] in the file; row r is multiplied by 1/S[r].
+    PerRow { scales: Range<usize> },
 }
 
 /// Scale of quantized attention probabilities in int8 P·V: p in [0, 1] is stored as
@@ -359,8 +368,23 @@ impl<'i> TensorResolver<'i> {
 
     fn embedding(&mut self, prefix: &str, rows: usize, h: usize) -> Result<EmbeddingRef> {
         let table = self.get(&alloc::format!("{prefix}.weight"), DType::I8, &[rows, h])?.range.clone();
-        let scale = self.scale(&alloc::format!("{prefix}.scale"))?;
-        Ok(EmbeddingRef { table, rows, inv_scale: 1.0 / scale })
+        let name = alloc::format!("{prefix}.scale");
+        let Some(&si) = self.index.tensor_by_name.get(&name) else {
+            bail!(Status::MissingTensor, "tensor {name:?} is missing");
+        };
+        let per_row = rows > 1 && self.index.tensors[si].dims.as_slice() == [rows as u64];
+        if !per_row {
+            let scale = self.scale(&name)?;
+            return Ok(EmbeddingRef { table, rows, scales: EmbeddingScales::PerTable { inv_scale: 1.0 / scale } });
+        }
+        if self.index.version_minor < 3 {
+            bail!(Status::UnsupportedVersion, "{name:?} has a scale per row, which needs format version 1.3; the file says {}.{}", self.index.version_major, self.index.version_minor);
+        }
+        let scales = self.get(&name, DType::F32, &[rows])?.range.clone();
+        for &s in cast::<f32>(self.file, &scales) {
+            check_scale(&name, s)?;
+        }
+        Ok(EmbeddingRef { table, rows, scales: EmbeddingScales::PerRow { scales } })
     }
 }
 

@@ -460,6 +460,51 @@ fn per_row_inputs_need_format_1_2_and_the_builder_declares_it() {
     }
 }
 
+/// A per-token model (per-row inputs and embedding rows), re-declared as 1.`minor`, after `edit`.
+fn per_row_embeddings_rewritten(minor: u16, edit: impl FnOnce(&mut Vec<Entry>)) -> Vec<u8> {
+    let b = FpModel::random(tiny_config(), Head::Classification { labels: vec!["a".into(), "b".into()] }, 4).with_per_row_inputs().with_per_row_embeddings().bytes();
+    rewrite(&b, minor, |t, _| edit(t))
+}
+
+#[test]
+fn per_row_embedding_scales_need_format_1_3_and_the_builder_declares_it() {
+    let minor = |b: &[u8]| u16::from_le_bytes([b[10], b[11]]);
+    let config = tiny_config();
+    let fp = FpModel::random(config, Head::Classification { labels: vec!["a".into(), "b".into()] }, 4).with_per_row_embeddings();
+    assert_eq!(minor(&fp.bytes()), 3, "per-row embedding scales declare 1.3");
+    assert_eq!(minor(&fp.clone().with_per_row_inputs().bytes()), 3, "with per-row inputs too: 1.3, not lowered to 1.2");
+    let listing = rewrite(&fp.bytes(), 3, |t, _| {
+        let word = find(t, "embeddings.word_embeddings.scale");
+        assert_eq!(word.dims, vec![config.vocab_size as u64], "one scale per vocabulary row");
+        let types = find(t, "embeddings.token_type_embeddings.scale");
+        assert_eq!(types.dims, vec![config.type_vocab_size as u64]);
+    });
+    assert_eq!(status(&listing), Status::Ok);
+    let rows = config.vocab_size as usize;
+    let cases: Vec<(&str, Vec<u8>, Status)> = vec![
+        ("the same tensors declared 1.3 open", per_row_embeddings_rewritten(3, |_| {}), Status::Ok),
+        ("per-row embedding scales in a file declaring 1.2", per_row_embeddings_rewritten(2, |_| {}), Status::UnsupportedVersion),
+        ("per-row embedding scales in a file declaring 1.0", rewrite(&fp.bytes(), 0, |_, _| {}), Status::UnsupportedVersion),
+        ("a zero row scale", per_row_embeddings_rewritten(3, |t| find(t, "embeddings.word_embeddings.scale").bytes[8..12].copy_from_slice(&0f32.to_le_bytes())), Status::BadScale),
+        ("a NaN row scale", per_row_embeddings_rewritten(3, |t| find(t, "embeddings.position_embeddings.scale").bytes[..4].copy_from_slice(&f32::NAN.to_le_bytes())), Status::BadScale),
+        ("scales for fewer rows than the table", per_row_embeddings_rewritten(3, |t| {
+            let s = find(t, "embeddings.word_embeddings.scale");
+            s.dims = vec![rows as u64 - 1];
+            s.bytes.truncate((rows - 1) * 4);
+        }), Status::WrongShape),
+        ("i32 row scales", per_row_embeddings_rewritten(3, |t| find(t, "embeddings.word_embeddings.scale").dtype = DType::I32), Status::WrongDtype),
+    ];
+    for (what, bytes, want) in cases {
+        let got = status(&bytes);
+        assert_eq!(got, want, "{what}");
+        if want != Status::Ok {
+            let msg = open(&bytes, false).unwrap_err().message;
+            assert!(!msg.is_empty(), "{what}: no message");
+            eprintln!("{what}: {msg}");
+        }
+    }
+}
+
 #[test]
 fn every_rejection_has_a_message() {
     let mut b = valid();

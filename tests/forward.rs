@@ -199,7 +199,10 @@ fn per_row_input_scales_match_reference() {
     for (i, head) in heads().into_iter().enumerate() {
         let fp = FpModel::random(tiny_config(), head.clone(), 600 + i as u64).with_per_row_inputs();
         check_against_reference(&fp, TOLERANCE);
-        let fp = FpModel::random(tiny_config(), head, 610 + i as u64).with_per_row_inputs().with_int8_attention(1.5, 1.0).with_int8_values(1.5);
+        let fp = FpModel::random(tiny_config(), head.clone(), 610 + i as u64).with_per_row_inputs().with_int8_attention(1.5, 1.0).with_int8_values(1.5);
+        check_against_reference(&fp, TOLERANCE);
+        // `trainer quantize`'s per-token scheme: per-row embedding scales as well (format 1.3).
+        let fp = FpModel::random(tiny_config(), head, 630 + i as u64).with_per_row_inputs().with_per_row_embeddings();
         check_against_reference(&fp, TOLERANCE);
     }
     for (i, (hidden, heads)) in [(128u32, 2u32), (36, 4)].into_iter().enumerate() {
@@ -227,6 +230,30 @@ fn mixed_static_and_per_row_layers() {
         check_against_reference(&fp, TOLERANCE);
         assert_kernels_identical(&fp, 4, 24);
     }
+}
+
+/// One embedding row with values 40x the others (a rare token) sets a per-table scale that
+/// leaves the other rows few int8 codes; a scale per row (format 1.3) does not. Errors against
+/// the unquantized model (f64) on sentences without that token, per-row inputs in both.
+#[test]
+fn per_row_embedding_scales_beat_a_per_table_scale() {
+    let mut fp = FpModel::random(tiny_config(), Head::TokenStates, 640).with_per_row_inputs();
+    let h = fp.config.hidden_size as usize;
+    fp.word[39 * h..40 * h].iter_mut().for_each(|v| *v *= 40.0);
+    let ids = [3, 7, 12, 20, 25, 31];
+    let error = |fp: &FpModel| {
+        let bytes = fp.bytes();
+        let buf = Aligned::new(&bytes);
+        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+        let mut out = vec![0.0f32; model.output_len(1, ids.len())];
+        model.run(&ids, None, None, 1, ids.len(), &mut out).unwrap();
+        let exact = common::float_forward(fp, &ids, &[0; 6]);
+        out.iter().zip(&exact).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max)
+    };
+    let per_table = error(&fp);
+    let per_row = error(&fp.clone().with_per_row_embeddings());
+    eprintln!("max |int8 - fp32|: per-table embedding scales {per_table:.4}, per-row {per_row:.4}");
+    assert!(per_row * 3.0 < per_table, "per-row {per_row} vs per-table {per_table}");
 }
 
 /// Per-row scales fit every token: static ranges either clip (the test model's ranges are
@@ -431,7 +458,8 @@ fn every_kernel_gives_bit_identical_outputs() {
     // Per-row input scales (format 1.2), alone and with fully int8 attention, every head.
     for head in heads() {
         assert_kernels_identical(&FpModel::random(tiny_config(), head.clone(), 39).with_per_row_inputs(), 4, 24);
-        assert_kernels_identical(&FpModel::random(tiny_config(), head, 40).with_per_row_inputs().with_int8_attention(1.5, 1.0).with_int8_values(1.5), 4, 24);
+        assert_kernels_identical(&FpModel::random(tiny_config(), head.clone(), 40).with_per_row_inputs().with_int8_attention(1.5, 1.0).with_int8_values(1.5), 4, 24);
+        assert_kernels_identical(&FpModel::random(tiny_config(), head, 42).with_per_row_inputs().with_per_row_embeddings(), 4, 24);
     }
 }
 

@@ -227,6 +227,14 @@ impl Ctx<'_> {
     pub(super) fn embedding_row<'a>(&'a self, e: &EmbeddingRef, row: usize, h: usize) -> &'a [i8] {
         bytemuck::cast_slice(&self.file[e.table.start + row * h..e.table.start + (row + 1) * h])
     }
+
+    /// The dequantization multiplier of one embedding row: 1/S of the table or of the row.
+    pub(super) fn embedding_inv_scale(&self, e: &EmbeddingRef, row: usize) -> f32 {
+        match &e.scales {
+            EmbeddingScales::PerTable { inv_scale } => *inv_scale,
+            EmbeddingScales::PerRow { scales } => 1.0 / self.f32s(scales)[row],
+        }
+    }
 }
 
 pub(super) enum OutPart<'o> {

@@ -15,7 +15,7 @@ use crate::error::{bail, Result, Status};
 use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
 use crate::kernels::Kernel;
 use crate::kernels::packed_len;
-use crate::model::{cast, AttentionScales, EmbeddingRef, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
+use crate::model::{cast, AttentionScales, EmbeddingRef, EmbeddingScales, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
 use crate::ops::{self, math, padded_k};
 
 /// Forward-pass operations, for the per-op time split (feature `op-timing`).
@@ -474,7 +474,9 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
                 let w = cx.embedding_row(&e.word_embeddings, id as usize, h);
                 let p = cx.embedding_row(&e.position_embeddings, pos as usize, h);
                 let y = cx.embedding_row(&e.token_type_embeddings, ty as usize, h);
-                let (iw, ip, iy) = (e.word_embeddings.inv_scale, e.position_embeddings.inv_scale, e.token_type_embeddings.inv_scale);
+                let iw = cx.embedding_inv_scale(&e.word_embeddings, id as usize);
+                let ip = cx.embedding_inv_scale(&e.position_embeddings, pos as usize);
+                let iy = cx.embedding_inv_scale(&e.token_type_embeddings, ty as usize);
                 for (d, out) in row.iter_mut().enumerate() {
                     *out = (w[d] as f32 * iw + y[d] as f32 * iy) + p[d] as f32 * ip;
                 }

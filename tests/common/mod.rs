@@ -3,7 +3,7 @@
 //! quantization) to compare the runtime against.
 #![allow(dead_code)]
 
-use q8bert::builder::{self, ActivationQuant, BertConfig, Head, ModelBuilder, TokenizerConfig, WeightGranularity};
+use q8bert::builder::{self, ActivationQuant, BertConfig, EmbeddingGranularity, Head, ModelBuilder, TokenizerConfig, WeightGranularity};
 
 pub struct Rng(u64);
 
@@ -83,6 +83,8 @@ pub struct FpModel {
     pub config: BertConfig,
     pub head: Head,
     pub granularity: WeightGranularity,
+    /// One scale per embedding table, or per row (format 1.3).
+    pub embedding_granularity: EmbeddingGranularity,
     /// Static (per-layer) or per-row input scales of the head's linear layers...
     pub activations: ActivationQuant,
     /// ...and of each encoder layer's.
@@ -156,6 +158,7 @@ impl FpModel {
             config,
             head,
             granularity: WeightGranularity::PerTensor,
+            embedding_granularity: EmbeddingGranularity::PerTable,
             activations: ActivationQuant::Static,
             layer_activations: vec![ActivationQuant::Static; config.num_layers as usize],
             int8_attention: vec![None; config.num_layers as usize],
@@ -194,6 +197,12 @@ impl FpModel {
         self
     }
 
+    /// The same model with a scale per embedding row (format 1.3), as `trainer quantize` writes.
+    pub fn with_per_row_embeddings(mut self) -> FpModel {
+        self.embedding_granularity = EmbeddingGranularity::PerRow;
+        self
+    }
+
     /// The same model with int8 P·V in every layer, V range given.
     pub fn with_int8_values(mut self, value_max: f32) -> FpModel {
         self.int8_values = vec![Some(value_max); self.layers.len()];
@@ -203,6 +212,7 @@ impl FpModel {
     pub fn builder(&self) -> ModelBuilder {
         let mut b = ModelBuilder::new(self.config, self.head.clone(), TokenizerConfig::bert_uncased(self.vocab.clone()));
         b.weight_granularity(self.granularity);
+        b.embedding_granularity(self.embedding_granularity);
         b.embeddings(builder::Embeddings { word: &self.word, position: &self.pos, token_type: &self.typ, layer_norm: self.eln.view() })
             .unwrap();
         for (idx, l) in self.layers.iter().enumerate() {
@@ -392,9 +402,14 @@ fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f
     let h = c.hidden_size as usize;
     let t = ids.len();
     let eps = c.layer_norm_eps as f64;
-    let (sw, sp, st) = (scale_of(&m.word), scale_of(&m.pos), scale_of(&m.typ));
+    // The scale of row r of a table: the table's, or (format 1.3) the row's own.
+    let row_scale = |table: &[f32], r: usize| match m.embedding_granularity {
+        EmbeddingGranularity::PerRow if table.len() > h => scale_of(&table[r * h..(r + 1) * h]),
+        _ => scale_of(table),
+    };
     let mut x = vec![0.0f64; t * h];
     for i in 0..t {
+        let (sw, sp, st) = (row_scale(&m.word, ids[i] as usize), row_scale(&m.pos, i), row_scale(&m.typ, types[i] as usize));
         for d in 0..h {
             let w = fq(m.word[ids[i] as usize * h + d] as f64, sw);
             let p = fq(m.pos[i * h + d] as f64, sp);

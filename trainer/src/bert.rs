@@ -497,14 +497,15 @@ impl Bert {
             bail!("sequence length {t} exceeds max_position_embeddings {}", cfg.max_position_embeddings);
         }
         let e = &self.embeddings;
-        // Gather rows first, then fake-quantize them with the whole table's scale: elementwise,
-        // so identical to quantizing the table, without touching all 30k rows per step.
+        // Gather rows first, then fake-quantize them with the whole table's scale, or each with its
+        // own (a row's scale depends on that row only): identical to quantizing the table, without
+        // touching all 30k rows per step.
         let table = |var: &Var, ids: &Tensor| -> Result<Tensor> {
             let rows = var.index_select(&ids.flatten_all()?, 0)?;
-            if ctx.quant {
-                Ok(fake_quant(&rows, Scales::per_tensor(scale_for(abs_max(var)?)), QMAX_I8)?)
-            } else {
-                Ok(rows)
+            match (ctx.quant, ctx.scheme.per_row_embeddings) {
+                (false, _) => Ok(rows),
+                (true, false) => Ok(fake_quant(&rows, Scales::per_tensor(scale_for(abs_max(var)?)), QMAX_I8)?),
+                (true, true) => Ok(fake_quant_per_row(&rows)?),
             }
         };
         let pos_ids: Vec<u32> = (0..bsz).flat_map(|_| 0..t as u32).collect();

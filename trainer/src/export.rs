@@ -171,6 +171,7 @@ mod with_runtime {
         let mut b = qb::ModelBuilder::new(cfg, head, tcfg);
         b.weight_granularity(if scheme.per_channel { qb::WeightGranularity::PerChannel } else { qb::WeightGranularity::PerTensor });
         b.activation_quant(if scheme.per_row_inputs { qb::ActivationQuant::PerRow } else { qb::ActivationQuant::Static });
+        b.embedding_granularity(if scheme.per_row_embeddings { qb::EmbeddingGranularity::PerRow } else { qb::EmbeddingGranularity::PerTable });
         let e = &model.embeddings;
         let (word, pos, tt) = (vec_of(&e.word)?, vec_of(&e.position)?, vec_of(&e.token_type)?);
         let eln = OwnedLn::new(&e.layer_norm)?;
@@ -393,6 +394,11 @@ mod with_runtime {
             (p, n) => format!("mixed: per-token in {p} of {n} linear layers"),
         };
         writeln!(o, "activations: {activations}")?;
+        let per_row_tables = [&m.layout().word_embeddings, &m.layout().position_embeddings, &m.layout().token_type_embeddings]
+            .iter()
+            .filter(|e| matches!(e.scales, q8bert::model::EmbeddingScales::PerRow { .. }))
+            .count();
+        writeln!(o, "embedding scales: {}", if per_row_tables == 0 { "one per table" } else { "one per row" })?;
         writeln!(o, "head: {:?}", m.head())?;
         writeln!(o, "kernel: {:?}, threads: {}", m.kernel(), m.num_threads())?;
         writeln!(o, "metadata:")?;

@@ -11,22 +11,24 @@ pub const QMAX_I8: f32 = 127.0;
 /// Bias is packed as int32; the clamp is only there to mirror a saturating conversion.
 pub const QMAX_I32: f32 = 2_147_483_520.0;
 
-/// How a model is quantized: weight scales per tensor or per output row, and activation scales
-/// per layer (static, from a tracked range) or per row at run time.
+/// How a model is quantized: weight scales per tensor or per output row, activation scales per
+/// layer (static, from a tracked range) or per row at run time, and embedding tables with one
+/// scale or one per row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scheme {
     pub per_channel: bool,
     pub per_row_inputs: bool,
+    pub per_row_embeddings: bool,
 }
 
 impl Scheme {
     /// The Q8BERT paper: per-tensor weights, static activation ranges (EMA in training).
-    pub const Q8BERT: Scheme = Scheme { per_channel: false, per_row_inputs: false };
+    pub const Q8BERT: Scheme = Scheme { per_channel: false, per_row_inputs: false, per_row_embeddings: false };
     /// `q8bert` with per-channel weights (`--per-channel`).
-    pub const Q8BERT_PER_CHANNEL: Scheme = Scheme { per_channel: true, per_row_inputs: false };
-    /// Per-channel weights and a scale per token computed at run time for every linear input
-    /// (format 1.2): the post-training default.
-    pub const PER_TOKEN: Scheme = Scheme { per_channel: true, per_row_inputs: true };
+    pub const Q8BERT_PER_CHANNEL: Scheme = Scheme { per_channel: true, per_row_inputs: false, per_row_embeddings: false };
+    /// Per-channel weights, a scale per token computed at run time for every linear input
+    /// (format 1.2) and a scale per embedding row (1.3): the post-training default.
+    pub const PER_TOKEN: Scheme = Scheme { per_channel: true, per_row_inputs: true, per_row_embeddings: true };
 
     /// `q8bert` (the paper) or `per-token`; `per_channel` upgrades `q8bert` to per-channel weights.
     pub fn parse(name: &str, per_channel: bool) -> anyhow::Result<Self> {

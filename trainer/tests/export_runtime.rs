@@ -65,13 +65,14 @@ fn packed_model_agrees_with_fake_quantized_forward() {
         assert_eq!(packed.layout().int8_attention(), int8_attention, "the file carries int8 attention iff the model simulated it");
         let listing = trainer::export::inspect(&path).unwrap();
         let version = match (scheme.per_row_inputs, int8_attention) {
-            (true, _) => "format: 1.2",
+            (true, _) => "format: 1.3",
             (false, true) => "format: 1.1",
             (false, false) => "format: 1.0",
         };
         let scores = if int8_attention { "attention scores: int8 in layers [0, 1]" } else { "attention scores: fp32" };
         let activations = if scheme.per_row_inputs { "activations: per-token" } else { "activations: static" };
-        assert!(listing.contains(version) && listing.contains(scores) && listing.contains(activations), "inspect says:\n{listing}");
+        let embeddings = if scheme.per_row_embeddings { "embedding scales: one per row" } else { "embedding scales: one per table" };
+        assert!(listing.contains(version) && listing.contains(scores) && listing.contains(activations) && listing.contains(embeddings), "inspect says:\n{listing}");
         assert_eq!(packed.layout().per_row_linears() > 0, scheme.per_row_inputs, "per-row inputs iff the scheme has them");
         if int8_attention {
             // The simulation of int8 attention is what the runtime matches: without it the

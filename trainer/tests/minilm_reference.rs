@@ -75,7 +75,8 @@ fn minilm_ptq_embedding_close_to_transformers() {
     let texts = ["A man is playing a guitar.", "The stock market fell sharply today.", "how do i bake bread at home?", "What a wonderful, moving film!"];
     let ex: Vec<Example> = texts.iter().map(|t| Example { text_a: t.to_string(), text_b: None, label: 0.0 }).collect();
     // fp32 attention (the paper's scheme), then int8 attention (format 1.1).
-    // Then the post-training default: per-channel weights and per-token input scales (format 1.2).
+    // Then the post-training default: per-channel weights, per-token input scales (format 1.2) and
+    // per-row embedding scales (1.3).
     use trainer::quant::Scheme;
     for (scheme, int8_attention, min_cosine) in [(Scheme::Q8BERT, false, 0.9), (Scheme::Q8BERT, true, 0.9), (Scheme::PER_TOKEN, false, 0.99)] {
         let mut model = Bert::load(&dir, None, 0).unwrap();
