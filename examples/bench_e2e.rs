@@ -7,8 +7,9 @@
 //! Builds (once, cached) a random-weight model of the named shape, then times `run` until
 //! --min-time-ms has passed and prints one JSON line with the median and percentiles.
 //! `--int8-attention` builds the model with int8 attention scores and P·V (format 1.1);
-//! `--per-token` with per-channel weights and per-row input scales (format 1.2, the
-//! post-training default of `trainer quantize`), else per-tensor weights and static scales.
+//! `--per-token` with per-channel weights, per-row input scales and per-row embedding scales
+//! (format 1.3, the post-training default of `trainer quantize`), else per-tensor weights,
+//! static scales and one scale per embedding table.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -70,6 +71,7 @@ fn build(config: BertConfig, int8_attention: bool, per_token: bool, path: &PathB
     if per_token {
         b.weight_granularity(builder::WeightGranularity::PerChannel);
         b.activation_quant(builder::ActivationQuant::PerRow);
+        b.embedding_granularity(builder::EmbeddingGranularity::PerRow);
     }
     let ln = (vec![1.0f32; h], vec![0.0f32; h]);
     let ln_view = || builder::LayerNorm { gamma: &ln.0, beta: &ln.1 };
