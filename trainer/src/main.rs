@@ -115,7 +115,7 @@ struct FineTuneArgs {
     per_channel: bool,
     /// Quantization simulated in QAT and packed: "q8bert" (the paper: per-tensor weights, static
     /// EMA activation ranges, int32 bias) or "per-token" (per-channel weights, a scale per token
-    /// computed at run time for every linear input, fp32 bias; format 1.2).
+    /// computed at run time for every linear input, fp32 bias, a scale per embedding row; format 1.3).
     #[arg(long, default_value = "q8bert")]
     scheme: String,
     /// Also run attention's two matrix products in int8: Q, K and V requantized (ranges tracked
@@ -216,7 +216,7 @@ struct QuantizeArgs {
     #[arg(long, default_value_t = 64)]
     calibration_batches: usize,
     /// "per-token" (default: per-channel weights, a scale per token computed at run time for
-    /// every linear input; format 1.2) or "q8bert" (the paper: per-tensor weights, static ranges
+    /// every linear input, a scale per embedding row; format 1.3) or "q8bert" (the paper: per-tensor weights, static ranges
     /// calibrated as the running max over the calibration text).
     #[arg(long, default_value = "per-token")]
     scheme: String,
