@@ -41,6 +41,9 @@ fn checked_in_fuzz_seeds_are_current() {
             // Format 1.2: per-row input scales, f32 biases.
             let per_row = FpModel::random(config, Head::Classification { labels: vec!["a".into(), "b".into()] }, 1).with_per_row_inputs().bytes();
             write("load", &format!("{name}-per-row-resealed"), &[[1u8].as_slice(), &per_row].concat());
+            // Format 1.3: per-row embedding scales as well (trainer quantize's default).
+            let per_token = FpModel::random(config, Head::Classification { labels: vec!["a".into(), "b".into()] }, 1).with_per_row_inputs().with_per_row_embeddings().bytes();
+            write("load", &format!("{name}-per-token-resealed"), &[[1u8].as_slice(), &per_token].concat());
         }
     }
     // tokenizer: flags (bit 0 truncate, bit 1 pair, bit 2 run, high nibble limit), u16 split, text.
