@@ -1,6 +1,7 @@
 //! Writes the binding conformance suite: two small models over the real BERT vocabulary (a
-//! classifier and an embedder), a corrupt copy, and the outputs the Rust API gives for a fixed
-//! list of texts, as exact f32 bit patterns (hex u32).
+//! classifier with the paper's static scheme and an embedder with the per-token scheme, format
+//! 1.3), a corrupt copy, and the outputs the Rust API gives for a fixed list of texts, as exact
+//! f32 bit patterns (hex u32).
 //!
 //!   cargo run --release --example make_conformance_model -- OUTDIR
 //!
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 
 use common::FpModel;
 use q8bert::builder::{Head, Pooling};
+use q8bert::ffi::{Q8BERT_ACTIVATIONS_MIXED, Q8BERT_ACTIVATIONS_PER_ROW, Q8BERT_ACTIVATIONS_STATIC};
 use q8bert::{Model, Options};
 use serde_json::json;
 
@@ -33,6 +35,16 @@ fn hex(v: &[f32]) -> Vec<String> {
     v.iter().map(|x| format!("{:08x}", x.to_bits())).collect()
 }
 
+/// `q8bert_info.activations` of a model, as the C API reports it: each binding reads the field
+/// from its own copy of the struct and must find this value.
+fn activations(model: &Model) -> u32 {
+    match (model.layout().per_row_linears(), model.layout().linears().count()) {
+        (0, _) => Q8BERT_ACTIVATIONS_STATIC,
+        (p, all) if p == all => Q8BERT_ACTIVATIONS_PER_ROW,
+        _ => Q8BERT_ACTIVATIONS_MIXED,
+    }
+}
+
 fn main() {
     let out: PathBuf = std::env::args().nth(1).expect("usage: make_conformance_model OUTDIR").into();
     std::fs::create_dir_all(&out).unwrap();
@@ -42,7 +54,12 @@ fn main() {
     let cls_bytes = FpModel::with_real_vocab(Head::Classification { labels: labels.clone() }, 11).bytes();
     std::fs::write(&cls_path, &cls_bytes).unwrap();
     let emb_path = out.join("embed.q8b");
-    FpModel::with_real_vocab(Head::Embedding { pooling: Pooling::Mean, normalize: true }, 12).builder().write(&emb_path).unwrap();
+    FpModel::with_real_vocab(Head::Embedding { pooling: Pooling::Mean, normalize: true }, 12)
+        .with_per_row_inputs()
+        .with_per_row_embeddings()
+        .builder()
+        .write(&emb_path)
+        .unwrap();
     // A flipped byte in the magic: every binding must surface the library's status and message.
     let mut corrupt = cls_bytes.clone();
     corrupt[0] ^= 0xff;
@@ -52,6 +69,8 @@ fn main() {
     let opts = Options::default();
     let cls = Model::open(&cls_path, &opts).unwrap();
     let emb = Model::open(&emb_path, &opts).unwrap();
+    let (cls_activations, emb_activations) = (activations(&cls), activations(&emb));
+    assert_eq!((cls_activations, emb_activations), (Q8BERT_ACTIVATIONS_STATIC, Q8BERT_ACTIVATIONS_PER_ROW));
     let mut tokens = Vec::new();
     let mut classify = Vec::new();
     let mut embed = Vec::new();
@@ -80,6 +99,7 @@ fn main() {
         "corrupt_model": "corrupt.q8b",
         "labels": labels,
         "hidden_size": emb.config().hidden_size,
+        "activations": { "classify": cls_activations, "embed": emb_activations },
         "texts": TEXTS,
         "tokens": tokens,
         "classify": classify.iter().map(|v| hex(v)).collect::<Vec<_>>(),
@@ -94,6 +114,7 @@ fn main() {
     let ints = |v: &[i32]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ");
     writeln!(tsv, "version\t{}", env!("CARGO_PKG_VERSION")).unwrap();
     writeln!(tsv, "labels\t{}", labels.join("\t")).unwrap();
+    writeln!(tsv, "activations\t{cls_activations} {emb_activations}").unwrap();
     for (i, t) in TEXTS.iter().enumerate() {
         writeln!(tsv, "text\t{i}\t{t}").unwrap();
         writeln!(tsv, "tokens\t{i}\t{}", ints(&tokens[i])).unwrap();

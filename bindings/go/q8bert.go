@@ -84,6 +84,15 @@ const (
 	HeadTokenStates    HeadKind = C.Q8BERT_HEAD_TOKEN_STATES
 )
 
+// Activations is how a model's linear layers quantize their inputs.
+type Activations uint32
+
+const (
+	ActivationsStatic Activations = C.Q8BERT_ACTIVATIONS_STATIC  // one scale per layer (the Q8BERT paper)
+	ActivationsPerRow Activations = C.Q8BERT_ACTIVATIONS_PER_ROW // a scale per token, computed at run time
+	ActivationsMixed  Activations = C.Q8BERT_ACTIVATIONS_MIXED   // some layers each way
+)
+
 // Options for Open; the zero value (or nil) means the defaults.
 type Options struct {
 	NumThreads     int    // threads inside one call; 0 = one per core
@@ -108,6 +117,7 @@ type Info struct {
 	NumThreads       int
 	FileSize         int64
 	MaxTextTokens    int
+	Activations      Activations
 }
 
 // Model is a loaded model.
@@ -169,7 +179,7 @@ func Open(path string, opts *Options) (*Model, error) {
 		VocabSize: int(ci.vocab_size), HiddenSize: int(ci.hidden_size), NumLayers: int(ci.num_layers),
 		NumHeads: int(ci.num_heads), IntermediateSize: int(ci.intermediate_size), NumLabels: int(ci.num_labels),
 		Kernel: Kernel(ci.kernel), NumThreads: int(ci.num_threads), FileSize: int64(ci.file_size),
-		MaxTextTokens: int(ci.max_text_tokens),
+		MaxTextTokens: int(ci.max_text_tokens), Activations: Activations(ci.activations),
 	}}
 	if m.info.HeadKind == HeadClassification {
 		for i := 0; i < m.info.NumLabels; i++ {

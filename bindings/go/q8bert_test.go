@@ -20,11 +20,15 @@ import (
 
 type suite struct {
 	Dir         string
-	Version     string     `json:"version"`
-	Classify    string     `json:"classify_model"`
-	Embed       string     `json:"embed_model"`
-	Corrupt     string     `json:"corrupt_model"`
-	Labels      []string   `json:"labels"`
+	Version     string   `json:"version"`
+	Classify    string   `json:"classify_model"`
+	Embed       string   `json:"embed_model"`
+	Corrupt     string   `json:"corrupt_model"`
+	Labels      []string `json:"labels"`
+	Activations struct {
+		Classify Activations `json:"classify"`
+		Embed    Activations `json:"embed"`
+	} `json:"activations"`
 	Texts       []string   `json:"texts"`
 	Tokens      [][]int32  `json:"tokens"`
 	ClassifyOut [][]string `json:"classify"`
@@ -106,6 +110,9 @@ func TestConformance(t *testing.T) {
 	cls, emb := open(t, s.path(s.Classify)), open(t, s.path(s.Embed))
 	if got := cls.Labels(); strings.Join(got, ",") != strings.Join(s.Labels, ",") {
 		t.Fatalf("labels %v, want %v", got, s.Labels)
+	}
+	if a, b := cls.Info().Activations, emb.Info().Activations; a != s.Activations.Classify || b != s.Activations.Embed {
+		t.Fatalf("activations %d/%d, want %d/%d", a, b, s.Activations.Classify, s.Activations.Embed)
 	}
 	for i, text := range s.Texts {
 		ids, err := cls.Tokenize(text)

@@ -77,6 +77,10 @@ int main(int argc, char **argv) {
         q8bert::Model cls(dir + "/classify.q8b");
         q8bert::Model emb(dir + "/embed.q8b");
         check(cls.labels() == labels, "labels");
+        auto acts = ints(kv["activations"][1]);   // classify, embed: Q8BERT_ACTIVATIONS_*
+        check(acts.size() == 2 && cls.info().activations == static_cast<uint32_t>(acts[0]) &&
+                  emb.info().activations == static_cast<uint32_t>(acts[1]),
+              "info.activations (static classifier, per-token embedder)");
         for (size_t i = 0; i < texts.size(); i++)
             check(cls.tokenize(texts[i]) == tokens[i], "tokenize text " + std::to_string(i));
         auto logits = cls.run_text(texts);

@@ -22,6 +22,8 @@ import org.q8bert.spi.NativeBackend;
  */
 public final class Model implements AutoCloseable {
     public static final int HEAD_CLASSIFICATION = 1, HEAD_REGRESSION = 2, HEAD_EMBEDDING = 3, HEAD_TOKEN_STATES = 4;
+    /** {@link #activations()}: one scale per layer (the Q8BERT paper), a scale per token computed at run time, or both kinds. */
+    public static final int ACTIVATIONS_STATIC = 0, ACTIVATIONS_PER_ROW = 1, ACTIVATIONS_MIXED = 2;
 
     private static final Cleaner CLEANER = Cleaner.create();
     private static volatile NativeBackend backend;
@@ -122,6 +124,11 @@ public final class Model implements AutoCloseable {
 
     public int maxTextTokens() {
         return (int) info[NativeBackend.INFO_MAX_TEXT_TOKENS];
+    }
+
+    /** How the linear layers quantize their inputs: one of the {@code ACTIVATIONS_*} constants. */
+    public int activations() {
+        return (int) info[NativeBackend.INFO_ACTIVATIONS];
     }
 
     /** Class names of a classification model; empty for other heads. */

@@ -94,6 +94,9 @@ public final class ConformanceTest {
         test("conformance", () -> {
             try (Model c = Model.open(cls); Model e = Model.open(emb)) {
                 check(c.labels().equals(labels), "labels");
+                int[] acts = ints(kv.get("activations"));   // classify, embed
+                check(acts.length == 2 && c.activations() == acts[0] && e.activations() == acts[1],
+                        "activations (static classifier, per-token embedder)");
                 for (int i = 0; i < texts.size(); i++) {
                     check(Arrays.equals(c.tokenize(texts.get(i)), tokens.get(i)), "tokenize text " + i);
                 }

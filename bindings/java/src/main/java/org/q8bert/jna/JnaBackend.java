@@ -81,16 +81,18 @@ public final class JnaBackend implements NativeBackend {
 
     @Override
     public long[] info(long model) {
-        // q8bert_info: 12 uint32, uint64 file_size at offset 48, uint32 max_text_tokens at 56.
+        // q8bert_info: 12 uint32, uint64 file_size at offset 48, uint32 max_text_tokens at 56,
+        // uint32 activations at 60.
         try (Memory m = new Memory(64)) {
             m.clear();
             check(q8bert_model_info(model, m));
-            long[] out = new long[13];
+            long[] out = new long[14];
             for (int i = 0; i < 11; i++) {
                 out[i] = Integer.toUnsignedLong(m.getInt(4L * (i + 1)));
             }
             out[INFO_FILE_SIZE] = m.getLong(48);
             out[INFO_MAX_TEXT_TOKENS] = Integer.toUnsignedLong(m.getInt(56));
+            out[INFO_ACTIVATIONS] = Integer.toUnsignedLong(m.getInt(60));
             return out;
         }
     }

@@ -13,7 +13,7 @@ public interface NativeBackend {
     /** Field order of {@code q8bert_info} as returned by {@link #info}. */
     int INFO_HEAD_KIND = 0, INFO_OUTPUT_DIM = 1, INFO_MAX_SEQ_LEN = 2, INFO_VOCAB_SIZE = 3, INFO_HIDDEN_SIZE = 4,
             INFO_NUM_LAYERS = 5, INFO_NUM_HEADS = 6, INFO_INTERMEDIATE_SIZE = 7, INFO_NUM_LABELS = 8, INFO_KERNEL = 9,
-            INFO_NUM_THREADS = 10, INFO_FILE_SIZE = 11, INFO_MAX_TEXT_TOKENS = 12;
+            INFO_NUM_THREADS = 10, INFO_FILE_SIZE = 11, INFO_MAX_TEXT_TOKENS = 12, INFO_ACTIVATIONS = 13;
 
     String version();
 
