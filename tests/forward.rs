@@ -232,6 +232,17 @@ fn mixed_static_and_per_row_layers() {
     }
 }
 
+/// max |int8 - unquantized (f64)| over the outputs of one unpadded sequence.
+fn max_error_vs_float(fp: &FpModel, ids: &[i32]) -> f64 {
+    let bytes = fp.bytes();
+    let buf = Aligned::new(&bytes);
+    let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+    let mut out = vec![0.0f32; model.output_len(1, ids.len())];
+    model.run(ids, None, None, 1, ids.len(), &mut out).unwrap();
+    let exact = common::float_forward(fp, ids, &vec![0; ids.len()]);
+    out.iter().zip(&exact).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max)
+}
+
 /// One embedding row with values 40x the others (a rare token) sets a per-table scale that
 /// leaves the other rows few int8 codes; a scale per row (format 1.3) does not. Errors against
 /// the unquantized model (f64) on sentences without that token, per-row inputs in both.
@@ -241,15 +252,7 @@ fn per_row_embedding_scales_beat_a_per_table_scale() {
     let h = fp.config.hidden_size as usize;
     fp.word[39 * h..40 * h].iter_mut().for_each(|v| *v *= 40.0);
     let ids = [3, 7, 12, 20, 25, 31];
-    let error = |fp: &FpModel| {
-        let bytes = fp.bytes();
-        let buf = Aligned::new(&bytes);
-        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
-        let mut out = vec![0.0f32; model.output_len(1, ids.len())];
-        model.run(&ids, None, None, 1, ids.len(), &mut out).unwrap();
-        let exact = common::float_forward(fp, &ids, &[0; 6]);
-        out.iter().zip(&exact).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max)
-    };
+    let error = |fp: &FpModel| max_error_vs_float(fp, &ids);
     let per_table = error(&fp);
     let per_row = error(&fp.clone().with_per_row_embeddings());
     eprintln!("max |int8 - fp32|: per-table embedding scales {per_table:.4}, per-row {per_row:.4}");
@@ -264,15 +267,7 @@ fn per_row_embedding_scales_beat_a_per_table_scale() {
 fn per_row_scales_beat_static_ranges() {
     let fp = FpModel::random(tiny_config(), Head::TokenStates, 630);
     let ids = [3, 7, 12, 20, 25, 31];
-    let error = |fp: &FpModel| {
-        let bytes = fp.bytes();
-        let buf = Aligned::new(&bytes);
-        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
-        let mut out = vec![0.0f32; model.output_len(1, ids.len())];
-        model.run(&ids, None, None, 1, ids.len(), &mut out).unwrap();
-        let exact = common::float_forward(fp, &ids, &[0; 6]);
-        out.iter().zip(&exact).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max)
-    };
+    let error = |fp: &FpModel| max_error_vs_float(fp, &ids);
     let fitted = error(&fp);
     // The ranges an outlier token 40x larger than the others would have set.
     let mut wide = fp.clone();
