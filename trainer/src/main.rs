@@ -116,6 +116,8 @@ struct FineTuneArgs {
     /// Quantization simulated in QAT and packed: "q8bert" (the paper: per-tensor weights, static
     /// EMA activation ranges, int32 bias) or "per-token" (per-channel weights, a scale per token
     /// computed at run time for every linear input, fp32 bias, a scale per embedding row; format 1.3).
+    /// per-token is the recommended scheme for the second (QAT) stage of a two-stage recipe
+    /// (docs/ACCURACY.md); the default stays the paper's.
     #[arg(long, default_value = "q8bert")]
     scheme: String,
     /// Also run attention's two matrix products in int8: Q, K and V requantized (ranges tracked
