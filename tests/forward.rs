@@ -482,3 +482,33 @@ fn every_thread_count_gives_bit_identical_outputs() {
         }
     }
 }
+
+/// The sequence-parallel path (a batch split over the threads by sequence, each share run in
+/// sub-batches) gives every sequence the bits it gets alone, on the operation-parallel path.
+#[test]
+fn sequence_parallel_batches_match_each_sequence_alone() {
+    for (i, head) in heads().into_iter().enumerate() {
+        let fp = FpModel::random(tiny_config(), head, 60 + i as u64);
+        let fp = if i % 2 == 0 { fp.with_per_row_inputs().with_per_row_embeddings() } else { fp.with_int8_attention(1.5, 1.0).with_int8_values(1.5) };
+        let bytes = fp.bytes();
+        let buf = Aligned::new(&bytes);
+        let alone_model = Model::from_bytes(buf.bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap();
+        let mut rng = Rng::new(70 + i as u64);
+        // (threads, batch, seq_len): equal lengths split evenly over 2 and 3 threads; on one
+        // thread, 70 sequences of 8 tokens are three sub-batches (256 tokens each at most).
+        for (threads, batch, seq_len) in [(2usize, 6usize, 16usize), (3, 7, 12), (1, 70, 8), (2, 9, 24)] {
+            let model = Model::from_bytes(buf.bytes(), &Options { num_threads: threads, ..Default::default() }).unwrap();
+            let seqs: Vec<(Vec<i32>, Vec<i32>)> = (0..batch).map(|_| random_sequence(&mut rng, seq_len, true, 40)).collect();
+            let ids: Vec<i32> = seqs.iter().flat_map(|s| s.0.clone()).collect();
+            let types: Vec<i32> = seqs.iter().flat_map(|s| s.1.clone()).collect();
+            let mut batched = vec![0.0f32; model.output_len(batch, seq_len)];
+            model.run(&ids, Some(&types), None, batch, seq_len, &mut batched).unwrap();
+            let per_seq = batched.len() / batch;
+            for (s, (ids, types)) in seqs.iter().enumerate() {
+                let mut alone = vec![0.0f32; alone_model.output_len(1, seq_len)];
+                alone_model.run(ids, Some(types), None, 1, seq_len, &mut alone).unwrap();
+                assert_eq!(&batched[s * per_seq..(s + 1) * per_seq], &alone[..], "{threads} threads, batch {batch}x{seq_len}: sequence {s} differs from its run alone");
+            }
+        }
+    }
+}

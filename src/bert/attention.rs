@@ -25,10 +25,17 @@ pub(super) fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_st
         let kt = pieces[i].take();
         let (a, len, len_p, hd) = tasks[i];
         let ko = h + hd * dh;
-        for j in 0..len {
-            let kr = (a + j) * 3 * h + ko;
-            for (d, &kv) in qkv[kr..kr + dh].iter().enumerate() {
-                kt[d * len_p + j] = kv;
+        // 16 keys at a time, so each K^T row gets one whole cache line per block. Key by key,
+        // the dh stores of a key land `len_p` floats apart, a power of two for the usual
+        // lengths: they share a few L1 sets and evict each other (measured 2 ns per value).
+        const BLOCK: usize = 16;
+        for j0 in (0..len).step_by(BLOCK) {
+            let keys = (len - j0).min(BLOCK);
+            for d in 0..dh {
+                let dst = &mut kt[d * len_p + j0..d * len_p + j0 + keys];
+                for (jj, out) in dst.iter_mut().enumerate() {
+                    *out = qkv[(a + j0 + jj) * 3 * h + ko + d];
+                }
             }
         }
         for d in 0..dh {

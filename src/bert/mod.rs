@@ -150,6 +150,8 @@ pub struct Workspace {
     pooled: Vec<f32>,
     /// Buffers of `Model::run_text`.
     pub(crate) text: TextScratch,
+    /// One workspace per task of the sequence-parallel path.
+    per_task: Vec<Workspace>,
 }
 
 /// Token buffers for text input, reused across calls.
@@ -181,6 +183,8 @@ impl Workspace {
             + self.key_sum.capacity() * 4
             + self.value_q.capacity()
             + self.value_sum.capacity() * 4
+            + self.per_task.capacity() * core::mem::size_of::<Workspace>()
+            + self.per_task.iter().map(Workspace::capacity_bytes).sum::<usize>()
     }
 }
 
@@ -213,6 +217,22 @@ fn max_linear_n(layout: &ModelLayout) -> (usize, usize) {
 /// on `threads` threads, with a fresh workspace (docs/HARDENING.md has the formula). None on
 /// overflow.
 pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, threads: usize) -> Option<usize> {
+    let gathered = working_memory_gathered(layout, batch, seq_len, threads)?;
+    // The sequence-parallel path (when the mask lets the batch split evenly): the token list of
+    // the whole batch, the task lists, and per task a workspace that has run its sub-batches.
+    let tasks = threads.max(1);
+    let t = batch.checked_mul(seq_len)?;
+    let per_task = working_memory_gathered(layout, sub_batch(seq_len).min(batch), seq_len, 1)?;
+    let split = t
+        .checked_mul(12)?
+        .checked_add(batch.checked_add(1)?.checked_mul(8)?)?
+        .checked_add(tasks.checked_mul(core::mem::size_of::<Workspace>() + 256)?)?
+        .checked_add(tasks.checked_mul(per_task)?)?;
+    Some(gathered.max(split))
+}
+
+/// [`working_memory`] of the operation-by-operation path.
+fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, threads: usize) -> Option<usize> {
     let c = &layout.config;
     let (h, dh) = (c.hidden_size, c.head_dim());
     let (max_n, classes) = max_linear_n(layout);
@@ -238,9 +258,9 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         if int8_values { batch.checked_mul(h)? } else { 0 },
         if int8_values { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
         // per-row input scales: 1/S_x of every row of xq and inter_q, and one dequantized row
-        // of the widest layer per task
+        // of the widest layer per linear task
         if per_row { t.checked_mul(2)? } else { 0 },
-        if per_row { threads.checked_mul(max_n)? } else { 0 },
+        if per_row { max_linear_blocks(t, threads).checked_mul(max_n)? } else { 0 },
     ];
     let bytes = [
         t.checked_mul(12)?,                                                  // tokens
@@ -248,7 +268,7 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         t.checked_mul(ops::padded_k(h))?,                                    // xq
         t.checked_mul(ops::padded_k(c.intermediate_size))?,                  // inter_q
         // Task lists of the parallel regions (blocks, slots, attention items).
-        batch.checked_add(threads.checked_mul(4)?)?.checked_mul(128)?.checked_add(4096)?,
+        batch.checked_add(threads.checked_mul(4)?)?.checked_add(max_linear_blocks(t, threads))?.checked_mul(128)?.checked_add(4096)?,
         // GEMM kernel scratch: a packed copy of at most all rows of A, K padded to 64, per
         // thread (thread-local and kept, so only a thread's first large run allocates it).
         // Three times: growing it may briefly hold the old and the new block.
@@ -397,6 +417,30 @@ fn row_blocks(rows: usize, parts: usize) -> Vec<(usize, usize)> {
     (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect()
 }
 
+/// Bytes of int32 accumulators one task of a linear layer produces before its epilogue reads
+/// them back: small enough that they are still in L2 then (1 MiB per core on Zen 4, 2 MiB on
+/// Sapphire/Emerald Rapids), large enough that the GEMM reuses each weight panel many times.
+const LINEAR_TASK_ACC_BYTES: usize = 192 << 10;
+/// Row limits of one linear task (the GEMM tiles are 12 rows on AVX-512).
+const LINEAR_TASK_MIN_ROWS: usize = 24;
+const LINEAR_TASK_MAX_ROWS: usize = 96;
+
+/// Row blocks of a linear layer with `n` outputs: one task per block, GEMM then epilogue, so
+/// the accumulators of a block are read back from cache; at least one block per thread, and a
+/// whole number of rounds over the threads (the pool hands blocks out as threads free up).
+fn linear_blocks(rows: usize, threads: usize, n: usize) -> Vec<(usize, usize)> {
+    let chunk = (LINEAR_TASK_ACC_BYTES / (4 * n.max(1))).clamp(LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS);
+    let threads = threads.max(1);
+    let parts = rows.div_ceil(chunk).max(threads).div_ceil(threads) * threads;
+    row_blocks(rows, parts)
+}
+
+/// Most blocks [`linear_blocks`] makes for `rows` rows on `threads` threads (any `n`).
+fn max_linear_blocks(rows: usize, threads: usize) -> usize {
+    let threads = threads.max(1);
+    rows.div_ceil(LINEAR_TASK_MIN_ROWS).max(threads).div_ceil(threads) * threads
+}
+
 /// Carves `buf` into consecutive pieces of `rows * row_len` elements for the given blocks.
 fn carve<'a, T>(mut buf: &'a mut [T], blocks: &[(usize, usize)], row_len: usize) -> Vec<&'a mut [T]> {
     let mut out = Vec::with_capacity(blocks.len());
@@ -409,12 +453,116 @@ fn carve<'a, T>(mut buf: &'a mut [T], blocks: &[(usize, usize)], row_len: usize)
 }
 
 /// Runs the model on `input`, writing `layout.output_dim(seq_len)` floats per sequence.
+///
+/// A batch whose sequences split evenly over the threads runs as one task per thread, each
+/// taking its share of the sequences through the whole model in sub-batches of about
+/// [`SUB_BATCH_TOKENS`]: no barrier between operations, and a sub-batch's activations stay in
+/// the thread's own cache. Anything else runs operation by operation, each operation split over
+/// the threads. A sequence's output is the same bits either way (it never depends on the batch).
 pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Parallel, input: &Input, ws: &mut Workspace, output: &mut [f32]) -> Result<()> {
     let needed = input.batch.saturating_mul(layout.output_dim(input.seq_len));
     if output.len() < needed {
         bail!(Status::BufferTooSmall, "output has room for {} floats, {needed} are needed", output.len());
     }
     gather_tokens(layout, input, ws)?;
+    let tasks = par.threads().max(1);
+    match split_sequences(&ws.seq_start, tasks, input.seq_len) {
+        Some(parts) => forward_split(layout, file, kernel, par, input, ws, output, &parts),
+        None => forward_gathered(layout, file, kernel, par, input, ws, output),
+    }
+}
+
+/// Padded tokens (batch x seq_len) per sub-batch of the sequence-parallel path: enough rows
+/// for the GEMMs to reuse each weight panel, few enough that a sub-batch's activations
+/// (about 3 KiB x hidden/64 per token) stay in L2.
+pub const SUB_BATCH_TOKENS: usize = 256;
+/// Least share of the ideal (every thread busy until the end) the sequence-parallel path must
+/// reach; below it, operation by operation over the threads is faster.
+const SPLIT_MIN_EFFICIENCY: f64 = 0.85;
+
+/// Sequences per sub-batch of the sequence-parallel path.
+fn sub_batch(seq_len: usize) -> usize {
+    (SUB_BATCH_TOKENS / seq_len.max(1)).max(1)
+}
+
+/// Consecutive ranges of sequences, one per task, balanced by unmasked tokens; None when the
+/// batch has fewer sequences than tasks, when one thread would run a single sub-batch anyway,
+/// or when the best split leaves threads idle for too long.
+fn split_sequences(seq_start: &[usize], tasks: usize, seq_len: usize) -> Option<Vec<core::ops::Range<usize>>> {
+    let batch = seq_start.len() - 1;
+    let total = seq_start[batch];
+    if batch < tasks || total == 0 || (tasks == 1 && batch <= sub_batch(seq_len)) {
+        return None;
+    }
+    // Cut after the sequence whose end is nearest each ideal boundary k * total / tasks.
+    let mut parts = Vec::with_capacity(tasks);
+    let mut first = 0;
+    for k in 1..tasks {
+        let ideal = total * k / tasks;
+        let mut cut = first + 1;
+        while cut < batch - (tasks - k) && seq_start[cut + 1].abs_diff(ideal) <= seq_start[cut].abs_diff(ideal) {
+            cut += 1;
+        }
+        parts.push(first..cut);
+        first = cut;
+    }
+    parts.push(first..batch);
+    let longest = parts.iter().map(|r| seq_start[r.end] - seq_start[r.start]).max().unwrap_or(0);
+    let efficiency = total as f64 / (tasks * longest) as f64;
+    (efficiency >= SPLIT_MIN_EFFICIENCY).then_some(parts)
+}
+
+/// The sequence-parallel path: task `i` runs sequences `parts[i]` in sub-batches on one thread,
+/// in its own workspace.
+#[allow(clippy::too_many_arguments)]
+fn forward_split(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Parallel, input: &Input, ws: &mut Workspace, output: &mut [f32], parts: &[core::ops::Range<usize>]) -> Result<()> {
+    let (seq_len, out_dim) = (input.seq_len, layout.output_dim(input.seq_len));
+    if ws.per_task.len() < parts.len() {
+        if ws.per_task.try_reserve_exact(parts.len() - ws.per_task.len()).is_err() {
+            bail!(Status::OutOfMemory, "cannot allocate {} task workspaces", parts.len());
+        }
+        ws.per_task.resize_with(parts.len(), Workspace::new);
+    }
+    let mut results: Vec<Result<()>> = Vec::new();
+    if results.try_reserve_exact(parts.len()).is_err() {
+        bail!(Status::OutOfMemory, "cannot allocate {} task results", parts.len());
+    }
+    results.resize_with(parts.len(), || Ok(()));
+    let mut slots = Vec::with_capacity(parts.len());
+    let mut out_rest = &mut output[..input.batch * out_dim];
+    for ((range, task_ws), result) in parts.iter().zip(ws.per_task.iter_mut()).zip(results.iter_mut()) {
+        let (out, rest) = core::mem::take(&mut out_rest).split_at_mut(range.len() * out_dim);
+        out_rest = rest;
+        slots.push(Slot::new((range.clone(), task_ws, out, result)));
+    }
+    let sub = sub_batch(seq_len);
+    par.for_each(slots.len(), &|i| {
+        let (range, task_ws, out, result) = slots[i].take();
+        let mut s0 = range.start;
+        while s0 < range.end {
+            let s1 = (s0 + sub).min(range.end);
+            let span = s0 * seq_len..s1 * seq_len;
+            let part = Input {
+                input_ids: &input.input_ids[span.clone()],
+                token_type_ids: input.token_type_ids.map(|t| &t[span.clone()]),
+                attention_mask: input.attention_mask.map(|m| &m[span.clone()]),
+                batch: s1 - s0,
+                seq_len,
+            };
+            let out = &mut out[(s0 - range.start) * out_dim..(s1 - range.start) * out_dim];
+            if let Err(e) = gather_tokens(layout, &part, task_ws).and_then(|()| forward_gathered(layout, file, kernel, &Serial, &part, task_ws, out)) {
+                *result = Err(e);
+                return;
+            }
+            s0 = s1;
+        }
+    });
+    results.into_iter().collect()
+}
+
+/// The forward pass over the tokens `gather_tokens` put in `ws`, operation by operation, each
+/// split over the threads of `par`.
+fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Parallel, input: &Input, ws: &mut Workspace, output: &mut [f32]) -> Result<()> {
     let cfg = &layout.config;
     let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
     let t = ws.tokens.len();
@@ -454,7 +602,7 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     if layout.per_row_linears() > 0 {
         try_resize(&mut ws.row_inv, t.max(input.batch))?;
         try_resize(&mut ws.inter_row_inv, t)?;
-        try_resize(&mut ws.epilogue, par.threads() * max_n)?;
+        try_resize(&mut ws.epilogue, max_linear_blocks(t, par.threads()) * max_n)?;
     }
     if layout.classifier.is_some() {
         try_resize(&mut ws.pooled, input.batch * h)?;
@@ -531,3 +679,37 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn starts(lens: &[usize]) -> Vec<usize> {
+        let mut v = alloc::vec![0];
+        for &l in lens {
+            v.push(v.last().unwrap() + l);
+        }
+        v
+    }
+
+    #[test]
+    fn sequences_split_evenly_by_tokens() {
+        assert_eq!(split_sequences(&starts(&[128; 8]), 2, 128), Some(alloc::vec![0..4, 4..8]));
+        assert_eq!(split_sequences(&starts(&[10, 10, 10, 30]), 2, 32), Some(alloc::vec![0..3, 3..4]));
+        // Every task gets a sequence, even when the first is the longest.
+        assert_eq!(split_sequences(&starts(&[50, 20, 15, 15]), 2, 64), Some(alloc::vec![0..1, 1..4]));
+        assert_eq!(split_sequences(&starts(&[8; 6]), 3, 8), Some(alloc::vec![0..2, 2..4, 4..6]));
+    }
+
+    #[test]
+    fn uneven_or_small_batches_stay_operation_parallel() {
+        // Fewer sequences than threads; three equal sequences on two threads (2:1 is 75%); one
+        // long sequence among short ones.
+        assert_eq!(split_sequences(&starts(&[128]), 2, 128), None);
+        assert_eq!(split_sequences(&starts(&[64; 3]), 2, 64), None);
+        assert_eq!(split_sequences(&starts(&[100, 5, 5, 5]), 2, 100), None);
+        // One thread: sub-batches only when there is more than one.
+        assert_eq!(split_sequences(&starts(&[128, 128]), 1, 128), None);
+        assert_eq!(split_sequences(&starts(&[128; 3]), 1, 128), Some(alloc::vec![0..3]));
+    }
+}
