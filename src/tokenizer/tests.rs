@@ -179,18 +179,26 @@ fn from_parts_rejects_duplicates() {
         bytes.extend_from_slice(t.as_bytes());
         offsets.push(bytes.len() as u32);
     }
-    let mut hash = vec![0u32; 8];
-    for (id, t) in tokens.iter().enumerate() {
-        let mut s = fnv1a64(t.as_bytes()) as usize & 7;
-        while hash[s] != 0 {
-            s = (s + 1) & 7;
+    // Either copy may come first in the probe sequence.
+    for reverse in [false, true] {
+        let mut hash = vec![0u32; 8];
+        let mut ids: Vec<usize> = (0..tokens.len()).collect();
+        if reverse {
+            ids.reverse();
         }
-        hash[s] = id as u32 + 1;
+        for id in ids {
+            let mut s = fnv1a64(tokens[id].as_bytes()) as usize & 7;
+            while hash[s] != 0 {
+                s = (s + 1) & 7;
+            }
+            hash[s] = id as u32 + 1;
+        }
+        assert_eq!(
+            check(&offsets, &bytes, &hash),
+            Err(VocabError::DuplicateToken),
+            "reverse insertion: {reverse}"
+        );
     }
-    assert_eq!(
-        check(&offsets, &bytes, &hash),
-        Err(VocabError::DuplicateToken)
-    );
 }
 
 #[test]

@@ -226,35 +226,23 @@ impl<'a> Vocab<'a> {
             }
         }
 
-        // Duplicates: equal tokens have equal hashes, so sort ids by hash (radix,
-        // linear) and compare bytes only inside equal-hash groups.
-        let mut order: Vec<(u64, u32)> = hashes
-            .iter()
-            .enumerate()
-            .map(|(i, &h)| (h, i as u32))
-            .collect();
-        radix_sort_by_hash(&mut order);
-        let mut i = 0;
-        while i < order.len() {
-            let mut j = i + 1;
-            while j < order.len() && order[j].0 == order[i].0 {
-                j += 1;
-            }
-            if j - i > 1 {
-                // Hash collisions (or real duplicates): sort the group by bytes.
-                let group = &mut order[i..j];
-                group.sort_unstable_by(|a, b| {
-                    vocab
-                        .token_bytes(a.1 as usize)
-                        .cmp(vocab.token_bytes(b.1 as usize))
-                });
-                for w in group.windows(2) {
-                    if vocab.token_bytes(w[0].1 as usize) == vocab.token_bytes(w[1].1 as usize) {
-                        return Err(VocabError::DuplicateToken);
-                    }
+        // Duplicates: equal tokens have equal hashes, so they share a home slot and one run.
+        // Probing from token i's home, the first entry with i's bytes is i itself unless a
+        // duplicate stands earlier in the probe; of two equal tokens, the later one's probe
+        // meets the earlier. Bytes are compared only on a full 64-bit hash match.
+        for (i, &h) in hashes.iter().enumerate() {
+            let mut s = (h as usize) & mask;
+            loop {
+                // Reachability (above) puts i's own slot before any empty one.
+                let Some(id) = (hash[s] as usize).checked_sub(1) else { return Err(VocabError::BadHashTable) };
+                if id == i {
+                    break;
                 }
+                if hashes[id] == h && vocab.token_bytes(id) == vocab.token_bytes(i) {
+                    return Err(VocabError::DuplicateToken);
+                }
+                s = (s + 1) & mask;
             }
-            i = j;
         }
         Ok(vocab)
     }
@@ -317,27 +305,6 @@ impl<'a> Vocab<'a> {
             slot = (slot + 1) & self.mask;
         }
         None
-    }
-}
-
-/// LSD radix sort on the 64-bit key, 8 passes of 8 bits: linear in V.
-fn radix_sort_by_hash(v: &mut Vec<(u64, u32)>) {
-    let mut tmp = v.clone();
-    for pass in 0..8 {
-        let shift = pass * 8;
-        let mut count = [0usize; 257];
-        for &(h, _) in v.iter() {
-            count[((h >> shift) & 0xff) as usize + 1] += 1;
-        }
-        for i in 0..256 {
-            count[i + 1] += count[i];
-        }
-        for &item in v.iter() {
-            let d = ((item.0 >> shift) & 0xff) as usize;
-            tmp[count[d]] = item;
-            count[d] += 1;
-        }
-        core::mem::swap(v, &mut tmp);
     }
 }
 
