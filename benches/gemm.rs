@@ -1,4 +1,4 @@
-//! Single-thread GEMM throughput on the BERT-base shapes (M=128), per kernel, against the
+//! Single-thread GEMM throughput on the BERT-base shapes (M=128, and the row tasks of a batch), per kernel, against the
 //! int8 peak measured in the same run by a register-only probe: `vpdpbusd` on x86-64, `smmla`
 //! or `sdot` on aarch64 (none for AVX2-only or NEON-only CPUs: criterion's GOPS only).
 //!
@@ -11,7 +11,17 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use q8bert::kernels::{pack_weights, probe, weight_sums, Kernel, KernelKind};
 
-const SHAPES: [(usize, usize, usize); 3] = [(128, 768, 768), (128, 768, 3072), (128, 3072, 768)];
+const SHAPES: [(usize, usize, usize); 7] = [
+    (128, 768, 768),
+    (128, 768, 3072),
+    (128, 3072, 768),
+    // One row task of each BERT-base linear layer in a batch (`bert::linear_blocks`: 192 KiB of
+    // accumulators, 24 to 96 rows): QKV, attention output, FFN in, FFN out.
+    (24, 768, 2304),
+    (64, 768, 768),
+    (24, 768, 3072),
+    (64, 3072, 768),
+];
 
 struct Problem {
     m: usize,
