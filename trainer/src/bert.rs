@@ -63,7 +63,7 @@ impl BertConfig {
         let raw: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if let Some(t) = raw.get("model_type").and_then(|v| v.as_str()) {
             if t != "bert" {
-                bail!("{}: model_type {t:?} is not supported: q8bert runs BERT encoders (model_type \"bert\": BERT, MiniLM, bge, e5, ...)", path.display());
+                bail!("{}: model_type {t:?} is not supported; supported: bert (BERT encoders such as MiniLM, bge, e5, gte)", path.display());
             }
         }
         const ARCHITECTURES: [&str; 4] = ["BertModel", "BertForSequenceClassification", "BertForMaskedLM", "BertForPreTraining"];
@@ -75,12 +75,16 @@ impl BertConfig {
             }
         }
         let cfg: BertConfig = serde_json::from_value(raw).with_context(|| format!("parsing {}", path.display()))?;
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
             bail!("hidden_size {} not divisible by num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads);
         }
         if cfg.hidden_act != "gelu" {
             // The runtime implements the erf GELU only.
-            bail!("hidden_act {:?} is not supported (only \"gelu\", the erf form)", cfg.hidden_act);
+            bail!(
+                "{}: hidden_act {:?} is not supported; supported: \"gelu\" (the exact erf form). The tanh approximations (gelu_new, gelu_pytorch_tanh) and relu are not implemented yet",
+                path.display(),
+                cfg.hidden_act
+            );
         }
         Ok(cfg)
     }
@@ -378,8 +382,8 @@ impl Bert {
     /// classifier of that size (BertForSequenceClassification), else initialised N(0, 0.02) with
     /// a seeded generator (the pooler is reused when present).
     pub fn load(dir: &Path, num_labels: Option<usize>, seed: u64) -> Result<Self> {
-        let cfg = BertConfig::from_file(&dir.join("config.json"))?;
-        let path = dir.join("model.safetensors");
+        let cfg = crate::model_dir::config(dir)?;
+        let path = crate::model_dir::weights_path(dir)?;
         let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
             .with_context(|| format!("loading {}", path.display()))?;
         Self::from_tensors(cfg, tensors, num_labels, seed)

@@ -157,7 +157,7 @@ pub struct Encoded {
 
 impl TextTokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let vocab_path = dir.join("vocab.txt");
+        let vocab_path = crate::model_dir::vocab_path(dir)?;
         let vocab: Vec<String> = std::fs::read_to_string(&vocab_path)
             .with_context(|| format!("reading {}", vocab_path.display()))?
             .lines()
@@ -169,7 +169,7 @@ impl TextTokenizer {
         } else {
             serde_json::from_str("{}")?
         };
-        Self::new(vocab, config)
+        Self::new(vocab, config).with_context(|| format!("{} with {}", vocab_path.display(), cfg_path.display()))
     }
 
     pub fn new(vocab: Vec<String>, config: TokenizerFileConfig) -> Result<Self> {
@@ -187,7 +187,7 @@ impl TextTokenizer {
             pad_id: id(&config.pad_token)?,
             max_input_chars_per_word: 100,
         };
-        let encoded = tok::encode_vocab(&vocab).map_err(|e| anyhow::anyhow!("vocab: {e:?}"))?;
+        let encoded = tok::encode_vocab(&vocab).map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
         Ok(TextTokenizer { vocab, config, encoded, settings })
     }
 
@@ -197,8 +197,8 @@ impl TextTokenizer {
 
     /// Tokenizes examples as `[CLS] a [SEP] (b [SEP])`, truncated longest-first to `max_len`.
     pub fn encode_all(&self, examples: &[Example], max_len: usize) -> Result<Vec<Encoded>> {
-        let vocab = self.encoded.vocab().map_err(|e| anyhow::anyhow!("vocab: {e:?}"))?;
-        let t = tok::Tokenizer::new(vocab, self.settings.clone()).map_err(|e| anyhow::anyhow!("tokenizer: {e:?}"))?;
+        let vocab = self.encoded.vocab().map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
+        let t = tok::Tokenizer::new(vocab, self.settings.clone()).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
         let mut enc = tok::Encoding::default();
         let mut out = Vec::with_capacity(examples.len());
         for ex in examples {

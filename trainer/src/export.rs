@@ -138,8 +138,8 @@ mod with_runtime {
         }
     }
 
-    fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-        anyhow!("q8bert: {e:?}")
+    fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+        anyhow!("q8bert: {e}")
     }
 
     fn builder(model: &Bert, tok: &TextTokenizer, head: qb::Head, scheme: Scheme, meta: &TrainMeta) -> Result<qb::ModelBuilder> {

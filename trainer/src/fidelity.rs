@@ -106,23 +106,52 @@ pub fn compare(output: Output, fp32: &[Vec<f32>], int8: &[Vec<f32>], worst: usiz
     })
 }
 
-/// Reads the texts to compare: one text per line, or two separated by a tab (a pair). Empty
-/// lines are skipped; there is no header.
-pub fn read_texts(path: &Path) -> Result<Vec<Example>> {
+/// The texts of a `--texts` file, with where each came from so reports point at file lines.
+#[derive(Clone, Debug, Default)]
+pub struct TextFile {
+    pub rows: Vec<Example>,
+    /// The 1-based file line of each row.
+    pub lines: Vec<usize>,
+    /// 1-based lines that are empty or whitespace only: not scored, reported.
+    pub blank_lines: Vec<usize>,
+}
+
+/// Reads the texts to compare: one text per line, or two separated by a tab (a pair); there is
+/// no header. Blank lines are skipped but keep their numbers: rows are reported by file line.
+pub fn read_texts(path: &Path) -> Result<TextFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let rows: Vec<Example> = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| match l.split_once('\t') {
+    let mut file = TextFile::default();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim_end_matches('\r');
+        if l.trim().is_empty() {
+            file.blank_lines.push(i + 1);
+            continue;
+        }
+        file.rows.push(match l.split_once('\t') {
             Some((a, b)) => Example { text_a: a.to_string(), text_b: Some(b.split('\t').next().unwrap_or("").to_string()), label: 0.0 },
             None => Example { text_a: l.to_string(), text_b: None, label: 0.0 },
-        })
-        .collect();
-    if rows.is_empty() {
-        bail!("{}: no text lines", path.display());
+        });
+        file.lines.push(i + 1);
     }
-    Ok(rows)
+    if file.rows.is_empty() {
+        bail!("{}: no text lines (one text, or two tab-separated texts, per line)", path.display());
+    }
+    Ok(file)
+}
+
+/// Rows longer than the token limit: both sides cut them (longest-first) to `max_seq_len`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    pub max_seq_len: usize,
+    /// Indices into the rows.
+    pub rows: Vec<usize>,
+}
+
+/// Which rows `max_seq_len` truncates: a row encoded with one more token allowed comes out
+/// longer than the limit exactly when it does not fit.
+pub fn truncation(tok: &TextTokenizer, rows: &[Example], max_seq_len: usize) -> Result<Truncation> {
+    let encoded = tok.encode_all(rows, max_seq_len + 1)?;
+    Ok(Truncation { max_seq_len, rows: encoded.iter().enumerate().filter(|(_, e)| e.ids.len() > max_seq_len).map(|(i, _)| i).collect() })
 }
 
 /// The fp32 checkpoint's outputs for `rows`, shaped like the packed model's (`output`).
@@ -174,17 +203,20 @@ pub fn load_fp32(dir: &Path, output: Output) -> Result<Bert> {
 }
 
 impl Report {
-    pub fn to_json(&self, output: Output, texts: &[Example]) -> Value {
+    pub fn to_json(&self, output: Output, texts: &TextFile, truncation: &Truncation) -> Value {
         let worst: Vec<Value> = self
             .worst
             .iter()
             .map(|r| {
-                let e = &texts[r.index];
-                json!({"row": r.index, "cosine": r.cosine, "max_abs_diff": r.max_abs_diff, "same_label": r.same_label, "text": e.text_a, "text_b": e.text_b})
+                let e = &texts.rows[r.index];
+                json!({"line": texts.lines[r.index], "cosine": r.cosine, "max_abs_diff": r.max_abs_diff, "same_label": r.same_label, "text": e.text_a, "text_b": e.text_b})
             })
             .collect();
         let mut v = json!({
             "rows": self.rows,
+            "blank_lines_skipped": texts.blank_lines,
+            "max_seq_len": truncation.max_seq_len,
+            "truncated_lines": truncation.rows.iter().map(|&i| texts.lines[i]).collect::<Vec<_>>(),
             "cosine_mean": self.cosine_mean,
             "cosine_min": self.cosine_min,
             "cosine_p1": self.cosine_p1,
@@ -202,10 +234,26 @@ impl Report {
     }
 
     /// The human-readable summary.
-    pub fn to_text(&self, output: Output, texts: &[Example]) -> String {
+    pub fn to_text(&self, output: Output, texts: &TextFile, truncation: &Truncation) -> String {
         use std::fmt::Write;
         let mut o = String::new();
         let _ = writeln!(o, "rows: {}", self.rows);
+        if !texts.blank_lines.is_empty() {
+            let _ = writeln!(o, "blank lines skipped: {} ({})", texts.blank_lines.len(), line_list(&texts.blank_lines));
+        }
+        let truncated: Vec<usize> = truncation.rows.iter().map(|&i| texts.lines[i]).collect();
+        if truncated.is_empty() {
+            let _ = writeln!(o, "truncated: none (limit {} tokens)", truncation.max_seq_len);
+        } else {
+            let _ = writeln!(
+                o,
+                "truncated: {} of {} rows are longer than {} tokens and were cut to it on both sides (lines {}); --max-seq-len sets the limit",
+                truncated.len(),
+                self.rows,
+                truncation.max_seq_len,
+                line_list(&truncated)
+            );
+        }
         let _ = writeln!(o, "cosine(int8, fp32): mean {:.5}, min {:.5}, 1st percentile {:.5}", self.cosine_mean, self.cosine_min, self.cosine_p1);
         let _ = writeln!(o, "|int8 - fp32|: max {:.4e}, mean {:.4e}", self.max_abs_diff, self.mean_abs_diff);
         if matches!(output, Output::Classification { .. }) {
@@ -216,7 +264,7 @@ impl Report {
         }
         let _ = writeln!(o, "worst rows:");
         for r in &self.worst {
-            let e = &texts[r.index];
+            let e = &texts.rows[r.index];
             let mut text = e.text_a.clone();
             if let Some(b) = &e.text_b {
                 text = format!("{text} | {b}");
@@ -225,8 +273,18 @@ impl Report {
                 text = text.chars().take(87).collect::<String>() + "...";
             }
             let flag = if r.same_label { "" } else { "  LABEL DIFFERS" };
-            let _ = writeln!(o, "  row {:>6}: cosine {:.5}, max diff {:.3e}{flag}  {text:?}", r.index, r.cosine, r.max_abs_diff);
+            let _ = writeln!(o, "  line {:>6}: cosine {:.5}, max diff {:.3e}{flag}  {text:?}", texts.lines[r.index], r.cosine, r.max_abs_diff);
         }
         o
     }
+}
+
+/// "3, 8, 12" for a few line numbers, "3, 8, 12, ... (40 more)" for many.
+fn line_list(lines: &[usize]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = lines.iter().take(SHOWN).map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
+    if lines.len() > SHOWN {
+        s += &format!(", ... ({} more)", lines.len() - SHOWN);
+    }
+    s
 }

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod export;
 pub mod fidelity;
 pub mod metrics;
+pub mod model_dir;
 pub mod optim;
 pub mod quant;
 pub mod rng;

@@ -179,12 +179,14 @@ struct FidelityArgs {
     /// The packed model (.q8b).
     #[arg(long)]
     q8b: PathBuf,
-    /// Text file: one text per line, or two tab-separated texts (a pair); no header.
+    /// Text file: one text per line, or two tab-separated texts (a pair); no header. Blank
+    /// lines are skipped; rows are reported by their line number in this file.
     #[arg(long)]
     texts: PathBuf,
-    /// Token limit (longest-first truncation), the same on both sides.
-    #[arg(long, default_value_t = 128)]
-    max_seq_len: usize,
+    /// Token limit (longest-first truncation), the same on both sides; default: the model's
+    /// max_position_embeddings (what the runtime uses by default). Truncated texts are counted.
+    #[arg(long)]
+    max_seq_len: Option<usize>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// How many of the worst rows to list.
@@ -213,8 +215,9 @@ struct QuantizeArgs {
     head: String,
     #[arg(long)]
     task: Option<String>,
-    #[arg(long, default_value_t = 128)]
-    max_seq_len: usize,
+    /// Token limit of the calibration text; default 128, or the model's positions if fewer.
+    #[arg(long)]
+    max_seq_len: Option<usize>,
     #[arg(long, default_value_t = 64)]
     calibration_batches: usize,
     /// "per-token" (default: per-channel weights, a scale per token computed at run time for
@@ -245,9 +248,25 @@ fn disable_mimalloc_purge() {
     unsafe { libmimalloc_sys::mi_option_set(15, -1) };
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     disable_mimalloc_purge();
+    // candle attaches a backtrace to its errors' Display when RUST_BACKTRACE is set; a user's
+    // error is the message. RUST_LIB_BACKTRACE=1 still asks for them (panics are unaffected).
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}`: the message and its causes on one line, "outer: cause: cause".
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::FineTune(a) => fine_tune(a),
         Cmd::Quantize(a) => quantize(a),
@@ -262,6 +281,10 @@ fn main() -> Result<()> {
 
 fn fine_tune(a: FineTuneArgs) -> Result<()> {
     let threads = set_threads(a.threads);
+    trainer::model_dir::check(&a.model)?;
+    if let Some(t) = &a.teacher {
+        trainer::model_dir::check(t).context("--teacher")?;
+    }
     let task = Task::parse(&a.task)?;
     let (train_file, eval_file) = match (&a.train_file, &a.eval_file, &a.data_dir) {
         (Some(t), Some(e), _) => (t.clone(), e.clone()),
@@ -377,9 +400,12 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<(bool, bool)>> {
     if !p.exists() {
         return Ok(None);
     }
-    let mods: Vec<StModule> = serde_json::from_str(&std::fs::read_to_string(&p)?).context("parsing modules.json")?;
+    let mods: Vec<StModule> = serde_json::from_str(&std::fs::read_to_string(&p)?).with_context(|| format!("parsing {}", p.display()))?;
     let Some(pool) = mods.iter().find(|m| m.ty.ends_with(".Pooling")) else { return Ok(None) };
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(&pool.path).join("config.json"))?)?;
+    let pool_config = dir.join(&pool.path).join("config.json");
+    let text = std::fs::read_to_string(&pool_config)
+        .with_context(|| format!("reading {} (the Pooling module that {} names)", pool_config.display(), p.display()))?;
+    let cfg: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", pool_config.display()))?;
     let flag = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
     let mean = if flag("pooling_mode_mean_tokens") {
         true
@@ -395,13 +421,15 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<(bool, bool)>> {
 fn quantize(a: QuantizeArgs) -> Result<()> {
     set_threads(a.threads);
     let scheme = trainer::quant::Scheme::parse(&a.scheme, a.per_channel)?;
+    let cfg = trainer::model_dir::check(&a.model)?;
     let tok = TextTokenizer::from_dir(&a.model)?;
     let examples: Vec<Example> = match &a.calibration {
         Some(p) => read_tsv_texts(p)?,
         None => CALIBRATION.iter().map(|s| Example { text_a: s.to_string(), text_b: None, label: 0.0 }).collect(),
     };
     let st = sentence_transformers_head(&a.model)?;
-    let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.model.join("config.json"))?)?;
+    let config_path = a.model.join("config.json");
+    let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path)?).with_context(|| format!("parsing {}", config_path.display()))?;
     let n_cfg_labels = cfg_json.get("id2label").and_then(|v| v.as_object()).map(|m| m.len());
     let arch_says_classifier = cfg_json
         .get("architectures")
@@ -422,7 +450,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         h @ ("embedding" | "classification" | "regression") => h,
         h => bail!("unknown --head {h:?}"),
     };
-    let max_len = a.max_seq_len;
+    let max_len = fit_to_positions(a.max_seq_len, 128, cfg.max_position_embeddings);
     let data = Dataset { rows: tok.encode_all(&examples, max_len)? };
     let meta_base = vec![
         ("general.base_model".to_string(), trainer::export::MetaEntry::Str(a.model.display().to_string())),
@@ -470,17 +498,34 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
 fn fidelity(a: FidelityArgs) -> Result<()> {
     use trainer::fidelity;
     let threads = set_threads(a.threads);
-    let texts = fidelity::read_texts(&a.texts)?;
-    let (output, int8) = trainer::export::run_texts(&a.q8b, &texts, a.max_seq_len, a.batch_size, threads)?;
-    let model = fidelity::load_fp32(&a.model, output)?;
+    let cfg = trainer::model_dir::check(&a.model)?;
     let tok = TextTokenizer::from_dir(&a.model)?;
-    let fp32 = fidelity::fp32_outputs(&model, &tok, &texts, output, a.max_seq_len, a.batch_size)?;
+    let texts = fidelity::read_texts(&a.texts)?;
+    // Default: the whole sequence the model takes, as the runtime does with default options.
+    let max_len = fit_to_positions(a.max_seq_len, cfg.max_position_embeddings, cfg.max_position_embeddings);
+    let truncation = fidelity::truncation(&tok, &texts.rows, max_len)?;
+    let (output, int8) = trainer::export::run_texts(&a.q8b, &texts.rows, max_len, a.batch_size, threads)?;
+    let model = fidelity::load_fp32(&a.model, output)?;
+    let fp32 = fidelity::fp32_outputs(&model, &tok, &texts.rows, output, max_len, a.batch_size)?;
     let report = fidelity::compare(output, &fp32, &int8, a.worst)?;
-    print!("{}", report.to_text(output, &texts));
+    print!("{}", report.to_text(output, &texts, &truncation));
     if let Some(p) = &a.output {
-        trainer::train::write_json(p, &report.to_json(output, &texts))?;
+        trainer::train::write_json(p, &report.to_json(output, &texts, &truncation))?;
     }
     Ok(())
+}
+
+/// The token limit: `--max-seq-len` if given, else `default`, lowered to the model's position
+/// table (a longer sequence has no position embedding), with a note when a given value was lowered.
+fn fit_to_positions(max_seq_len: Option<usize>, default: usize, positions: usize) -> usize {
+    match max_seq_len {
+        Some(n) if n > positions => {
+            eprintln!("note: --max-seq-len {n} is more than the model's {positions} positions; using {positions}");
+            positions
+        }
+        Some(n) => n,
+        None => default.min(positions),
+    }
 }
 
 /// Calibration TSV: header row, text in the first column (and the second when there are 3+).

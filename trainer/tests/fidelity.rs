@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use trainer::bert::{Bert, BertConfig};
 use trainer::data::{Example, TextTokenizer};
-use trainer::fidelity::{compare, fp32_outputs, load_fp32, read_texts, Output};
+use trainer::fidelity::{compare, fp32_outputs, load_fp32, read_texts, truncation, Output};
 use trainer::quant::Scheme;
 use trainer::train::{calibrate, Dataset};
 
@@ -49,8 +49,11 @@ fn fidelity_report_matches_a_direct_computation() {
     let dir = tmp("embed");
     let texts_path = dir.join("texts.txt");
     std::fs::write(&texts_path, TEXTS).unwrap();
-    let texts = read_texts(&texts_path).unwrap();
+    let file = read_texts(&texts_path).unwrap();
+    let texts = &file.rows;
     assert_eq!(texts.len(), 7, "empty lines skipped");
+    assert_eq!(file.lines, [1, 2, 3, 4, 5, 6, 8], "rows keep their file line numbers");
+    assert_eq!(file.blank_lines, [7]);
     assert_eq!(texts[4].text_b.as_deref(), Some("a cat is sitting"), "a tab makes a pair");
 
     let mut cfg = BertConfig::tiny(vocab().len());
@@ -81,10 +84,10 @@ fn fidelity_report_matches_a_direct_computation() {
             }
         };
         // What `trainer fidelity` does.
-        let (got_output, int8) = trainer::export::run_texts(&q8b, &texts, 32, 3, 1).unwrap();
+        let (got_output, int8) = trainer::export::run_texts(&q8b, texts, 32, 3, 1).unwrap();
         assert_eq!(got_output, output);
         let fp32_model = load_fp32(&hf, output).unwrap();
-        let fp32 = fp32_outputs(&fp32_model, &tok, &texts, output, 32, 3).unwrap();
+        let fp32 = fp32_outputs(&fp32_model, &tok, texts, output, 32, 3).unwrap();
         let report = compare(output, &fp32, &int8, 3).unwrap();
 
         // The same numbers computed directly, from independent runs: the runtime one text at a
@@ -124,8 +127,11 @@ fn fidelity_report_matches_a_direct_computation() {
             }
             Output::Regression => assert!(report.score_pearson.unwrap() > 0.9, "{:?}", report.score_pearson),
         }
-        let text = report.to_text(output, &texts);
+        let text = report.to_text(output, &file, &truncation(&tok, texts, 32).unwrap());
         assert!(text.contains("rows: 7") && text.contains("worst rows:"), "{text}");
+        assert!(text.contains("blank lines skipped: 1 (7)") && text.contains("truncated: none (limit 32 tokens)"), "{text}");
+        let worst_line = file.lines[report.worst[0].index];
+        assert!(text.contains(&format!("line {worst_line:>6}:")), "worst row reported by its file line {worst_line}: {text}");
         eprintln!("{:?} {}:\n{text}", output, scheme.name());
     }
 }
@@ -141,4 +147,59 @@ fn fidelity_refuses_a_checkpoint_without_the_classifier() {
     let e = load_fp32(&hf, Output::Classification { labels: 2 }).err().expect("must refuse");
     assert!(format!("{e}").contains("no classifier"), "{e}");
     assert!(load_fp32(&hf, Output::Embedding { mean: true, normalize: false }).is_ok());
+}
+
+/// Truncation is counted against the untruncated length, for single texts and pairs.
+#[test]
+fn truncated_rows_are_the_ones_longer_than_the_limit() {
+    let tok = TextTokenizer::new(vocab(), serde_json::from_str("{\"do_lower_case\": true}").unwrap()).unwrap();
+    let dir = tmp("truncation");
+    std::fs::write(dir.join("texts.txt"), TEXTS).unwrap();
+    let texts = read_texts(&dir.join("texts.txt")).unwrap().rows;
+    let full: Vec<usize> = tok.encode_all(&texts, 1000).unwrap().iter().map(|e| e.ids.len()).collect();
+    for limit in [3, 8, 10, 14, 32] {
+        let want: Vec<usize> = (0..texts.len()).filter(|&i| full[i] > limit).collect();
+        assert_eq!(truncation(&tok, &texts, limit).unwrap().rows, want, "limit {limit}, lengths {full:?}");
+    }
+    assert!(truncation(&tok, &texts, 8).unwrap().rows.len() >= 2, "the test texts exercise truncation at 8: {full:?}");
+}
+
+/// The command line on a model with fewer positions (32) than the old fixed limit (128): it
+/// adapts, reports rows by file line, lists blank lines and says how many rows were cut.
+#[test]
+fn fidelity_command_adapts_to_the_model_and_reports_file_lines() {
+    let mut cfg = BertConfig::tiny(vocab().len());
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 64;
+    let model = Bert::random(cfg, None, 11).unwrap();
+    let hf = tmp("cli");
+    save_hf(&model, &hf, None);
+    let q8b = hf.join("model.q8b");
+    let bin = env!("CARGO_BIN_EXE_trainer");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        (stdout, stderr)
+    };
+    run(&["quantize", "--model", hf.to_str().unwrap(), "--output", q8b.to_str().unwrap(), "--threads", "1"]);
+    let long = vec!["the cat sat on the mat"; 8].join(" , ");
+    let texts = hf.join("texts.txt");
+    std::fs::write(&texts, format!("the film was very good .\n\n{long}\n  \nit is not bad\n")).unwrap();
+    let json = hf.join("fidelity.json");
+    let (stdout, _) = run(&["fidelity", "--model", hf.to_str().unwrap(), "--q8b", q8b.to_str().unwrap(), "--texts", texts.to_str().unwrap(), "--threads", "1", "--output", json.to_str().unwrap()]);
+    assert!(stdout.contains("rows: 3"), "{stdout}");
+    assert!(stdout.contains("blank lines skipped: 2 (2, 4)"), "{stdout}");
+    assert!(stdout.contains("truncated: 1 of 3 rows are longer than 32 tokens") && stdout.contains("(lines 3)"), "{stdout}");
+    for line in [1, 3, 5] {
+        assert!(stdout.contains(&format!("line {line:>6}:")), "line {line}: {stdout}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["blank_lines_skipped"], serde_json::json!([2, 4]));
+    assert_eq!(v["truncated_lines"], serde_json::json!([3]));
+    assert_eq!(v["max_seq_len"], 32);
+
+    // Asking for more than the model has is lowered with a note, not an error.
+    let (_, stderr) = run(&["fidelity", "--model", hf.to_str().unwrap(), "--q8b", q8b.to_str().unwrap(), "--texts", texts.to_str().unwrap(), "--threads", "1", "--max-seq-len", "128"]);
+    assert!(stderr.contains("--max-seq-len 128 is more than the model's 32 positions; using 32"), "{stderr}");
 }
