@@ -318,6 +318,15 @@ impl Model<'static> {
             Ok(f) => f,
             Err(e) => bail!(Status::Io, "cannot open {}: {e}", path.display()),
         };
+        // Mapping a directory fails with "No such device"; say what the path is instead.
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            bail!(
+                Status::Io,
+                "{} is a directory, not a .q8b model file; if it is a Hugging Face model directory, convert it with `trainer quantize --model {} --output model.q8b`",
+                path.display(),
+                path.display()
+            );
+        }
         // SAFETY: the map is read-only and private to this model. Like every mmap-based loader we
         // rely on the file not being truncated or rewritten while mapped (documented in the API).
         let map = match unsafe { memmap2::Mmap::map(&file) } {

@@ -168,6 +168,19 @@ fn valid_file_opens_with_and_without_full_verification() {
     open(&rewritten(|_, _| {}), true).unwrap();
 }
 
+/// A Hugging Face model directory is the usual wrong path: say so and how to convert it (mapping
+/// a directory would report "No such device").
+#[test]
+fn a_directory_is_refused_with_the_conversion_command() {
+    let dir = std::env::temp_dir().join(format!("q8bert-format-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let e = Model::open(&dir, &Options::default()).err().expect("a directory is not a model");
+    assert_eq!(e.status, Status::Io);
+    assert!(e.message.contains(&format!("{} is a directory", dir.display())), "{}", e.message);
+    assert!(e.message.contains(&format!("trainer quantize --model {} --output model.q8b", dir.display())), "{}", e.message);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn truncation_at_every_offset_is_rejected() {
     let b = valid();

@@ -227,6 +227,15 @@ def test_error_carries_status_and_message_and_pickles(suite):
     assert (type(back), back.status, back.message, str(back)) == (type(err), err.status, err.message, str(err))
 
 
+def test_a_directory_says_to_convert_it(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(q8bert.Q8bertError) as e:
+        q8bert.Model(tmp_path)
+    assert e.value.status == q8bert.Status.IO
+    assert f"{tmp_path} is a directory" in e.value.message
+    assert f"trainer quantize --model {tmp_path} --output model.q8b" in e.value.message
+
+
 def test_unloadable_override_fails_the_import_clearly(tmp_path):
     env = dict(os.environ, Q8BERT_LIBRARY=str(tmp_path / "nope.so"))
     pkg_parent = str(Path(q8bert.__file__).resolve().parents[1])
