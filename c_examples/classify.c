@@ -40,11 +40,16 @@ int main(int argc, char **argv) {
     if (st != Q8BERT_STATUS_OK) return fail("q8bert_create", st);
 
     q8bert_info info;
-    q8bert_model_info(model, &info);
     size_t out_len = 0;
-    q8bert_text_output_len(model, batch, &out_len);
+    if ((st = q8bert_model_info(model, &info)) != Q8BERT_STATUS_OK || (st = q8bert_text_output_len(model, batch, &out_len)) != Q8BERT_STATUS_OK) {
+        q8bert_free(model);
+        return fail("q8bert_model_info / q8bert_text_output_len", st);
+    }
     float *out = malloc(out_len * sizeof *out);
-    if (out == NULL) return 1;
+    if (out == NULL) {
+        q8bert_free(model);
+        return 1;
+    }
     st = q8bert_run_text(model, texts_a, texts_b, batch, out, out_len);
     if (st != Q8BERT_STATUS_OK) {
         free(out);

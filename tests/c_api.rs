@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use common::{tiny_config, Aligned, FpModel};
 use q8bert::builder::Head;
+use q8bert::model::Pooling;
 use q8bert::{Model, Options};
 
 fn root() -> &'static Path {
@@ -252,5 +253,90 @@ fn c_threads_share_one_model() {
     let out = emulated(&exe).arg(&path).args(["6", "20", "a gripping, funny film.", "Dull.", "東京 🎉"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("6 passed, 0 failed"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The README's "Use from C" snippets exactly as written: compiled with -Werror and run on a
+/// classifier and on an embedding model. The classifier snippet given an embedding model must
+/// refuse it (it once printed q8bert_label_name's NULL and crashed).
+#[test]
+fn readme_c_snippets_check_statuses_and_run() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## Use from C\n").unwrap()..readme.find("## Use from Rust\n").unwrap()];
+    let blocks: Vec<&str> = section.split("```c\n").skip(1).map(|b| &b[..b.find("```").unwrap()]).collect();
+    assert_eq!(blocks.len(), 4, "the ok() helper, token ids, a classifier, an embedding model");
+    let source = format!(
+        "#include <stdint.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include \"q8bert.h\"\n{}\n\
+         static int ids_snippet(void) {{\n{}\nreturn 0;\n}}\n\
+         static int classifier_snippet(q8bert_model *model) {{\n{}\nreturn 0;\n}}\n\
+         static int embedding_snippet(q8bert_model *model) {{\n{}\nreturn 0;\n}}\n\
+         int main(int argc, char **argv) {{\n\
+             if (argc == 2) return ids_snippet();\n\
+             q8bert_model *model = NULL;\n\
+             if (!ok(q8bert_create(argv[2], NULL, &model))) return 1;\n\
+             int rc = strcmp(argv[1], \"classifier\") == 0 ? classifier_snippet(model) : embedding_snippet(model);\n\
+             q8bert_free(model);\n\
+             return rc;\n\
+         }}\n",
+        blocks[0], blocks[1], blocks[2], blocks[3]
+    );
+    let dir = scratch_dir("readme");
+    std::fs::write(dir.join("readme.c"), source).unwrap();
+    let exe = dir.join("readme");
+    let built = cc()
+        .args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"])
+        .args(extra_cflags())
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(dir.join("readme.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(lib_dir())
+        .arg("-lq8bert")
+        .arg("-lm")
+        .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "the README's C does not compile:\n{}", String::from_utf8_lossy(&built.stderr));
+
+    let classifier = dir.join("model.q8b");
+    FpModel::with_real_vocab(Head::Classification { labels: vec!["negative".into(), "positive".into()] }, 5).builder().write(&classifier).unwrap();
+    let embedding = dir.join("minilm.q8b");
+    FpModel::with_real_vocab(Head::Embedding { pooling: Pooling::Mean, normalize: true }, 6).builder().write(&embedding).unwrap();
+    let run = |args: &[&Path]| {
+        let out = program(&exe).args(args).current_dir(&dir).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    // Token ids: "model.q8b" in the working directory, as the snippet says.
+    let (code, stdout, stderr) = run(&[Path::new("ids")]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("2 floats"), "{stdout}");
+
+    let (code, stdout, stderr) = run(&[Path::new("classifier"), &classifier]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let model = Model::open(&classifier, &Options::default()).unwrap();
+    let texts = ["a gripping, funny film.", "dull and far too long."];
+    let mut logits = vec![0.0f32; 4];
+    model.run_text(&texts, None, &mut logits).unwrap();
+    let expected: Vec<String> = texts.iter().zip(logits.chunks(2)).map(|(t, l)| format!("{t} -> {}", if l[1] > l[0] { "positive" } else { "negative" })).collect();
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected);
+
+    let (code, stdout, stderr) = run(&[Path::new("embedding"), &embedding]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let model = Model::open(&embedding, &Options::default()).unwrap();
+    let texts = ["a gripping, funny film.", "a moving and funny movie."];
+    let mut emb = vec![0.0f32; model.text_output_len(2)];
+    model.run_text(&texts, None, &mut emb).unwrap();
+    let dim = emb.len() / 2;
+    let dot: f32 = (0..dim).map(|j| emb[j] * emb[dim + j]).sum();
+    let printed: f32 = stdout.trim().strip_prefix("similarity ").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{stdout}"));
+    assert!((printed - dot).abs() <= 1e-3, "C printed {printed}, Rust computes {dot}");
+
+    // The classifier snippet on an embedding model: a clear refusal, not a crash.
+    let (code, stdout, stderr) = run(&[Path::new("classifier"), &embedding]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("not a two-label classifier"), "{stderr}");
     std::fs::remove_dir_all(dir).ok();
 }
