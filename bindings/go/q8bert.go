@@ -209,12 +209,36 @@ func (m *Model) Info() Info { return m.info }
 // Labels are the class names of a classification model (nil for other heads).
 func (m *Model) Labels() []string { return append([]string(nil), m.labels...) }
 
-// Classify returns the logits (classification) or score (regression) of each text.
+// Classify returns the logits (classification) or score (regression) of each text, like
+// Python's predict. ClassifyLabels returns label names, like Python's classify.
 func (m *Model) Classify(texts []string) ([][]float32, error) {
 	if m.info.HeadKind != HeadClassification && m.info.HeadKind != HeadRegression {
 		return nil, &Error{Status: StatusUnsupportedOperation, Message: "Classify needs a classification or regression model"}
 	}
 	return m.RunText(texts, nil)
+}
+
+// ClassifyLabels returns the predicted label name of each text (the argmax of Classify's
+// logits, the first on a tie), like Python's classify. Classification models only.
+func (m *Model) ClassifyLabels(texts []string) ([]string, error) {
+	if m.info.HeadKind != HeadClassification {
+		return nil, &Error{Status: StatusUnsupportedOperation, Message: "ClassifyLabels needs a classification model"}
+	}
+	logits, err := m.RunText(texts, nil)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(logits))
+	for i, row := range logits {
+		best := 0
+		for j, v := range row {
+			if v > row[best] {
+				best = j
+			}
+		}
+		names[i] = m.labels[best]
+	}
+	return names, nil
 }
 
 // Embed returns the sentence embedding of each text.

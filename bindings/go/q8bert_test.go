@@ -135,6 +135,25 @@ func TestConformance(t *testing.T) {
 		sameBits(t, fmt.Sprintf("classify[%d]", i), logits[i], s.ClassifyOut[i])
 		sameBits(t, fmt.Sprintf("embed[%d]", i), vecs[i], s.EmbedOut[i])
 	}
+	names, err := cls.ClassifyLabels(s.Texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, row := range logits {
+		best := 0
+		for j := range row {
+			if row[j] > row[best] {
+				best = j
+			}
+		}
+		if names[i] != s.Labels[best] {
+			t.Fatalf("ClassifyLabels[%d] = %q, want %q (argmax of %v)", i, names[i], s.Labels[best], row)
+		}
+	}
+	var qe *Error
+	if _, err := emb.ClassifyLabels(s.Texts); !errors.As(err, &qe) || qe.Status != StatusUnsupportedOperation {
+		t.Fatalf("ClassifyLabels on an embedding model: %v", err)
+	}
 	out, err := cls.Run(s.Run.IDs, s.Run.Batch, nil, s.Run.Mask)
 	if err != nil {
 		t.Fatal(err)

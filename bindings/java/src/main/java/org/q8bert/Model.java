@@ -136,12 +136,37 @@ public final class Model implements AutoCloseable {
         return labels;
     }
 
-    /** Per text: the logits (classification) or score (regression). */
+    /**
+     * Per text: the logits (classification) or score (regression), like Python's {@code predict}.
+     * {@link #classifyLabels} gives label names, like Python's {@code classify}.
+     */
     public float[][] classify(List<String> texts) {
         if (headKind() != HEAD_CLASSIFICATION && headKind() != HEAD_REGRESSION) {
             throw new Q8bertException(Status.UNSUPPORTED_OPERATION, "classify needs a classification or regression model");
         }
         return runText(texts, null);
+    }
+
+    /**
+     * Per text: the predicted label name (the argmax of {@link #classify}'s logits, the first on a
+     * tie), like Python's {@code classify}. Classification models only.
+     */
+    public List<String> classifyLabels(List<String> texts) {
+        if (headKind() != HEAD_CLASSIFICATION) {
+            throw new Q8bertException(Status.UNSUPPORTED_OPERATION, "classifyLabels needs a classification model");
+        }
+        float[][] logits = runText(texts, null);
+        List<String> names = new ArrayList<>(logits.length);
+        for (float[] row : logits) {
+            int best = 0;
+            for (int j = 1; j < row.length; j++) {
+                if (row[j] > row[best]) {
+                    best = j;
+                }
+            }
+            names.add(labels.get(best));
+        }
+        return names;
     }
 
     /** Per text: the sentence embedding. */

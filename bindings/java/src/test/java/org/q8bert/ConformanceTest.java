@@ -106,6 +106,22 @@ public final class ConformanceTest {
                     check(Arrays.equals(bits(logits[i]), classify.get(i)), "classify text " + i + " bit-exact");
                     check(Arrays.equals(bits(vecs[i]), embed.get(i)), "embed text " + i + " bit-exact");
                 }
+                List<String> names = c.classifyLabels(texts);
+                for (int i = 0; i < texts.size(); i++) {
+                    int best = 0;
+                    for (int j = 1; j < logits[i].length; j++) {
+                        if (logits[i][j] > logits[i][best]) {
+                            best = j;
+                        }
+                    }
+                    check(names.get(i).equals(labels.get(best)), "classifyLabels text " + i + " is the argmax label");
+                }
+                try {
+                    e.classifyLabels(texts);
+                    check(false, "classifyLabels on an embedding model rejected");
+                } catch (Q8bertException ex) {
+                    check(ex.status() == Status.UNSUPPORTED_OPERATION, "classifyLabels on an embedding model: UNSUPPORTED_OPERATION");
+                }
                 int[] shape = ints(kv.get("run_shape"));
                 float[] out = c.run(ints(kv.get("run_ids")), shape[0], null, ints(kv.get("run_mask")));
                 check(Arrays.equals(bits(out), hexes(kv.get("run_output"))), "run ids with mask bit-exact");
