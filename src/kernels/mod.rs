@@ -132,6 +132,8 @@ fn available(kind: KernelKind) -> bool {
 }
 
 /// Validated arguments shared by all kernels.
+// The scalar kernel reads only some fields; the SIMD kernels read them all.
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
 pub(crate) struct GemmArgs<'a> {
     pub a: &'a [i8],
     pub a_stride: usize,
@@ -328,7 +330,10 @@ impl Kernel {
             out_stride,
         };
         match self.kind {
-            KernelKind::Scalar => scalar::gemm(&args, out),
+            KernelKind::Scalar => {
+                let _ = scratch; // only the SIMD kernels pack A
+                scalar::gemm(&args, out)
+            }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Kernel` is only constructed for kinds whose CPU features were detected
             // (or enabled at compile time); `args` and `out` were bounds-checked above.
@@ -361,6 +366,7 @@ pub mod probe {
     /// (2 per multiply-add), or `None` if the kind is unavailable or has no probe.
     pub fn run(kind: super::KernelKind, iters: u64) -> Option<u64> {
         super::Kernel::new(kind)?;
+        let _ = iters; // no probe on targets without SIMD dot products
         match kind {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU features for `kind` were checked just above.
@@ -426,6 +432,7 @@ pub(crate) fn pack_a_block(
 
 /// Splits `m` rows into blocks of `mr` rows, then the remainder greedily into `tails`
 /// (descending, must end in 1). Returns `(first_row, rows)` pairs into `out`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn row_blocks(m: usize, mr: usize, tails: &[usize], out: &mut Vec<(usize, usize)>) {
     out.clear();
     let mut r = 0;
@@ -444,6 +451,7 @@ pub(crate) fn row_blocks(m: usize, mr: usize, tails: &[usize], out: &mut Vec<(us
 
 /// Blocking over k-groups: returns the group count per block (a multiple of 16 groups =
 /// one 64-byte A chunk, except the last block), balanced so no block exceeds `max_groups`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline]
 pub(crate) fn k_block_groups(k4: usize, max_groups: usize) -> usize {
     let nb = div_ceil(k4, max_groups);
@@ -452,6 +460,7 @@ pub(crate) fn k_block_groups(k4: usize, max_groups: usize) -> usize {
 
 /// Rows per packed A block: a multiple of `mr` (>= `mr`) keeping a block of `row_bytes`-byte
 /// rows within `budget` bytes, balanced so the last block is not a sliver.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline]
 pub(crate) fn m_block_rows(m: usize, row_bytes: usize, budget: usize, mr: usize) -> usize {
     let max_rows = (budget / row_bytes.max(1) / mr).max(1) * mr;
@@ -460,6 +469,7 @@ pub(crate) fn m_block_rows(m: usize, row_bytes: usize, budget: usize, mr: usize)
 }
 
 /// Ensures `v` can hold `len` bytes starting at a 64-byte aligned offset; returns that slice.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn aligned_scratch(v: &mut Vec<u8>, len: usize) -> &mut [u8] {
     if v.len() < len + 64 {
         v.resize(len + 64, 0);
