@@ -247,7 +247,7 @@ impl Report {
         } else {
             let _ = writeln!(
                 o,
-                "truncated: {} of {} rows are longer than {} tokens and were cut to it on both sides (lines {}); --max-seq-len sets the limit",
+                "truncated: {} of {} rows are longer than {} tokens and were cut to it on both sides ({}); --max-seq-len sets the limit",
                 truncated.len(),
                 self.rows,
                 truncation.max_seq_len,
@@ -279,10 +279,11 @@ impl Report {
     }
 }
 
-/// "3, 8, 12" for a few line numbers, "3, 8, 12, ... (40 more)" for many.
+/// "line 3", "lines 3, 8, 12" for a few line numbers, "lines 3, 8, 12, ... (40 more)" for many.
 fn line_list(lines: &[usize]) -> String {
     const SHOWN: usize = 10;
-    let mut s = lines.iter().take(SHOWN).map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
+    let mut s = if lines.len() == 1 { "line ".to_string() } else { "lines ".to_string() };
+    s += &lines.iter().take(SHOWN).map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
     if lines.len() > SHOWN {
         s += &format!(", ... ({} more)", lines.len() - SHOWN);
     }

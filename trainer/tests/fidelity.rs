@@ -129,7 +129,7 @@ fn fidelity_report_matches_a_direct_computation() {
         }
         let text = report.to_text(output, &file, &truncation(&tok, texts, 32).unwrap());
         assert!(text.contains("rows: 7") && text.contains("worst rows:"), "{text}");
-        assert!(text.contains("blank lines skipped: 1 (7)") && text.contains("truncated: none (limit 32 tokens)"), "{text}");
+        assert!(text.contains("blank lines skipped: 1 (line 7)") && text.contains("truncated: none (limit 32 tokens)"), "{text}");
         let worst_line = file.lines[report.worst[0].index];
         assert!(text.contains(&format!("line {worst_line:>6}:")), "worst row reported by its file line {worst_line}: {text}");
         eprintln!("{:?} {}:\n{text}", output, scheme.name());
@@ -189,8 +189,8 @@ fn fidelity_command_adapts_to_the_model_and_reports_file_lines() {
     let json = hf.join("fidelity.json");
     let (stdout, _) = run(&["fidelity", "--model", hf.to_str().unwrap(), "--q8b", q8b.to_str().unwrap(), "--texts", texts.to_str().unwrap(), "--threads", "1", "--output", json.to_str().unwrap()]);
     assert!(stdout.contains("rows: 3"), "{stdout}");
-    assert!(stdout.contains("blank lines skipped: 2 (2, 4)"), "{stdout}");
-    assert!(stdout.contains("truncated: 1 of 3 rows are longer than 32 tokens") && stdout.contains("(lines 3)"), "{stdout}");
+    assert!(stdout.contains("blank lines skipped: 2 (lines 2, 4)"), "{stdout}");
+    assert!(stdout.contains("truncated: 1 of 3 rows are longer than 32 tokens") && stdout.contains("(line 3)"), "{stdout}");
     for line in [1, 3, 5] {
         assert!(stdout.contains(&format!("line {line:>6}:")), "line {line}: {stdout}");
     }
