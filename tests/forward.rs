@@ -494,9 +494,10 @@ fn sequence_parallel_batches_match_each_sequence_alone() {
         let buf = Aligned::new(&bytes);
         let alone_model = Model::from_bytes(buf.bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap();
         let mut rng = Rng::new(70 + i as u64);
-        // (threads, batch, seq_len): equal lengths split evenly over 2 and 3 threads; on one
-        // thread, 70 sequences of 8 tokens are three sub-batches (256 tokens each at most).
-        for (threads, batch, seq_len) in [(2usize, 6usize, 16usize), (3, 7, 12), (1, 70, 8), (2, 9, 24)] {
+        // (threads, batch, seq_len): equal lengths split evenly over 2 and 3 threads; 70
+        // sequences of 8 tokens on 2 threads are two sub-batches of 32 sequences and one of 3
+        // per task; one thread runs operation by operation.
+        for (threads, batch, seq_len) in [(2usize, 6usize, 16usize), (3, 7, 12), (2, 70, 8), (1, 9, 24), (2, 9, 24)] {
             let model = Model::from_bytes(buf.bytes(), &Options { num_threads: threads, ..Default::default() }).unwrap();
             let seqs: Vec<(Vec<i32>, Vec<i32>)> = (0..batch).map(|_| random_sequence(&mut rng, seq_len, true, 40)).collect();
             let ids: Vec<i32> = seqs.iter().flat_map(|s| s.0.clone()).collect();

@@ -481,7 +481,7 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
         &Serial
     };
     let tasks = par.threads().max(1);
-    match split_sequences(&ws.seq_start, tasks, input.seq_len) {
+    match split_sequences(&ws.seq_start, tasks) {
         Some(parts) => forward_split(layout, file, kernel, par, input, ws, output, &parts),
         None => forward_gathered(layout, file, kernel, par, input, ws, output),
     }
@@ -500,13 +500,13 @@ fn sub_batch(seq_len: usize) -> usize {
     (SUB_BATCH_TOKENS / seq_len.max(1)).max(1)
 }
 
-/// Consecutive ranges of sequences, one per task, balanced by unmasked tokens; None when the
-/// batch has fewer sequences than tasks, when one thread would run a single sub-batch anyway,
-/// or when the best split leaves threads idle for too long.
-fn split_sequences(seq_start: &[usize], tasks: usize, seq_len: usize) -> Option<Vec<core::ops::Range<usize>>> {
+/// Consecutive ranges of sequences, one per task, balanced by unmasked tokens; None on one
+/// thread (sub-batches alone measured within the noise there), when the batch has fewer
+/// sequences than tasks, or when the best split leaves threads idle for too long.
+fn split_sequences(seq_start: &[usize], tasks: usize) -> Option<Vec<core::ops::Range<usize>>> {
     let batch = seq_start.len() - 1;
     let total = seq_start[batch];
-    if batch < tasks || total == 0 || (tasks == 1 && batch <= sub_batch(seq_len)) {
+    if tasks < 2 || batch < tasks || total == 0 {
         return None;
     }
     // Cut after the sequence whose end is nearest each ideal boundary k * total / tasks.
@@ -709,22 +709,21 @@ mod tests {
 
     #[test]
     fn sequences_split_evenly_by_tokens() {
-        assert_eq!(split_sequences(&starts(&[128; 8]), 2, 128), Some(alloc::vec![0..4, 4..8]));
-        assert_eq!(split_sequences(&starts(&[10, 10, 10, 30]), 2, 32), Some(alloc::vec![0..3, 3..4]));
+        assert_eq!(split_sequences(&starts(&[128; 8]), 2), Some(alloc::vec![0..4, 4..8]));
+        assert_eq!(split_sequences(&starts(&[10, 10, 10, 30]), 2), Some(alloc::vec![0..3, 3..4]));
         // Every task gets a sequence, even when the first is the longest.
-        assert_eq!(split_sequences(&starts(&[50, 20, 15, 15]), 2, 64), Some(alloc::vec![0..1, 1..4]));
-        assert_eq!(split_sequences(&starts(&[8; 6]), 3, 8), Some(alloc::vec![0..2, 2..4, 4..6]));
+        assert_eq!(split_sequences(&starts(&[50, 20, 15, 15]), 2), Some(alloc::vec![0..1, 1..4]));
+        assert_eq!(split_sequences(&starts(&[8; 6]), 3), Some(alloc::vec![0..2, 2..4, 4..6]));
     }
 
     #[test]
     fn uneven_or_small_batches_stay_operation_parallel() {
         // Fewer sequences than threads; three equal sequences on two threads (2:1 is 75%); one
         // long sequence among short ones.
-        assert_eq!(split_sequences(&starts(&[128]), 2, 128), None);
-        assert_eq!(split_sequences(&starts(&[64; 3]), 2, 64), None);
-        assert_eq!(split_sequences(&starts(&[100, 5, 5, 5]), 2, 100), None);
-        // One thread: sub-batches only when there is more than one.
-        assert_eq!(split_sequences(&starts(&[128, 128]), 1, 128), None);
-        assert_eq!(split_sequences(&starts(&[128; 3]), 1, 128), Some(alloc::vec![0..3]));
+        assert_eq!(split_sequences(&starts(&[128]), 2), None);
+        assert_eq!(split_sequences(&starts(&[64; 3]), 2), None);
+        assert_eq!(split_sequences(&starts(&[100, 5, 5, 5]), 2), None);
+        // One thread: operation by operation.
+        assert_eq!(split_sequences(&starts(&[128; 8]), 1), None);
     }
 }
