@@ -96,21 +96,26 @@ fn cc() -> Command {
 }
 
 fn compile(source: &str, out: &Path, static_link: bool) {
+    compile_path(&root().join("c_examples").join(source), out, static_link);
+}
+
+/// Compiles one C file against the header and the library (static or shared), warnings as errors.
+fn compile_path(source: &Path, out: &Path, static_link: bool) {
     let mut cmd = cc();
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"])
         .args(extra_cflags())
         .arg("-I")
         .arg(root().join("include"))
-        .arg(root().join("c_examples").join(source))
+        .arg(source)
         .arg("-o")
         .arg(out);
     if static_link {
         cmd.arg(lib_dir().join("libq8bert.a")).args(["-lpthread", "-ldl", "-lm"]);
     } else {
-        cmd.arg("-L").arg(lib_dir()).arg("-lq8bert").arg(format!("-Wl,-rpath,{}", lib_dir().display()));
+        cmd.arg("-L").arg(lib_dir()).arg("-lq8bert").arg("-lm").arg(format!("-Wl,-rpath,{}", lib_dir().display()));
     }
     let result = cmd.output().expect("cannot run cc");
-    assert!(result.status.success(), "compiling {source} failed:\n{}", String::from_utf8_lossy(&result.stderr));
+    assert!(result.status.success(), "compiling {} failed:\n{}", source.display(), String::from_utf8_lossy(&result.stderr));
 }
 
 fn write_model(dir: &Path) -> (PathBuf, Vec<u8>) {
@@ -192,21 +197,7 @@ fn c_classify_text_mode_matches_rust() {
     let path = dir.join("text.q8b");
     fp.builder().write(&path).unwrap();
     let exe = dir.join("classify");
-    let mut cmd = cc();
-    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"])
-        .args(extra_cflags())
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg(root().join("c_examples/classify.c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg("-L")
-        .arg(lib_dir())
-        .arg("-lq8bert")
-        .arg("-lm")
-        .arg(format!("-Wl,-rpath,{}", lib_dir().display()));
-    let built = cmd.output().unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    compile("classify.c", &exe, false);
 
     let texts = ["a gripping, funny film.", "dull and far too long."];
     let out = program(&exe).arg(&path).args(texts).output().unwrap();
@@ -283,22 +274,8 @@ fn readme_c_snippets_check_statuses_and_run() {
     let dir = scratch_dir("readme");
     std::fs::write(dir.join("readme.c"), source).unwrap();
     let exe = dir.join("readme");
-    let built = cc()
-        .args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O1"])
-        .args(extra_cflags())
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg(dir.join("readme.c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg("-L")
-        .arg(lib_dir())
-        .arg("-lq8bert")
-        .arg("-lm")
-        .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "the README's C does not compile:\n{}", String::from_utf8_lossy(&built.stderr));
+    // The README's C must compile as written (-Werror).
+    compile_path(&dir.join("readme.c"), &exe, false);
 
     let classifier = dir.join("model.q8b");
     FpModel::with_real_vocab(Head::Classification { labels: vec!["negative".into(), "positive".into()] }, 5).builder().write(&classifier).unwrap();
