@@ -218,9 +218,12 @@ fn max_linear_n(layout: &ModelLayout) -> (usize, usize) {
 /// overflow.
 pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, threads: usize) -> Option<usize> {
     let gathered = working_memory_gathered(layout, batch, seq_len, threads)?;
+    if threads < 2 {
+        return Some(gathered); // one thread never takes the sequence-parallel path
+    }
     // The sequence-parallel path (when the mask lets the batch split evenly): the token list of
     // the whole batch, the task lists, and per task a workspace that has run its sub-batches.
-    let tasks = threads.max(1);
+    let tasks = threads;
     let t = batch.checked_mul(seq_len)?;
     let per_task = working_memory_gathered(layout, sub_batch(seq_len).min(batch), seq_len, 1)?;
     let split = t
