@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The GEMM inner loops of an aarch64 libq8bert.so, counted from its disassembly (docs/ARM64.md).
 
-    /usr/bin/cargo build --release -p q8bert --lib --target aarch64-unknown-linux-gnu   # RUSTC=/usr/bin/rustc
+    /usr/bin/cargo build --release -p q8bert-capi --target aarch64-unknown-linux-gnu   # RUSTC=/usr/bin/rustc
     python3 scripts/arm64_inner_loops.py target-aarch64/aarch64-unknown-linux-gnu/release/libq8bert.so
 
 A loop is a backward branch and the instructions from its target to it; printed are the innermost

@@ -12,7 +12,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/q8bert-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 prefix="$work/prefix"
 
-lock cargo build --release -p q8bert --lib --example bench_call --example make_conformance_model --quiet
+lock cargo build --release -p q8bert-capi -p q8bert --example bench_call --example make_conformance_model --quiet
 bash scripts/install.sh --prefix "$prefix" --no-build >/dev/null
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 "$target_dir/release/examples/make_conformance_model" "$work/suite" >/dev/null

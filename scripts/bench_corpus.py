@@ -226,7 +226,7 @@ def build_all(args, cfg, calib_texts):
     c_bin = os.path.join(WORK, "bench_corpus_c")
     q8b = os.path.join(WORK, "minilm-default-pack.q8b")
     if not args.no_build:
-        sh(["cargo", "build", "--release", "-p", "q8bert", "-p", "trainer", "--lib", "--bins"])
+        sh(["cargo", "build", "--release", "-p", "q8bert-capi", "-p", "trainer"])
         if "q8bert-py" in args.peers:
             sh([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
                 os.path.join(ROOT, "bindings", "python")])

@@ -18,7 +18,7 @@ sst2="${Q8BERT_SST2:-$root/../shared/data/glue/SST-2/train.tsv}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/q8bert-pybench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-cargo build --release --quiet -p q8bert --lib --example make_conformance_model
+cargo build --release --quiet -p q8bert-capi -p q8bert --example make_conformance_model
 cargo build --release --quiet -p trainer
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 "$target/release/examples/make_conformance_model" "$work/suite" >/dev/null

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 lib="${1:-target/release/libq8bert.so}"
 
 soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
-abi=$(sed -n 's/^const ABI_VERSION: u32 = \([0-9]*\);/\1/p' build.rs)
+abi=$(sed -n 's/^const ABI_VERSION: u32 = \([0-9]*\);/\1/p' capi/build.rs)
 [ "$soname" = "libq8bert.so.$abi" ] || { echo "FAIL SONAME is '$soname', expected libq8bert.so.$abi"; exit 1; }
 
 exported=$(nm -D --defined-only "$lib" | awk '{print $NF}' | sort)

@@ -47,7 +47,7 @@ echo "$MODEL_DIR" >&2
 
 # 2. Build ----------------------------------------------------------------------------------
 step "build: cargo build --release (runtime library + trainer)"
-${LOCK[@]+"${LOCK[@]}"} cargo build --release --quiet -p q8bert -p trainer
+${LOCK[@]+"${LOCK[@]}"} cargo build --release --quiet -p q8bert-capi -p trainer
 TRAINER=$TARGET/release/trainer
 
 # 3. QAT fine-tune --------------------------------------------------------------------------

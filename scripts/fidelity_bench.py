@@ -148,7 +148,7 @@ def main():
 
     model_dir = sh("bash", os.path.join(ROOT, "scripts", "fetch_minilm.sh"))
     log("building trainer and libq8bert")
-    subprocess.check_call(["cargo", "build", "--release", "--quiet", "-p", "q8bert", "-p", "trainer"], cwd=ROOT)
+    subprocess.check_call(["cargo", "build", "--release", "--quiet", "-p", "q8bert-capi", "-p", "trainer"], cwd=ROOT)
     trainer = os.path.join(ROOT, "target", "release", "trainer")
     lib = os.path.join(ROOT, "target", "release", "libq8bert.so")
     work = os.path.join(CACHE, "work")

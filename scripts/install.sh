@@ -27,12 +27,12 @@ done
 
 # Version and ABI from the sources, so nothing here needs editing on a release.
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-abi=$(sed -n 's/^const ABI_VERSION: u32 = \([0-9]*\);/\1/p' build.rs)
+abi=$(sed -n 's/^const ABI_VERSION: u32 = \([0-9]*\);/\1/p' capi/build.rs)
 [ -n "$version" ] && [ -n "$abi" ] || { echo "install.sh: cannot read version/ABI" >&2; exit 1; }
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 if [ "$build" = 1 ]; then
-    ${Q8BERT_LOCK:+flock "$Q8BERT_LOCK"} cargo build --release -p q8bert --lib --quiet
+    ${Q8BERT_LOCK:+flock "$Q8BERT_LOCK"} cargo build --release -p q8bert-capi --quiet
 fi
 rel="$target_dir/release"
 for f in libq8bert.so libq8bert.a; do

@@ -62,7 +62,7 @@ if has rust; then
   # The per-op profiling build (examples/bench_e2e --profile-ops) must keep compiling too.
   cargo check --quiet --features op-timing --example bench_e2e
   # The runtime core (format, model, kernels, forward pass, tokenizer) builds with core + alloc only.
-  cargo rustc --lib --no-default-features --crate-type rlib --quiet
+  cargo build -p q8bert --lib --no-default-features --quiet
   echo "no_std build: ok"
 fi
 if has bindings; then

@@ -49,15 +49,15 @@ libdir="$CARGO_TARGET_DIR/$target/debug"
 if want build; then
 step "cross build"
 t0=$SECONDS
-lock $cargo build -p q8bert --target $target --lib --quiet
+lock $cargo build -p q8bert-capi --target $target --quiet
 lock $cargo test -p q8bert --target $target --no-run --quiet 2>&1 | grep -v '^ *Executable' || true
 # Benches and examples a board user runs as-is (`cargo bench --bench gemm`, examples/bench_e2e).
 lock $cargo build -p q8bert --target $target --benches --examples --quiet
 # The no_std core (core + alloc, kernels chosen at compile time) for aarch64 as well.
-lock $cargo rustc -p q8bert --target $target --lib --no-default-features --crate-type rlib --quiet
+lock $cargo build -p q8bert --target $target --lib --no-default-features --quiet
 echo "no_std core for $target: ok"
 if [ -d /usr/lib/rustlib/aarch64-unknown-none/lib ]; then
-  lock $cargo rustc -p q8bert --target aarch64-unknown-none --lib --no-default-features --crate-type rlib --quiet
+  lock $cargo build -p q8bert --target aarch64-unknown-none --lib --no-default-features --quiet
   echo "no_std core for aarch64-unknown-none: ok"
 else
   echo "aarch64-unknown-none: no Debian std package for it (not built)"
@@ -111,11 +111,11 @@ trap 'rm -rf "$work"' EXIT
 # x86 side: rustup's toolchain and the default target dir, as the rest of scripts/test.sh.
 (
   unset RUSTC RUSTDOC CARGO_TARGET_DIR
-  lock cargo build -p q8bert --lib --quiet
+  lock cargo build -p q8bert-capi --quiet
   lock cargo run -p q8bert --quiet --example make_conformance_model -- "$work/suite" >/dev/null
 )
 cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror -O1 -I "$root/include")
-# The library's SONAME is libq8bert.so.0 (build.rs): the loader looks for that name.
+# The library's SONAME is libq8bert.so.0 (capi/build.rs): the loader looks for that name.
 for d in "$root/target/debug" "$libdir"; do [ -e "$d/libq8bert.so.0" ] || ln -s libq8bert.so "$d/libq8bert.so.0"; done
 cc "${cflags[@]}" c_examples/run_ids.c -o "$work/run_ids.x86" -L "$root/target/debug" -lq8bert -Wl,-rpath,"$root/target/debug"
 aarch64-linux-gnu-gcc "${cflags[@]}" c_examples/run_ids.c -o "$work/run_ids.so" -L "$libdir" -lq8bert -Wl,-rpath,"$libdir"

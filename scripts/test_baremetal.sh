@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/baremetal"
 for target in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf riscv32imac-unknown-none-elf; do
-  /usr/bin/cargo rustc -p q8bert --lib --no-default-features --crate-type rlib --quiet \
+  /usr/bin/cargo rustc -p q8bert --lib --no-default-features --quiet \
     -Zbuild-std=core,alloc --target "$target" -- -D warnings
   echo "no_std core for $target: builds with -D warnings"
 done

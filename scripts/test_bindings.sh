@@ -20,7 +20,7 @@ trap 'rm -rf "$work"' EXIT
 prefix="$work/prefix" suite="$work/suite"
 
 step "build, install to $prefix, symbols"
-lock cargo build --release -p q8bert --lib --quiet
+lock cargo build --release -p q8bert-capi --quiet
 bash scripts/install.sh --prefix "$prefix" --no-build
 bash scripts/check_symbols.sh "$prefix/lib/libq8bert.so.0"
 step "conformance suite"

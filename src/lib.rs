@@ -9,7 +9,8 @@
 //! - [`bert`]: the forward pass; [`runtime`]: the [`Model`] handle users hold.
 //! - [`tokenizer`]: BERT WordPiece driven by the vocabulary stored in the file.
 //! - [`builder`] (std): quantizes fp32 weights into a model file.
-//! - `ffi` (std): the C ABI declared in `include/q8bert.h`.
+//! - `ffi` (std): the C ABI declared in `include/q8bert.h`; the workspace member `capi/` builds
+//!   it as libq8bert.so / libq8bert.a, so this crate is an rlib only (firmware can depend on it).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -37,14 +37,14 @@ fn lib_dir() -> &'static Path {
         }
         let target = root().join("target/c-api");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--lib", "--quiet", "--target-dir"])
+            .args(["build", "-p", "q8bert-capi", "--quiet", "--target-dir"])
             .arg(&target)
             .current_dir(root())
             .status()
             .expect("cannot run cargo");
         assert!(status.success(), "building libq8bert failed");
         let dir = target.join("debug");
-        // The library's SONAME is libq8bert.so.0 (build.rs): the loader looks for that name.
+        // The library's SONAME is libq8bert.so.0 (capi/build.rs): the loader looks for that name.
         let soname = dir.join("libq8bert.so.0");
         if std::fs::symlink_metadata(&soname).is_err() {
             std::os::unix::fs::symlink("libq8bert.so", &soname).expect("cannot link libq8bert.so.0");

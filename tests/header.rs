@@ -32,3 +32,12 @@ fn version_macros_match_cargo_toml() {
     let v = unsafe { std::ffi::CStr::from_ptr(q8bert_version()) };
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn c_library_crate_has_the_runtime_version() {
+    // capi/ builds libq8bert.so / .a from this crate's `ffi` module; install.sh and the wheel
+    // name the library after the runtime's version, so the two manifests must agree.
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("capi/Cargo.toml")).unwrap();
+    let version = manifest.lines().find_map(|l| l.strip_prefix("version = ")).expect("capi/Cargo.toml has no version line");
+    assert_eq!(version.trim_matches('"'), env!("CARGO_PKG_VERSION"), "capi/Cargo.toml version differs from the runtime's");
+}

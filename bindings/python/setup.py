@@ -1,4 +1,4 @@
-"""Builds the wheel: libq8bert from the workspace (../../Cargo.toml) with cargo, through
+"""Builds the wheel: libq8bert from the workspace (../../capi/Cargo.toml) with cargo, through
 setuptools-rust, shipped inside the package as q8bert/_libq8bert*.so and loaded with ctypes.
 
 The build needs the repository checkout (the crate lives two directories up), so build wheels
@@ -51,8 +51,8 @@ setup(
     version=m.group(1),
     rust_extensions=[RustExtension(
         "q8bert._libq8bert",
-        path=str(cargo_toml),
-        # setuptools-rust runs `cargo rustc --lib --crate-type cdylib` on the q8bert package:
+        path=str(here.parent.parent / "capi" / "Cargo.toml"),
+        # setuptools-rust runs `cargo rustc --lib --crate-type cdylib` on the C library's package:
         # only the C library, not the trainer, examples or benches.
         binding=Binding.NoBinding,
         # The workspace's release profile keeps line tables (debug = 1) for profiling; the
