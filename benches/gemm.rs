@@ -1,6 +1,8 @@
 //! Single-thread GEMM throughput on the BERT-base shapes (M=128, and the row tasks of a batch), per kernel, against the
-//! int8 peak measured in the same run by a register-only probe: `vpdpbusd` on x86-64, `smmla`
-//! or `sdot` on aarch64 (none for AVX2-only or NEON-only CPUs: criterion's GOPS only).
+//! int8 peak measured in the same run by a register-only probe: `tdpbssd` for the AMX kernel,
+//! `vpdpbusd` for the other x86-64 ones, `smmla` or `sdot` on aarch64 (none for AVX2-only or
+//! NEON-only CPUs: criterion's GOPS only). Each kernel is set against its own instruction's
+//! probe where it has one.
 //!
 //! `cargo bench --bench gemm` runs criterion, then prints a summary table (GOPS, % of peak).
 //! `cargo bench --bench gemm -- --summary-only` prints just the table.
@@ -98,7 +100,7 @@ fn peak_gops(kind: KernelKind) -> Option<f64> {
 
 fn criterion_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak");
-    for kind in [KernelKind::Avx512Vnni, KernelKind::AvxVnni] {
+    for kind in [KernelKind::Amx, KernelKind::Avx512Vnni, KernelKind::AvxVnni] {
         if let Some(ops) = probe::run(kind, 1) {
             g.throughput(Throughput::Elements(ops * PROBE_ITERS));
             g.bench_function(kind.name(), |b| b.iter(|| probe::run(kind, PROBE_ITERS)));
@@ -193,6 +195,9 @@ fn summary() {
     let peak512 = peak_gops(KernelKind::Avx512Vnni);
     let peak256 = peak_gops(KernelKind::AvxVnni);
     println!("\n== summary (single thread; GOPS = 2 ops per int8 MAC) ==");
+    if let Some(p) = peak_gops(KernelKind::Amx) {
+        println!("peak probe amx         (tdpbssd, 6 tiles):      {p:7.1} GOPS (median)");
+    }
     if let Some(p) = peak512 {
         println!("peak probe avx512-vnni (zmm dpbusd, 24 chains): {p:7.1} GOPS (median)");
     }
@@ -205,14 +210,17 @@ fn summary() {
     if let Some(p) = peak_gops(KernelKind::NeonDotprod) {
         println!("peak probe neon-dotprod (sdot, 16 chains):      {p:7.1} GOPS (median)");
     }
-    let Some(peak_kind) = [KernelKind::Avx512Vnni, KernelKind::AvxVnni, KernelKind::NeonI8mm, KernelKind::NeonDotprod]
+    let Some(peak_kind) = [KernelKind::Amx, KernelKind::Avx512Vnni, KernelKind::AvxVnni, KernelKind::NeonI8mm, KernelKind::NeonDotprod]
         .into_iter()
         .find(|&k| probe::run(k, 1).is_some())
     else {
         println!("no int8 peak probe on this CPU; GOPS only (criterion's lines above)");
         return;
     };
-    println!("% of peak is against the {} probe, sampled alternately with each kernel run", peak_kind.name());
+    println!(
+        "% of peak is against the kernel's own probe (else {}'s), sampled alternately with each kernel run",
+        peak_kind.name()
+    );
     println!(
         "{:<16} {:<12} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "shape (M,K,N)", "kernel", "GOPS", "best", "peak", "%med", "%best"
@@ -233,7 +241,7 @@ fn summary() {
             let reps = ((1e-3 * once * 1e9 / ops as f64).ceil() as usize).max(1);
             let t = if kind == KernelKind::Scalar { 3000 } else { 1500 };
             let (med, best, rmed, rbest, pk) = interleaved(
-                peak_kind,
+                if probe::run(kind, 1).is_some() { kind } else { peak_kind },
                 || {
                     for _ in 0..reps {
                         p.run(&kern);

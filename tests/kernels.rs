@@ -177,7 +177,7 @@ fn large_k_and_blocking() {
         Case::random(&mut rng, 1, 1, 3072, 0),
         Case::random(&mut rng, 100, 20, 3072, 0), // two M blocks in the AVX-512 kernel
         Case::random(&mut rng, 13, 35, 3100, 0),  // k4 = 775 > 768: two k blocks everywhere
-        Case::random(&mut rng, 1300, 17, 800, 0), // two M blocks in the AVX-512 kernel
+        Case::random(&mut rng, 1300, 17, 800, 0), // two M blocks in the AVX-512 and AMX kernels
         Case::random(&mut rng, 400, 20, 100, 0),
         Case::random(&mut rng, 777, 49, 770, 12),
         Case::random(&mut rng, 128, 96, 768, 0), // BERT-like tile
@@ -387,7 +387,12 @@ fn kernels_present_when_cpu_has_them() {
             Kernel::new(KernelKind::Avx512Vnni).is_some(),
             "avx512_vnni in cpuinfo but kernel unavailable"
         );
-        assert_eq!(Kernel::best_available().kind(), KernelKind::Avx512Vnni);
+        // With AMX (the kernel also needs the kernel's tile-state grant, which Linux gives
+        // every process that asks) the tile kernel is the default; else 512-bit VNNI.
+        let amx = has("amx_tile") && has("amx_int8");
+        assert_eq!(Kernel::new(KernelKind::Amx).is_some(), amx, "amx_tile/amx_int8 in cpuinfo: {amx}");
+        let best = if amx { KernelKind::Amx } else { KernelKind::Avx512Vnni };
+        assert_eq!(Kernel::best_available().kind(), best);
     }
     for kind in KernelKind::ALL {
         eprintln!(

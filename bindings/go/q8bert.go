@@ -70,6 +70,7 @@ const (
 	KernelNEON        Kernel = C.Q8BERT_KERNEL_NEON
 	KernelNEONDotprod Kernel = C.Q8BERT_KERNEL_NEON_DOTPROD
 	KernelNEONI8MM    Kernel = C.Q8BERT_KERNEL_NEON_I8MM
+	KernelAMX         Kernel = C.Q8BERT_KERNEL_AMX
 )
 
 func (k Kernel) String() string { return C.GoString(C.q8bert_kernel_name(C.uint32_t(k))) }

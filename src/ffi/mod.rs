@@ -42,6 +42,8 @@ pub const Q8BERT_KERNEL_NEON: u32 = 5;
 pub const Q8BERT_KERNEL_NEON_DOTPROD: u32 = 6;
 /// aarch64 int8 matrix multiply (`smmla`; ARMv8.6 FEAT_I8MM).
 pub const Q8BERT_KERNEL_NEON_I8MM: u32 = 7;
+/// x86-64 AMX-INT8 tiles (`tdpbssd`; Sapphire Rapids and later, where the OS grants tile state).
+pub const Q8BERT_KERNEL_AMX: u32 = 8;
 
 /// `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
 pub const Q8BERT_FLAG_VERIFY_CHECKSUM: u32 = 1;
@@ -594,6 +596,7 @@ pub extern "C" fn q8bert_kernel_name(kernel: u32) -> *const c_char {
         Some(KernelKind::Neon) => c"neon",
         Some(KernelKind::NeonDotprod) => c"neon-dotprod",
         Some(KernelKind::NeonI8mm) => c"neon-i8mm",
+        Some(KernelKind::Amx) => c"amx",
         None if kernel == Q8BERT_KERNEL_AUTO => c"auto",
         None => c"unknown",
     };

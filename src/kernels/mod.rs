@@ -67,11 +67,14 @@ pub enum KernelKind {
     NeonDotprod = 6,
     /// aarch64 int8 matrix multiply: `smmla` (ARMv8.6 FEAT_I8MM).
     NeonI8mm = 7,
+    /// x86-64 AMX-INT8 tiles (`tdpbssd`), with AVX-512 for the fp32 code.
+    Amx = 8,
 }
 
 impl KernelKind {
     /// All kinds, best first (each architecture's kinds in its own order; scalar last).
-    pub const ALL: [KernelKind; 7] = [
+    pub const ALL: [KernelKind; 8] = [
+        KernelKind::Amx,
         KernelKind::Avx512Vnni,
         KernelKind::AvxVnni,
         KernelKind::Avx2,
@@ -90,6 +93,7 @@ impl KernelKind {
             KernelKind::Neon => "neon",
             KernelKind::NeonDotprod => "neon-dotprod",
             KernelKind::NeonI8mm => "neon-i8mm",
+            KernelKind::Amx => "amx",
         }
     }
 
@@ -114,6 +118,8 @@ pub struct Kernel {
 fn available(kind: KernelKind) -> bool {
     match kind {
         KernelKind::Scalar => true,
+        #[cfg(target_arch = "x86_64")]
+        KernelKind::Amx => x86_64::detect::amx_int8(),
         #[cfg(target_arch = "x86_64")]
         KernelKind::Avx512Vnni => x86_64::detect::avx512_vnni(),
         #[cfg(target_arch = "x86_64")]
@@ -167,15 +173,22 @@ impl Kernel {
         self.kind
     }
 
+    /// Whether this kernel's CPU level has AVX-512 (F/BW/VL/DQ): its fp32 code runs 16 wide.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn has_avx512(&self) -> bool {
+        matches!(self.kind, KernelKind::Avx512Vnni | KernelKind::Amx)
+    }
+
     /// Runs the fp32 code in `f` compiled for the widest vectors this kernel's CPU level has.
     /// The scalar kernel keeps the baseline build, so comparing kernels also compares fp32
     /// code paths (they are bit-identical: the float operations and their order do not change).
     #[inline(always)]
     pub fn with_fp32_simd<R>(&self, f: impl FnOnce() -> R) -> R {
         #[cfg(target_arch = "x86_64")]
-        if self.kind == KernelKind::Avx512Vnni {
-            // SAFETY: an Avx512Vnni kernel exists only where AVX-512 F/BW/VNNI were detected;
-            // VL and DQ come with every such CPU (checked in detect::avx512_vnni).
+        if self.has_avx512() {
+            // SAFETY: Avx512Vnni and Amx kernels exist only where AVX-512 F/BW/VL/DQ/VNNI were
+            // detected (detect::avx512_vnni, which detect::amx_int8 requires too).
             return unsafe { x86_64::with_avx512(f) };
         }
         #[cfg(target_arch = "x86_64")]
@@ -191,8 +204,8 @@ impl Kernel {
     #[inline]
     pub fn attention_scores_tile(&self, q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; attention::KEY_TILE]; attention::QUERY_ROWS]) {
         #[cfg(target_arch = "x86_64")]
-        if self.kind == KernelKind::Avx512Vnni {
-            // SAFETY: an Avx512Vnni kernel exists only where AVX-512 F was detected.
+        if self.has_avx512() {
+            // SAFETY: Avx512Vnni and Amx kernels exist only where AVX-512 F was detected.
             return unsafe { x86_64::attention_avx512::scores_tile(q, dh, kt, kt_stride, out) };
         }
         #[cfg(target_arch = "aarch64")]
@@ -208,8 +221,8 @@ impl Kernel {
     #[inline]
     pub fn attention_values_tile<const W: usize>(&self, p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize, out: &mut [[f32; W]; attention::QUERY_ROWS]) {
         #[cfg(target_arch = "x86_64")]
-        if self.kind == KernelKind::Avx512Vnni {
-            // SAFETY: an Avx512Vnni kernel exists only where AVX-512 F was detected.
+        if self.has_avx512() {
+            // SAFETY: Avx512Vnni and Amx kernels exist only where AVX-512 F was detected.
             return unsafe { x86_64::attention_avx512::values_tile::<W>(p, p_stride, len, v, v_stride, out) };
         }
         #[cfg(target_arch = "aarch64")]
@@ -339,6 +352,9 @@ impl Kernel {
             // (or enabled at compile time); `args` and `out` were bounds-checked above.
             KernelKind::Avx512Vnni => unsafe { x86_64::avx512_vnni::gemm(&args, out, scratch) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AMX-TILE/INT8 with the OS's tile-state grant.
+            KernelKind::Amx => unsafe { x86_64::amx::gemm(&args, out, scratch) },
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, for AVX-VNNI + AVX2.
             KernelKind::AvxVnni => unsafe { x86_64::avx_vnni::gemm(&args, out, scratch) },
             #[cfg(target_arch = "x86_64")]
@@ -371,6 +387,9 @@ pub mod probe {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU features for `kind` were checked just above.
             super::KernelKind::Avx512Vnni => Some(unsafe { super::x86_64::probe::dpbusd_zmm(iters) }),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            super::KernelKind::Amx => Some(unsafe { super::x86_64::amx::probe(iters) }),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             super::KernelKind::AvxVnni => Some(unsafe { super::x86_64::probe::dpbusd_ymm(iters) }),

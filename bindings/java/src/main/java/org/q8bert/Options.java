@@ -16,7 +16,7 @@ public final class Options {
         return this;
     }
 
-    /** Kernel id (0 = auto, 1 scalar, 2 AVX2, 3 AVX-VNNI, 4 AVX512-VNNI, 5 NEON, 6 NEON dotprod, 7 NEON i8mm). */
+    /** Kernel id (0 = auto, 1 scalar, 2 AVX2, 3 AVX-VNNI, 4 AVX512-VNNI, 5 NEON, 6 NEON dotprod, 7 NEON i8mm, 8 AMX). */
     public Options kernel(int k) {
         kernel = k;
         return this;
