@@ -79,7 +79,7 @@ impl Ctx<'_> {
             }
         }
         resize(acc, rows * n);
-        let blocks = linear_blocks(rows, self.par.threads(), n);
+        let blocks = linear_blocks(rows, self.par.threads(), n, self.kernel);
         let xq_parts: Vec<(Option<&mut [i8]>, Option<&mut [f32]>)> = match x {
             LinearIn::F32(_) if per_row => {
                 carve(&mut xq[..rows * kp], &blocks, kp).into_iter().zip(carve(&mut row_inv[..rows], &blocks, 1)).map(|(q, r)| (Some(q), Some(r))).collect()

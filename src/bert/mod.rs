@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 
 use crate::error::{bail, Result, Status};
 use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
-use crate::kernels::Kernel;
+use crate::kernels::{Kernel, KernelKind};
 use crate::kernels::packed_len;
 use crate::model::{cast, AttentionScales, EmbeddingRef, EmbeddingScales, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
 use crate::ops::{self, math, padded_k};
@@ -272,10 +272,17 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         t.checked_mul(ops::padded_k(c.intermediate_size))?,                  // inter_q
         // Task lists of the parallel regions (blocks, slots, attention items).
         batch.checked_add(threads.checked_mul(4)?)?.checked_add(max_linear_blocks(t, threads))?.checked_mul(128)?.checked_add(4096)?,
-        // GEMM kernel scratch: a packed copy of at most all rows of A, K padded to 64, per
-        // thread (thread-local and kept, so only a thread's first large run allocates it).
-        // Three times: growing it may briefly hold the old and the new block.
-        threads.checked_mul(t.checked_mul(h.max(c.intermediate_size).div_ceil(64) * 64)?.checked_add(64)?.checked_mul(3)?)?,
+        // GEMM kernel scratch: a packed copy of at most all rows of A, K padded to 64 (AMX:
+        // up to 16 rows more, and 64 bytes per output column), per thread (thread-local and
+        // kept, so only a thread's first large run allocates it). Three times: growing it may
+        // briefly hold the old and the new block.
+        threads.checked_mul(
+            t.checked_add(16)?
+                .checked_mul(h.max(c.intermediate_size).div_ceil(64) * 64)?
+                .checked_add(max_n.checked_add(16)?.checked_mul(64)?)?
+                .checked_add(64)?
+                .checked_mul(3)?,
+        )?,
         // int8 attention: packed K of every sequence and head, and per task a block of int8 queries
         if int8 { batch.checked_mul(c.num_heads)?.checked_mul(packed_len(seq_len, dh))? } else { 0 },
         if int8 { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
@@ -436,15 +443,30 @@ const LINEAR_TASK_ACC_BYTES: usize = 192 << 10;
 /// Row limits of one linear task (the GEMM tiles are 12 rows on AVX-512).
 const LINEAR_TASK_MIN_ROWS: usize = 24;
 const LINEAR_TASK_MAX_ROWS: usize = 96;
+/// The same for the AMX kernel (rows a multiple of its 16-row tiles; never more tasks than
+/// [`max_linear_blocks`] allows, since its minimum is not below `LINEAR_TASK_MIN_ROWS`).
+const AMX_TASK_ACC_BYTES: usize = 1 << 20;
+const AMX_TASK_MIN_ROWS: usize = 32;
+const AMX_TASK_MAX_ROWS: usize = 256;
+const AMX_TASK_ROW_ALIGN: usize = 16;
 
 /// Row blocks of a linear layer with `n` outputs: one task per block, GEMM then epilogue, so
 /// the accumulators of a block are read back from cache; at least one block per thread, and a
 /// whole number of rounds over the threads (the pool hands blocks out as threads free up).
-fn linear_blocks(rows: usize, threads: usize, n: usize) -> Vec<(usize, usize)> {
-    let chunk = (LINEAR_TASK_ACC_BYTES / (4 * n.max(1))).clamp(LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS);
+///
+/// The AMX kernel's tasks are taller (whole 16-row tiles, 1 MiB of accumulators): its GEMM is
+/// fast enough that streaming a layer's weights once per short task would bound it.
+fn linear_blocks(rows: usize, threads: usize, n: usize, kernel: Kernel) -> Vec<(usize, usize)> {
+    let (acc_bytes, min_rows, max_rows, align) = if kernel.kind() == KernelKind::Amx {
+        (AMX_TASK_ACC_BYTES, AMX_TASK_MIN_ROWS, AMX_TASK_MAX_ROWS, AMX_TASK_ROW_ALIGN)
+    } else {
+        (LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS, 1)
+    };
+    let chunk = (acc_bytes / (4 * n.max(1))).clamp(min_rows, max_rows);
     let threads = threads.max(1);
     let parts = rows.div_ceil(chunk).max(threads).div_ceil(threads) * threads;
-    row_blocks(rows, parts)
+    let per = rows.div_ceil(parts.max(1)).max(1).next_multiple_of(align);
+    (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect()
 }
 
 /// Most blocks [`linear_blocks`] makes for `rows` rows on `threads` threads (any `n`).
@@ -701,6 +723,38 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Row blocks of a linear layer cover the rows in order, never outnumber the workspace's
+    /// bound, and on AMX are whole 16-row tiles (but the last) and taller than elsewhere.
+    #[test]
+    fn linear_blocks_cover_rows_within_bound() {
+        let kernels: Vec<Kernel> = [KernelKind::Scalar, KernelKind::Amx].into_iter().filter_map(Kernel::new).collect();
+        for kernel in kernels {
+            for rows in [1, 15, 16, 17, 100, 128, 1000, 1024, 4096] {
+                for threads in [1, 2, 3, 8] {
+                    for n in [2, 384, 768, 2304, 3072] {
+                        let b = linear_blocks(rows, threads, n, kernel);
+                        assert!(b.len() <= max_linear_blocks(rows, threads), "{rows} rows {threads} threads n {n}: {} blocks", b.len());
+                        let mut next = 0;
+                        for (i, &(r0, nr)) in b.iter().enumerate() {
+                            assert_eq!(r0, next);
+                            assert!(nr > 0);
+                            if kernel.kind() == KernelKind::Amx && i + 1 < b.len() {
+                                assert_eq!(nr % 16, 0, "AMX block of {nr} rows");
+                            }
+                            next += nr;
+                        }
+                        assert_eq!(next, rows);
+                    }
+                }
+            }
+        }
+        // 8 x 128 tokens into FFN-in (n 3072) on one thread: 24-row tasks, or 80 on AMX.
+        assert_eq!(linear_blocks(1024, 1, 3072, Kernel::scalar())[0].1, 24);
+        if let Some(amx) = Kernel::new(KernelKind::Amx) {
+            assert_eq!(linear_blocks(1024, 1, 3072, amx)[0].1, 80);
+        }
+    }
 
     fn starts(lens: &[usize]) -> Vec<usize> {
         let mut v = alloc::vec![0];

@@ -93,10 +93,11 @@ pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u
     // scratch so a tile load never reads past the panel's end (the last panel ends `w`).
     let tail_groups = p.k4 % 16;
     // Scratch: the k-tail chunk of each tile row of a block, the partial last tile row (all
-    // chunks), and the weight tail chunks of a column block. The rest loads in place.
+    // chunks), and the weight tail chunks of a column block. The rest loads in place. At most
+    // (m + 16) x 64-padded k bytes plus 64 per column (bert::working_memory counts on it).
     let tails_len = mc_max / TILE_ROWS * TILE_BYTES;
     let partial_len = chunks * TILE_BYTES;
-    let btail_len = if tail_groups != 0 { nb_panels * TILE_BYTES } else { 0 };
+    let btail_len = if tail_groups != 0 { nb_panels.min((p.n_end - p.n_begin).div_ceil(PANEL)) * TILE_BYTES } else { 0 };
     let buf = aligned_scratch(scratch, tails_len + partial_len + btail_len);
     let (a_tails, rest) = buf.split_at_mut(tails_len);
     let (a_partial, btail) = rest.split_at_mut(partial_len);
