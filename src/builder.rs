@@ -186,6 +186,10 @@ pub struct ModelBuilder {
     pooler: Option<Vec<Tensor>>,
     classifier: Option<Vec<Tensor>>,
     metadata: Vec<(String, MetaValue)>,
+    /// `bert.hidden_act`, as the checkpoint names it (one of [`crate::model::Activation::NAMES`]).
+    hidden_act: String,
+    /// `tokenizer.max_seq_len`, the model's own token limit for text input.
+    text_limit: Option<u32>,
 }
 
 impl ModelBuilder {
@@ -208,7 +212,30 @@ impl ModelBuilder {
             pooler: None,
             classifier: None,
             metadata: Vec::new(),
+            hidden_act: "gelu".to_string(),
+            text_limit: None,
         }
+    }
+
+    /// The model's own token limit for text input, special tokens included (sentence-transformers'
+    /// `max_seq_length`): stored as `tokenizer.max_seq_len`, the runtime's default `max_seq_len`.
+    /// 2 ..= max_position_embeddings.
+    pub fn text_limit(&mut self, tokens: u32) -> Result<&mut Self> {
+        if tokens < 2 || tokens > self.config.max_position_embeddings {
+            bail!(Status::InvalidArgument, "text limit {tokens} is outside 2..={} (the position table)", self.config.max_position_embeddings);
+        }
+        self.text_limit = Some(tokens);
+        Ok(self)
+    }
+
+    /// The FFN activation, by its Hugging Face name (`gelu`, the default; `gelu_new`,
+    /// `gelu_pytorch_tanh`, `relu`): stored as `bert.hidden_act`.
+    pub fn hidden_act(&mut self, name: &str) -> Result<&mut Self> {
+        if crate::model::Activation::from_name(name).is_none() {
+            bail!(Status::InvalidArgument, "hidden_act {name:?} is not supported (supported: {})", crate::model::Activation::NAMES.join(", "));
+        }
+        self.hidden_act = name.to_string();
+        Ok(self)
     }
 
     /// Applies to linear layers added after this call.
@@ -355,7 +382,10 @@ impl ModelBuilder {
         w.metadata(keys::MAX_POSITIONS, MetaValue::U32(c.max_position_embeddings));
         w.metadata(keys::TYPE_VOCAB_SIZE, MetaValue::U32(c.type_vocab_size));
         w.metadata(keys::LAYER_NORM_EPS, MetaValue::F32(c.layer_norm_eps));
-        w.metadata(keys::HIDDEN_ACT, MetaValue::Str("gelu".into()));
+        w.metadata(keys::HIDDEN_ACT, MetaValue::Str(self.hidden_act.clone()));
+        if let Some(n) = self.text_limit {
+            w.metadata(keys::TOK_MAX_SEQ_LEN, MetaValue::U32(n));
+        }
         let (kind, pooling, normalize) = match &self.head {
             Head::Classification { labels } => {
                 w.metadata(keys::HEAD_LABELS, MetaValue::StrArray(labels.clone()));

@@ -38,6 +38,9 @@ pub mod keys {
     pub const TOK_SEP_ID: &str = "tokenizer.sep_token_id";
     pub const TOK_PAD_ID: &str = "tokenizer.pad_token_id";
     pub const TOK_MASK_ID: &str = "tokenizer.mask_token_id";
+    /// Optional: the model's own token limit for text input (sentence-transformers'
+    /// `max_seq_length`), the default of `Options::max_seq_len`.
+    pub const TOK_MAX_SEQ_LEN: &str = "tokenizer.max_seq_len";
 }
 
 /// Limits on configuration values: far above any BERT, low enough that sizes derived from
@@ -57,6 +60,35 @@ pub struct Config {
     pub max_position_embeddings: usize,
     pub type_vocab_size: usize,
     pub layer_norm_eps: f32,
+    /// The FFN activation (`bert.hidden_act`).
+    pub hidden_act: Activation,
+}
+
+/// The FFN activation of a model, as `bert.hidden_act` names it (Hugging Face's names). The
+/// runtime computes it with `ops::math::{gelu, gelu_tanh, relu}` (`ops::activate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: x/2 (1 + erf(x/sqrt 2)), the exact form (BERT, MiniLM, bge, e5).
+    Gelu,
+    /// `gelu_new` and `gelu_pytorch_tanh`: the tanh approximation
+    /// x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); the two names are the same function.
+    GeluTanh,
+    /// `relu`: max(x, 0).
+    Relu,
+}
+
+impl Activation {
+    /// Every `bert.hidden_act` value a reader of this version accepts.
+    pub const NAMES: [&'static str; 4] = ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"];
+
+    pub fn from_name(s: &str) -> Option<Activation> {
+        match s {
+            "gelu" => Some(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Some(Activation::GeluTanh),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
 }
 
 impl Config {
@@ -214,6 +246,9 @@ pub struct ModelLayout {
     pub head: HeadConfig,
     pub tokenizer: TokenizerSettings,
     pub mask_id: u32,
+    /// The model's own token limit for text input (`tokenizer.max_seq_len`, e.g. 256 for
+    /// all-MiniLM-L6-v2), if the file records one; at most `max_position_embeddings`.
+    pub text_limit: Option<usize>,
     pub word_embeddings: EmbeddingRef,
     pub position_embeddings: EmbeddingRef,
     pub token_type_embeddings: EmbeddingRef,
@@ -404,9 +439,9 @@ impl ModelLayout {
             bail!(Status::BadConfig, "architecture {arch:?} is not supported (only \"bert\")");
         }
         let act = meta_str(index, keys::HIDDEN_ACT)?;
-        if act != "gelu" {
-            bail!(Status::BadConfig, "hidden_act {act:?} is not supported (only \"gelu\", erf form)");
-        }
+        let Some(hidden_act) = Activation::from_name(act) else {
+            bail!(Status::BadConfig, "hidden_act {act:?} is not supported (supported: {})", Activation::NAMES.join(", "));
+        };
         let config = Config {
             vocab_size: dim(index, keys::VOCAB_SIZE, MAX_VOCAB)?,
             hidden_size: dim(index, keys::HIDDEN_SIZE, MAX_DIM)?,
@@ -420,6 +455,7 @@ impl ModelLayout {
                 Some(v) => bail!(Status::BadConfig, "layer_norm_eps {v} must be a finite positive f32"),
                 None => bail!(Status::MissingMetadata, "required metadata {:?} is missing", keys::LAYER_NORM_EPS),
             },
+            hidden_act,
         };
         if config.hidden_size % config.num_heads != 0 {
             bail!(Status::BadConfig, "hidden_size {} is not a multiple of num_heads {}", config.hidden_size, config.num_heads);
@@ -509,6 +545,16 @@ impl ModelLayout {
             pad_id: meta_u32(index, keys::TOK_PAD_ID)?,
         };
         let mask_id = meta_u32(index, keys::TOK_MASK_ID)?;
+        let text_limit = match index.metadata.get(keys::TOK_MAX_SEQ_LEN) {
+            None => None,
+            Some(_) => {
+                let n = meta_u32(index, keys::TOK_MAX_SEQ_LEN)?;
+                if n < 2 || n as usize > config.max_position_embeddings {
+                    bail!(Status::BadConfig, "{} = {n} is outside 2..={} (the position table)", keys::TOK_MAX_SEQ_LEN, config.max_position_embeddings);
+                }
+                Some(n as usize)
+            }
+        };
         let vocab_len = v_plus_1 - 1;
         for (name, id) in [
             ("unk", tokenizer.unk_id),
@@ -531,6 +577,7 @@ impl ModelLayout {
             head,
             tokenizer,
             mask_id,
+            text_limit,
             word_embeddings,
             position_embeddings,
             token_type_embeddings,
@@ -593,7 +640,9 @@ pub struct Options {
     pub kernel: Option<KernelKind>,
     /// Hash the whole payload at load and compare with the stored checksum (O(file size)).
     pub verify_checksum: bool,
-    /// Longest token sequence for text input; 0 = the model's max_position_embeddings.
+    /// Longest token sequence for text input; 0 = the model's own limit when the file records
+    /// one (`tokenizer.max_seq_len`: sentence-transformers' `max_seq_length`, 256 for
+    /// all-MiniLM-L6-v2), else its max_position_embeddings.
     pub max_seq_len: usize,
     /// What text input longer than `max_seq_len` does: an error (default) or longest-first truncation.
     pub truncation: Truncation,

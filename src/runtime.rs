@@ -80,7 +80,7 @@ impl<'a> Model<'a> {
         let num_threads = if options.num_threads == 0 { default_threads() } else { options.num_threads };
         Ok(Model {
             tokenizer,
-            max_seq_len: if options.max_seq_len == 0 { layout.config.max_position_embeddings } else { options.max_seq_len },
+            max_seq_len: if options.max_seq_len == 0 { layout.text_limit.unwrap_or(layout.config.max_position_embeddings) } else { options.max_seq_len },
             truncation: options.truncation,
             storage,
             index,

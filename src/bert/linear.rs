@@ -18,7 +18,7 @@ pub(super) enum LinearOut<'o> {
     F32(&'o mut [f32]),
     /// LayerNorm(y + residual) into fp32 rows.
     ResidualNorm { out: &'o mut [f32], residual: &'o [f32], ln: &'o LayerNormRef },
-    /// GELU(y), quantized as the next layer's input, into rows of stride `padded_k(N)`; a
+    /// act(y) (the model's FFN activation, GELU in BERT), quantized as the next layer's input, into rows of stride `padded_k(N)`; a
     /// per-row next input also writes each row's 1/S_x into `row_inv`.
     GeluQuant { out: &'o mut [i8], next: InputQuant, row_inv: &'o mut [f32] },
     /// y requantized into int8 rows of N values, each third of a row with its own scale (the
@@ -44,6 +44,8 @@ pub(super) struct Ctx<'m> {
     pub(super) kernel: Kernel,
     pub(super) par: &'m dyn Parallel,
     pub(super) eps: f32,
+    /// The FFN activation of the `GeluQuant` epilogue.
+    pub(super) act: Activation,
 }
 
 /// What one task of a linear layer owns: its rows of the quantized input and their 1/S_x, the
@@ -200,12 +202,10 @@ impl Ctx<'_> {
                         let np = padded_k(n);
                         let o = &mut o[r * np..(r + 1) * np];
                         match (per_row, next, next_inv.as_deref_mut()) {
-                            (false, InputQuant::Static(next_scale), _) => ops::dequantize_gelu_quantize_row(acc_row, bias_i32, dq, next_scale, o),
+                            (false, InputQuant::Static(next_scale), _) => ops::dequantize_activate_quantize_row(self.act, acc_row, bias_i32, dq, next_scale, o),
                             (_, next, next_inv) => {
                                 dequantize(r, acc_row, epi);
-                                for v in epi.iter_mut() {
-                                    *v = math::gelu(*v);
-                                }
+                                ops::activate(self.act, epi);
                                 match (next, next_inv) {
                                     (InputQuant::PerRow, Some(ni)) => ni[r] = ops::quantize_row_per_row(epi, o),
                                     (InputQuant::Static(next_scale), _) => {

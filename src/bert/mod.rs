@@ -15,7 +15,7 @@ use crate::error::{bail, Result, Status};
 use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
 use crate::kernels::{Kernel, KernelKind};
 use crate::kernels::packed_len;
-use crate::model::{cast, AttentionScales, EmbeddingRef, EmbeddingScales, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
+use crate::model::{cast, Activation, AttentionScales, EmbeddingRef, EmbeddingScales, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
 use crate::ops::{self, math, padded_k};
 
 /// Forward-pass operations, for the per-op time split (feature `op-timing`).
@@ -606,7 +606,7 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     let cfg = &layout.config;
     let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
     let t = ws.tokens.len();
-    let cx = Ctx { file, kernel, par, eps: cfg.layer_norm_eps };
+    let cx = Ctx { file, kernel, par, eps: cfg.layer_norm_eps, act: cfg.hidden_act };
 
     // Everything the layers below grow is sized here, fallibly; their `resize` calls are then no-ops.
     let (max_n, classes) = max_linear_n(layout);

@@ -4,6 +4,7 @@
 pub mod math;
 
 use crate::kernels::KGROUP;
+use crate::model::Activation;
 
 /// Activation row stride for K input features (the kernels read K in groups of 4).
 pub fn padded_k(k: usize) -> usize {
@@ -95,11 +96,42 @@ pub fn dequantize_quantize_row(acc: &[i32], bias: &[i32], dq: &[f32], scale: f32
 /// GELU(dequantize(acc)) requantized with the next layer's input scale, padding zeroed.
 #[inline(always)]
 pub fn dequantize_gelu_quantize_row(acc: &[i32], bias: &[i32], dq: &[f32], next_scale: f32, out: &mut [i8]) {
+    dequantize_activate_quantize_row(Activation::Gelu, acc, bias, dq, next_scale, out)
+}
+
+/// act(dequantize(acc)) requantized with the next layer's input scale, padding zeroed. The
+/// activation is matched once per row, so each one's loop is compiled (and vectorized) on its own.
+#[inline(always)]
+pub fn dequantize_activate_quantize_row(act: Activation, acc: &[i32], bias: &[i32], dq: &[f32], next_scale: f32, out: &mut [i8]) {
+    #[inline(always)]
+    fn row(f: impl Fn(f32) -> f32, acc: &[i32], bias: &[i32], dq: &[f32], next_scale: f32, out: &mut [i8]) {
+        for (((o, &a), &b), &d) in out.iter_mut().zip(acc).zip(bias).zip(dq) {
+            *o = math::quantize(f(a.wrapping_add(b) as f32 * d), next_scale);
+        }
+    }
     let n = acc.len();
-    for (((o, &a), &b), &d) in out.iter_mut().zip(acc).zip(bias).zip(dq) {
-        *o = math::quantize(math::gelu(a.wrapping_add(b) as f32 * d), next_scale);
+    match act {
+        Activation::Gelu => row(math::gelu, acc, bias, dq, next_scale, out),
+        Activation::GeluTanh => row(math::gelu_tanh, acc, bias, dq, next_scale, out),
+        Activation::Relu => row(math::relu, acc, bias, dq, next_scale, out),
     }
     out[n..].fill(0);
+}
+
+/// act(x) in place, for every element of `x`.
+#[inline(always)]
+pub fn activate(act: Activation, x: &mut [f32]) {
+    #[inline(always)]
+    fn each(f: impl Fn(f32) -> f32, x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = f(*v);
+        }
+    }
+    match act {
+        Activation::Gelu => each(math::gelu, x),
+        Activation::GeluTanh => each(math::gelu_tanh, x),
+        Activation::Relu => each(math::relu, x),
+    }
 }
 
 /// In-place LayerNorm of one row (biased variance, as PyTorch).

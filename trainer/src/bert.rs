@@ -78,12 +78,12 @@ impl BertConfig {
         if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
             bail!("hidden_size {} not divisible by num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads);
         }
-        if cfg.hidden_act != "gelu" {
-            // The runtime implements the erf GELU only.
+        if q8bert::model::Activation::from_name(&cfg.hidden_act).is_none() {
             bail!(
-                "{}: hidden_act {:?} is not supported; supported: \"gelu\" (the exact erf form). The tanh approximations (gelu_new, gelu_pytorch_tanh) and relu are not implemented yet",
+                "{}: hidden_act {:?} is not supported; supported: {} (gelu_new and gelu_pytorch_tanh are the same tanh approximation)",
                 path.display(),
-                cfg.hidden_act
+                cfg.hidden_act,
+                q8bert::model::Activation::NAMES.map(|n| format!("{n:?}")).join(", ")
             );
         }
         Ok(cfg)
@@ -107,6 +107,25 @@ impl BertConfig {
             model_type: Some("bert".into()),
         }
     }
+}
+
+/// A `hidden_act` on a tensor, as Hugging Face computes it, with gradients: `gelu` the erf form,
+/// `gelu_new` / `gelu_pytorch_tanh` the tanh approximation, `relu`.
+fn apply_activation(name: &str, x: &Tensor) -> Result<Tensor> {
+    use q8bert::model::Activation;
+    Ok(match Activation::from_name(name) {
+        Some(Activation::Gelu) => x.gelu_erf()?,
+        // candle's `gelu` is the tanh approximation: 0.5x(1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))).
+        Some(Activation::GeluTanh) => x.gelu()?,
+        Some(Activation::Relu) => x.relu()?,
+        None => bail!("hidden_act {name:?} is not supported; supported: {}", Activation::NAMES.join(", ")),
+    })
+}
+
+/// `hidden_act` `name` applied to `xs` by the trainer's forward (tests).
+pub fn activation_values(name: &str, xs: &[f32]) -> Result<Vec<f32>> {
+    let t = Tensor::from_slice(xs, xs.len(), &Device::Cpu)?;
+    Ok(apply_activation(name, &t)?.to_vec1()?)
 }
 
 /// How range trackers are updated during a forward pass.
@@ -377,16 +396,16 @@ impl Weights {
 }
 
 impl Bert {
-    /// Loads `config.json` + `model.safetensors` from a Hugging Face directory. With
+    /// Loads `config.json` and the weights (model.safetensors, its shards, or pytorch_model.bin:
+    /// see [`crate::model_dir::checkpoint`]) from a Hugging Face directory. With
     /// `num_labels = Some(n)` a sequence head is attached: taken from the checkpoint when it has a
     /// classifier of that size (BertForSequenceClassification), else initialised N(0, 0.02) with
     /// a seeded generator (the pooler is reused when present).
     pub fn load(dir: &Path, num_labels: Option<usize>, seed: u64) -> Result<Self> {
         let cfg = crate::model_dir::config(dir)?;
-        let path = crate::model_dir::weights_path(dir)?;
-        let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
-            .with_context(|| format!("loading {}", path.display()))?;
-        Self::from_tensors(cfg, tensors, num_labels, seed)
+        let ck = crate::model_dir::checkpoint(dir)?;
+        let tensors = ck.load()?;
+        Self::from_tensors(cfg, tensors, num_labels, seed).with_context(|| format!("{} (with {})", ck.path().display(), dir.join("config.json").display()))
     }
 
     pub fn from_tensors(cfg: BertConfig, tensors: HashMap<String, Tensor>, num_labels: Option<usize>, seed: u64) -> Result<Self> {
@@ -541,12 +560,17 @@ impl Bert {
             let a = qlinear(&context, &[&l.attention_output], &l.attention_output_in, ctx)?;
             let a = dropout(&a, cfg.hidden_dropout_prob, ctx)?;
             let h1 = l.attention_layer_norm.forward(&(a + &x)?, cfg.layer_norm_eps)?;
-            let i = qlinear(&h1, &[&l.intermediate], &l.intermediate_in, ctx)?.gelu_erf()?;
+            let i = self.activation(&qlinear(&h1, &[&l.intermediate], &l.intermediate_in, ctx)?)?;
             let o = qlinear(&i, &[&l.output], &l.output_in, ctx)?;
             let o = dropout(&o, cfg.hidden_dropout_prob, ctx)?;
             x = l.output_layer_norm.forward(&(o + h1)?, cfg.layer_norm_eps)?;
         }
         Ok(x)
+    }
+
+    /// The FFN activation `cfg.hidden_act`, as Hugging Face computes it (with gradients).
+    fn activation(&self, x: &Tensor) -> Result<Tensor> {
+        apply_activation(&self.cfg.hidden_act, x)
     }
 
     /// Logits [B, num_labels] of the sequence head.

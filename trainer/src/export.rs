@@ -13,6 +13,9 @@ use std::path::Path;
 #[derive(Clone, Debug, Default)]
 pub struct TrainMeta {
     pub entries: Vec<(String, MetaEntry)>,
+    /// The model's own token limit for text input (sentence-transformers' `max_seq_length`),
+    /// written as `tokenizer.max_seq_len`: the runtime's default text limit.
+    pub text_limit: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +172,10 @@ mod with_runtime {
             max_input_chars_per_word: s.max_input_chars_per_word,
         };
         let mut b = qb::ModelBuilder::new(cfg, head, tcfg);
+        b.hidden_act(&c.hidden_act).map_err(err)?;
+        if let Some(n) = meta.text_limit {
+            b.text_limit(n).map_err(err)?;
+        }
         b.weight_granularity(if scheme.per_channel { qb::WeightGranularity::PerChannel } else { qb::WeightGranularity::PerTensor });
         b.activation_quant(if scheme.per_row_inputs { qb::ActivationQuant::PerRow } else { qb::ActivationQuant::Static });
         b.embedding_granularity(if scheme.per_row_embeddings { qb::EmbeddingGranularity::PerRow } else { qb::EmbeddingGranularity::PerTable });

@@ -183,8 +183,9 @@ struct FidelityArgs {
     /// lines are skipped; rows are reported by their line number in this file.
     #[arg(long)]
     texts: PathBuf,
-    /// Token limit (longest-first truncation), the same on both sides; default: the model's
-    /// max_position_embeddings (what the runtime uses by default). Truncated texts are counted.
+    /// Token limit (longest-first truncation), the same on both sides; default: what the runtime
+    /// uses by default: a sentence-transformers model's max_seq_length, else its
+    /// max_position_embeddings. Truncated texts are counted.
     #[arg(long)]
     max_seq_len: Option<usize>,
     #[arg(long, default_value_t = 32)]
@@ -394,14 +395,43 @@ struct StModule {
     path: String,
 }
 
-/// sentence-transformers layout: (mean pooling?, normalize?) when modules.json has a Pooling module.
-fn sentence_transformers_head(dir: &Path) -> Result<Option<(bool, bool)>> {
+/// What a sentence-transformers directory (modules.json) asks of the packed model.
+struct StHead {
+    /// Mean pooling (else CLS).
+    mean: bool,
+    /// A Normalize module follows the pooling.
+    normalize: bool,
+    /// The Transformer module's `max_seq_length` (sentence_bert_config.json): the model's text
+    /// limit; sentence-transformers cuts longer texts there.
+    max_seq_length: Option<usize>,
+}
+
+/// The sentence-transformers modules the runtime implements.
+const ST_MODULES: [&str; 3] = ["Transformer", "Pooling", "Normalize"];
+
+/// sentence-transformers layout, when modules.json has a Pooling module. Any module the runtime
+/// does not implement (Dense, LayerNorm, ...) is refused by name: dropping it would give other
+/// embeddings without a word.
+fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     let p = dir.join("modules.json");
     if !p.exists() {
         return Ok(None);
     }
-    let mods: Vec<StModule> = serde_json::from_str(&std::fs::read_to_string(&p)?).with_context(|| format!("parsing {}", p.display()))?;
+    let mods: Vec<StModule> = serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+        .with_context(|| format!("parsing {}", p.display()))?;
     let Some(pool) = mods.iter().find(|m| m.ty.ends_with(".Pooling")) else { return Ok(None) };
+    for m in &mods {
+        let short = m.ty.rsplit('.').next().unwrap_or(&m.ty);
+        if !ST_MODULES.contains(&short) {
+            bail!(
+                "{}: module {:?} ({}) is not supported; the runtime implements {} only, and converting without it would give other embeddings than sentence-transformers. Convert the model without that module only if you mean to (remove it from modules.json)",
+                p.display(),
+                m.path,
+                m.ty,
+                ST_MODULES.join(", ")
+            );
+        }
+    }
     let pool_config = dir.join(&pool.path).join("config.json");
     let text = std::fs::read_to_string(&pool_config)
         .with_context(|| format!("reading {} (the Pooling module that {} names)", pool_config.display(), p.display()))?;
@@ -412,10 +442,33 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<(bool, bool)>> {
     } else if flag("pooling_mode_cls_token") {
         false
     } else {
-        bail!("{}: only mean or CLS pooling is supported by the runtime", pool.path)
+        bail!("{}: only mean or CLS pooling is supported by the runtime", pool_config.display())
     };
     let normalize = mods.iter().any(|m| m.ty.ends_with(".Normalize"));
-    Ok(Some((mean, normalize)))
+    // sentence-transformers reads max_seq_length from the Transformer module's folder.
+    let transformer_path = mods.iter().find(|m| m.ty.ends_with(".Transformer")).map(|m| m.path.as_str()).unwrap_or("");
+    let sbert = dir.join(transformer_path).join("sentence_bert_config.json");
+    let max_seq_length = if sbert.is_file() {
+        let text = std::fs::read_to_string(&sbert).with_context(|| format!("reading {}", sbert.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", sbert.display()))?;
+        match v.get("max_seq_length") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(n) => Some(n.as_u64().filter(|&n| n >= 2).with_context(|| format!("{}: max_seq_length {n} is not a token count (2 or more)", sbert.display()))? as usize),
+        }
+    } else {
+        None
+    };
+    Ok(Some(StHead { mean, normalize, max_seq_length }))
+}
+
+/// The text limit to record for a sentence-transformers model: its max_seq_length, lowered to the
+/// position table (sentence-transformers cannot go past it either), with a note when lowered.
+fn text_limit(st: Option<&StHead>, positions: usize) -> Option<u32> {
+    let n = st?.max_seq_length?;
+    if n > positions {
+        eprintln!("note: max_seq_length {n} (sentence_bert_config.json) is more than the model's {positions} positions; recording {positions}");
+    }
+    Some(n.min(positions) as u32)
 }
 
 fn quantize(a: QuantizeArgs) -> Result<()> {
@@ -460,9 +513,9 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         ("qat.int8_attention".into(), trainer::export::MetaEntry::Bool(a.int8_attention)),
         ("qat.scheme".into(), trainer::export::MetaEntry::Str(scheme.name().into())),
     ];
-    let meta = trainer::export::TrainMeta { entries: meta_base };
+    let meta = trainer::export::TrainMeta { entries: meta_base, text_limit: text_limit(st.as_ref(), cfg.max_position_embeddings) };
     if head == "embedding" {
-        let (mean, normalize) = st.unwrap_or((true, true));
+        let (mean, normalize) = st.as_ref().map_or((true, true), |s| (s.mean, s.normalize));
         let mut model = Bert::load(&a.model, None, 0)?;
         model.int8_attention = a.int8_attention;
         calibrate(&model, &data, tok.pad_id(), 16, a.calibration_batches)?;
@@ -501,8 +554,10 @@ fn fidelity(a: FidelityArgs) -> Result<()> {
     let cfg = trainer::model_dir::check(&a.model)?;
     let tok = TextTokenizer::from_dir(&a.model)?;
     let texts = fidelity::read_texts(&a.texts)?;
-    // Default: the whole sequence the model takes, as the runtime does with default options.
-    let max_len = fit_to_positions(a.max_seq_len, cfg.max_position_embeddings, cfg.max_position_embeddings);
+    // Default: what the runtime takes with default options: a sentence-transformers model's own
+    // text limit (max_seq_length), else the whole position table.
+    let st_limit = text_limit(sentence_transformers_head(&a.model)?.as_ref(), cfg.max_position_embeddings).map(|n| n as usize);
+    let max_len = fit_to_positions(a.max_seq_len, st_limit.unwrap_or(cfg.max_position_embeddings), cfg.max_position_embeddings);
     let truncation = fidelity::truncation(&tok, &texts.rows, max_len)?;
     let (output, int8) = trainer::export::run_texts(&a.q8b, &texts.rows, max_len, a.batch_size, threads)?;
     let model = fidelity::load_fp32(&a.model, output)?;

@@ -3,17 +3,19 @@
 //! Every error names the file it looked for and says what to do next.
 
 use crate::bert::BertConfig;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// What a `--model` directory must hold.
-pub const LAYOUT: &str = "a Hugging Face BERT model directory (config.json, model.safetensors, vocab.txt)";
+pub const LAYOUT: &str = "a Hugging Face BERT model directory (config.json, model.safetensors, vocab.txt; or pytorch_model.bin or shards with their index instead of model.safetensors)";
 
 /// Checks the whole directory: config first (an unsupported model_type is the real problem even
 /// when other files are missing too), then weights and vocabulary. Returns the config.
 pub fn check(dir: &Path) -> Result<BertConfig> {
     let cfg = config(dir)?;
-    weights_path(dir)?;
+    checkpoint(dir)?;
     vocab_path(dir)?;
     Ok(cfg)
 }
@@ -42,38 +44,143 @@ fn check_is_dir(dir: &Path) -> Result<()> {
     bail!("{}: no such directory; --model takes {LAYOUT}", dir.display())
 }
 
-/// model.safetensors, or an error that says how to get it from the other checkpoint formats.
-pub fn weights_path(dir: &Path) -> Result<PathBuf> {
+/// The weights of a model directory, in the order transformers prefers them.
+#[derive(Clone, Debug)]
+pub enum Checkpoint {
+    /// model.safetensors.
+    Safetensors(PathBuf),
+    /// model.safetensors.index.json or pytorch_model.bin.index.json: the index and its
+    /// `weight_map` (tensor name -> shard file in the same directory).
+    Sharded { index: PathBuf, weight_map: BTreeMap<String, String> },
+    /// pytorch_model.bin: PyTorch's zip/pickle format (torch.save since PyTorch 1.6).
+    Pytorch(PathBuf),
+}
+
+impl Checkpoint {
+    /// The file that names the checkpoint (the index for a sharded one).
+    pub fn path(&self) -> &Path {
+        match self {
+            Checkpoint::Safetensors(p) | Checkpoint::Pytorch(p) => p,
+            Checkpoint::Sharded { index, .. } => index,
+        }
+    }
+
+    /// Every tensor of the checkpoint under its name in the file (prefixes such as `bert.` are
+    /// left to the model loader, the same for every layout).
+    pub fn load(&self) -> Result<HashMap<String, Tensor>> {
+        match self {
+            Checkpoint::Safetensors(p) => load_safetensors(p),
+            Checkpoint::Pytorch(p) => load_pytorch(p),
+            Checkpoint::Sharded { index, weight_map } => {
+                let dir = index.parent().unwrap_or(Path::new("."));
+                let mut by_shard: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+                for (name, shard) in weight_map {
+                    by_shard.entry(shard.as_str()).or_default().push(name.as_str());
+                }
+                let mut out = HashMap::new();
+                for (shard, names) in by_shard {
+                    let path = dir.join(shard);
+                    let mut tensors = if shard.ends_with(".bin") { load_pytorch(&path)? } else { load_safetensors(&path)? };
+                    for name in names {
+                        let t = tensors.remove(name).with_context(|| {
+                            format!("{}: no tensor {name:?}, which {} places in this shard; the download may be incomplete or mixed from two revisions (download the model again)", path.display(), index.display())
+                        })?;
+                        out.insert(name.to_string(), t);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .with_context(|| format!("loading {}: not a readable safetensors file (download it again, or write it with `model.save_pretrained(DIR)` in transformers)", path.display()))
+}
+
+/// A PyTorch checkpoint read with candle's pickle reader: the zip format of torch.save since
+/// PyTorch 1.6 (the legacy format is refused with the conversion command).
+fn load_pytorch(path: &Path) -> Result<HashMap<String, Tensor>> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let n = f.read(&mut magic).with_context(|| format!("reading {}", path.display()))?;
+    let p = path.display();
+    let convert = format!(
+        "python -c \"import torch; from safetensors.torch import save_file; sd = torch.load('{p}', map_location='cpu'); save_file({{k: v.clone().contiguous() for k, v in sd.items()}}, 'model.safetensors', metadata={{'format': 'pt'}})\" (then move model.safetensors beside config.json)"
+    );
+    if n < 4 || &magic != b"PK\x03\x04" {
+        bail!("{p}: not a zip archive, so not PyTorch's checkpoint format since 1.6 (the legacy torch.save format is not read); convert it once with\n  {convert}");
+    }
+    let tensors = candle_core::pickle::read_all(path).with_context(|| format!("reading {p} as a PyTorch checkpoint; convert it once with\n  {convert}"))?;
+    if tensors.is_empty() {
+        bail!("{p}: no tensors found; a checkpoint holds a state_dict (`torch.save(model.state_dict(), ...)` or `model.save_pretrained(DIR)`), not a pickled module; convert it once with\n  {convert}");
+    }
+    Ok(tensors.into_iter().collect())
+}
+
+/// The weights of `dir`: model.safetensors, else model.safetensors.index.json and its shards,
+/// else pytorch_model.bin, else pytorch_model.bin.index.json and its shards; or an error naming
+/// the file looked for and saying how to get one.
+pub fn checkpoint(dir: &Path) -> Result<Checkpoint> {
     check_is_dir(dir)?;
     let path = dir.join("model.safetensors");
     if path.is_file() {
-        return Ok(path);
+        return Ok(Checkpoint::Safetensors(path));
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        return sharded(index);
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.is_file() {
+        return Ok(Checkpoint::Pytorch(bin));
+    }
+    let index = dir.join("pytorch_model.bin.index.json");
+    if index.is_file() {
+        return sharded(index);
     }
     let d = dir.display();
-    if dir.join("pytorch_model.bin").is_file() {
-        bail!(
-            "{} not found: {d} has only pytorch_model.bin, and the trainer reads safetensors only today. Convert it once with\n  \
-             python -c \"import torch; from safetensors.torch import save_file; sd = torch.load('{d}/pytorch_model.bin', map_location='cpu'); save_file({{k: v.clone().contiguous() for k, v in sd.items()}}, '{d}/model.safetensors', metadata={{'format': 'pt'}})\"",
-            path.display()
-        );
-    }
-    if dir.join("model.safetensors.index.json").is_file() {
-        bail!(
-            "{} not found: {d} holds a sharded checkpoint (model.safetensors.index.json), which the trainer does not read yet; merge it with\n  \
-             python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{d}').save_pretrained('{d}-merged', max_shard_size='100GB')\"\n\
-             (AutoModelForSequenceClassification instead of AutoModel for a classifier)",
-            path.display()
-        );
-    }
     let others: Vec<&str> = ["tf_model.h5", "flax_model.msgpack", "model.onnx", "onnx/model.onnx"].into_iter().filter(|f| dir.join(f).is_file()).collect();
     if !others.is_empty() {
         bail!(
-            "{} not found: {d} has {} only; the trainer reads PyTorch weights as model.safetensors (transformers: `from_pretrained(DIR, from_tf=True)` or `from_flax=True`, then `save_pretrained(DIR)`)",
+            "{} not found (nor pytorch_model.bin): {d} has {} only; the trainer reads PyTorch weights (transformers: `from_pretrained(DIR, from_tf=True)` or `from_flax=True`, then `save_pretrained(DIR)`)",
             path.display(),
             others.join(", ")
         );
     }
-    bail!("{} not found: {d} is not {LAYOUT}; write the weights with `model.save_pretrained(DIR)` in transformers (safetensors is its default)", path.display())
+    bail!(
+        "{} not found (nor model.safetensors.index.json, pytorch_model.bin): {d} is not {LAYOUT}; write the weights with `model.save_pretrained(DIR)` in transformers",
+        path.display()
+    )
+}
+
+/// Reads an index and checks that every shard it names is there.
+fn sharded(index: PathBuf) -> Result<Checkpoint> {
+    let text = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", index.display()))?;
+    let map = v.get("weight_map").and_then(|m| m.as_object()).with_context(|| {
+        format!("{}: no \"weight_map\" object (tensor name -> shard file); download the model again or write it with `model.save_pretrained(DIR)`", index.display())
+    })?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut weight_map = BTreeMap::new();
+    for (name, shard) in map {
+        let shard = shard.as_str().with_context(|| format!("{}: weight_map[{name:?}] is not a file name", index.display()))?;
+        let shard_path = dir.join(shard);
+        if !shard_path.is_file() {
+            bail!(
+                "{} not found: {} places {name:?} in it; download every shard the index names (`huggingface-cli download MODEL --local-dir DIR`)",
+                shard_path.display(),
+                index.display()
+            );
+        }
+        weight_map.insert(name.clone(), shard.to_string());
+    }
+    if weight_map.is_empty() {
+        bail!("{}: weight_map is empty; download the model again or write it with `model.save_pretrained(DIR)`", index.display());
+    }
+    Ok(Checkpoint::Sharded { index, weight_map })
 }
 
 /// vocab.txt, the WordPiece vocabulary.

@@ -48,7 +48,7 @@ fn quantize_error(dir: &Path) -> String {
 fn missing_directory_and_config_are_named() {
     let root = tmp("missing");
     let err = quantize_error(&root.join("nope"));
-    assert!(err.contains("nope: no such directory") && err.contains("config.json, model.safetensors, vocab.txt"), "{err}");
+    assert!(err.contains("nope: no such directory") && err.contains("config.json, model.safetensors, vocab.txt; or pytorch_model.bin"), "{err}");
 
     let file = root.join("model.q8b");
     std::fs::write(&file, b"x").unwrap();
@@ -70,35 +70,43 @@ fn model_type_is_checked_before_other_files() {
     assert!(err.contains("model_type \"gpt2\" is not supported; supported: bert"), "{err}");
 }
 
+/// gelu, gelu_new, gelu_pytorch_tanh and relu are read (tests/activations.rs); anything else is
+/// refused by its name, with the list, before the weights are looked for.
 #[test]
-fn hidden_act_other_than_gelu_names_the_value_and_what_is_supported() {
-    for act in ["gelu_new", "gelu_pytorch_tanh", "relu"] {
+fn unsupported_hidden_act_names_the_value_and_what_is_supported() {
+    for act in ["quick_gelu", "silu", "gelu_fast"] {
         let dir = tmp(act);
         write_config(&dir, serde_json::json!({"hidden_act": act}));
         let err = quantize_error(&dir);
-        assert!(err.contains(&format!("hidden_act \"{act}\" is not supported; supported: \"gelu\"")), "{err}");
+        assert!(err.contains(&format!("hidden_act \"{act}\" is not supported; supported: \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\", \"relu\"")), "{err}");
+        assert!(err.contains("config.json"), "names the file: {err}");
     }
 }
 
 #[test]
-fn missing_weights_say_how_to_get_safetensors() {
+fn missing_or_unreadable_weights_are_named() {
+    // pytorch_model.bin is read (tests/checkpoint_layouts.rs); one that is not PyTorch's zip
+    // format is named, with the conversion command.
     let dir = tmp("bin-only");
     write_config(&dir, serde_json::json!({}));
     std::fs::write(dir.join("pytorch_model.bin"), b"not read").unwrap();
+    std::fs::write(dir.join("vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n").unwrap();
     let err = quantize_error(&dir);
-    assert!(err.contains("model.safetensors not found") && err.contains("has only pytorch_model.bin"), "{err}");
-    assert!(err.contains("safetensors only") && err.contains("save_file("), "the conversion command: {err}");
+    assert!(err.contains(&format!("{}: not a zip archive", dir.join("pytorch_model.bin").display())), "{err}");
+    assert!(err.contains("save_file("), "the conversion command: {err}");
 
     let dir = tmp("sharded");
     write_config(&dir, serde_json::json!({}));
-    std::fs::write(dir.join("model.safetensors.index.json"), b"{}").unwrap();
+    std::fs::write(dir.join("model.safetensors.index.json"), r#"{"weight_map": {"embeddings.word_embeddings.weight": "model-00001-of-00002.safetensors"}}"#).unwrap();
     let err = quantize_error(&dir);
-    assert!(err.contains("sharded checkpoint") && err.contains("save_pretrained"), "{err}");
+    assert!(err.contains(&format!("{} not found", dir.join("model-00001-of-00002.safetensors").display())), "{err}");
+    assert!(err.contains("huggingface-cli download"), "{err}");
 
     let dir = tmp("no-weights");
     write_config(&dir, serde_json::json!({}));
     let err = quantize_error(&dir);
     assert!(err.contains(&format!("{} not found", dir.join("model.safetensors").display())), "{err}");
+    assert!(err.contains("pytorch_model.bin"), "{err}");
 }
 
 #[test]

@@ -395,7 +395,8 @@ class ModelInfo:
     head_kind: int
     output_dim: int           # floats per text (per token for token_states)
     max_seq_len: int          # the model's position limit
-    max_text_tokens: int      # token limit for text input (the max_seq_len option, or the above)
+    max_text_tokens: int      # token limit for text input: the max_seq_len option, else the model's own
+                              # (sentence-transformers max_seq_length, e.g. 256), else max_seq_len
     vocab_size: int
     hidden_size: int
     num_layers: int
@@ -422,7 +423,8 @@ class Model:
         truncate: cut texts longer than the token limit (longest first, as Hugging Face does)
             instead of raising ``Q8bertError`` with ``Status.SEQUENCE_TOO_LONG``.
         verify_checksum: hash the whole file at load and check its checksum.
-        max_seq_len: token limit for text input, special tokens included; 0 = the model's.
+        max_seq_len: token limit for text input, special tokens included; 0 = the model's own
+            (a sentence-transformers model's max_seq_length, else its position table).
 
     Raises:
         Q8bertError: the library's status and message (missing file, corrupt file, bad options).

@@ -1,0 +1,115 @@
+//! A sentence-transformers directory's `max_seq_length` (sentence_bert_config.json) is recorded
+//! by `trainer quantize` as the packed model's text limit, which the runtime then uses by
+//! default: a text past it gives the output of the text cut there, as sentence-transformers cuts
+//! it. A module the runtime does not implement (Dense) is refused by name instead of dropped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use trainer::bert::{Bert, BertConfig};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("trainer-text-limit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn vocab() -> Vec<String> {
+    let mut v: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect();
+    for w in ["the", "a", "cat", "dog", "sat", "on", "mat", "and", "ran", "away", "from", "house"] {
+        v.push(w.to_string());
+    }
+    v
+}
+
+/// A sentence-transformers directory: Transformer (max_seq_length `limit`), mean Pooling,
+/// Normalize, and `extra` modules after them.
+fn write_st(dir: &Path, limit: Option<u64>, extra: &[serde_json::Value]) {
+    let mut cfg = BertConfig::tiny(vocab().len());
+    cfg.max_position_embeddings = 32;
+    let model = Bert::random(cfg, None, 4).unwrap();
+    let t: HashMap<String, candle_core::Tensor> = model.named_params().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    let mut config = serde_json::to_value(&model.cfg).unwrap();
+    config["architectures"] = serde_json::json!(["BertModel"]);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("vocab.txt"), vocab().join("\n") + "\n").unwrap();
+    if let Some(n) = limit {
+        std::fs::write(dir.join("sentence_bert_config.json"), serde_json::json!({"max_seq_length": n, "do_lower_case": false}).to_string()).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    std::fs::write(dir.join("1_Pooling/config.json"), r#"{"word_embedding_dimension": 16, "pooling_mode_mean_tokens": true}"#).unwrap();
+    let mut modules = vec![
+        serde_json::json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
+        serde_json::json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
+    ];
+    modules.extend(extra.iter().cloned());
+    modules.push(serde_json::json!({"idx": modules.len(), "name": "n", "path": "n_Normalize", "type": "sentence_transformers.models.Normalize"}));
+    std::fs::write(dir.join("modules.json"), serde_json::Value::Array(modules).to_string()).unwrap();
+}
+
+fn quantize(dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["quantize", "--model", dir.to_str().unwrap(), "--output", dir.join("model.q8b").to_str().unwrap(), "--threads", "1"])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+const LONG: &str = "the cat sat on the mat and the dog ran away from the house";
+const CUT: &str = "the cat sat on the mat";
+
+fn embed(m: &q8bert::Model, text: &str) -> Vec<f32> {
+    let mut out = vec![0.0; m.text_output_len(1)];
+    m.run_text(&[text], None, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn max_seq_length_is_recorded_and_cuts_long_texts() {
+    let dir = tmp("st");
+    write_st(&dir, Some(8), &[]);
+    let (ok, err) = quantize(&dir);
+    assert!(ok, "{err}");
+    let opts = q8bert::Options { truncation: q8bert::tokenizer::Truncation::LongestFirst, ..Default::default() };
+    let m = q8bert::Model::open(dir.join("model.q8b"), &opts).unwrap();
+    assert_eq!(m.layout().text_limit, Some(8));
+    assert_eq!(m.max_seq_len(), 8, "the runtime's default limit is the model's");
+    assert_eq!(m.config().max_position_embeddings, 32);
+    assert_eq!(m.encode(CUT, None).unwrap().ids.len(), 8);
+    assert_eq!(embed(&m, LONG), embed(&m, CUT), "cut at max_seq_length, as sentence-transformers does");
+    // The whole text differs (the limit did something).
+    let whole = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options { max_seq_len: 32, ..opts }).unwrap();
+    assert_ne!(embed(&whole, LONG), embed(&m, LONG));
+
+    // A max_seq_length past the position table is lowered to it, with a note.
+    let dir = tmp("st-long");
+    write_st(&dir, Some(512), &[]);
+    let (ok, err) = quantize(&dir);
+    assert!(ok, "{err}");
+    assert!(err.contains("max_seq_length 512") && err.contains("recording 32"), "{err}");
+    let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+    assert_eq!(m.layout().text_limit, Some(32));
+
+    // No sentence_bert_config.json: no recorded limit, the position table as before.
+    let dir = tmp("st-none");
+    write_st(&dir, None, &[]);
+    let (ok, err) = quantize(&dir);
+    assert!(ok, "{err}");
+    let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+    assert_eq!(m.layout().text_limit, None);
+    assert_eq!(m.max_seq_len(), 32);
+}
+
+#[test]
+fn an_unsupported_module_is_refused_by_name() {
+    let dir = tmp("dense");
+    let dense = serde_json::json!({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"});
+    write_st(&dir, Some(8), &[dense]);
+    let (ok, err) = quantize(&dir);
+    assert!(!ok, "a Dense module must not be dropped silently");
+    assert!(err.contains("modules.json") && err.contains("\"2_Dense\"") && err.contains("sentence_transformers.models.Dense"), "{err}");
+    assert!(err.contains("Transformer, Pooling, Normalize"), "{err}");
+    assert!(!dir.join("model.q8b").exists());
+}
