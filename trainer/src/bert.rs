@@ -109,9 +109,9 @@ impl BertConfig {
     }
 }
 
-/// A `hidden_act` on a tensor, as Hugging Face computes it, with gradients: `gelu` the erf form,
-/// `gelu_new` / `gelu_pytorch_tanh` the tanh approximation, `relu`.
-fn apply_activation(name: &str, x: &Tensor) -> Result<Tensor> {
+/// A `hidden_act` on a tensor, as Hugging Face computes it, with gradients (the QAT path trains
+/// through it): `gelu` the erf form, `gelu_new` / `gelu_pytorch_tanh` the tanh approximation, `relu`.
+pub fn apply_activation(name: &str, x: &Tensor) -> Result<Tensor> {
     use q8bert::model::Activation;
     Ok(match Activation::from_name(name) {
         Some(Activation::Gelu) => x.gelu_erf()?,

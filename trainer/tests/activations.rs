@@ -123,6 +123,26 @@ fn trainer_activations_match_their_definitions() {
     assert!(trainer::bert::activation_values("swish", &[1.0]).is_err());
 }
 
+/// QAT trains through the activation: candle's gradient of each one against a central
+/// finite difference of the same forward.
+#[test]
+fn activations_have_gradients() {
+    let xs: Vec<f32> = (-30..=30).map(|i| i as f32 * 0.2 + 0.05).collect();
+    for act in ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"] {
+        let x = candle_core::Var::from_slice(&xs, xs.len(), &candle_core::Device::Cpu).unwrap();
+        let y = trainer::bert::apply_activation(act, x.as_tensor()).unwrap().sum_all().unwrap();
+        let grads = y.backward().unwrap();
+        let g: Vec<f32> = grads.get(x.as_tensor()).expect("no gradient").to_vec1().unwrap();
+        let h = 1e-2f32;
+        let plus = trainer::bert::activation_values(act, &xs.iter().map(|v| v + h).collect::<Vec<_>>()).unwrap();
+        let minus = trainer::bert::activation_values(act, &xs.iter().map(|v| v - h).collect::<Vec<_>>()).unwrap();
+        for i in 0..xs.len() {
+            let fd = (plus[i] - minus[i]) / (2.0 * h);
+            assert!((g[i] - fd).abs() < 2e-3, "{act}'({}) = {}, finite difference {fd}", xs[i], g[i]);
+        }
+    }
+}
+
 // erf in f64 (Abramowitz-Stegun 7.1.26 is too coarse here): series below 3, continued fraction above.
 fn libm_erf(x: f64) -> f64 {
     let ax = x.abs();
