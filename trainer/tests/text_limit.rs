@@ -102,6 +102,24 @@ fn max_seq_length_is_recorded_and_cuts_long_texts() {
     assert_eq!(m.max_seq_len(), 32);
 }
 
+/// `trainer fidelity` compares at the limit the runtime uses by default: the model's.
+#[test]
+fn fidelity_defaults_to_the_recorded_limit() {
+    let dir = tmp("fidelity");
+    write_st(&dir, Some(8), &[]);
+    let (ok, err) = quantize(&dir);
+    assert!(ok, "{err}");
+    let texts = dir.join("texts.txt");
+    std::fs::write(&texts, format!("{CUT}\n{LONG}\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["fidelity", "--model", dir.to_str().unwrap(), "--q8b", dir.join("model.q8b").to_str().unwrap(), "--texts", texts.to_str().unwrap(), "--threads", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("truncated: 1 of 2 rows are longer than 8 tokens") && stdout.contains("line 2"), "{stdout}");
+}
+
 #[test]
 fn an_unsupported_module_is_refused_by_name() {
     let dir = tmp("dense");
