@@ -195,6 +195,13 @@ impl TextTokenizer {
         &self.settings
     }
 
+    /// Lower-cases the input before WordPiece, as sentence-transformers' Transformer module does
+    /// with `do_lower_case: true` (sentence_bert_config.json) on top of the tokenizer's own
+    /// settings; accent stripping stays the tokenizer's.
+    pub fn lower_case_input(&mut self) {
+        self.settings.do_lower_case = true;
+    }
+
     /// Tokenizes examples as `[CLS] a [SEP] (b [SEP])`, truncated longest-first to `max_len`.
     pub fn encode_all(&self, examples: &[Example], max_len: usize) -> Result<Vec<Encoded>> {
         let vocab = self.encoded.vocab().map_err(|e| anyhow::anyhow!("vocab: {e}"))?;

@@ -404,6 +404,9 @@ struct StHead {
     /// The Transformer module's `max_seq_length` (sentence_bert_config.json): the model's text
     /// limit; sentence-transformers cuts longer texts there.
     max_seq_length: Option<usize>,
+    /// The Transformer module's `do_lower_case`: sentence-transformers lower-cases the text
+    /// before the tokenizer.
+    do_lower_case: bool,
 }
 
 /// The sentence-transformers modules the runtime implements.
@@ -448,17 +451,18 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     // sentence-transformers reads max_seq_length from the Transformer module's folder.
     let transformer_path = mods.iter().find(|m| m.ty.ends_with(".Transformer")).map(|m| m.path.as_str()).unwrap_or("");
     let sbert = dir.join(transformer_path).join("sentence_bert_config.json");
-    let max_seq_length = if sbert.is_file() {
+    let (max_seq_length, do_lower_case) = if sbert.is_file() {
         let text = std::fs::read_to_string(&sbert).with_context(|| format!("reading {}", sbert.display()))?;
         let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", sbert.display()))?;
-        match v.get("max_seq_length") {
+        let max_seq_length = match v.get("max_seq_length") {
             None | Some(serde_json::Value::Null) => None,
             Some(n) => Some(n.as_u64().filter(|&n| n >= 2).with_context(|| format!("{}: max_seq_length {n} is not a token count (2 or more)", sbert.display()))? as usize),
-        }
+        };
+        (max_seq_length, v.get("do_lower_case").and_then(|b| b.as_bool()).unwrap_or(false))
     } else {
-        None
+        (None, false)
     };
-    Ok(Some(StHead { mean, normalize, max_seq_length }))
+    Ok(Some(StHead { mean, normalize, max_seq_length, do_lower_case }))
 }
 
 /// The text limit to record for a sentence-transformers model: its max_seq_length, lowered to the
@@ -475,12 +479,15 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     set_threads(a.threads);
     let scheme = trainer::quant::Scheme::parse(&a.scheme, a.per_channel)?;
     let cfg = trainer::model_dir::check(&a.model)?;
-    let tok = TextTokenizer::from_dir(&a.model)?;
+    let st = sentence_transformers_head(&a.model)?;
+    let mut tok = TextTokenizer::from_dir(&a.model)?;
+    if st.as_ref().is_some_and(|s| s.do_lower_case) {
+        tok.lower_case_input();
+    }
     let examples: Vec<Example> = match &a.calibration {
         Some(p) => read_tsv_texts(p)?,
         None => CALIBRATION.iter().map(|s| Example { text_a: s.to_string(), text_b: None, label: 0.0 }).collect(),
     };
-    let st = sentence_transformers_head(&a.model)?;
     let config_path = a.model.join("config.json");
     let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path)?).with_context(|| format!("parsing {}", config_path.display()))?;
     let n_cfg_labels = cfg_json.get("id2label").and_then(|v| v.as_object()).map(|m| m.len());
@@ -552,11 +559,15 @@ fn fidelity(a: FidelityArgs) -> Result<()> {
     use trainer::fidelity;
     let threads = set_threads(a.threads);
     let cfg = trainer::model_dir::check(&a.model)?;
-    let tok = TextTokenizer::from_dir(&a.model)?;
+    let st = sentence_transformers_head(&a.model)?;
+    let mut tok = TextTokenizer::from_dir(&a.model)?;
+    if st.as_ref().is_some_and(|s| s.do_lower_case) {
+        tok.lower_case_input();
+    }
     let texts = fidelity::read_texts(&a.texts)?;
     // Default: what the runtime takes with default options: a sentence-transformers model's own
     // text limit (max_seq_length), else the whole position table.
-    let st_limit = text_limit(sentence_transformers_head(&a.model)?.as_ref(), cfg.max_position_embeddings).map(|n| n as usize);
+    let st_limit = text_limit(st.as_ref(), cfg.max_position_embeddings).map(|n| n as usize);
     let max_len = fit_to_positions(a.max_seq_len, st_limit.unwrap_or(cfg.max_position_embeddings), cfg.max_position_embeddings);
     let truncation = fidelity::truncation(&tok, &texts.rows, max_len)?;
     let (output, int8) = trainer::export::run_texts(&a.q8b, &texts.rows, max_len, a.batch_size, threads)?;

@@ -1,7 +1,8 @@
 //! A sentence-transformers directory's `max_seq_length` (sentence_bert_config.json) is recorded
 //! by `trainer quantize` as the packed model's text limit, which the runtime then uses by
 //! default: a text past it gives the output of the text cut there, as sentence-transformers cuts
-//! it. A module the runtime does not implement (Dense) is refused by name instead of dropped.
+//! it. The module's `do_lower_case` is kept. A module the runtime does not implement (Dense) is
+//! refused by name instead of dropped.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,32 @@ fn max_seq_length_is_recorded_and_cuts_long_texts() {
     let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
     assert_eq!(m.layout().text_limit, None);
     assert_eq!(m.max_seq_len(), 32);
+}
+
+/// sentence_bert_config.json `do_lower_case: true` over a cased tokenizer: sentence-transformers
+/// lower-cases the text first, so the packed tokenizer lower-cases (accents stay the tokenizer's).
+#[test]
+fn do_lower_case_of_the_transformer_module_is_kept() {
+    let mut outputs = Vec::new();
+    for lower in [true, false] {
+        let dir = tmp(&format!("lower-{lower}"));
+        write_st(&dir, Some(8), &[]);
+        std::fs::write(dir.join("tokenizer_config.json"), r#"{"do_lower_case": false}"#).unwrap();
+        std::fs::write(dir.join("sentence_bert_config.json"), serde_json::json!({"max_seq_length": 8, "do_lower_case": lower}).to_string()).unwrap();
+        let (ok, err) = quantize(&dir);
+        assert!(ok, "{err}");
+        let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+        assert_eq!(m.tokenizer_settings().do_lower_case, lower);
+        assert!(!m.tokenizer_settings().strip_accents, "accent stripping stays the tokenizer's");
+        let (upper, plain) = (embed(&m, "The CAT sat"), embed(&m, "the cat sat"));
+        if lower {
+            assert_eq!(upper, plain);
+        } else {
+            assert_ne!(upper, plain, "a cased tokenizer without do_lower_case reads The and CAT as [UNK]");
+        }
+        outputs.push(plain);
+    }
+    assert_eq!(outputs[0], outputs[1], "lower-case text is read the same either way");
 }
 
 /// `trainer fidelity` compares at the limit the runtime uses by default: the model's.
