@@ -422,7 +422,6 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     }
     let mods: Vec<StModule> = serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
         .with_context(|| format!("parsing {}", p.display()))?;
-    let Some(pool) = mods.iter().find(|m| m.ty.ends_with(".Pooling")) else { return Ok(None) };
     for m in &mods {
         let short = m.ty.rsplit('.').next().unwrap_or(&m.ty);
         if !ST_MODULES.contains(&short) {
@@ -435,6 +434,7 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
             );
         }
     }
+    let Some(pool) = mods.iter().find(|m| m.ty.ends_with(".Pooling")) else { return Ok(None) };
     let pool_config = dir.join(&pool.path).join("config.json");
     let text = std::fs::read_to_string(&pool_config)
         .with_context(|| format!("reading {} (the Pooling module that {} names)", pool_config.display(), p.display()))?;
