@@ -165,7 +165,8 @@ impl TextTokenizer {
             .collect();
         let cfg_path = dir.join("tokenizer_config.json");
         let config: TokenizerFileConfig = if cfg_path.exists() {
-            serde_json::from_str(&std::fs::read_to_string(&cfg_path)?).with_context(|| format!("parsing {}", cfg_path.display()))?
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?)
+                .with_context(|| format!("parsing {}", cfg_path.display()))?
         } else {
             serde_json::from_str("{}")?
         };

@@ -489,7 +489,8 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         None => CALIBRATION.iter().map(|s| Example { text_a: s.to_string(), text_b: None, label: 0.0 }).collect(),
     };
     let config_path = a.model.join("config.json");
-    let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path)?).with_context(|| format!("parsing {}", config_path.display()))?;
+    let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?)
+        .with_context(|| format!("parsing {}", config_path.display()))?;
     let n_cfg_labels = cfg_json.get("id2label").and_then(|v| v.as_object()).map(|m| m.len());
     let arch_says_classifier = cfg_json
         .get("architectures")
@@ -599,7 +600,7 @@ fn read_tsv_texts(p: &Path) -> Result<Vec<Example>> {
     if let Ok(rows) = read_tsv(p, true) {
         return Ok(rows);
     }
-    let text = std::fs::read_to_string(p)?;
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     Ok(text
         .lines()
         .skip(1)
