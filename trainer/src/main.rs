@@ -465,6 +465,21 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     Ok(Some(StHead { mean, normalize, max_seq_length, do_lower_case }))
 }
 
+/// The folder of a model's config.json and weights: `dir` itself, or, for a sentence-transformers
+/// model saved with its Transformer module in a subfolder (modules.json path "0_Transformer", as
+/// older versions wrote them) and no config.json of its own, that subfolder.
+fn transformer_dir(dir: &Path) -> PathBuf {
+    if dir.join("config.json").is_file() {
+        return dir.to_path_buf();
+    }
+    let Ok(text) = std::fs::read_to_string(dir.join("modules.json")) else { return dir.to_path_buf() };
+    let Ok(mods) = serde_json::from_str::<Vec<StModule>>(&text) else { return dir.to_path_buf() };
+    match mods.iter().find(|m| m.ty.ends_with(".Transformer") && !m.path.is_empty()) {
+        Some(m) if dir.join(&m.path).join("config.json").is_file() => dir.join(&m.path),
+        _ => dir.to_path_buf(),
+    }
+}
+
 /// The text limit to record for a sentence-transformers model: its max_seq_length, lowered to the
 /// position table (sentence-transformers cannot go past it either), with a note when lowered.
 fn text_limit(st: Option<&StHead>, positions: usize) -> Option<u32> {
@@ -478,9 +493,9 @@ fn text_limit(st: Option<&StHead>, positions: usize) -> Option<u32> {
 fn quantize(a: QuantizeArgs) -> Result<()> {
     set_threads(a.threads);
     let scheme = trainer::quant::Scheme::parse(&a.scheme, a.per_channel)?;
-    let cfg = trainer::model_dir::check(&a.model)?;
+    let cfg = trainer::model_dir::check(&transformer_dir(&a.model))?;
     let st = sentence_transformers_head(&a.model)?;
-    let mut tok = TextTokenizer::from_dir(&a.model)?;
+    let mut tok = TextTokenizer::from_dir(&transformer_dir(&a.model))?;
     if st.as_ref().is_some_and(|s| s.do_lower_case) {
         tok.lower_case_input();
     }
@@ -488,7 +503,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         Some(p) => read_tsv_texts(p)?,
         None => CALIBRATION.iter().map(|s| Example { text_a: s.to_string(), text_b: None, label: 0.0 }).collect(),
     };
-    let config_path = a.model.join("config.json");
+    let config_path = transformer_dir(&a.model).join("config.json");
     let cfg_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?)
         .with_context(|| format!("parsing {}", config_path.display()))?;
     let n_cfg_labels = cfg_json.get("id2label").and_then(|v| v.as_object()).map(|m| m.len());
@@ -524,7 +539,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     let meta = trainer::export::TrainMeta { entries: meta_base, text_limit: text_limit(st.as_ref(), cfg.max_position_embeddings) };
     if head == "embedding" {
         let (mean, normalize) = st.as_ref().map_or((true, true), |s| (s.mean, s.normalize));
-        let mut model = Bert::load(&a.model, None, 0)?;
+        let mut model = Bert::load(&transformer_dir(&a.model), None, 0)?;
         model.int8_attention = a.int8_attention;
         calibrate(&model, &data, tok.pad_id(), 16, a.calibration_batches)?;
         trainer::export::export_embedding(&model, &tok, &a.output, mean, normalize, scheme, &meta)?;
@@ -535,7 +550,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
             None => Task::Classification,
         };
         let n = if head == "regression" { 1 } else { n_cfg_labels.unwrap_or(2) };
-        let mut model = Bert::load(&a.model, Some(n), 0)?;
+        let mut model = Bert::load(&transformer_dir(&a.model), Some(n), 0)?;
         // Post-training quantization keeps a model's answers: it cannot invent a head.
         if model.head_init != Some(trainer::bert::HeadInit::Loaded) || model.spare_pooler.is_none() {
             bail!(
@@ -559,9 +574,9 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
 fn fidelity(a: FidelityArgs) -> Result<()> {
     use trainer::fidelity;
     let threads = set_threads(a.threads);
-    let cfg = trainer::model_dir::check(&a.model)?;
+    let cfg = trainer::model_dir::check(&transformer_dir(&a.model))?;
     let st = sentence_transformers_head(&a.model)?;
-    let mut tok = TextTokenizer::from_dir(&a.model)?;
+    let mut tok = TextTokenizer::from_dir(&transformer_dir(&a.model))?;
     if st.as_ref().is_some_and(|s| s.do_lower_case) {
         tok.lower_case_input();
     }
@@ -572,7 +587,7 @@ fn fidelity(a: FidelityArgs) -> Result<()> {
     let max_len = fit_to_positions(a.max_seq_len, st_limit.unwrap_or(cfg.max_position_embeddings), cfg.max_position_embeddings);
     let truncation = fidelity::truncation(&tok, &texts.rows, max_len)?;
     let (output, int8) = trainer::export::run_texts(&a.q8b, &texts.rows, max_len, a.batch_size, threads)?;
-    let model = fidelity::load_fp32(&a.model, output)?;
+    let model = fidelity::load_fp32(&transformer_dir(&a.model), output)?;
     let fp32 = fidelity::fp32_outputs(&model, &tok, &texts.rows, output, max_len, a.batch_size)?;
     let report = fidelity::compare(output, &fp32, &int8, a.worst)?;
     print!("{}", report.to_text(output, &texts, &truncation));

@@ -129,6 +129,35 @@ fn do_lower_case_of_the_transformer_module_is_kept() {
     assert_eq!(outputs[0], outputs[1], "lower-case text is read the same either way");
 }
 
+/// Older sentence-transformers saves keep the Transformer module in a subfolder (modules.json
+/// path "0_Transformer": config.json, weights, vocab and sentence_bert_config.json there): the
+/// same model converts to the same outputs as from the flat layout.
+#[test]
+fn transformer_module_in_a_subfolder() {
+    let flat = tmp("flat");
+    write_st(&flat, Some(8), &[]);
+    let nested = tmp("nested");
+    write_st(&nested, Some(8), &[]);
+    let sub = nested.join("0_Transformer");
+    std::fs::create_dir_all(&sub).unwrap();
+    for f in ["config.json", "model.safetensors", "vocab.txt", "sentence_bert_config.json"] {
+        std::fs::rename(nested.join(f), sub.join(f)).unwrap();
+    }
+    let modules = std::fs::read_to_string(nested.join("modules.json")).unwrap().replace(r#""path":"""#, r#""path":"0_Transformer""#);
+    assert!(modules.contains("0_Transformer"), "{modules}");
+    std::fs::write(nested.join("modules.json"), modules).unwrap();
+    for d in [&flat, &nested] {
+        let (ok, err) = quantize(d);
+        assert!(ok, "{}: {err}", d.display());
+    }
+    let open = |d: &Path| q8bert::Model::open(d.join("model.q8b"), &q8bert::Options { truncation: q8bert::tokenizer::Truncation::LongestFirst, ..Default::default() }).unwrap();
+    let (a, b) = (open(&flat), open(&nested));
+    assert_eq!(b.layout().text_limit, Some(8), "sentence_bert_config.json read from the subfolder");
+    for text in [CUT, LONG] {
+        assert_eq!(embed(&a, text), embed(&b, text));
+    }
+}
+
 /// `trainer fidelity` compares at the limit the runtime uses by default: the model's.
 #[test]
 fn fidelity_defaults_to_the_recorded_limit() {
