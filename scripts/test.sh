@@ -10,7 +10,8 @@
 #      run of every fuzz target (docs/HARDENING.md);
 #   4. aarch64: cross build and the runtime suite under QEMU with three CPUs, C example outputs
 #      bit-equal to x86 (scripts/test_aarch64.sh, docs/ARM64.md);
-#   5. baremetal: the no_std core for Cortex-M0+/M4F/M55 and RV32IMAC, warnings as errors
+#   5. baremetal: the no_std core for Cortex-M0+/M4F/M55 and RV32IMAC, warnings as errors, and
+#      the firmware example under QEMU on three boards, bit-identical to the host
 #      (scripts/test_baremetal.sh).
 # Stages 2-5 need the tools `scripts/install_test_deps.sh` installs; a missing tool is an error.
 # Q8BERT_TEST_STAGES=rust,bindings,python,hardening,aarch64,baremetal picks stages;
@@ -45,6 +46,8 @@ if has aarch64; then
 fi
 if has baremetal; then
   [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ] || missing+=("Debian rustc-web with rust-web-src")
+  command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+  command -v qemu-system-riscv32 >/dev/null || missing+=(qemu-system-misc)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: missing: ${missing[*]}" >&2

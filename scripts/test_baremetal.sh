@@ -2,12 +2,42 @@
 # The no_std core (core + alloc) for bare-metal targets, warnings as errors: Cortex-M0+ (thumbv6m:
 # no compare-and-swap), Cortex-M4F, Cortex-M55 (v8-M mainline) and RV32IMAC. Debian's rustc 1.96
 # with rust-web-src (the machine's rustup has no rust-src to download): -Zbuild-std builds core and
-# alloc for each target (the first run fetches their dependencies from crates.io).
+# alloc for each target (the first run fetches their dependencies from crates.io). Then the
+# firmware example (firmware/) under QEMU on three boards, its digests against the host's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/baremetal"
+host_target_dir="${CARGO_TARGET_DIR:-target}"
+export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$host_target_dir/baremetal"
 for target in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf riscv32imac-unknown-none-elf; do
   /usr/bin/cargo rustc -p q8bert --lib --no-default-features --quiet \
     -Zbuild-std=core,alloc --target "$target" -- -D warnings
   echo "no_std core for $target: builds with -D warnings"
 done
+
+# Firmware: firmware/ depends on the core as a user's firmware would, embeds the models of
+# examples/make_firmware_models.rs and prints the digests of their outputs; under QEMU's system
+# boards (Cortex-M4 mps2-an386, Cortex-M55 mps3-an547, RV32 virt) they must equal the host's,
+# which make_firmware_models checked against every kernel of this CPU.
+models="$CARGO_TARGET_DIR/firmware-models"
+# (The host's own toolchain and target directory: the rust stage has built the release profile.)
+env -u RUSTC -u RUSTC_BOOTSTRAP CARGO_TARGET_DIR="$host_target_dir" cargo run --quiet --release --example make_firmware_models -- "$models" >/dev/null
+lld=$(command -v rust-lld || command -v ld.lld || ls /usr/bin/ld.lld-* 2>/dev/null | sort -V | tail -1 || true)
+[ -n "$lld" ] || { echo "no lld linker (rust-lld, ld.lld or ld.lld-NN; Debian: lld-22)" >&2; exit 1; }
+export Q8BERT_FIRMWARE_MODELS="$PWD/$models"
+run_board() { # target, QEMU command...
+  local target=$1; shift
+  local var="CARGO_TARGET_$(echo "$target" | tr 'a-z.-' 'A-Z__')_LINKER"
+  env "$var=$lld" /usr/bin/cargo build --quiet --release --manifest-path firmware/Cargo.toml \
+    -Zbuild-std=core,alloc --target "$target"
+  local elf="$CARGO_TARGET_DIR/$target/release/q8bert-firmware" log="$CARGO_TARGET_DIR/firmware-$target.txt"
+  # Output to a file, input from /dev/null: a closed pipe would hang semihosting.
+  timeout 300 "$@" -nographic -icount shift=0 -kernel "$elf" >"$log" 2>&1 </dev/null \
+    || { echo "FAIL $target: QEMU exited with $?"; cat "$log"; exit 1; }
+  if ! diff <(grep -E '^[a-z]+ [0-9a-f]{16}$' "$log") "$models/expected.txt" >/dev/null; then
+    echo "FAIL $target: digests differ from the host's"; echo "--- firmware:"; cat "$log"; echo "--- host:"; cat "$models/expected.txt"; exit 1
+  fi
+  echo "firmware on $(sed -n 's/^q8bert [^ ]* on //p' "$log"): $(wc -l <"$models/expected.txt") models bit-identical to the host ($(size -A "$elf" 2>/dev/null | awk '$1==".text"{print $2}') bytes of code, $(sed -n 's/^heap used //p' "$log") of heap)"
+}
+run_board thumbv7em-none-eabihf qemu-system-arm -M mps2-an386 -cpu cortex-m4 -semihosting
+run_board thumbv8m.main-none-eabihf qemu-system-arm -M mps3-an547 -cpu cortex-m55 -semihosting
+run_board riscv32imac-unknown-none-elf qemu-system-riscv32 -M virt -bios none -m 64M

@@ -1,0 +1,73 @@
+//! Writes the models the bare-metal firmware example (`firmware/`) embeds, and the digests of
+//! their outputs on this machine, which the firmware must reproduce bit for bit under QEMU.
+//!
+//!   cargo run --release --example make_firmware_models -- OUTDIR
+//!
+//! OUTDIR gets `classify.q8b` (tiny BERT, paper scheme, int8 attention, classifier),
+//! `embed.q8b` (per-token scheme: per-row input and embedding scales, mean pooling + L2 norm) and
+//! `states.q8b` (token states), and `expected.txt`: one `name digest` line per model, the
+//! FNV-1a 64 digest of the output floats' bits for `firmware::INPUT_IDS`. Every kernel this CPU
+//! has must give the same digest (checked here).
+
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use common::{tiny_config, FpModel};
+use q8bert::builder::{Head, Pooling};
+use q8bert::{Kernel, KernelKind, Model, Options};
+
+/// The input every firmware run uses (also in firmware/src/main.rs): one sequence of 8 tokens.
+const INPUT_IDS: [i32; 8] = [2, 7, 11, 5, 19, 23, 8, 3];
+
+fn fnv1a(values: &[f32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in values {
+        for b in v.to_bits().to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn main() {
+    let out: PathBuf = std::env::args().nth(1).expect("usage: make_firmware_models OUTDIR").into();
+    std::fs::create_dir_all(&out).unwrap();
+    let labels = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+    let models = [
+        ("classify", FpModel::random(tiny_config(), Head::Classification { labels }, 21).with_int8_attention(4.0, 4.0).bytes()),
+        (
+            "embed",
+            FpModel::random(tiny_config(), Head::Embedding { pooling: Pooling::Mean, normalize: true }, 22)
+                .with_per_row_inputs()
+                .with_per_row_embeddings()
+                .bytes(),
+        ),
+        ("states", FpModel::random(tiny_config(), Head::TokenStates, 23).bytes()),
+    ];
+    let mut expected = String::new();
+    for (name, bytes) in &models {
+        std::fs::write(out.join(format!("{name}.q8b")), bytes).unwrap();
+        let aligned = common::Aligned::new(bytes);
+        let mut digest = None;
+        for kind in KernelKind::ALL {
+            if Kernel::new(kind).is_none() {
+                continue;
+            }
+            let opts = Options { num_threads: 1, kernel: Some(kind), ..Default::default() };
+            let model = Model::from_bytes(aligned.bytes(), &opts).unwrap();
+            let mut output = vec![0f32; model.output_len(1, INPUT_IDS.len())];
+            model.run(&INPUT_IDS, None, None, 1, INPUT_IDS.len(), &mut output).unwrap();
+            let d = fnv1a(&output);
+            assert!(digest.is_none_or(|x| x == d), "{name}: kernel {} gives another digest", kind.name());
+            digest = Some(d);
+        }
+        writeln!(expected, "{name} {:016x}", digest.unwrap()).unwrap();
+    }
+    std::fs::write(out.join("expected.txt"), &expected).unwrap();
+    print!("{expected}");
+}
