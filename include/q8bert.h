@@ -67,6 +67,11 @@
 #define Q8BERT_KERNEL_NEON_I8MM 7
 
 /*
+ x86-64 AMX-INT8 tiles (`tdpbssd`; Sapphire Rapids and later, where the OS grants tile state).
+ */
+#define Q8BERT_KERNEL_AMX 8
+
+/*
  `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
  */
 #define Q8BERT_FLAG_VERIFY_CHECKSUM 1
