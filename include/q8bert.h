@@ -78,9 +78,18 @@
 
 /*
  `q8bert_options.flags`: text longer than the sequence limit is truncated longest-first (as
- Hugging Face does) instead of failing with `Q8BERT_STATUS_SEQUENCE_TOO_LONG`.
+ Hugging Face does) instead of failing with `Q8BERT_STATUS_SEQUENCE_TOO_LONG`. Without this
+ flag or `Q8BERT_FLAG_NO_TRUNCATE`, the model decides: models that record a text limit
+ (sentence-transformers' `max_seq_length`) truncate there, as sentence-transformers does;
+ others fail.
  */
 #define Q8BERT_FLAG_TRUNCATE 2
+
+/*
+ `q8bert_options.flags`: text longer than the sequence limit fails with
+ `Q8BERT_STATUS_SEQUENCE_TOO_LONG`, even where the model would truncate.
+ */
+#define Q8BERT_FLAG_NO_TRUNCATE 4
 
 /*
  `q8bert_tokenize_ex` truncation policy: fail when the text is too long.

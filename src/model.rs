@@ -644,13 +644,15 @@ pub struct Options {
     /// one (`tokenizer.max_seq_len`: sentence-transformers' `max_seq_length`, 256 for
     /// all-MiniLM-L6-v2), else its max_position_embeddings.
     pub max_seq_len: usize,
-    /// What text input longer than `max_seq_len` does: an error (default) or longest-first truncation.
-    pub truncation: Truncation,
+    /// What text input longer than `max_seq_len` does: an error or longest-first truncation.
+    /// `None` (default): the model's own behaviour, which is truncation when the file records a
+    /// text limit (a sentence-transformers model cuts its input there) and an error otherwise.
+    pub truncation: Option<Truncation>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { num_threads: 0, kernel: None, verify_checksum: false, max_seq_len: 0, truncation: Truncation::Error }
+        Options { num_threads: 0, kernel: None, verify_checksum: false, max_seq_len: 0, truncation: None }
     }
 }
 

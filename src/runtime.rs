@@ -81,7 +81,7 @@ impl<'a> Model<'a> {
         Ok(Model {
             tokenizer,
             max_seq_len: if options.max_seq_len == 0 { layout.text_limit.unwrap_or(layout.config.max_position_embeddings) } else { options.max_seq_len },
-            truncation: options.truncation,
+            truncation: options.truncation.unwrap_or(if layout.text_limit.is_some() { Truncation::LongestFirst } else { Truncation::Error }),
             storage,
             index,
             layout,

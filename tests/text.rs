@@ -56,7 +56,7 @@ fn long_text_errors_or_truncates_as_configured() {
     assert_eq!(err.status, Status::SequenceTooLong);
     assert!(err.message.contains("102"), "says how many tokens are needed: {}", err.message);
 
-    let opts = Options { truncation: Truncation::LongestFirst, max_seq_len: 16, ..Default::default() };
+    let opts = Options { truncation: Some(Truncation::LongestFirst), max_seq_len: 16, ..Default::default() };
     let lenient = Model::from_bytes(buf.bytes(), &opts).unwrap();
     let enc = lenient.encode(&long, None).unwrap();
     assert_eq!(enc.ids.len(), 16);

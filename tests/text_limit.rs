@@ -34,7 +34,7 @@ fn embed(m: &Model, text: &str) -> Vec<f32> {
 fn the_recorded_limit_is_the_default_and_truncation_cuts_there() {
     let b = bytes(Some(8));
     let a = Aligned::new(&b);
-    let truncating = Options { truncation: Truncation::LongestFirst, ..Options::default() };
+    let truncating = Options { truncation: Some(Truncation::LongestFirst), ..Options::default() };
     let m = Model::from_bytes(a.bytes(), &truncating).unwrap();
     assert_eq!(m.layout().text_limit, Some(8));
     assert_eq!(m.config().max_position_embeddings, 64);
@@ -60,10 +60,59 @@ fn the_recorded_limit_is_the_default_and_truncation_cuts_there() {
 }
 
 #[test]
-fn without_truncation_the_error_names_the_limit() {
+fn by_default_a_model_with_a_limit_truncates_and_one_without_fails() {
+    // As sentence-transformers: a recorded limit cuts the text there unless the caller asks
+    // for an error (Truncation::Error, Q8BERT_FLAG_NO_TRUNCATE).
     let b = bytes(Some(8));
     let a = Aligned::new(&b);
     let m = Model::from_bytes(a.bytes(), &Options::default()).unwrap();
+    assert_eq!(m.truncation(), Truncation::LongestFirst);
+    assert_eq!(embed(&m, LONG), embed(&m, CUT));
+    let b0 = bytes(None);
+    let a0 = Aligned::new(&b0);
+    let m0 = Model::from_bytes(a0.bytes(), &Options { max_seq_len: 8, ..Options::default() }).unwrap();
+    assert_eq!(m0.truncation(), Truncation::Error);
+    let mut out = vec![0.0; m0.text_output_len(1)];
+    assert_eq!(m0.run_text(&[LONG], None, &mut out).unwrap_err().status, Status::SequenceTooLong);
+
+    // The same through the C API's flags: none, TRUNCATE, NO_TRUNCATE, both (refused).
+    use q8bert::ffi::*;
+    for (flags, want) in [
+        (0, Some(Status::Ok)),
+        (Q8BERT_FLAG_TRUNCATE, Some(Status::Ok)),
+        (Q8BERT_FLAG_NO_TRUNCATE, Some(Status::SequenceTooLong)),
+        (Q8BERT_FLAG_TRUNCATE | Q8BERT_FLAG_NO_TRUNCATE, None),
+    ] {
+        let mut opts = std::mem::MaybeUninit::<q8bert_options>::zeroed();
+        q8bert_options_init(opts.as_mut_ptr());
+        // SAFETY: q8bert_options_init filled every field.
+        let mut opts = unsafe { opts.assume_init() };
+        opts.flags = flags;
+        let mut model = std::ptr::null_mut();
+        // SAFETY: valid buffer, options and out-pointer.
+        let st = unsafe { q8bert_create_from_memory(a.bytes().as_ptr(), a.bytes().len(), &opts, &mut model) };
+        let Some(want) = want else {
+            assert_eq!(st, Status::UnsupportedOptions, "flags {flags:#x}");
+            assert!(model.is_null());
+            continue;
+        };
+        assert_eq!(st, Status::Ok, "flags {flags:#x}");
+        let text = std::ffi::CString::new(LONG).unwrap();
+        let texts = [text.as_ptr()];
+        let mut out = vec![0f32; 64];
+        // SAFETY: one valid C string; `out` has room for one embedding (hidden size < 64).
+        let st = unsafe { q8bert_run_text(model, texts.as_ptr(), std::ptr::null(), 1, out.as_mut_ptr(), out.len()) };
+        assert_eq!(st, want, "flags {flags:#x}");
+        // SAFETY: created above.
+        unsafe { q8bert_free(model) };
+    }
+}
+
+#[test]
+fn without_truncation_the_error_names_the_limit() {
+    let b = bytes(Some(8));
+    let a = Aligned::new(&b);
+    let m = Model::from_bytes(a.bytes(), &Options { truncation: Some(Truncation::Error), ..Options::default() }).unwrap();
     let mut out = vec![0.0; m.text_output_len(1)];
     let err = m.run_text(&[LONG], None, &mut out).unwrap_err();
     assert_eq!(err.status, Status::SequenceTooLong);

@@ -99,6 +99,7 @@ type Options struct {
 	NumThreads     int    // threads inside one call; 0 = one per core
 	Kernel         Kernel // KernelAuto picks the fastest the CPU has
 	Truncate       bool   // cut long text longest-first instead of failing
+	NoTruncate     bool   // fail on long text even where the model truncates (a sentence-transformers text limit)
 	VerifyChecksum bool   // hash the whole file at load
 	MaxSeqLen      int    // token limit for text; 0 = the model's maximum
 }
@@ -159,6 +160,9 @@ func Open(path string, opts *Options) (*Model, error) {
 		o.max_seq_len = C.uint32_t(opts.MaxSeqLen)
 		if opts.Truncate {
 			o.flags |= C.Q8BERT_FLAG_TRUNCATE
+		}
+		if opts.NoTruncate {
+			o.flags |= C.Q8BERT_FLAG_NO_TRUNCATE
 		}
 		if opts.VerifyChecksum {
 			o.flags |= C.Q8BERT_FLAG_VERIFY_CHECKSUM

@@ -49,8 +49,14 @@ pub const Q8BERT_KERNEL_AMX: u32 = 8;
 pub const Q8BERT_FLAG_VERIFY_CHECKSUM: u32 = 1;
 
 /// `q8bert_options.flags`: text longer than the sequence limit is truncated longest-first (as
-/// Hugging Face does) instead of failing with `Q8BERT_STATUS_SEQUENCE_TOO_LONG`.
+/// Hugging Face does) instead of failing with `Q8BERT_STATUS_SEQUENCE_TOO_LONG`. Without this
+/// flag or `Q8BERT_FLAG_NO_TRUNCATE`, the model decides: models that record a text limit
+/// (sentence-transformers' `max_seq_length`) truncate there, as sentence-transformers does;
+/// others fail.
 pub const Q8BERT_FLAG_TRUNCATE: u32 = 2;
+/// `q8bert_options.flags`: text longer than the sequence limit fails with
+/// `Q8BERT_STATUS_SEQUENCE_TOO_LONG`, even where the model would truncate.
+pub const Q8BERT_FLAG_NO_TRUNCATE: u32 = 4;
 
 /// `q8bert_tokenize_ex` truncation policy: fail when the text is too long.
 pub const Q8BERT_TRUNCATION_ERROR: u32 = 0;
@@ -187,7 +193,7 @@ fn options_from_c(opts: *const q8bert_options) -> Result<Options, Error> {
     if (o.struct_size as usize) < std::mem::size_of::<q8bert_options>() {
         return Err(Error::new(Status::UnsupportedOptions, format!("options.struct_size is {}; call q8bert_options_init first", o.struct_size)));
     }
-    if o.flags & !(Q8BERT_FLAG_VERIFY_CHECKSUM | Q8BERT_FLAG_TRUNCATE) != 0 {
+    if o.flags & !(Q8BERT_FLAG_VERIFY_CHECKSUM | Q8BERT_FLAG_TRUNCATE | Q8BERT_FLAG_NO_TRUNCATE) != 0 {
         return Err(Error::new(Status::UnsupportedOptions, format!("unknown option flags 0x{:x}", o.flags)));
     }
     let kernel = match o.kernel {
@@ -202,7 +208,12 @@ fn options_from_c(opts: *const q8bert_options) -> Result<Options, Error> {
         kernel,
         verify_checksum: o.flags & Q8BERT_FLAG_VERIFY_CHECKSUM != 0,
         max_seq_len: o.max_seq_len as usize,
-        truncation: if o.flags & Q8BERT_FLAG_TRUNCATE != 0 { Truncation::LongestFirst } else { Truncation::Error },
+        truncation: match (o.flags & Q8BERT_FLAG_TRUNCATE != 0, o.flags & Q8BERT_FLAG_NO_TRUNCATE != 0) {
+            (true, true) => return Err(Error::new(Status::UnsupportedOptions, "flags: Q8BERT_FLAG_TRUNCATE and Q8BERT_FLAG_NO_TRUNCATE contradict each other")),
+            (true, false) => Some(Truncation::LongestFirst),
+            (false, true) => Some(Truncation::Error),
+            (false, false) => None,
+        },
     })
 }
 

@@ -310,7 +310,7 @@ mod with_runtime {
         };
         let max_len = max_seq_len.or(trained_len).unwrap_or(128).min(probe.config().max_position_embeddings as usize);
         drop(probe);
-        let opts = q8bert::Options { max_seq_len: max_len, truncation: q8bert::tokenizer::Truncation::LongestFirst, num_threads: threads, ..Default::default() };
+        let opts = q8bert::Options { max_seq_len: max_len, truncation: Some(q8bert::tokenizer::Truncation::LongestFirst), num_threads: threads, ..Default::default() };
         let rt = q8bert::Model::open(path, &opts).map_err(err)?;
         let head = rt.head();
         let width = match head.kind {
@@ -349,7 +349,7 @@ mod with_runtime {
     pub fn run_texts(path: &Path, rows: &[crate::data::Example], max_len: usize, batch_size: usize, threads: usize) -> Result<(crate::fidelity::Output, Vec<Vec<f32>>)> {
         use crate::fidelity::Output;
         use q8bert::model::{HeadKind, Pooling};
-        let opts = q8bert::Options { max_seq_len: max_len, truncation: q8bert::tokenizer::Truncation::LongestFirst, num_threads: threads, ..Default::default() };
+        let opts = q8bert::Options { max_seq_len: max_len, truncation: Some(q8bert::tokenizer::Truncation::LongestFirst), num_threads: threads, ..Default::default() };
         let rt = q8bert::Model::open(path, &opts).map_err(err)?;
         let head = rt.head();
         let output = match head.kind {

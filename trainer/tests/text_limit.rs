@@ -73,7 +73,7 @@ fn max_seq_length_is_recorded_and_cuts_long_texts() {
     write_st(&dir, Some(8), &[]);
     let (ok, err) = quantize(&dir);
     assert!(ok, "{err}");
-    let opts = q8bert::Options { truncation: q8bert::tokenizer::Truncation::LongestFirst, ..Default::default() };
+    let opts = q8bert::Options { truncation: Some(q8bert::tokenizer::Truncation::LongestFirst), ..Default::default() };
     let m = q8bert::Model::open(dir.join("model.q8b"), &opts).unwrap();
     assert_eq!(m.layout().text_limit, Some(8));
     assert_eq!(m.max_seq_len(), 8, "the runtime's default limit is the model's");
@@ -150,7 +150,7 @@ fn transformer_module_in_a_subfolder() {
         let (ok, err) = quantize(d);
         assert!(ok, "{}: {err}", d.display());
     }
-    let open = |d: &Path| q8bert::Model::open(d.join("model.q8b"), &q8bert::Options { truncation: q8bert::tokenizer::Truncation::LongestFirst, ..Default::default() }).unwrap();
+    let open = |d: &Path| q8bert::Model::open(d.join("model.q8b"), &q8bert::Options { truncation: Some(q8bert::tokenizer::Truncation::LongestFirst), ..Default::default() }).unwrap();
     let (a, b) = (open(&flat), open(&nested));
     assert_eq!(b.layout().text_limit, Some(8), "sentence_bert_config.json read from the subfolder");
     for text in [CUT, LONG] {

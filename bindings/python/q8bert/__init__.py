@@ -68,7 +68,7 @@ class Status:
 HEAD_CLASSIFICATION, HEAD_REGRESSION, HEAD_EMBEDDING, HEAD_TOKEN_STATES = 1, 2, 3, 4
 _HEAD_NAMES = {1: "classification", 2: "regression", 3: "embedding", 4: "token_states"}
 _ACTIVATION_NAMES = {0: "static", 1: "per_row", 2: "mixed"}  # Q8BERT_ACTIVATIONS_*
-FLAG_VERIFY_CHECKSUM, FLAG_TRUNCATE = 1, 2
+FLAG_VERIFY_CHECKSUM, FLAG_TRUNCATE, FLAG_NO_TRUNCATE = 1, 2, 4
 
 
 class Q8bertError(Exception):
@@ -420,8 +420,10 @@ class Model:
         path: the model file.
         num_threads: threads per library call; 0 = one per available core.
         kernel: a ``Q8BERT_KERNEL_*`` id; 0 = the fastest this CPU supports.
-        truncate: cut texts longer than the token limit (longest first, as Hugging Face does)
-            instead of raising ``Q8bertError`` with ``Status.SEQUENCE_TOO_LONG``.
+        truncate: ``True`` cuts texts longer than the token limit (longest first, as Hugging Face
+            does); ``False`` raises ``Q8bertError`` with ``Status.SEQUENCE_TOO_LONG`` instead;
+            ``None`` (default) lets the model decide: a sentence-transformers model that records
+            its ``max_seq_length`` cuts there, as sentence-transformers does, others raise.
         verify_checksum: hash the whole file at load and check its checksum.
         max_seq_len: token limit for text input, special tokens included; 0 = the model's own
             (a sentence-transformers model's max_seq_length, else its position table).
@@ -431,12 +433,13 @@ class Model:
     """
 
     def __init__(self, path: Union[str, os.PathLike], *, num_threads: int = 0, kernel: int = 0,
-                 truncate: bool = False, verify_checksum: bool = False, max_seq_len: int = 0):
+                 truncate: Optional[bool] = None, verify_checksum: bool = False, max_seq_len: int = 0):
         self._handle = None
         opts = _Options()
         _lib.q8bert_options_init(ctypes.byref(opts))
         opts.num_threads, opts.kernel, opts.max_seq_len = num_threads, kernel, max_seq_len
-        opts.flags = (FLAG_TRUNCATE if truncate else 0) | (FLAG_VERIFY_CHECKSUM if verify_checksum else 0)
+        truncation = {None: 0, True: FLAG_TRUNCATE, False: FLAG_NO_TRUNCATE}[None if truncate is None else bool(truncate)]
+        opts.flags = truncation | (FLAG_VERIFY_CHECKSUM if verify_checksum else 0)
         handle = c_void_p()
         _check(_lib.q8bert_create(os.fsencode(path), ctypes.byref(opts), ctypes.byref(handle)))
         self._handle = handle.value

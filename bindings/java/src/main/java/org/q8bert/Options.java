@@ -4,6 +4,7 @@ package org.q8bert;
 public final class Options {
     public static final int FLAG_VERIFY_CHECKSUM = 1;
     public static final int FLAG_TRUNCATE = 2;
+    public static final int FLAG_NO_TRUNCATE = 4;
 
     int numThreads;
     int kernel;
@@ -19,6 +20,12 @@ public final class Options {
     /** Kernel id (0 = auto, 1 scalar, 2 AVX2, 3 AVX-VNNI, 4 AVX512-VNNI, 5 NEON, 6 NEON dotprod, 7 NEON i8mm, 8 AMX). */
     public Options kernel(int k) {
         kernel = k;
+        return this;
+    }
+
+    /** Fail on long text even where the model truncates (a sentence-transformers text limit). */
+    public Options noTruncate(boolean on) {
+        flags = on ? flags | FLAG_NO_TRUNCATE : flags & ~FLAG_NO_TRUNCATE;
         return this;
     }
 
