@@ -1060,7 +1060,8 @@ def write_page(path, svg_name, ctx):
           f"- CPU: {m['model_name']} ({m['cpus']} logical CPUs, shared; `lscpu` model name as "
           "the hypervisor reports it)",
           f"- avx512_vnni: {yn('avx512_vnni')}, avx_vnni: {yn('avx_vnni')}, "
-          f"avx512f: {yn('avx512f')}, avx512_bf16: {yn('avx512_bf16')}",
+          f"avx512f: {yn('avx512f')}, avx512_bf16: {yn('avx512_bf16')}, amx_int8: {yn('amx_int8')} "
+          "(q8bert's AMX kernel, and OpenVINO's AMX brgemm, where present)",
           f"- Linux {m['kernel']}", "", "## Versions", ""]
     L += [f"- {k}: {val}" for k, val in v.items()]
     L += ["", "## Method", "",
