@@ -23,7 +23,7 @@ models="$CARGO_TARGET_DIR/firmware-models"
 env -u RUSTC -u RUSTC_BOOTSTRAP CARGO_TARGET_DIR="$host_target_dir" cargo run --quiet --release --example make_firmware_models -- "$models" >/dev/null
 lld=$(command -v rust-lld || command -v ld.lld || ls /usr/bin/ld.lld-* 2>/dev/null | sort -V | tail -1 || true)
 [ -n "$lld" ] || { echo "no lld linker (rust-lld, ld.lld or ld.lld-NN; Debian: lld-22)" >&2; exit 1; }
-export Q8BERT_FIRMWARE_MODELS="$PWD/$models"
+export Q8BERT_FIRMWARE_MODELS="$(cd "$models" && pwd)"  # absolute: include_bytes! resolves from firmware/
 run_board() { # target, QEMU command...
   local target=$1; shift
   local var="CARGO_TARGET_$(echo "$target" | tr 'a-z.-' 'A-Z__')_LINKER"

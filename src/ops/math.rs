@@ -156,38 +156,115 @@ pub fn tanh(x: f32) -> f32 {
     }
 }
 
-/// sqrt in f64 by Newton's method from a bit-level first guess; exact to f64 rounding after
-/// 5 steps for the LayerNorm range, which is far more than the f32 result needs.
+/// Square root rounded once (IEEE), 0 for x <= 0 and NaN. With `std`, the FPU's `f32::sqrt`;
+/// without, [`sqrt_exact`] in integer arithmetic, which gives the same bits on every target
+/// with no f64 at all (single-precision FPUs, soft-float cores).
+#[inline]
 pub fn sqrt(x: f32) -> f32 {
-    let x = x as f64;
-    if x <= 0.0 || x.is_nan() {
+    if !(x > 0.0) {
         return 0.0;
     }
-    if x.is_infinite() {
-        return f32::INFINITY;
+    #[cfg(feature = "std")]
+    {
+        x.sqrt()
     }
-    let mut y = f64::from_bits((x.to_bits() >> 1) + (1023u64 << 51));
-    for _ in 0..6 {
-        y = 0.5 * (y + x / y);
+    #[cfg(not(feature = "std"))]
+    {
+        sqrt_exact(x)
     }
-    y as f32
+}
+
+/// Correctly rounded sqrt of a positive f32 from its bits: x = m 2^e with a 24-bit integer m;
+/// shift m left by s in {25, 26} so that e - s is even, then the integer square root of m << s
+/// has 25 bits: 24 for the result and one to round on, with the remainder as the sticky bit.
+/// (A sqrt of an f32 never lies exactly halfway between two f32, so there are no ties.)
+#[cfg_attr(feature = "std", allow(dead_code))]
+pub(crate) fn sqrt_exact(x: f32) -> f32 {
+    debug_assert!(x > 0.0);
+    if x == f32::INFINITY {
+        return x;
+    }
+    let bits = x.to_bits();
+    let (mut m, mut e) = ((bits & 0x7f_ffff) as u64, ((bits >> 23) & 0xff) as i32 - 150);
+    if bits >> 23 == 0 {
+        // Subnormal: normalize so that m has its leading bit at 2^23, like a normal's.
+        let shift = (m as u32).leading_zeros() as i32 - 8;
+        m <<= shift;
+        e -= shift - 1;
+    } else {
+        m |= 1 << 23;
+    }
+    let s = if (e - 25) % 2 == 0 { 25 } else { 26 };
+    let n = m << s; // in [2^48, 2^50)
+    // Bit-by-bit integer square root (the result has 25 bits, so 25 steps).
+    let (mut root, mut rem) = (0u64, n);
+    let mut bit = 1u64 << 48;
+    while bit != 0 {
+        if rem >= root + bit {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    let q = (root >> 1) + ((root & 1) & ((rem != 0) as u64 | (root >> 1) & 1));
+    // sqrt(x) = q 2^((e - s)/2 + 1), q in [2^23, 2^24]; q = 2^24 carries into the exponent.
+    let exponent = (e - s) / 2 + 1 + 150;
+    f32::from_bits(((exponent as u32) << 23) + (q as u32 - (1 << 23)))
 }
 
 /// `a * b + c` rounded once (IEEE fused multiply-add). Attention uses it so the AVX-512 tiles can
 /// use FMA instructions and still give the reference's bits. With `std` this is `f32::mul_add`
-/// (an FMA instruction where the build or a `#[target_feature]` wrapper enables one); without
-/// std, [`fused_mul_add_soft`], which rounds the same way.
+/// (an FMA instruction where the build or a `#[target_feature]` wrapper enables one). Without
+/// std: on a Cortex-M with an FPU (all of them have VFPv4 or later, whose `vfma.f32` is fused), the
+/// instruction; elsewhere (no FPU: thumbv6m, rv32imac, where every float operation is emulated
+/// anyway) [`fused_mul_add_soft`], which rounds the same way.
 #[inline(always)]
 pub fn fused_mul_add(a: f32, b: f32, c: f32) -> f32 {
     #[cfg(feature = "std")]
     {
         a.mul_add(b, c)
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(all(not(feature = "std"), all(target_arch = "arm", target_abi = "eabihf", target_feature = "mclass", target_feature = "fpregs")))]
+    {
+        // SAFETY: `q8bert_fma_f32` (below) follows the hard-float AAPCS: arguments and result
+        // in s0-s2, which the callee may clobber; it touches no memory.
+        unsafe { q8bert_fma_f32(a, b, c) }
+    }
+    #[cfg(all(not(feature = "std"), not(all(target_arch = "arm", target_abi = "eabihf", target_feature = "mclass", target_feature = "fpregs"))))]
     {
         fused_mul_add_soft(a, b, c)
     }
 }
+
+// Cortex-M with an FPU and the hard-float ABI (every M-profile FPU is FPv4-SP or later, whose
+// `vfma.f32` is fused): a three-instruction leaf function. (`mclass` and `fpregs` are unstable
+// target features, visible to `cfg` on the nightly/-Zbuild-std toolchains firmware is built
+// with; a stable build without them takes the soft path: same bits, slower.) Not inline asm, because the `sreg`
+// operand class wants the `vfp2` feature, which implies double precision these FPUs lack.
+#[cfg(all(not(feature = "std"), all(target_arch = "arm", target_abi = "eabihf", target_feature = "mclass", target_feature = "fpregs")))]
+extern "C" {
+    fn q8bert_fma_f32(a: f32, b: f32, c: f32) -> f32;
+}
+#[cfg(all(not(feature = "std"), all(target_arch = "arm", target_abi = "eabihf", target_feature = "mclass", target_feature = "fpregs")))]
+core::arch::global_asm!(
+    // Module-level asm does not see the target's FPU features (the firmware's LTO build rejects
+    // `vfma` without this); FPv4-SP is the subset every M-profile FPU implements.
+    ".syntax unified",
+    ".thumb",
+    ".fpu fpv4-sp-d16",
+    ".section .text.q8bert_fma_f32,\"ax\",%progbits",
+    ".globl q8bert_fma_f32",
+    ".p2align 1",
+    ".type q8bert_fma_f32,%function",
+    ".thumb_func",
+    "q8bert_fma_f32:",
+    "vfma.f32 s2, s0, s1",
+    "vmov.f32 s0, s2",
+    "bx lr",
+    ".size q8bert_fma_f32, . - q8bert_fma_f32",
+);
 
 /// Correctly rounded `a * b + c` from f64 arithmetic: the product of two f32 is exact in f64,
 /// the sum is rounded to odd (exact error by TwoSum; if inexact, take the neighbour with an odd
@@ -315,6 +392,36 @@ fn reduce(mut acc: [f32; LANES]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer sqrt of the no_std build against the FPU's, on every 61st f32 bit pattern
+    /// (subnormals to infinity, 34M values), on both sides of each power of two, and on the
+    /// values whose sqrt is exact; and `sqrt` maps 0, negatives and NaN to 0 on both paths.
+    #[test]
+    #[cfg(feature = "std")]
+    fn integer_sqrt_is_correctly_rounded() {
+        let check = |x: f32| assert_eq!(sqrt_exact(x).to_bits(), x.sqrt().to_bits(), "sqrt({x:e}) [{:#x}]", x.to_bits());
+        let mut bits = 1u32;
+        while bits < 0x7f80_0000 {
+            check(f32::from_bits(bits));
+            bits += 61;
+        }
+        for e in 0..255u32 {
+            for d in [0u32, 1, 2, 0x7f_fffe, 0x7f_ffff] {
+                let b = (e << 23) | d;
+                if b != 0 {
+                    check(f32::from_bits(b));
+                }
+            }
+        }
+        for k in 1..4096u32 {
+            check((k * k) as f32);
+            check((k * k) as f32 / 65536.0);
+        }
+        check(f32::INFINITY);
+        for x in [0.0f32, -0.0, -1.0, f32::NEG_INFINITY, f32::NAN] {
+            assert_eq!(sqrt(x).to_bits(), 0, "sqrt({x})");
+        }
+    }
 
     #[test]
     #[cfg(feature = "std")]
