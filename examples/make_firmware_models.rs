@@ -5,7 +5,8 @@
 //!
 //! OUTDIR gets `classify.q8b` (tiny BERT, paper scheme, int8 attention, classifier),
 //! `embed.q8b` (per-token scheme: per-row input and embedding scales, mean pooling + L2 norm) and
-//! `states.q8b` (token states), and `expected.txt`: one `name digest` line per model, the
+//! `states.q8b` (token states), `bench.q8b` (0.6 MB, for instruction counts; its GEMM MACs per
+//! forward pass in `bench_macs.txt`), and `expected.txt`: one `name digest` line per model, the
 //! FNV-1a 64 digest of the output floats' bits for `firmware::INPUT_IDS`. Every kernel this CPU
 //! has must give the same digest (checked here).
 
@@ -24,14 +25,35 @@ use q8bert::{Kernel, KernelKind, Model, Options};
 const INPUT_IDS: [i32; 8] = [2, 7, 11, 5, 19, 23, 8, 3];
 
 fn fnv1a(values: &[f32]) -> u64 {
+    fnv1a_bytes(values.iter().flat_map(|v| v.to_bits().to_le_bytes()))
+}
+
+fn fnv1a_bytes(bytes: impl Iterator<Item = u8>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for v in values {
-        for b in v.to_bits().to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+    for b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+fn bench_config() -> q8bert::builder::BertConfig {
+    q8bert::builder::BertConfig {
+        vocab_size: 1600,
+        hidden_size: 128,
+        num_layers: 2,
+        num_heads: 4,
+        intermediate_size: 512,
+        max_position_embeddings: 64,
+        ..tiny_config()
+    }
+}
+
+/// int8 multiply-accumulates of one forward pass over `tokens` tokens: the six GEMMs of each
+/// layer and the attention products (QK^T and P.V), which are int8 or f32 depending on the scheme.
+fn forward_macs(c: &q8bert::builder::BertConfig, tokens: usize) -> usize {
+    let (h, f) = (c.hidden_size as usize, c.intermediate_size as usize);
+    c.num_layers as usize * tokens * (4 * h * h + 2 * h * f)
 }
 
 fn main() {
@@ -48,6 +70,15 @@ fn main() {
                 .bytes(),
         ),
         ("states", FpModel::random(tiny_config(), Head::TokenStates, 23).bytes()),
+        // The instruction-count model of issue 21 (0.6 MB: hidden 128, 2 layers, FFN 512), in the
+        // default scheme (per-token inputs and embeddings).
+        (
+            "bench",
+            FpModel::random(bench_config(), Head::Embedding { pooling: Pooling::Mean, normalize: true }, 24)
+                .with_per_row_inputs()
+                .with_per_row_embeddings()
+                .bytes(),
+        ),
     ];
     let mut expected = String::new();
     for (name, bytes) in &models {
@@ -68,6 +99,21 @@ fn main() {
         }
         writeln!(expected, "{name} {:016x}", digest.unwrap()).unwrap();
     }
+    // The firmware's lone GEMM (the bench model's FFN-in shape, same operands), every kernel here.
+    let (m, k, n) = (8usize, 128usize, 512usize);
+    let a: Vec<i8> = (0..m * k).map(|i| ((i * 37 % 255) as i32 - 127) as i8).collect();
+    let w: Vec<i8> = (0..n * k).map(|i| ((i * 91 % 255) as i32 - 127) as i8).collect();
+    let (packed, sums) = (q8bert::kernels::pack_weights(&w, n, k), q8bert::kernels::weight_sums(&w, n, k));
+    let mut digest = None;
+    for kernel in KernelKind::ALL.into_iter().filter_map(Kernel::new) {
+        let mut gemm_out = vec![0i32; m * n];
+        kernel.gemm_i8(&a, k, m, &packed, &sums, n, k, 0, n, &mut gemm_out, n);
+        let d = fnv1a_bytes(gemm_out.iter().flat_map(|v| v.to_le_bytes()));
+        assert!(digest.is_none_or(|x| x == d), "gemm: kernel {} gives another digest", kernel.kind().name());
+        digest = Some(d);
+    }
+    writeln!(expected, "gemm {:016x}", digest.unwrap()).unwrap();
     std::fs::write(out.join("expected.txt"), &expected).unwrap();
+    std::fs::write(out.join("bench_macs.txt"), format!("{}\n", forward_macs(&bench_config(), INPUT_IDS.len()))).unwrap();
     print!("{expected}");
 }

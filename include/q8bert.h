@@ -72,6 +72,16 @@
 #define Q8BERT_KERNEL_AMX 8
 
 /*
+ 32-bit Arm Cortex-M DSP extension (`SXTB16` + `SMLAD`; built in for targets with `dsp`).
+ */
+#define Q8BERT_KERNEL_ARM_DSP 9
+
+/*
+ Arm Helium / MVE (`VMLADAVA.S8`, Cortex-M55/M85; built in with `--cfg q8bert_helium`).
+ */
+#define Q8BERT_KERNEL_ARM_HELIUM 10
+
+/*
  `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
  */
 #define Q8BERT_FLAG_VERIFY_CHECKSUM 1

@@ -13,6 +13,9 @@ for target in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
     -Zbuild-std=core,alloc --target "$target" -- -D warnings
   echo "no_std core for $target: builds with -D warnings"
 done
+/usr/bin/cargo rustc -p q8bert --lib --no-default-features --quiet -Zbuild-std=core,alloc \
+  --target thumbv8m.main-none-eabihf -- -D warnings -C target-feature=+mve,+dsp --cfg q8bert_helium
+echo "no_std core for thumbv8m.main-none-eabihf with Helium: builds with -D warnings"
 
 # Firmware: firmware/ depends on the core as a user's firmware would, embeds the models of
 # examples/make_firmware_models.rs and prints the digests of their outputs; under QEMU's system
@@ -36,8 +39,14 @@ run_board() { # target, QEMU command...
   if ! diff <(grep -E '^[a-z]+ [0-9a-f]{16}$' "$log") "$models/expected.txt" >/dev/null; then
     echo "FAIL $target: digests differ from the host's"; echo "--- firmware:"; cat "$log"; echo "--- host:"; cat "$models/expected.txt"; exit 1
   fi
-  echo "firmware on $(sed -n 's/^q8bert [^ ]* on //p' "$log"): $(wc -l <"$models/expected.txt") models bit-identical to the host ($(size -A "$elf" 2>/dev/null | awk '$1==".text"{print $2}') bytes of code, $(sed -n 's/^heap used //p' "$log") of heap)"
+  echo "firmware on $(sed -n 's/^q8bert [^ ]* on //p' "$log"): $(wc -l <"$models/expected.txt") outputs bit-identical to the host ($(size -A "$elf" 2>/dev/null | awk '$1==".text"{print $2}') bytes of code, $(sed -n 's/^heap used //p' "$log") of heap)"
+  # Instruction counts (QEMU -icount): the 0.6 MB model's forward pass and the lone GEMM, per int8 MAC.
+  awk -v macs="$(cat "$models/bench_macs.txt")" '
+    $1 == "instructions" && $2 == "bench" { printf "  bench model forward: %d instructions, %.2f per int8 MAC\n", $4, $4 / macs }
+    $1 == "instructions" && $2 == "gemm" { split($3, s, "x"); printf "  gemm %s (%s kernel): %d instructions, %.2f per MAC\n", $3, $4, $5, $5 / (s[1] * s[2] * s[3]) }' "$log"
 }
 run_board thumbv7em-none-eabihf qemu-system-arm -M mps2-an386 -cpu cortex-m4 -semihosting
-run_board thumbv8m.main-none-eabihf qemu-system-arm -M mps3-an547 -cpu cortex-m55 -semihosting
+# Cortex-M55 with its DSP and Helium (MVE) extensions, hence the arm-helium kernel.
+CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-feature=+mve,+dsp --cfg q8bert_helium" \
+  run_board thumbv8m.main-none-eabihf qemu-system-arm -M mps3-an547 -cpu cortex-m55 -semihosting
 run_board riscv32imac-unknown-none-elf qemu-system-riscv32 -M virt -bios none -m 64M

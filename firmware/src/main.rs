@@ -14,7 +14,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::fmt::Write;
 
-use q8bert::{Model, Options};
+use q8bert::{Kernel, Model, Options};
 
 /// The input of every run (the host uses the same ids): one sequence of 8 tokens.
 const INPUT_IDS: [i32; 8] = [2, 7, 11, 5, 19, 23, 8, 3];
@@ -22,10 +22,14 @@ const INPUT_IDS: [i32; 8] = [2, 7, 11, 5, 19, 23, 8, 3];
 #[repr(C, align(64))]
 struct Aligned<T: ?Sized>(T);
 
+/// A model file embedded in the `.models` section (the linker scripts place it: flash on the M4
+/// and RV32 boards, the M55 board's DDR, whose ITCM is too small for the 0.6 MB model).
 macro_rules! model {
     ($name:literal) => {{
-        static BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("Q8BERT_FIRMWARE_MODELS"), "/", $name, ".q8b")));
-        ($name, &BYTES.0)
+        const FILE: &[u8] = include_bytes!(concat!(env!("Q8BERT_FIRMWARE_MODELS"), "/", $name, ".q8b"));
+        #[link_section = ".models"]
+        static BYTES: Aligned<[u8; FILE.len()]> = Aligned(*FILE.first_chunk().unwrap());
+        ($name, &BYTES.0[..])
     }};
 }
 
@@ -41,14 +45,44 @@ fn fnv1a(values: &[f32]) -> u64 {
 }
 
 fn run_all() -> Result<(), q8bert::Error> {
-    let models: [(&str, &[u8]); 3] = [model!("classify"), model!("embed"), model!("states")];
+    let models: [(&str, &[u8]); 4] = [model!("classify"), model!("embed"), model!("states"), model!("bench")];
+    let per_count = platform::instructions_per_count();
+    let _ = writeln!(Console, "counter calibration {per_count:.3} instructions per count");
     for (name, bytes) in models {
         let model = Model::from_bytes(bytes, &Options::default())?;
         let mut output = alloc::vec![0f32; model.output_len(1, INPUT_IDS.len())];
+        let start = platform::counter();
         model.run(&INPUT_IDS, None, None, 1, INPUT_IDS.len(), &mut output)?;
+        let counts = platform::counter().wrapping_sub(start);
         let _ = writeln!(Console, "{name} {:016x}", fnv1a(&output));
+        let _ = writeln!(Console, "instructions {name} forward {:.0}", counts as f64 * per_count);
     }
+    // One GEMM alone, the FFN-in shape of the bench model (8 tokens x 128 -> 512), through the
+    // kernel this build selects: its instructions per MAC, apart from the rest of the pass.
+    let (m, k, n) = (8usize, 128usize, 512usize);
+    let a: alloc::vec::Vec<i8> = (0..m * k).map(|i| ((i * 37 % 255) as i32 - 127) as i8).collect();
+    let w: alloc::vec::Vec<i8> = (0..n * k).map(|i| ((i * 91 % 255) as i32 - 127) as i8).collect();
+    let (packed, sums) = (q8bert::kernels::pack_weights(&w, n, k), q8bert::kernels::weight_sums(&w, n, k));
+    let kernel = Kernel::best_available();
+    let mut out = alloc::vec![0i32; m * n];
+    let mut scratch = alloc::vec::Vec::new();
+    let start = platform::counter();
+    kernel.gemm_i8_with_scratch(&a, k, m, &packed, &sums, n, k, 0, n, &mut out, n, &mut scratch);
+    let counts = platform::counter().wrapping_sub(start);
+    let _ = writeln!(Console, "gemm {:016x}", fnv1a_i32(&out));
+    let _ = writeln!(Console, "instructions gemm {m}x{k}x{n} {} {:.0}", kernel.kind().name(), counts as f64 * per_count);
     Ok(())
+}
+
+fn fnv1a_i32(values: &[i32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in values {
+        for b in v.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 fn main() -> ! {
@@ -125,6 +159,7 @@ static HEAP: Bump = Bump { memory: UnsafeCell::new([0; HEAP_BYTES]), next: Unsaf
 #[cfg(target_arch = "arm")]
 mod platform {
     use core::arch::asm;
+    use core::sync::atomic::{AtomicU32, Ordering};
 
     /// Arm semihosting call `op` with parameter block `arg`.
     fn semihost(op: usize, arg: usize) -> usize {
@@ -148,16 +183,54 @@ mod platform {
         loop {}
     }
 
-    /// Reset: enable the FPU (CP10/CP11 full access) before any float instruction runs.
+    const SYST_CSR: *mut u32 = 0xE000_E010 as *mut u32;
+    const SYST_RVR: *mut u32 = 0xE000_E014 as *mut u32;
+    const SYST_CVR: *mut u32 = 0xE000_E018 as *mut u32;
+    /// SysTick periods (2^24 counts) elapsed, counted by its interrupt.
+    static SYSTICK_WRAPS: AtomicU32 = AtomicU32::new(0);
+
+    /// SysTick counts since reset. Under `qemu -icount shift=0` every instruction advances the
+    /// virtual clock by 1 ns, and SysTick runs from the board's CPU clock, so counts are
+    /// instructions times a constant that [`instructions_per_count`] measures.
+    pub fn counter() -> u64 {
+        loop {
+            let wraps = SYSTICK_WRAPS.load(Ordering::Relaxed);
+            // SAFETY: the SysTick current-value register, readable at any time.
+            let current = unsafe { SYST_CVR.read_volatile() } & 0xFF_FFFF;
+            if SYSTICK_WRAPS.load(Ordering::Relaxed) == wraps {
+                return ((wraps as u64) << 24) | (0xFF_FFFF - current) as u64;
+            }
+        }
+    }
+
+    /// Instructions per [`counter`] count, from a loop of a known instruction count.
+    pub fn instructions_per_count() -> f64 {
+        const ITERATIONS: u32 = 1 << 21;
+        let start = counter();
+        // SAFETY: register-only loop: 2 instructions per iteration.
+        unsafe { asm!("2:", "subs {n}, {n}, #1", "bne 2b", n = inout(reg) ITERATIONS => _, options(nomem, nostack)) };
+        (2 * ITERATIONS) as f64 / counter().wrapping_sub(start) as f64
+    }
+
+    /// Reset: enable the FPU (CP10/CP11 full access) before any float instruction runs; start
+    /// SysTick (full period, CPU clock, interrupt on wrap) as the instruction counter.
     #[no_mangle]
     unsafe extern "C" fn reset() -> ! {
-        // SAFETY: CPACR is at 0xE000ED88 on every Cortex-M with an FPU.
+        // SAFETY: CPACR is at 0xE000ED88 on every Cortex-M with an FPU; SysTick's registers
+        // are at 0xE000E010.. on every Cortex-M.
         unsafe {
             let cpacr = 0xE000_ED88 as *mut u32;
             cpacr.write_volatile(cpacr.read_volatile() | (0xF << 20));
             asm!("dsb", "isb", options(nostack, preserves_flags));
+            SYST_RVR.write_volatile(0xFF_FFFF);
+            SYST_CVR.write_volatile(0);
+            SYST_CSR.write_volatile(0b111);
         }
         run()
+    }
+
+    unsafe extern "C" fn systick() {
+        SYSTICK_WRAPS.fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline(never)]
@@ -165,7 +238,7 @@ mod platform {
         super::main()
     }
 
-    unsafe extern "C" fn fault() -> ! {
+    unsafe extern "C" fn fault() {
         write(b"fault exception\n");
         exit(false)
     }
@@ -176,7 +249,12 @@ mod platform {
 
     #[link_section = ".vector_table.exceptions"]
     #[no_mangle]
-    static EXCEPTIONS: [unsafe extern "C" fn() -> !; 14] = [fault; 14];
+    static EXCEPTIONS: [unsafe extern "C" fn(); 14] = {
+        // Vectors 2..15; the last is SysTick.
+        let mut table: [unsafe extern "C" fn(); 14] = [fault; 14];
+        table[13] = systick;
+        table
+    };
 }
 
 #[cfg(target_arch = "riscv32")]
@@ -189,6 +267,30 @@ mod platform {
             // SAFETY: the virt board's 16550 transmit register; QEMU never reports it busy.
             unsafe { UART.write_volatile(b) };
         }
+    }
+
+    /// Instructions retired (`minstret`; under `qemu -icount` exactly the guest's count).
+    pub fn counter() -> u64 {
+        loop {
+            let (high, low, high_again): (u32, u32, u32);
+            // SAFETY: reading the machine counters has no side effects (the firmware runs in M-mode).
+            unsafe {
+                core::arch::asm!("csrr {0}, minstreth", "csrr {1}, minstret", "csrr {2}, minstreth",
+                    out(reg) high, out(reg) low, out(reg) high_again, options(nomem, nostack))
+            };
+            if high == high_again {
+                return ((high as u64) << 32) | low as u64;
+            }
+        }
+    }
+
+    /// Instructions per [`counter`] count (1 if `minstret` counts right), from a known loop.
+    pub fn instructions_per_count() -> f64 {
+        const ITERATIONS: u32 = 1 << 21;
+        let start = counter();
+        // SAFETY: register-only loop: 2 instructions per iteration.
+        unsafe { core::arch::asm!("2:", "addi {n}, {n}, -1", "bnez {n}, 2b", n = inout(reg) ITERATIONS => _, options(nomem, nostack)) };
+        (2 * ITERATIONS) as f64 / counter().wrapping_sub(start) as f64
     }
 
     pub fn exit(ok: bool) -> ! {

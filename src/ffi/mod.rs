@@ -44,6 +44,10 @@ pub const Q8BERT_KERNEL_NEON_DOTPROD: u32 = 6;
 pub const Q8BERT_KERNEL_NEON_I8MM: u32 = 7;
 /// x86-64 AMX-INT8 tiles (`tdpbssd`; Sapphire Rapids and later, where the OS grants tile state).
 pub const Q8BERT_KERNEL_AMX: u32 = 8;
+/// 32-bit Arm Cortex-M DSP extension (`SXTB16` + `SMLAD`; built in for targets with `dsp`).
+pub const Q8BERT_KERNEL_ARM_DSP: u32 = 9;
+/// Arm Helium / MVE (`VMLADAVA.S8`, Cortex-M55/M85; built in with `--cfg q8bert_helium`).
+pub const Q8BERT_KERNEL_ARM_HELIUM: u32 = 10;
 
 /// `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
 pub const Q8BERT_FLAG_VERIFY_CHECKSUM: u32 = 1;
@@ -608,6 +612,8 @@ pub extern "C" fn q8bert_kernel_name(kernel: u32) -> *const c_char {
         Some(KernelKind::NeonDotprod) => c"neon-dotprod",
         Some(KernelKind::NeonI8mm) => c"neon-i8mm",
         Some(KernelKind::Amx) => c"amx",
+        Some(KernelKind::ArmDsp) => c"arm-dsp",
+        Some(KernelKind::ArmHelium) => c"arm-helium",
         None if kernel == Q8BERT_KERNEL_AUTO => c"auto",
         None => c"unknown",
     };

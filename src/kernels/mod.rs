@@ -15,6 +15,8 @@ mod scalar;
 mod x86_64;
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+mod arm;
 
 /// Output columns per packed panel.
 pub const PANEL: usize = 16;
@@ -69,11 +71,17 @@ pub enum KernelKind {
     NeonI8mm = 7,
     /// x86-64 AMX-INT8 tiles (`tdpbssd`), with AVX-512 for the fp32 code.
     Amx = 8,
+    /// 32-bit Arm (Cortex-M) DSP extension: `SXTB16` + `SMLAD`; compiled in where the target
+    /// has the `dsp` feature (thumbv7em, or `-C target-feature=+dsp` on v8-M mainline).
+    ArmDsp = 9,
+    /// Arm Helium (MVE, Cortex-M55/M85): `VMLADAVA.S8`; compiled in with `--cfg q8bert_helium`
+    /// (and `-C target-feature=+mve,+dsp`).
+    ArmHelium = 10,
 }
 
 impl KernelKind {
     /// All kinds, best first (each architecture's kinds in its own order; scalar last).
-    pub const ALL: [KernelKind; 8] = [
+    pub const ALL: [KernelKind; 10] = [
         KernelKind::Amx,
         KernelKind::Avx512Vnni,
         KernelKind::AvxVnni,
@@ -81,6 +89,8 @@ impl KernelKind {
         KernelKind::NeonI8mm,
         KernelKind::NeonDotprod,
         KernelKind::Neon,
+        KernelKind::ArmHelium,
+        KernelKind::ArmDsp,
         KernelKind::Scalar,
     ];
 
@@ -94,6 +104,8 @@ impl KernelKind {
             KernelKind::NeonDotprod => "neon-dotprod",
             KernelKind::NeonI8mm => "neon-i8mm",
             KernelKind::Amx => "amx",
+            KernelKind::ArmDsp => "arm-dsp",
+            KernelKind::ArmHelium => "arm-helium",
         }
     }
 
@@ -132,6 +144,10 @@ fn available(kind: KernelKind) -> bool {
         KernelKind::NeonDotprod => aarch64::detect::dotprod(),
         #[cfg(target_arch = "aarch64")]
         KernelKind::NeonI8mm => aarch64::detect::i8mm(),
+        #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+        KernelKind::ArmDsp => true,
+        #[cfg(all(target_arch = "arm", target_feature = "dsp", q8bert_helium))]
+        KernelKind::ArmHelium => true,
         #[allow(unreachable_patterns)]
         _ => false,
     }
@@ -370,6 +386,10 @@ impl Kernel {
             #[cfg(target_arch = "aarch64")]
             // SAFETY: as above, for FEAT_I8MM.
             KernelKind::NeonI8mm => unsafe { aarch64::neon_i8mm::gemm(&args, out, scratch) },
+            #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+            KernelKind::ArmDsp => arm::dsp::gemm(&args, out, scratch),
+            #[cfg(all(target_arch = "arm", target_feature = "dsp", q8bert_helium))]
+            KernelKind::ArmHelium => arm::helium::gemm(&args, out, scratch),
             #[allow(unreachable_patterns)]
             _ => unreachable!("kernel {:?} is never constructed on this target", self.kind),
         }
