@@ -71,6 +71,25 @@ fn run_all() -> Result<(), q8bert::Error> {
     let counts = platform::counter().wrapping_sub(start);
     let _ = writeln!(Console, "gemm {:016x}", fnv1a_i32(&out));
     let _ = writeln!(Console, "instructions gemm {m}x{k}x{n} {} {:.0}", kernel.kind().name(), counts as f64 * per_count);
+    #[cfg(cmsis_nn)]
+    {
+        // The same operands through CMSIS-NN's arm_fully_connected_s8 (row-major weights).
+        extern "C" {
+            fn q8bert_cmsis_nn_prepare(weights: *const i8, k: i32, n: i32) -> i32;
+            fn q8bert_cmsis_nn_fc(input: *const i8, weights: *const i8, output: *mut i8, m: i32, k: i32, n: i32) -> i32;
+        }
+        let mut out8 = alloc::vec![0i8; m * n];
+        // SAFETY: `w` holds n*k values, `a` m*k, `out8` m*n; fc_bench.c's buffers hold n <= 4096.
+        let prepared = unsafe { q8bert_cmsis_nn_prepare(w.as_ptr(), k as i32, n as i32) };
+        let start = platform::counter();
+        // SAFETY: as above.
+        let status = unsafe { q8bert_cmsis_nn_fc(a.as_ptr(), w.as_ptr(), out8.as_mut_ptr(), m as i32, k as i32, n as i32) };
+        let counts = platform::counter().wrapping_sub(start);
+        // Its requantized outputs must follow ours: the sign of every nonzero accumulator.
+        let agree = out.iter().zip(&out8).all(|(&acc, &o)| acc.signum() == (o as i32).signum() || o == 0);
+        let _ = writeln!(Console, "cmsis-nn status {prepared}/{status}, signs agree with q8bert: {agree}");
+        let _ = writeln!(Console, "instructions gemm {m}x{k}x{n} cmsis-nn {:.0}", counts as f64 * per_count);
+    }
     Ok(())
 }
 
