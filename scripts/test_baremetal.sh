@@ -43,6 +43,7 @@ run_board() { # target, QEMU command...
   # Instruction counts (QEMU -icount): the 0.6 MB model's forward pass and the lone GEMM, per int8 MAC.
   awk -v macs="$(cat "$models/bench_macs.txt")" '
     $1 == "instructions" && $2 == "bench" { printf "  bench model forward: %d instructions, %.2f per int8 MAC\n", $4, $4 / macs }
+    $1 == "memory" && $2 != "bench" { printf "  %s model: %d bytes of heap, %d of stack\n", $2, $4, $6 }
     $1 == "instructions" && $2 == "gemm" { split($3, s, "x"); printf "  gemm %s (%s kernel): %d instructions, %.2f per MAC\n", $3, $4, $5, $5 / (s[1] * s[2] * s[3]) }' "$log"
 }
 run_board thumbv7em-none-eabihf qemu-system-arm -M mps2-an386 -cpu cortex-m4 -semihosting

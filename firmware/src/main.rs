@@ -49,13 +49,19 @@ fn run_all() -> Result<(), q8bert::Error> {
     let per_count = platform::instructions_per_count();
     let _ = writeln!(Console, "counter calibration {per_count:.3} instructions per count");
     for (name, bytes) in models {
+        let (heap_before, stack) = (HEAP.used(), StackProbe::paint());
         let model = Model::from_bytes(bytes, &Options::default())?;
         let mut output = alloc::vec![0f32; model.output_len(1, INPUT_IDS.len())];
         let start = platform::counter();
         model.run(&INPUT_IDS, None, None, 1, INPUT_IDS.len(), &mut output)?;
         let counts = platform::counter().wrapping_sub(start);
+        // Heap: every byte allocated for this model (the bump allocator never reuses, so this
+        // bounds the peak from above); stack: the deepest byte below this frame that changed
+        // (taken before the printing below, whose float formatting has deep frames of its own).
+        let (heap, stack) = (HEAP.used() - heap_before, stack.used());
         let _ = writeln!(Console, "{name} {:016x}", fnv1a(&output));
         let _ = writeln!(Console, "instructions {name} forward {:.0}", counts as f64 * per_count);
+        let _ = writeln!(Console, "memory {name} heap {heap} stack {stack}");
     }
     // One GEMM alone, the FFN-in shape of the bench model (8 tokens x 128 -> 512), through the
     // kernel this build selects: its instructions per MAC, apart from the rest of the pass.
@@ -122,6 +128,40 @@ fn main() -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let _ = writeln!(Console, "panic: {info}");
     platform::exit(false)
+}
+
+/// Stack high-water mark: fills the 64 KiB below the caller's frame with a pattern, then finds
+/// the lowest byte that no longer holds it.
+struct StackProbe {
+    top: usize,
+}
+
+const STACK_PROBE_BYTES: usize = 64 << 10;
+const STACK_PATTERN: u32 = 0xA5C3_5A3C;
+
+impl StackProbe {
+    #[inline(never)]
+    fn paint() -> StackProbe {
+        let top = platform::stack_pointer() - 256; // below this function's own frame
+        let base = (top - STACK_PROBE_BYTES) & !3;
+        let mut at = base;
+        while at < top {
+            // SAFETY: unused stack: below the live frames, above the board's .bss (the RAM maps
+            // give the stack megabytes); nothing else runs concurrently.
+            unsafe { (at as *mut u32).write_volatile(STACK_PATTERN) };
+            at += 4;
+        }
+        StackProbe { top }
+    }
+
+    fn used(&self) -> usize {
+        let mut at = (self.top - STACK_PROBE_BYTES) & !3;
+        // SAFETY: the words `paint` wrote.
+        while at < self.top && unsafe { (at as *const u32).read_volatile() } == STACK_PATTERN {
+            at += 4;
+        }
+        self.top - at
+    }
 }
 
 /// Text output of the board.
@@ -231,6 +271,13 @@ mod platform {
         (2 * ITERATIONS) as f64 / counter().wrapping_sub(start) as f64
     }
 
+    pub fn stack_pointer() -> usize {
+        let sp: usize;
+        // SAFETY: reads sp.
+        unsafe { asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+
     /// Reset: enable the FPU (CP10/CP11 full access) before any float instruction runs; start
     /// SysTick (full period, CPU clock, interrupt on wrap) as the instruction counter.
     #[no_mangle]
@@ -286,6 +333,13 @@ mod platform {
             // SAFETY: the virt board's 16550 transmit register; QEMU never reports it busy.
             unsafe { UART.write_volatile(b) };
         }
+    }
+
+    pub fn stack_pointer() -> usize {
+        let sp: usize;
+        // SAFETY: reads sp.
+        unsafe { core::arch::asm!("mv {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
     }
 
     /// Instructions retired (`minstret`; under `qemu -icount` exactly the guest's count).
