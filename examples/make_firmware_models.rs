@@ -5,7 +5,8 @@
 //!
 //! OUTDIR gets `classify.q8b` (tiny BERT, paper scheme, int8 attention, classifier),
 //! `embed.q8b` (per-token scheme: per-row input and embedding scales, mean pooling + L2 norm) and
-//! `states.q8b` (token states), `bench.q8b` (0.6 MB, for instruction counts; its GEMM MACs per
+//! `states.q8b` (token states), `minilm3.q8b` (MiniLM-L3-sized, for the RV32 board only, with
+//! `expected_rv32.txt` and `minilm3_macs.txt`), `bench.q8b` (0.6 MB, for instruction counts; its GEMM MACs per
 //! forward pass in `bench_macs.txt`), and `expected.txt`: one `name digest` line per model, the
 //! FNV-1a 64 digest of the output floats' bits for `firmware::INPUT_IDS`. Every kernel this CPU
 //! has must give the same digest (checked here).
@@ -35,6 +36,38 @@ fn fnv1a_bytes(bytes: impl Iterator<Item = u8>) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The 16-token input of the MiniLM-L3-sized model (also in firmware/src/main.rs).
+const SENTENCE_IDS: [i32; 16] = [2, 7592, 1010, 2023, 2003, 1037, 2460, 6251, 2005, 1996, 2034, 14055, 2944, 2006, 1012, 3];
+
+/// The digest of `bytes`' output for `ids`, which every kernel of this CPU must agree on.
+fn host_digest(name: &str, bytes: &[u8], ids: &[i32]) -> u64 {
+    let aligned = common::Aligned::new(bytes);
+    let mut digest = None;
+    for kernel in KernelKind::ALL.into_iter().filter_map(Kernel::new) {
+        let opts = Options { num_threads: 1, kernel: Some(kernel.kind()), ..Default::default() };
+        let model = Model::from_bytes(aligned.bytes(), &opts).unwrap();
+        let mut output = vec![0f32; model.output_len(1, ids.len())];
+        model.run(ids, None, None, 1, ids.len(), &mut output).unwrap();
+        let d = fnv1a(&output);
+        assert!(digest.is_none_or(|x| x == d), "{name}: kernel {} gives another digest", kernel.kind().name());
+        digest = Some(d);
+    }
+    digest.unwrap()
+}
+
+/// all-MiniLM-L6-v2's shape with 3 layers and 64 positions: ~17 MB packed.
+fn minilm_l3_config() -> q8bert::builder::BertConfig {
+    q8bert::builder::BertConfig {
+        vocab_size: 30522,
+        hidden_size: 384,
+        num_layers: 3,
+        num_heads: 12,
+        intermediate_size: 1536,
+        max_position_embeddings: 64,
+        ..tiny_config()
+    }
 }
 
 fn bench_config() -> q8bert::builder::BertConfig {
@@ -83,21 +116,7 @@ fn main() {
     let mut expected = String::new();
     for (name, bytes) in &models {
         std::fs::write(out.join(format!("{name}.q8b")), bytes).unwrap();
-        let aligned = common::Aligned::new(bytes);
-        let mut digest = None;
-        for kind in KernelKind::ALL {
-            if Kernel::new(kind).is_none() {
-                continue;
-            }
-            let opts = Options { num_threads: 1, kernel: Some(kind), ..Default::default() };
-            let model = Model::from_bytes(aligned.bytes(), &opts).unwrap();
-            let mut output = vec![0f32; model.output_len(1, INPUT_IDS.len())];
-            model.run(&INPUT_IDS, None, None, 1, INPUT_IDS.len(), &mut output).unwrap();
-            let d = fnv1a(&output);
-            assert!(digest.is_none_or(|x| x == d), "{name}: kernel {} gives another digest", kind.name());
-            digest = Some(d);
-        }
-        writeln!(expected, "{name} {:016x}", digest.unwrap()).unwrap();
+        writeln!(expected, "{name} {:016x}", host_digest(name, bytes, &INPUT_IDS)).unwrap();
     }
     // The firmware's lone GEMM (the bench model's FFN-in shape, same operands), every kernel here.
     let (m, k, n) = (8usize, 128usize, 512usize);
@@ -114,6 +133,16 @@ fn main() {
     }
     writeln!(expected, "gemm {:016x}", digest.unwrap()).unwrap();
     std::fs::write(out.join("expected.txt"), &expected).unwrap();
+    // The RV32 board (64 MiB of RAM) also runs a MiniLM-L3-sized model (~17 MB) on a 16-token
+    // sentence.
+    let bytes = FpModel::random(minilm_l3_config(), Head::Embedding { pooling: Pooling::Mean, normalize: true }, 25)
+        .with_per_row_inputs()
+        .with_per_row_embeddings()
+        .bytes();
+    std::fs::write(out.join("minilm3.q8b"), &bytes).unwrap();
+    writeln!(expected, "minilm3 {:016x}", host_digest("minilm3", &bytes, &SENTENCE_IDS)).unwrap();
+    std::fs::write(out.join("expected_rv32.txt"), &expected).unwrap();
+    std::fs::write(out.join("minilm3_macs.txt"), format!("{}\n", forward_macs(&minilm_l3_config(), SENTENCE_IDS.len()))).unwrap();
     std::fs::write(out.join("bench_macs.txt"), format!("{}\n", forward_macs(&bench_config(), INPUT_IDS.len()))).unwrap();
     print!("{expected}");
 }
