@@ -82,6 +82,11 @@
 #define Q8BERT_KERNEL_ARM_HELIUM 10
 
 /*
+ Portable blocked Rust, every target (the default where no int8 SIMD kernel exists).
+ */
+#define Q8BERT_KERNEL_PORTABLE 11
+
+/*
  `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
  */
 #define Q8BERT_FLAG_VERIFY_CHECKSUM 1

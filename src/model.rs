@@ -665,7 +665,7 @@ pub(crate) fn choose_kernel(requested: Option<KernelKind>) -> Result<Kernel> {
             if !name.is_empty() && name != "auto" {
                 match KernelKind::from_name(&name) {
                     Some(k) => requested = Some(k),
-                    None => bail!(Status::KernelUnavailable, "Q8BERT_KERNEL={name:?} is not a kernel name (scalar, avx2, avx-vnni, avx512-vnni, neon, neon-dotprod, neon-i8mm, auto)"),
+                    None => bail!(Status::KernelUnavailable, "Q8BERT_KERNEL={name:?} is not a kernel name (scalar, portable, avx2, avx-vnni, avx512-vnni, amx, neon, neon-dotprod, neon-i8mm, arm-dsp, arm-helium, auto)"),
                 }
             }
         }

@@ -48,6 +48,8 @@ pub const Q8BERT_KERNEL_AMX: u32 = 8;
 pub const Q8BERT_KERNEL_ARM_DSP: u32 = 9;
 /// Arm Helium / MVE (`VMLADAVA.S8`, Cortex-M55/M85; built in with `--cfg q8bert_helium`).
 pub const Q8BERT_KERNEL_ARM_HELIUM: u32 = 10;
+/// Portable blocked Rust, every target (the default where no int8 SIMD kernel exists).
+pub const Q8BERT_KERNEL_PORTABLE: u32 = 11;
 
 /// `q8bert_options.flags`: hash the whole file at load and check its payload checksum.
 pub const Q8BERT_FLAG_VERIFY_CHECKSUM: u32 = 1;
@@ -614,6 +616,7 @@ pub extern "C" fn q8bert_kernel_name(kernel: u32) -> *const c_char {
         Some(KernelKind::Amx) => c"amx",
         Some(KernelKind::ArmDsp) => c"arm-dsp",
         Some(KernelKind::ArmHelium) => c"arm-helium",
+        Some(KernelKind::Portable) => c"portable",
         None if kernel == Q8BERT_KERNEL_AUTO => c"auto",
         None => c"unknown",
     };

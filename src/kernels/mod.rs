@@ -10,6 +10,7 @@
 use alloc::vec::Vec;
 
 pub mod attention;
+mod portable;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
@@ -77,11 +78,14 @@ pub enum KernelKind {
     /// Arm Helium (MVE, Cortex-M55/M85): `VMLADAVA.S8`; compiled in with `--cfg q8bert_helium`
     /// (and `-C target-feature=+mve,+dsp`).
     ArmHelium = 10,
+    /// Portable blocked Rust (4 columns per pass, no per-byte index arithmetic): every target;
+    /// the best there is on cores without int8 SIMD (RV32IMAC, Cortex-M0+).
+    Portable = 11,
 }
 
 impl KernelKind {
     /// All kinds, best first (each architecture's kinds in its own order; scalar last).
-    pub const ALL: [KernelKind; 10] = [
+    pub const ALL: [KernelKind; 11] = [
         KernelKind::Amx,
         KernelKind::Avx512Vnni,
         KernelKind::AvxVnni,
@@ -91,6 +95,7 @@ impl KernelKind {
         KernelKind::Neon,
         KernelKind::ArmHelium,
         KernelKind::ArmDsp,
+        KernelKind::Portable,
         KernelKind::Scalar,
     ];
 
@@ -106,6 +111,7 @@ impl KernelKind {
             KernelKind::Amx => "amx",
             KernelKind::ArmDsp => "arm-dsp",
             KernelKind::ArmHelium => "arm-helium",
+            KernelKind::Portable => "portable",
         }
     }
 
@@ -129,7 +135,7 @@ pub struct Kernel {
 /// Whether `kind` is compiled in and usable on this CPU.
 fn available(kind: KernelKind) -> bool {
     match kind {
-        KernelKind::Scalar => true,
+        KernelKind::Scalar | KernelKind::Portable => true,
         #[cfg(target_arch = "x86_64")]
         KernelKind::Amx => x86_64::detect::amx_int8(),
         #[cfg(target_arch = "x86_64")]
@@ -363,6 +369,7 @@ impl Kernel {
                 let _ = scratch; // only the SIMD kernels pack A
                 scalar::gemm(&args, out)
             }
+            KernelKind::Portable => portable::gemm(&args, out),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Kernel` is only constructed for kinds whose CPU features were detected
             // (or enabled at compile time); `args` and `out` were bounds-checked above.
