@@ -130,16 +130,38 @@ impl HeadKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
+    /// Mean of the unmasked tokens.
     Mean,
+    /// The first token ([CLS]).
     Cls,
+    /// Per dimension, the largest value over the unmasked tokens.
+    Max,
+    /// Sum of the unmasked tokens over the square root of their count.
+    MeanSqrtLen,
+    /// Mean weighted by position (1 for the first position of the row), as sentence-transformers'
+    /// `weightedmean`.
+    WeightedMean,
+    /// The last unmasked token.
+    LastToken,
 }
 
 impl Pooling {
+    pub const ALL: [Pooling; 6] = [Pooling::Mean, Pooling::Cls, Pooling::Max, Pooling::MeanSqrtLen, Pooling::WeightedMean, Pooling::LastToken];
+
+    /// The name in the file's `head.pooling`.
     pub fn name(self) -> &'static str {
         match self {
             Pooling::Mean => "mean",
             Pooling::Cls => "cls",
+            Pooling::Max => "max",
+            Pooling::MeanSqrtLen => "mean_sqrt_len",
+            Pooling::WeightedMean => "weighted_mean",
+            Pooling::LastToken => "last_token",
         }
+    }
+
+    pub fn from_name(s: &str) -> Option<Pooling> {
+        Pooling::ALL.into_iter().find(|p| p.name() == s)
     }
 }
 
@@ -472,9 +494,8 @@ impl ModelLayout {
         };
         let pooling = match index.metadata.get(keys::HEAD_POOLING) {
             None => Pooling::Mean,
-            Some(MetaValue::Str(s)) if s == "mean" => Pooling::Mean,
-            Some(MetaValue::Str(s)) if s == "cls" => Pooling::Cls,
-            Some(v) => bail!(Status::BadConfig, "head.pooling {v} must be \"mean\" or \"cls\""),
+            Some(MetaValue::Str(s)) if Pooling::from_name(s).is_some() => Pooling::from_name(s).unwrap(),
+            Some(v) => bail!(Status::BadConfig, "head.pooling {v} must be one of mean, cls, max, mean_sqrt_len, weighted_mean, last_token"),
         };
         let normalize = match index.metadata.get(keys::HEAD_NORMALIZE) {
             None => false,

@@ -15,6 +15,11 @@ fn heads() -> Vec<Head> {
         Head::Embedding { pooling: Pooling::Mean, normalize: true },
         Head::Embedding { pooling: Pooling::Cls, normalize: false },
         Head::TokenStates,
+        // sentence-transformers' other pooling modes.
+        Head::Embedding { pooling: Pooling::Max, normalize: false },
+        Head::Embedding { pooling: Pooling::MeanSqrtLen, normalize: false },
+        Head::Embedding { pooling: Pooling::WeightedMean, normalize: true },
+        Head::Embedding { pooling: Pooling::LastToken, normalize: false },
     ]
 }
 
@@ -509,6 +514,54 @@ fn sequence_parallel_batches_match_each_sequence_alone() {
                 let mut alone = vec![0.0f32; alone_model.output_len(1, seq_len)];
                 alone_model.run(ids, Some(types), None, 1, seq_len, &mut alone).unwrap();
                 assert_eq!(&batched[s * per_seq..(s + 1) * per_seq], &alone[..], "{threads} threads, batch {batch}x{seq_len}: sequence {s} differs from its run alone");
+            }
+        }
+    }
+}
+
+/// Every pooling mode against the same model's token states, pooled here in f64 as
+/// sentence-transformers pools (weights of `weightedmean`: position + 1), on padded batches:
+/// the pooled heads differ from it by f32 rounding only.
+#[test]
+fn pooling_modes_pool_the_token_states_as_sentence_transformers_does() {
+    let states = FpModel::random(tiny_config(), Head::TokenStates, 77).bytes();
+    let states_buf = Aligned::new(&states);
+    let states_model = Model::from_bytes(states_buf.bytes(), &Options::default()).unwrap();
+    let h = tiny_config().hidden_size as usize;
+    let mut rng = Rng::new(78);
+    let (batch, seq_len) = (5, 12);
+    let b = random_batch(&mut rng, batch, seq_len, tiny_config().vocab_size as usize);
+    let mut tokens = vec![0.0f32; states_model.output_len(batch, seq_len)];
+    states_model.run(&b.ids, Some(&b.types), Some(&b.mask), batch, seq_len, &mut tokens).unwrap();
+    for pooling in Pooling::ALL {
+        for normalize in [false, true] {
+            // Same seed, same weights: only the head's metadata differs.
+            let bytes = FpModel::random(tiny_config(), Head::Embedding { pooling, normalize }, 77).bytes();
+            let buf = Aligned::new(&bytes);
+            let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+            let mut out = vec![0.0f32; model.output_len(batch, seq_len)];
+            model.run(&b.ids, Some(&b.types), Some(&b.mask), batch, seq_len, &mut out).unwrap();
+            for s in 0..batch {
+                let n = b.seqs[s].0.len();
+                let row = |i: usize, d: usize| tokens[(s * seq_len + i) * h + d] as f64;
+                let mut want: Vec<f64> = (0..h)
+                    .map(|d| match pooling {
+                        Pooling::Cls => row(0, d),
+                        Pooling::LastToken => row(n - 1, d),
+                        Pooling::Max => (0..n).map(|i| row(i, d)).fold(f64::NEG_INFINITY, f64::max),
+                        Pooling::Mean => (0..n).map(|i| row(i, d)).sum::<f64>() / n as f64,
+                        Pooling::MeanSqrtLen => (0..n).map(|i| row(i, d)).sum::<f64>() / (n as f64).sqrt(),
+                        Pooling::WeightedMean => (0..n).map(|i| (i + 1) as f64 * row(i, d)).sum::<f64>() / (n * (n + 1) / 2) as f64,
+                    })
+                    .collect();
+                if normalize {
+                    let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+                    want.iter_mut().for_each(|v| *v /= norm);
+                }
+                for (d, &w) in want.iter().enumerate() {
+                    let got = out[s * h + d] as f64;
+                    assert!((got - w).abs() <= 1e-5 * (1.0 + w.abs()), "{pooling:?} normalize {normalize}, sequence {s}, dim {d}: {got} vs {w}");
+                }
             }
         }
     }

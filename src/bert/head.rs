@@ -28,18 +28,47 @@ pub(super) fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut
             for s in 0..batch {
                 let (a, b) = (ws.seq_start[s], ws.seq_start[s + 1]);
                 let out = &mut output[s * h..(s + 1) * h];
+                let rows = |i: usize| &ws.hidden[i * h..(i + 1) * h];
                 match layout.head.pooling {
-                    Pooling::Cls => out.copy_from_slice(&ws.hidden[a * h..(a + 1) * h]),
-                    Pooling::Mean => {
+                    Pooling::Cls => out.copy_from_slice(rows(a)),
+                    Pooling::LastToken => out.copy_from_slice(rows(b - 1)),
+                    Pooling::Max => {
+                        out.copy_from_slice(rows(a));
+                        for i in a + 1..b {
+                            for (o, &v) in out.iter_mut().zip(rows(i)) {
+                                // Not f32::max: NaN must propagate the same way on every target.
+                                if v > *o || v.is_nan() {
+                                    *o = v;
+                                }
+                            }
+                        }
+                    }
+                    Pooling::Mean | Pooling::MeanSqrtLen => {
                         out.fill(0.0);
                         for i in a..b {
-                            for (o, &v) in out.iter_mut().zip(&ws.hidden[i * h..(i + 1) * h]) {
+                            for (o, &v) in out.iter_mut().zip(rows(i)) {
                                 *o += v;
                             }
                         }
                         let count = (b - a) as f32;
+                        let divisor = if layout.head.pooling == Pooling::Mean { count } else { math::sqrt(count) };
                         for o in out.iter_mut() {
-                            *o /= count;
+                            *o /= divisor;
+                        }
+                    }
+                    Pooling::WeightedMean => {
+                        // Weight = position in the row + 1 (sentence-transformers' arange(1, seq + 1)).
+                        out.fill(0.0);
+                        let mut total = 0.0f32;
+                        for i in a..b {
+                            let weight = (ws.tokens[i].0 + 1) as f32;
+                            total += weight;
+                            for (o, &v) in out.iter_mut().zip(rows(i)) {
+                                *o += weight * v;
+                            }
+                        }
+                        for o in out.iter_mut() {
+                            *o /= total;
                         }
                     }
                 }

@@ -485,7 +485,14 @@ fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f
         Head::Embedding { pooling, normalize } => {
             let mut out: Vec<f64> = match pooling {
                 builder::Pooling::Cls => x[..h].to_vec(),
+                builder::Pooling::LastToken => x[(t - 1) * h..t * h].to_vec(),
                 builder::Pooling::Mean => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).sum::<f64>() / t as f64).collect(),
+                builder::Pooling::MeanSqrtLen => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).sum::<f64>() / (t as f64).sqrt()).collect(),
+                builder::Pooling::Max => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).fold(f64::NEG_INFINITY, f64::max)).collect(),
+                builder::Pooling::WeightedMean => {
+                    let total = (t * (t + 1) / 2) as f64;
+                    (0..h).map(|d| (0..t).map(|i| (i + 1) as f64 * x[i * h + d]).sum::<f64>() / total).collect()
+                }
             };
             if *normalize {
                 let n = out.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);

@@ -45,7 +45,7 @@ pub fn export_embedding(
     _model: &crate::bert::Bert,
     _tok: &TextTokenizer,
     path: &Path,
-    _mean: bool,
+    _pooling: crate::fidelity::Pooling,
     _normalize: bool,
     _scheme: crate::quant::Scheme,
     _meta: &TrainMeta,
@@ -286,8 +286,16 @@ mod with_runtime {
         Ok(report)
     }
 
-    pub fn export_embedding(model: &Bert, tok: &TextTokenizer, path: &Path, mean: bool, normalize: bool, scheme: Scheme, meta: &TrainMeta) -> Result<()> {
-        let pooling = if mean { qb::Pooling::Mean } else { qb::Pooling::Cls };
+    pub fn export_embedding(model: &Bert, tok: &TextTokenizer, path: &Path, pooling: crate::fidelity::Pooling, normalize: bool, scheme: Scheme, meta: &TrainMeta) -> Result<()> {
+        use crate::fidelity::Pooling as P;
+        let pooling = match pooling {
+            P::Mean => qb::Pooling::Mean,
+            P::Cls => qb::Pooling::Cls,
+            P::Max => qb::Pooling::Max,
+            P::MeanSqrtLen => qb::Pooling::MeanSqrtLen,
+            P::WeightedMean => qb::Pooling::WeightedMean,
+            P::LastToken => qb::Pooling::LastToken,
+        };
         let b = builder(model, tok, qb::Head::Embedding { pooling, normalize }, scheme, meta)?;
         b.write(path).map_err(err)?;
         q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
@@ -353,7 +361,18 @@ mod with_runtime {
         let rt = q8bert::Model::open(path, &opts).map_err(err)?;
         let head = rt.head();
         let output = match head.kind {
-            HeadKind::Embedding => Output::Embedding { mean: head.pooling == Pooling::Mean, normalize: head.normalize },
+            HeadKind::Embedding => {
+                use crate::fidelity::Pooling as P;
+                let pooling = match head.pooling {
+                    Pooling::Mean => P::Mean,
+                    Pooling::Cls => P::Cls,
+                    Pooling::Max => P::Max,
+                    Pooling::MeanSqrtLen => P::MeanSqrtLen,
+                    Pooling::WeightedMean => P::WeightedMean,
+                    Pooling::LastToken => P::LastToken,
+                };
+                Output::Embedding { pooling, normalize: head.normalize }
+            }
             HeadKind::Classification => Output::Classification { labels: head.labels.len() },
             HeadKind::Regression => Output::Regression,
             HeadKind::TokenStates => bail!("{}: a token-states model has no per-text output to compare", path.display()),

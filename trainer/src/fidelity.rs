@@ -12,11 +12,24 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;
 
+/// How token states become one sentence embedding: sentence-transformers' Pooling modes, as
+/// the runtime implements them (`q8bert::model::Pooling`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    Mean,
+    Cls,
+    Max,
+    MeanSqrtLen,
+    /// Weights = position + 1.
+    WeightedMean,
+    LastToken,
+}
+
 /// What the packed model outputs, as far as the comparison is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Sentence embeddings: compared by cosine.
-    Embedding { mean: bool, normalize: bool },
+    Embedding { pooling: Pooling, normalize: bool },
     /// Class logits: compared by argmax agreement and logit differences.
     Classification { labels: usize },
     /// One score per row: compared by absolute difference and correlation.
@@ -163,8 +176,8 @@ pub fn fp32_outputs(model: &Bert, tok: &TextTokenizer, rows: &[Example], output:
     for idx in data.sorted_batches(batch_size.max(1)) {
         let (batch, _) = data.batch(&idx, pad)?;
         let values: Vec<Vec<f32>> = match output {
-            Output::Embedding { mean: true, normalize } => model.mean_pooled(&batch, &ctx, normalize)?.to_vec2()?,
-            Output::Embedding { mean: false, normalize } => cls_pooled(model, &batch, &ctx, normalize)?,
+            Output::Embedding { pooling: Pooling::Mean, normalize } => model.mean_pooled(&batch, &ctx, normalize)?.to_vec2()?,
+            Output::Embedding { pooling, normalize } => pooled(model, &batch, &ctx, pooling, normalize)?,
             Output::Classification { .. } | Output::Regression => model.logits(&batch, &ctx)?.to_vec2()?,
         };
         for (i, v) in idx.into_iter().zip(values) {
@@ -174,10 +187,28 @@ pub fn fp32_outputs(model: &Bert, tok: &TextTokenizer, rows: &[Example], output:
     Ok(out)
 }
 
-fn cls_pooled(model: &Bert, batch: &Batch, ctx: &Ctx, normalize: bool) -> Result<Vec<Vec<f32>>> {
+/// Pools each row's unmasked token states (right-padded batches) as sentence-transformers does.
+fn pooled(model: &Bert, batch: &Batch, ctx: &Ctx, pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
     let h = model.cfg.hidden_size;
-    let x = model.encode(batch, ctx)?.reshape((batch.batch, batch.seq, h))?.narrow(1, 0, 1)?.reshape((batch.batch, h))?;
-    let mut rows: Vec<Vec<f32>> = x.to_vec2()?;
+    let x: Vec<Vec<Vec<f32>>> = model.encode(batch, ctx)?.reshape((batch.batch, batch.seq, h))?.to_vec3()?;
+    let mask: Vec<Vec<f32>> = batch.attention_mask.to_vec2()?;
+    let mut rows: Vec<Vec<f32>> = x
+        .iter()
+        .zip(&mask)
+        .map(|(tokens, mask)| {
+            let n = mask.iter().filter(|&&m| m > 0.0).count().max(1);
+            let tokens = &tokens[..n];
+            let sum = |weight: &dyn Fn(usize) -> f32| (0..h).map(|d| tokens.iter().enumerate().map(|(i, t)| weight(i) * t[d]).sum::<f32>()).collect::<Vec<f32>>();
+            match pooling {
+                Pooling::Cls => tokens[0].clone(),
+                Pooling::LastToken => tokens[n - 1].clone(),
+                Pooling::Max => (0..h).map(|d| tokens.iter().map(|t| t[d]).fold(f32::NEG_INFINITY, f32::max)).collect(),
+                Pooling::Mean => sum(&|_| 1.0).into_iter().map(|v| v / n as f32).collect(),
+                Pooling::MeanSqrtLen => sum(&|_| 1.0).into_iter().map(|v| v / (n as f32).sqrt()).collect(),
+                Pooling::WeightedMean => sum(&|i| (i + 1) as f32).into_iter().map(|v| v / (n * (n + 1) / 2) as f32).collect(),
+            }
+        })
+        .collect();
     if normalize {
         for r in rows.iter_mut() {
             let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);

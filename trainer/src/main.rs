@@ -397,8 +397,8 @@ struct StModule {
 
 /// What a sentence-transformers directory (modules.json) asks of the packed model.
 struct StHead {
-    /// Mean pooling (else CLS).
-    mean: bool,
+    /// The Pooling module's mode.
+    pooling: trainer::fidelity::Pooling,
     /// A Normalize module follows the pooling.
     normalize: bool,
     /// The Transformer module's `max_seq_length` (sentence_bert_config.json): the model's text
@@ -440,12 +440,24 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
         .with_context(|| format!("reading {} (the Pooling module that {} names)", pool_config.display(), p.display()))?;
     let cfg: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", pool_config.display()))?;
     let flag = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-    let mean = if flag("pooling_mode_mean_tokens") {
-        true
-    } else if flag("pooling_mode_cls_token") {
-        false
-    } else {
-        bail!("{}: only mean or CLS pooling is supported by the runtime", pool_config.display())
+    use trainer::fidelity::Pooling as P;
+    let modes = [
+        ("pooling_mode_cls_token", P::Cls),
+        ("pooling_mode_mean_tokens", P::Mean),
+        ("pooling_mode_max_tokens", P::Max),
+        ("pooling_mode_mean_sqrt_len_tokens", P::MeanSqrtLen),
+        ("pooling_mode_weightedmean_tokens", P::WeightedMean),
+        ("pooling_mode_lasttoken", P::LastToken),
+    ];
+    let on: Vec<_> = modes.iter().filter(|(k, _)| flag(k)).collect();
+    let pooling = match on.as_slice() {
+        [(_, p)] => *p,
+        [] => bail!("{}: no pooling mode is set (one of {} must be true)", pool_config.display(), modes.map(|m| m.0).join(", ")),
+        several => bail!(
+            "{}: {} are all set; sentence-transformers concatenates several pooling modes, which the runtime does not implement (it pools with one)",
+            pool_config.display(),
+            several.iter().map(|m| m.0).collect::<Vec<_>>().join(" and ")
+        ),
     };
     let normalize = mods.iter().any(|m| m.ty.ends_with(".Normalize"));
     // sentence-transformers reads max_seq_length from the Transformer module's folder.
@@ -462,7 +474,7 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     } else {
         (None, false)
     };
-    Ok(Some(StHead { mean, normalize, max_seq_length, do_lower_case }))
+    Ok(Some(StHead { pooling, normalize, max_seq_length, do_lower_case }))
 }
 
 /// The folder of a model's config.json and weights: `dir` itself, or, for a sentence-transformers
@@ -538,11 +550,11 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     ];
     let meta = trainer::export::TrainMeta { entries: meta_base, text_limit: text_limit(st.as_ref(), cfg.max_position_embeddings) };
     if head == "embedding" {
-        let (mean, normalize) = st.as_ref().map_or((true, true), |s| (s.mean, s.normalize));
+        let (pooling, normalize) = st.as_ref().map_or((trainer::fidelity::Pooling::Mean, true), |s| (s.pooling, s.normalize));
         let mut model = Bert::load(&transformer_dir(&a.model), None, 0)?;
         model.int8_attention = a.int8_attention;
         calibrate(&model, &data, tok.pad_id(), 16, a.calibration_batches)?;
-        trainer::export::export_embedding(&model, &tok, &a.output, mean, normalize, scheme, &meta)?;
+        trainer::export::export_embedding(&model, &tok, &a.output, pooling, normalize, scheme, &meta)?;
     } else {
         let task = match &a.task {
             Some(t) => Task::parse(t)?,

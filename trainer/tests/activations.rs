@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use trainer::bert::{Bert, BertConfig};
 use trainer::data::{Example, TextTokenizer};
-use trainer::fidelity::{compare, fp32_outputs, load_fp32, Output};
+use trainer::fidelity::{compare, fp32_outputs, load_fp32, Output, Pooling};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("trainer-activations-{name}-{}", std::process::id()));
@@ -67,7 +67,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn each_activation_converts_and_matches_the_fp32_forward() {
-    let output = Output::Embedding { mean: true, normalize: true };
+    let output = Output::Embedding { pooling: Pooling::Mean, normalize: true };
     let rows = texts();
     for (act, scheme) in [("gelu", "per-token"), ("gelu_new", "per-token"), ("gelu_pytorch_tanh", "q8bert"), ("relu", "per-token"), ("relu", "q8bert")] {
         let dir = tmp(&format!("{act}-{scheme}"));

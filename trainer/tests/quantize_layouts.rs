@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use trainer::bert::{Bert, BertConfig};
 use trainer::data::{Example, TextTokenizer};
-use trainer::fidelity::{compare, fp32_outputs, load_fp32, Output};
+use trainer::fidelity::{compare, fp32_outputs, load_fp32, Output, Pooling};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("trainer-layouts-{name}-{}", std::process::id()));
@@ -90,7 +90,43 @@ fn sentence_transformers_cls_pooling_without_normalize() {
     assert_eq!(m.head().pooling, q8bert::model::Pooling::Cls);
     assert!(!m.head().normalize, "no Normalize module: raw CLS vector");
     assert_eq!(m.layout().per_row_linears(), m.layout().linears().count(), "the default scheme is per-token");
-    assert!(check_fidelity(&dir, false, Output::Embedding { mean: false, normalize: false }) > 0.95);
+    assert!(check_fidelity(&dir, false, Output::Embedding { pooling: Pooling::Cls, normalize: false }) > 0.95);
+}
+
+/// sentence-transformers' other pooling modes convert to the runtime's, and the packed model's
+/// output follows the trainer's fp32 pooling of the same checkpoint; two modes at once (which
+/// sentence-transformers concatenates) are refused by name.
+#[test]
+fn sentence_transformers_pooling_modes() {
+    let modes = [
+        ("pooling_mode_max_tokens", q8bert::model::Pooling::Max, Pooling::Max),
+        ("pooling_mode_mean_sqrt_len_tokens", q8bert::model::Pooling::MeanSqrtLen, Pooling::MeanSqrtLen),
+        ("pooling_mode_weightedmean_tokens", q8bert::model::Pooling::WeightedMean, Pooling::WeightedMean),
+        ("pooling_mode_lasttoken", q8bert::model::Pooling::LastToken, Pooling::LastToken),
+    ];
+    let modules = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}, {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]"#;
+    for (i, (key, runtime_mode, trainer_mode)) in modes.into_iter().enumerate() {
+        let dir = tmp(&format!("st-pool-{i}"));
+        save_hf(&Bert::random(config(), None, 10 + i as u64).unwrap(), &dir, serde_json::json!({"architectures": ["BertModel"]}));
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        std::fs::write(dir.join("1_Pooling/config.json"), format!(r#"{{"word_embedding_dimension": 32, "pooling_mode_mean_tokens": false, "{key}": true}}"#)).unwrap();
+        std::fs::write(dir.join("modules.json"), modules).unwrap();
+        let (ok, err) = quantize(&dir, &[]);
+        assert!(ok, "{key}: {err}");
+        let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+        assert_eq!(m.head().pooling, runtime_mode, "{key}");
+        assert!(m.head().normalize);
+        let cosine = check_fidelity(&dir, false, Output::Embedding { pooling: trainer_mode, normalize: true });
+        assert!(cosine > 0.95, "{key}: cosine min {cosine}");
+    }
+    let dir = tmp("st-pool-two");
+    save_hf(&Bert::random(config(), None, 20).unwrap(), &dir, serde_json::json!({"architectures": ["BertModel"]}));
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    std::fs::write(dir.join("1_Pooling/config.json"), r#"{"word_embedding_dimension": 32, "pooling_mode_cls_token": true, "pooling_mode_max_tokens": true}"#).unwrap();
+    std::fs::write(dir.join("modules.json"), modules).unwrap();
+    let (ok, err) = quantize(&dir, &[]);
+    assert!(!ok);
+    assert!(err.contains("pooling_mode_cls_token and pooling_mode_max_tokens"), "{err}");
 }
 
 #[test]
