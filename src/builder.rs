@@ -13,7 +13,7 @@ use crate::format::DType;
 pub use crate::format::MetaValue;
 use crate::kernels::{pack_weights, weight_sums};
 use crate::model::keys;
-pub use crate::model::Pooling;
+pub use crate::model::{DenseActivation, Pooling};
 use crate::tokenizer::encode_vocab;
 
 pub type BuildError = Error;
@@ -184,6 +184,8 @@ pub struct ModelBuilder {
     /// Per layer: max|v| for int8 P·V, if requested.
     value_ranges: Vec<Option<f32>>,
     pooler: Option<Vec<Tensor>>,
+    /// Embedding head: Dense layer tensors and activation.
+    dense: Option<(Vec<Tensor>, DenseActivation)>,
     classifier: Option<Vec<Tensor>>,
     metadata: Vec<(String, MetaValue)>,
     /// `bert.hidden_act`, as the checkpoint names it (one of [`crate::model::Activation::NAMES`]).
@@ -210,6 +212,7 @@ impl ModelBuilder {
             attention_ranges,
             value_ranges,
             pooler: None,
+            dense: None,
             classifier: None,
             metadata: Vec::new(),
             hidden_act: "gelu".to_string(),
@@ -350,6 +353,20 @@ impl ModelBuilder {
         Ok(self)
     }
 
+    /// An embedding head's Dense layer after the pooling (sentence-transformers' `Dense`
+    /// module): `out` x H weights, then `activation`, then the head's normalization if any.
+    pub fn dense(&mut self, l: Linear<'_>, out: usize, activation: DenseActivation) -> Result<&mut Self> {
+        if !matches!(self.head, Head::Embedding { .. }) {
+            bail!(Status::InvalidArgument, "only an embedding head has a Dense layer");
+        }
+        if out == 0 {
+            bail!(Status::InvalidArgument, "a Dense layer needs at least one output");
+        }
+        let (g, h) = (self.scheme(), self.h());
+        self.dense = Some((linear_tensors("dense", &[l], out, h, g)?, activation));
+        Ok(self)
+    }
+
     pub fn classifier(&mut self, l: Linear<'_>) -> Result<&mut Self> {
         let n = match &self.head {
             Head::Classification { labels } => labels.len(),
@@ -457,6 +474,10 @@ impl ModelBuilder {
                 (Some(p), Some(cl)) => all.extend(p.iter().chain(cl.iter())),
                 _ => bail!(Status::InvalidArgument, "a {kind} head needs pooler and classifier weights"),
             }
+        }
+        if let (Head::Embedding { .. }, Some((tensors, activation))) = (&self.head, &self.dense) {
+            all.extend(tensors.iter());
+            w.metadata(keys::HEAD_DENSE_ACTIVATION, MetaValue::Str(activation.name().into()));
         }
         for t in all {
             w.tensor(&t.name, t.dtype, &t.dims, t.bytes.clone());

@@ -26,6 +26,7 @@ pub mod keys {
     pub const HEAD_LABELS: &str = "head.labels";
     pub const HEAD_POOLING: &str = "head.pooling";
     pub const HEAD_NORMALIZE: &str = "head.normalize";
+    pub const HEAD_DENSE_ACTIVATION: &str = "head.dense.activation";
     pub const QUANT_WEIGHT_GRANULARITY: &str = "quant.weight_granularity";
     pub const QUANT_ACTIVATIONS: &str = "quant.activations";
     pub const QUANT_EMBEDDINGS: &str = "quant.embeddings";
@@ -49,6 +50,7 @@ const MAX_DIM: u32 = 1 << 16;
 const MAX_LAYERS: u32 = 256;
 const MAX_VOCAB: u32 = 1 << 24;
 const MAX_LABELS: usize = 1 << 16;
+const MAX_DENSE_OUT: usize = MAX_DIM as usize;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Config {
@@ -165,12 +167,35 @@ impl Pooling {
     }
 }
 
+/// The activation after an embedding head's Dense layer (sentence-transformers' `Dense`
+/// module: `activation_function`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseActivation {
+    Identity,
+    Tanh,
+}
+
+impl DenseActivation {
+    pub fn name(self) -> &'static str {
+        match self {
+            DenseActivation::Identity => "identity",
+            DenseActivation::Tanh => "tanh",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<DenseActivation> {
+        [DenseActivation::Identity, DenseActivation::Tanh].into_iter().find(|a| a.name() == s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadConfig {
     pub kind: HeadKind,
     /// Label names (classification); empty otherwise.
     pub labels: Vec<String>,
     pub pooling: Pooling,
+    /// Embedding head: a Dense layer (tensors `dense.*`) after the pooling, and its activation.
+    pub dense: Option<DenseActivation>,
     pub normalize: bool,
 }
 
@@ -278,6 +303,8 @@ pub struct ModelLayout {
     pub layers: Vec<LayerRefs>,
     pub pooler: Option<LinearRef>,
     pub classifier: Option<LinearRef>,
+    /// The embedding head's Dense layer, [out, H].
+    pub dense: Option<LinearRef>,
     pub vocab_offsets: Range<usize>,
     pub vocab_bytes: Range<usize>,
     pub vocab_hash: Range<usize>,
@@ -501,7 +528,21 @@ impl ModelLayout {
             None => false,
             Some(_) => meta_bool(index, keys::HEAD_NORMALIZE)?,
         };
-        let head = HeadConfig { kind, labels, pooling, normalize };
+        let dense_activation = match index.metadata.get(keys::HEAD_DENSE_ACTIVATION) {
+            None => None,
+            Some(MetaValue::Str(s)) if DenseActivation::from_name(s).is_some() => DenseActivation::from_name(s),
+            Some(v) => bail!(Status::BadConfig, "{} {v} must be \"identity\" or \"tanh\"", keys::HEAD_DENSE_ACTIVATION),
+        };
+        let has_dense = index.tensor_by_name.contains_key("dense.weight");
+        let dense_activation = match (kind, has_dense, dense_activation) {
+            (HeadKind::Embedding, true, Some(a)) => Some(a),
+            (HeadKind::Embedding, false, None) => None,
+            (HeadKind::Embedding, true, None) => bail!(Status::MissingMetadata, "the embedding head's Dense layer needs {:?}", keys::HEAD_DENSE_ACTIVATION),
+            (HeadKind::Embedding, false, Some(_)) => bail!(Status::MissingTensor, "{:?} is set but tensor \"dense.weight\" is missing", keys::HEAD_DENSE_ACTIVATION),
+            (_, _, Some(_)) => bail!(Status::BadConfig, "only an embedding head has a Dense layer ({:?})", keys::HEAD_DENSE_ACTIVATION),
+            (_, _, None) => None, // a stray dense.* tensor is refused below as unknown
+        };
+        let head = HeadConfig { kind, labels, pooling, dense: dense_activation, normalize };
 
         let mut r = TensorResolver { index, file, used: alloc::vec![false; index.tensors.len()] };
         let (h, i_size) = (config.hidden_size, config.intermediate_size);
@@ -529,6 +570,16 @@ impl ModelLayout {
                 (Some(r.linear("pooler", h, h)?), Some(r.linear("classifier", outputs, h)?))
             }
             _ => (None, None),
+        };
+        let dense = match head.dense {
+            Some(_) => {
+                let n = match r.index.tensor("dense.weight").map(|t| t.dims.clone()).as_deref() {
+                    Some([n, _]) if *n >= 1 && *n <= MAX_DENSE_OUT as u64 => *n as usize,
+                    _ => bail!(Status::WrongShape, "tensor \"dense.weight\" must be [out, {h}] with 1 <= out <= {MAX_DENSE_OUT}"),
+                };
+                Some(r.linear("dense", n, h)?)
+            }
+            None => None,
         };
 
         // Vocabulary and tokenizer settings.
@@ -606,6 +657,7 @@ impl ModelLayout {
             layers,
             pooler,
             classifier,
+            dense,
             vocab_offsets,
             vocab_bytes,
             vocab_hash,
@@ -619,6 +671,7 @@ impl ModelLayout {
             .flat_map(|l| [&l.qkv, &l.attention_output, &l.intermediate, &l.output])
             .chain(self.pooler.iter())
             .chain(self.classifier.iter())
+            .chain(self.dense.iter())
     }
 
     /// How many linear layers quantize their input per row at run time (format 1.2).
@@ -646,7 +699,7 @@ impl ModelLayout {
         match self.head.kind {
             HeadKind::Classification => self.head.labels.len(),
             HeadKind::Regression => 1,
-            HeadKind::Embedding => self.config.hidden_size,
+            HeadKind::Embedding => self.dense.as_ref().map_or(self.config.hidden_size, |d| d.n),
             HeadKind::TokenStates => seq_len * self.config.hidden_size,
         }
     }

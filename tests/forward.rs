@@ -566,3 +566,41 @@ fn pooling_modes_pool_the_token_states_as_sentence_transformers_does() {
         }
     }
 }
+
+/// An embedding head with a Dense layer (sentence-transformers' Pooling -> Dense -> Normalize):
+/// wider and narrower than H, identity and tanh, static and per-row inputs, several pooling
+/// modes, against the f64 reference; `output_len` is the Dense width; the working-memory bound
+/// holds (tests/working_memory.rs checks the formula for every head through `run`).
+#[test]
+fn dense_embedding_head_matches_reference() {
+    use q8bert::builder::DenseActivation;
+    let cases = [
+        (Pooling::Mean, true, 24, DenseActivation::Tanh, false),
+        (Pooling::Cls, false, 48, DenseActivation::Identity, false),
+        (Pooling::Max, true, 40, DenseActivation::Tanh, true),
+        (Pooling::Mean, true, 16, DenseActivation::Identity, true),
+    ];
+    for (i, (pooling, normalize, out, activation, per_row)) in cases.into_iter().enumerate() {
+        let mut fp = FpModel::random(tiny_config(), Head::Embedding { pooling, normalize }, 700 + i as u64).with_dense(out, activation, 800 + i as u64);
+        if per_row {
+            fp = fp.with_per_row_inputs();
+        }
+        let bytes = fp.bytes();
+        let buf = Aligned::new(&bytes);
+        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+        assert_eq!(model.head().dense, Some(activation));
+        assert_eq!(model.output_len(3, 9), 3 * out, "one {out}-float vector per sequence");
+        check_against_reference(&fp, TOLERANCE);
+    }
+}
+
+/// Only an embedding head takes a Dense layer.
+#[test]
+fn dense_layer_needs_an_embedding_head() {
+    use q8bert::builder::DenseActivation;
+    let mut classifier = FpModel::random(tiny_config(), Head::Classification { labels: vec!["a".into(), "b".into()] }, 712).builder();
+    let h = tiny_config().hidden_size as usize;
+    let (w, bias) = (vec![0.1f32; 4 * h], vec![0.0f32; 4]);
+    let err = classifier.dense(q8bert::builder::Linear { weight: &w, bias: &bias, input_max: 1.0 }, 4, DenseActivation::Identity).err().unwrap();
+    assert_eq!(err.status, Status::InvalidArgument);
+}

@@ -59,8 +59,11 @@ fn working_memory_bounds_what_a_run_allocates() {
     // Each head with fp32 attention, and the classifier also with int8 attention (scores and P·V);
     // every head also with per-row input scales (format 1.2).
     let models = heads.iter().map(|h| (h.clone(), false, false)).chain([(heads[0].clone(), true, false)]).chain(heads.iter().map(|h| (h.clone(), false, true)));
+    // Plus an embedding head with a Dense layer wider than H (its rows come from the pooled buffer).
+    let models = models.chain([(Head::Embedding { pooling: Pooling::Max, normalize: true }, false, false)]);
     for (head, int8_attention, per_row) in models {
         let fp = FpModel::random(config, head.clone(), 4);
+        let fp = if matches!(head, Head::Embedding { pooling: Pooling::Max, .. }) { fp.with_dense(96, q8bert::builder::DenseActivation::Tanh, 5) } else { fp };
         let fp = if int8_attention { fp.with_int8_attention(2.0, 2.0).with_int8_values(2.0) } else { fp };
         let fp = if per_row { fp.with_per_row_inputs() } else { fp };
         let buf = Aligned::new(&fp.bytes());

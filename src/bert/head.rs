@@ -2,6 +2,7 @@
 //! token's final hidden state.
 
 use super::*;
+use crate::model::DenseActivation;
 
 pub(super) fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut Workspace, output: &mut [f32]) {
     let h = layout.config.hidden_size;
@@ -25,9 +26,13 @@ pub(super) fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut
             cx.linear(Op::Head, classifier, LinearIn::F32(&ws.tmp), batch, bufs!(ws), LinearOut::F32(&mut output[..batch * n]));
         }
         HeadKind::Embedding => {
+            // Pool into `output`, or with a Dense layer into `pooled` first: pooled vectors
+            // [batch][H], then the layer's outputs [batch][out].
+            let dim = layout.dense.as_ref().map_or(h, |d| d.n);
+            let mut pooled = core::mem::take(&mut ws.pooled);
             for s in 0..batch {
                 let (a, b) = (ws.seq_start[s], ws.seq_start[s + 1]);
-                let out = &mut output[s * h..(s + 1) * h];
+                let out = if layout.dense.is_some() { &mut pooled[s * h..(s + 1) * h] } else { &mut output[s * h..(s + 1) * h] };
                 let rows = |i: usize| &ws.hidden[i * h..(i + 1) * h];
                 match layout.head.pooling {
                     Pooling::Cls => out.copy_from_slice(rows(a)),
@@ -72,7 +77,20 @@ pub(super) fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut
                         }
                     }
                 }
-                if layout.head.normalize {
+            }
+            if let (Some(dense), Some(activation)) = (&layout.dense, layout.head.dense) {
+                let (pooled, dense_out) = pooled.split_at_mut(batch * h);
+                cx.linear(Op::Head, dense, LinearIn::F32(pooled), batch, bufs!(ws), LinearOut::F32(&mut dense_out[..batch * dim]));
+                if activation == DenseActivation::Tanh {
+                    for v in dense_out[..batch * dim].iter_mut() {
+                        *v = math::tanh(*v);
+                    }
+                }
+                output[..batch * dim].copy_from_slice(&dense_out[..batch * dim]);
+            }
+            ws.pooled = pooled;
+            if layout.head.normalize {
+                for out in output[..batch * dim].chunks_exact_mut(dim) {
                     let norm = math::sqrt(math::dot(out, out)).max(1e-12);
                     for o in out.iter_mut() {
                         *o /= norm;

@@ -209,7 +209,8 @@ fn try_resize<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> Result<()> {
 /// Largest output width of any linear layer, and the classifier's.
 fn max_linear_n(layout: &ModelLayout) -> (usize, usize) {
     let c = &layout.config;
-    let classes = layout.classifier.as_ref().map_or(0, |l| l.n);
+    // The head's widest linear layer (classifier or embedding Dense): one row per sequence.
+    let classes = layout.classifier.iter().chain(layout.dense.iter()).map(|l| l.n).max().unwrap_or(0);
     ((3 * c.hidden_size).max(c.intermediate_size).max(classes), classes)
 }
 
@@ -237,7 +238,11 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
     let (h, dh) = (c.hidden_size, c.head_dim());
     let (max_n, classes) = max_linear_n(layout);
     let t = batch.checked_mul(seq_len)?;
-    let pooled = if layout.classifier.is_some() { batch.checked_mul(h)? } else { 0 };
+    let pooled = match &layout.dense {
+        Some(d) => batch.checked_mul(h.checked_add(d.n)?)?,
+        None if layout.classifier.is_some() => batch.checked_mul(h)?,
+        None => 0,
+    };
     let (int8, int8_values) = (layout.int8_scores(), layout.int8_values());
     let per_row = layout.per_row_linears() > 0;
     let f32s = [
@@ -643,7 +648,9 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
         try_resize(&mut ws.inter_row_inv, t)?;
         try_resize(&mut ws.epilogue, max_linear_blocks(t, par.threads()) * max_n)?;
     }
-    if layout.classifier.is_some() {
+    if let Some(d) = &layout.dense {
+        try_resize(&mut ws.pooled, input.batch * (h + d.n))?;
+    } else if layout.classifier.is_some() {
         try_resize(&mut ws.pooled, input.batch * h)?;
     }
 

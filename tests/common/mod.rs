@@ -101,6 +101,8 @@ pub struct FpModel {
     pub layers: Vec<FpLayer>,
     pub pooler: FpLinear,
     pub classifier: FpLinear,
+    /// Embedding head: a Dense layer after the pooling (sentence-transformers' Dense module).
+    pub dense: Option<(FpLinear, builder::DenseActivation)>,
 }
 
 pub fn tiny_config() -> BertConfig {
@@ -155,6 +157,7 @@ impl FpModel {
             layers,
             pooler: FpLinear::random(&mut rng, h, h, 4.0),
             classifier: FpLinear::random(&mut rng, n_out, h, 1.0),
+            dense: None,
             config,
             head,
             granularity: WeightGranularity::PerTensor,
@@ -204,6 +207,13 @@ impl FpModel {
     }
 
     /// The same model with int8 P·V in every layer, V range given.
+    /// Adds a random Dense layer (H -> `out`) after the embedding head's pooling.
+    pub fn with_dense(mut self, out: usize, activation: builder::DenseActivation, seed: u64) -> FpModel {
+        let h = self.config.hidden_size as usize;
+        self.dense = Some((FpLinear::random(&mut Rng::new(seed), out, h, 1.5), activation));
+        self
+    }
+
     pub fn with_int8_values(mut self, value_max: f32) -> FpModel {
         self.int8_values = vec![Some(value_max); self.layers.len()];
         self
@@ -246,6 +256,9 @@ impl FpModel {
         if matches!(self.head, Head::Classification { .. } | Head::Regression) {
             b.pooler(self.pooler.view()).unwrap();
             b.classifier(self.classifier.view()).unwrap();
+        }
+        if let Some((d, activation)) = &self.dense {
+            b.dense(d.view(), d.n, *activation).unwrap();
         }
         b
     }
@@ -494,6 +507,12 @@ fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f
                     (0..h).map(|d| (0..t).map(|i| (i + 1) as f64 * x[i * h + d]).sum::<f64>() / total).collect()
                 }
             };
+            if let Some((d, activation)) = &m.dense {
+                out = ref_linear_q(quantize, d, &out, g, range(d.input_max));
+                if *activation == builder::DenseActivation::Tanh {
+                    out.iter_mut().for_each(|v| *v = v.tanh());
+                }
+            }
             if *normalize {
                 let n = out.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
                 out.iter_mut().for_each(|v| *v /= n);
