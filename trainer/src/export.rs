@@ -296,7 +296,11 @@ mod with_runtime {
             P::WeightedMean => qb::Pooling::WeightedMean,
             P::LastToken => qb::Pooling::LastToken,
         };
-        let b = builder(model, tok, qb::Head::Embedding { pooling, normalize }, scheme, meta)?;
+        let mut b = builder(model, tok, qb::Head::Embedding { pooling, normalize }, scheme, meta)?;
+        if let Some(d) = &model.dense {
+            let activation = if d.tanh { qb::DenseActivation::Tanh } else { qb::DenseActivation::Identity };
+            b.dense(qb::Linear { weight: &d.weight, bias: &d.bias, input_max: d.input_max.max(1e-6) }, d.out_features, activation).map_err(err)?;
+        }
         b.write(path).map_err(err)?;
         q8bert::Model::open(path, &q8bert::Options::default()).map_err(err)?;
         Ok(())

@@ -176,6 +176,14 @@ pub fn fp32_outputs(model: &Bert, tok: &TextTokenizer, rows: &[Example], output:
     for idx in data.sorted_batches(batch_size.max(1)) {
         let (batch, _) = data.batch(&idx, pad)?;
         let values: Vec<Vec<f32>> = match output {
+            Output::Embedding { pooling, normalize } if model.dense.is_some() => {
+                let dense = model.dense.as_ref().unwrap();
+                let mut rows: Vec<Vec<f32>> = pooled(model, &batch, &ctx, pooling, false)?.iter().map(|r| dense.apply(r)).collect();
+                if normalize {
+                    rows.iter_mut().for_each(|r| l2_normalize(r));
+                }
+                rows
+            }
             Output::Embedding { pooling: Pooling::Mean, normalize } => model.mean_pooled(&batch, &ctx, normalize)?.to_vec2()?,
             Output::Embedding { pooling, normalize } => pooled(model, &batch, &ctx, pooling, normalize)?,
             Output::Classification { .. } | Output::Regression => model.logits(&batch, &ctx)?.to_vec2()?,
@@ -187,8 +195,13 @@ pub fn fp32_outputs(model: &Bert, tok: &TextTokenizer, rows: &[Example], output:
     Ok(out)
 }
 
+fn l2_normalize(r: &mut [f32]) {
+    let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    r.iter_mut().for_each(|v| *v /= n);
+}
+
 /// Pools each row's unmasked token states (right-padded batches) as sentence-transformers does.
-fn pooled(model: &Bert, batch: &Batch, ctx: &Ctx, pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
+pub fn pooled(model: &Bert, batch: &Batch, ctx: &Ctx, pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
     let h = model.cfg.hidden_size;
     let x: Vec<Vec<Vec<f32>>> = model.encode(batch, ctx)?.reshape((batch.batch, batch.seq, h))?.to_vec3()?;
     let mask: Vec<Vec<f32>> = batch.attention_mask.to_vec2()?;
@@ -210,10 +223,7 @@ fn pooled(model: &Bert, batch: &Batch, ctx: &Ctx, pooling: Pooling, normalize: b
         })
         .collect();
     if normalize {
-        for r in rows.iter_mut() {
-            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-            r.iter_mut().for_each(|v| *v /= n);
-        }
+        rows.iter_mut().for_each(|r| l2_normalize(r));
     }
     Ok(rows)
 }
@@ -226,7 +236,10 @@ pub fn load_fp32(dir: &Path, output: Output) -> Result<Bert> {
         Output::Classification { labels } => Some(labels),
         Output::Regression => Some(1),
     };
-    let model = Bert::load(dir, labels, 0)?;
+    let mut model = Bert::load(dir, labels, 0)?;
+    if labels.is_none() {
+        model.dense = crate::dense::find(dir, model.cfg.hidden_size)?;
+    }
     if labels.is_some() && model.head_init != Some(HeadInit::Loaded) {
         bail!("{}: the packed model has a {}-output head but the checkpoint has no classifier of that shape", dir.display(), labels.unwrap_or(0));
     }

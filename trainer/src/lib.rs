@@ -1,6 +1,7 @@
 //! Q8BERT quantization-aware fine-tuning for the q8bert runtime.
 pub mod bert;
 pub mod data;
+pub mod dense;
 pub mod eval;
 pub mod export;
 pub mod fidelity;

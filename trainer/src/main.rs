@@ -410,11 +410,11 @@ struct StHead {
 }
 
 /// The sentence-transformers modules the runtime implements.
-const ST_MODULES: [&str; 3] = ["Transformer", "Pooling", "Normalize"];
+const ST_MODULES: [&str; 4] = ["Transformer", "Pooling", "Dense", "Normalize"];
 
 /// sentence-transformers layout, when modules.json has a Pooling module. Any module the runtime
-/// does not implement (Dense, LayerNorm, ...) is refused by name: dropping it would give other
-/// embeddings without a word.
+/// does not implement (LayerNorm, CNN, ...) is refused by name: dropping it would give other
+/// embeddings without a word. (A Dense module is read by `trainer::dense::find`.)
 fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     let p = dir.join("modules.json");
     if !p.exists() {
@@ -553,7 +553,21 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         let (pooling, normalize) = st.as_ref().map_or((trainer::fidelity::Pooling::Mean, true), |s| (s.pooling, s.normalize));
         let mut model = Bert::load(&transformer_dir(&a.model), None, 0)?;
         model.int8_attention = a.int8_attention;
+        model.dense = trainer::dense::find(&a.model, model.cfg.hidden_size)?;
         calibrate(&model, &data, tok.pad_id(), 16, a.calibration_batches)?;
+        if model.dense.is_some() {
+            // The Dense layer's static input range (the paper's scheme): the largest pooled value
+            // over the calibration batches, as the encoder's ranges are calibrated.
+            let ctx = trainer::bert::Ctx::eval(false, trainer::quant::Scheme::Q8BERT);
+            let mut input_max = 0.0f32;
+            for idx in data.sorted_batches(16).into_iter().take(a.calibration_batches.max(1)) {
+                let (batch, _) = data.batch(&idx, tok.pad_id())?;
+                for row in trainer::fidelity::pooled(&model, &batch, &ctx, pooling, false)? {
+                    input_max = row.iter().fold(input_max, |m, v| m.max(v.abs()));
+                }
+            }
+            model.dense.as_mut().unwrap().input_max = input_max;
+        }
         trainer::export::export_embedding(&model, &tok, &a.output, pooling, normalize, scheme, &meta)?;
     } else {
         let task = match &a.task {

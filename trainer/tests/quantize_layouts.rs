@@ -129,6 +129,40 @@ fn sentence_transformers_pooling_modes() {
     assert!(err.contains("pooling_mode_cls_token and pooling_mode_max_tokens"), "{err}");
 }
 
+/// Pooling -> Dense -> Normalize (LaBSE's layout): the Dense module's weights (safetensors, as
+/// sentence-transformers saves them) become the runtime head's Dense layer, narrower (tanh) or
+/// wider (identity) than H, in both schemes, and the packed output follows the trainer's fp32
+/// Pooling -> Dense -> Normalize of the same directory.
+#[test]
+fn sentence_transformers_dense_module() {
+    for (i, (out, activation, scheme)) in [(16usize, "torch.nn.modules.activation.Tanh", "per-token"), (48, "torch.nn.modules.linear.Identity", "q8bert")].into_iter().enumerate() {
+        let dir = tmp(&format!("st-dense-{i}"));
+        save_hf(&Bert::random(config(), None, 30 + i as u64).unwrap(), &dir, serde_json::json!({"architectures": ["BertModel"]}));
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        std::fs::write(dir.join("1_Pooling/config.json"), r#"{"word_embedding_dimension": 32, "pooling_mode_mean_tokens": true}"#).unwrap();
+        std::fs::create_dir_all(dir.join("2_Dense")).unwrap();
+        std::fs::write(dir.join("2_Dense/config.json"), format!(r#"{{"in_features": 32, "out_features": {out}, "bias": true, "activation_function": "{activation}"}}"#)).unwrap();
+        let dev = candle_core::Device::Cpu;
+        let weight = candle_core::Tensor::randn(0f32, 0.3, (out, 32), &dev).unwrap();
+        let bias = candle_core::Tensor::randn(0f32, 0.1, out, &dev).unwrap();
+        let tensors: HashMap<String, candle_core::Tensor> = [("linear.weight".to_string(), weight), ("linear.bias".to_string(), bias)].into_iter().collect();
+        candle_core::safetensors::save(&tensors, dir.join("2_Dense/model.safetensors")).unwrap();
+        std::fs::write(
+            dir.join("modules.json"),
+            r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}, {"idx": 3, "name": "3", "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"}]"#,
+        )
+        .unwrap();
+        let (ok, err) = quantize(&dir, &["--scheme", scheme]);
+        assert!(ok, "{err}");
+        let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+        let want = if activation.ends_with("Tanh") { q8bert::model::DenseActivation::Tanh } else { q8bert::model::DenseActivation::Identity };
+        assert_eq!(m.head().dense, Some(want));
+        assert_eq!(m.text_output_len(1), out);
+        let cosine = check_fidelity(&dir, false, Output::Embedding { pooling: Pooling::Mean, normalize: true });
+        assert!(cosine > 0.99, "{scheme}: cosine min {cosine}");
+    }
+}
+
 #[test]
 fn sequence_classifier_keeps_its_id2label_names() {
     let dir = tmp("cls");

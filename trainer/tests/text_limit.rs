@@ -1,7 +1,7 @@
 //! A sentence-transformers directory's `max_seq_length` (sentence_bert_config.json) is recorded
 //! by `trainer quantize` as the packed model's text limit, which the runtime then uses by
 //! default: a text past it gives the output of the text cut there, as sentence-transformers cuts
-//! it. The module's `do_lower_case` is kept. A module the runtime does not implement (Dense) is
+//! it. The module's `do_lower_case` is kept. A module the runtime does not implement (LayerNorm) is
 //! refused by name instead of dropped.
 
 use std::collections::HashMap;
@@ -178,12 +178,12 @@ fn fidelity_defaults_to_the_recorded_limit() {
 
 #[test]
 fn an_unsupported_module_is_refused_by_name() {
-    let dir = tmp("dense");
-    let dense = serde_json::json!({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"});
-    write_st(&dir, Some(8), &[dense]);
+    let dir = tmp("layernorm");
+    let module = serde_json::json!({"idx": 2, "name": "2", "path": "2_LayerNorm", "type": "sentence_transformers.models.LayerNorm"});
+    write_st(&dir, Some(8), &[module]);
     let (ok, err) = quantize(&dir);
-    assert!(!ok, "a Dense module must not be dropped silently");
-    assert!(err.contains("modules.json") && err.contains("\"2_Dense\"") && err.contains("sentence_transformers.models.Dense"), "{err}");
-    assert!(err.contains("Transformer, Pooling, Normalize"), "{err}");
+    assert!(!ok, "a LayerNorm module must not be dropped silently");
+    assert!(err.contains("modules.json") && err.contains("\"2_LayerNorm\"") && err.contains("sentence_transformers.models.LayerNorm"), "{err}");
+    assert!(err.contains("Transformer, Pooling, Dense, Normalize"), "{err}");
     assert!(!dir.join("model.q8b").exists());
 }
