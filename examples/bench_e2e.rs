@@ -7,8 +7,9 @@
 //! Builds (once, cached) a random-weight model of the named shape, then times `run` until
 //! --min-time-ms has passed and prints one JSON line with the median and percentiles.
 //! `--int8-attention` builds the model with int8 attention scores and P·V (format 1.1);
-//! `--per-token` with per-channel weights, per-row input scales and per-row embedding scales
-//! (format 1.3, the post-training default of `trainer quantize`), else per-tensor weights,
+//! `--per-token` with per-channel weights, per-row input scales and zero points and per-row
+//! embedding scales (format 1.4, the post-training default of `trainer quantize`;
+//! `--symmetric-rows`: without the zero points, format 1.3), else per-tensor weights,
 //! static scales and one scale per embedding table.
 
 use std::path::PathBuf;
@@ -58,7 +59,7 @@ fn view(p: &(Vec<f32>, Vec<f32>)) -> builder::Linear<'_> {
     builder::Linear { weight: &p.0, bias: &p.1, input_max: 4.0 }
 }
 
-fn build(config: BertConfig, int8_attention: bool, per_token: bool, path: &PathBuf) {
+fn build(config: BertConfig, int8_attention: bool, per_token: bool, symmetric_rows: bool, path: &PathBuf) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (h, i) = (config.hidden_size as usize, config.intermediate_size as usize);
     let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -72,6 +73,8 @@ fn build(config: BertConfig, int8_attention: bool, per_token: bool, path: &PathB
         b.weight_granularity(builder::WeightGranularity::PerChannel);
         b.activation_quant(builder::ActivationQuant::PerRow);
         b.embedding_granularity(builder::EmbeddingGranularity::PerRow);
+        // `trainer quantize`'s default since format 1.4: a zero point per row too.
+        b.per_row_zero_points(!symmetric_rows);
     }
     let ln = (vec![1.0f32; h], vec![0.0f32; h]);
     let ln_view = || builder::LayerNorm { gamma: &ln.0, beta: &ln.1 };
@@ -118,10 +121,17 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let int8_attention = std::env::args().any(|a| a == "--int8-attention");
     let per_token = std::env::args().any(|a| a == "--per-token");
-    let variant = format!("{}{}", if int8_attention { "-int8-attention" } else { "" }, if per_token { "-per-token" } else { "" });
+    // --symmetric-rows: the per-token pack without zero points (format 1.3, before 1.4's default).
+    let symmetric_rows = std::env::args().any(|a| a == "--symmetric-rows");
+    let variant = format!(
+        "{}{}{}",
+        if int8_attention { "-int8-attention" } else { "" },
+        if per_token { "-per-token" } else { "" },
+        if per_token && symmetric_rows { "-symmetric" } else { "" }
+    );
     let path = dir.join(format!("{shape_name}{variant}-v{}.q8b", q8bert::format::VERSION_MINOR));
     if !path.exists() {
-        build(shape(&shape_name), int8_attention, per_token, &path);
+        build(shape(&shape_name), int8_attention, per_token, symmetric_rows, &path);
     }
     let model = Model::open(&path, &Options { num_threads: threads, kernel, ..Default::default() }).unwrap();
     let ids: Vec<i32> = (0..batch * seq).map(|i| if i % seq == 0 { 2 } else { 5 + (i as i32 * 7919) % 30000 }).collect();

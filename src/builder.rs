@@ -176,6 +176,8 @@ pub struct ModelBuilder {
     activations: ActivationQuant,
     /// Whether a linear layer with a per-row input was added (the file then declares 1.2).
     any_per_row: bool,
+    /// Per-row inputs also get a zero point (format 1.4).
+    per_row_zero_points: bool,
     embedding_granularity: EmbeddingGranularity,
     embeddings: Option<Vec<Tensor>>,
     layers: Vec<Option<Vec<Tensor>>>,
@@ -206,6 +208,7 @@ impl ModelBuilder {
             granularity: WeightGranularity::PerTensor,
             activations: ActivationQuant::Static,
             any_per_row: false,
+            per_row_zero_points: false,
             embedding_granularity: EmbeddingGranularity::PerTable,
             embeddings: None,
             layers,
@@ -264,6 +267,14 @@ impl ModelBuilder {
     }
 
     /// Applies to the embedding tables given after this call.
+    /// Per-row (per-token) inputs quantized with a zero point as well as a scale: each row's
+    /// [min, max] onto the 255 int8 levels instead of [-max|x|, max|x|] (format 1.4). Applies to
+    /// every layer with a per-row input; no effect without one.
+    pub fn per_row_zero_points(&mut self, on: bool) -> &mut Self {
+        self.per_row_zero_points = on;
+        self
+    }
+
     pub fn embedding_granularity(&mut self, g: EmbeddingGranularity) -> &mut Self {
         self.embedding_granularity = g;
         self
@@ -433,6 +444,10 @@ impl ModelBuilder {
         w.metadata(keys::QUANT_EMBEDDINGS, MetaValue::Str(if per_row_embeddings { "per_row" } else { "per_table" }.into()));
         if per_row_embeddings {
             w.version_minor(3);
+        }
+        if self.any_per_row && self.per_row_zero_points {
+            w.metadata(keys::QUANT_PER_ROW_ZERO_POINTS, MetaValue::Bool(true));
+            w.version_minor(4);
         }
 
         let tk = &self.tokenizer;

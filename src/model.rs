@@ -30,6 +30,7 @@ pub mod keys {
     pub const QUANT_WEIGHT_GRANULARITY: &str = "quant.weight_granularity";
     pub const QUANT_ACTIVATIONS: &str = "quant.activations";
     pub const QUANT_EMBEDDINGS: &str = "quant.embeddings";
+    pub const QUANT_PER_ROW_ZERO_POINTS: &str = "quant.per_row_zero_points";
     pub const TOK_LOWER_CASE: &str = "tokenizer.do_lower_case";
     pub const TOK_STRIP_ACCENTS: &str = "tokenizer.strip_accents";
     pub const TOK_CHINESE_CHARS: &str = "tokenizer.tokenize_chinese_chars";
@@ -305,6 +306,9 @@ pub struct ModelLayout {
     pub classifier: Option<LinearRef>,
     /// The embedding head's Dense layer, [out, H].
     pub dense: Option<LinearRef>,
+    /// Per-row inputs are quantized with a zero point too (format 1.4): the row's [min, max]
+    /// onto -127..=127 instead of [-max|x|, max|x|].
+    pub per_row_zero_points: bool,
     pub vocab_offsets: Range<usize>,
     pub vocab_bytes: Range<usize>,
     pub vocab_hash: Range<usize>,
@@ -640,6 +644,18 @@ impl ModelLayout {
             }
         }
 
+        let per_row_zero_points = match index.metadata.get(keys::QUANT_PER_ROW_ZERO_POINTS) {
+            None => false,
+            Some(_) if index.version_minor < 4 => bail!(
+                Status::UnsupportedVersion,
+                "{} needs format version 1.4; the file says {}.{}",
+                keys::QUANT_PER_ROW_ZERO_POINTS,
+                index.version_major,
+                index.version_minor
+            ),
+            Some(_) => meta_bool(index, keys::QUANT_PER_ROW_ZERO_POINTS)?,
+        };
+
         if let Some(i) = r.used.iter().position(|u| !u) {
             bail!(Status::UnknownTensor, "tensor {:?} is not part of a {} model", index.tensors[i].name, kind.name());
         }
@@ -658,6 +674,7 @@ impl ModelLayout {
             pooler,
             classifier,
             dense,
+            per_row_zero_points,
             vocab_offsets,
             vocab_bytes,
             vocab_hash,

@@ -604,3 +604,31 @@ fn dense_layer_needs_an_embedding_head() {
     let err = classifier.dense(q8bert::builder::Linear { weight: &w, bias: &bias, input_max: 1.0 }, 4, DenseActivation::Identity).err().unwrap();
     assert_eq!(err.status, Status::InvalidArgument);
 }
+
+/// Per-row inputs with zero points (format 1.4): every head against the f64 reference of the
+/// asymmetric arithmetic, bit-identical across kernels and thread counts, and closer to the fp32
+/// model than the symmetric per-row scheme on the same weights.
+#[test]
+fn per_row_zero_points_match_reference_and_beat_symmetric_rows() {
+    let (mut err_sym, mut err_asym) = (0.0f64, 0.0f64);
+    for (i, head) in heads().into_iter().enumerate() {
+        let sym = FpModel::random(tiny_config(), head, 900 + i as u64).with_per_row_inputs().with_per_row_embeddings();
+        let asym = sym.clone().with_per_row_zero_points();
+        check_against_reference(&asym, TOLERANCE);
+        assert_kernels_identical(&asym, 3, 17);
+        let (sym_model, asym_model) = (Aligned::new(&sym.bytes()), Aligned::new(&asym.bytes()));
+        let mut rng = Rng::new(901 + i as u64);
+        for _ in 0..4 {
+            let (ids, types) = random_sequence(&mut rng, 12, false, tiny_config().vocab_size as usize);
+            let want = common::float_forward(&sym, &ids, &types);
+            for (buf, err) in [(&sym_model, &mut err_sym), (&asym_model, &mut err_asym)] {
+                let m = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+                let mut out = vec![0f32; m.output_len(1, ids.len())];
+                m.run(&ids, Some(&types), None, 1, ids.len(), &mut out).unwrap();
+                *err += out.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum::<f64>();
+            }
+        }
+    }
+    eprintln!("squared error to fp32: symmetric rows {err_sym:.4e}, with zero points {err_asym:.4e}");
+    assert!(err_asym < err_sym, "zero points should bring the output closer to fp32: {err_asym} vs {err_sym}");
+}

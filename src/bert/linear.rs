@@ -8,8 +8,8 @@ pub(super) enum LinearIn<'x> {
     /// fp32 rows of K values, quantized with the layer's input scale (or per row).
     F32(&'x [f32]),
     /// Already-quantized rows of stride `padded_k(K)`, and for a per-row input each row's
-    /// dequantization multiplier 1/S_x.
-    I8 { rows: &'x [i8], row_inv: &'x [f32] },
+    /// 1/S_x and zero point.
+    I8 { rows: &'x [i8], row_inv: &'x [ops::RowScale] },
 }
 
 /// What a linear layer does with its dequantized output (the fused epilogue).
@@ -20,7 +20,7 @@ pub(super) enum LinearOut<'o> {
     ResidualNorm { out: &'o mut [f32], residual: &'o [f32], ln: &'o LayerNormRef },
     /// act(y) (the model's FFN activation, GELU in BERT), quantized as the next layer's input, into rows of stride `padded_k(N)`; a
     /// per-row next input also writes each row's 1/S_x into `row_inv`.
-    GeluQuant { out: &'o mut [i8], next: InputQuant, row_inv: &'o mut [f32] },
+    GeluQuant { out: &'o mut [i8], next: InputQuant, row_inv: &'o mut [ops::RowScale] },
     /// y requantized into int8 rows of N values, each third of a row with its own scale (the
     /// Q, K and V of a fully int8 attention).
     QuantizeThirds { out: &'o mut [i8], scales: [f32; 3] },
@@ -30,8 +30,8 @@ pub(super) enum LinearOut<'o> {
 pub(super) struct LinearBufs<'w> {
     /// Quantized input rows (fp32 input only).
     pub(super) xq: &'w mut Vec<i8>,
-    /// 1/S_x of each quantized input row (per-row input only).
-    pub(super) row_inv: &'w mut Vec<f32>,
+    /// 1/S_x and zero point of each quantized input row (per-row input only).
+    pub(super) row_inv: &'w mut Vec<ops::RowScale>,
     pub(super) acc: &'w mut Vec<i32>,
     /// Per-output dequantization multipliers.
     pub(super) dq: &'w mut Vec<f32>,
@@ -46,12 +46,14 @@ pub(super) struct Ctx<'m> {
     pub(super) eps: f32,
     /// The FFN activation of the `GeluQuant` epilogue.
     pub(super) act: Activation,
+    /// Per-row inputs get a zero point too (format 1.4, `quant.per_row_zero_points`).
+    pub(super) zero_points: bool,
 }
 
 /// What one task of a linear layer owns: its rows of the quantized input and their 1/S_x, the
 /// accumulators, the output, the next layer's 1/S_x (GELU into a per-row input), and one
 /// epilogue row.
-type LinearTask<'a> = ((Option<&'a mut [i8]>, Option<&'a mut [f32]>), &'a mut [i32], OutPart<'a>, Option<&'a mut [f32]>, &'a mut [f32]);
+type LinearTask<'a> = ((Option<&'a mut [i8]>, Option<&'a mut [ops::RowScale]>), &'a mut [i32], OutPart<'a>, Option<&'a mut [ops::RowScale]>, &'a mut [f32]);
 
 impl Ctx<'_> {
     pub(super) fn f32s(&self, r: &core::ops::Range<usize>) -> &[f32] {
@@ -82,7 +84,7 @@ impl Ctx<'_> {
         }
         resize(acc, rows * n);
         let blocks = linear_blocks(rows, self.par.threads(), n, self.kernel);
-        let xq_parts: Vec<(Option<&mut [i8]>, Option<&mut [f32]>)> = match x {
+        let xq_parts: Vec<(Option<&mut [i8]>, Option<&mut [ops::RowScale]>)> = match x {
             LinearIn::F32(_) if per_row => {
                 carve(&mut xq[..rows * kp], &blocks, kp).into_iter().zip(carve(&mut row_inv[..rows], &blocks, 1)).map(|(q, r)| (Some(q), Some(r))).collect()
             }
@@ -92,7 +94,7 @@ impl Ctx<'_> {
         let acc_parts = carve(&mut acc[..rows * n], &blocks, n);
         let mut thirds = [0.0f32; 3];
         let mut next = InputQuant::Static(0.0);
-        let mut next_inv_parts: Vec<Option<&mut [f32]>> = blocks.iter().map(|_| None).collect();
+        let mut next_inv_parts: Vec<Option<&mut [ops::RowScale]>> = blocks.iter().map(|_| None).collect();
         let (out_parts, residual, ln): (Vec<OutPart>, _, _) = match out {
             LinearOut::F32(o) => (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None),
             LinearOut::ResidualNorm { out, residual, ln } => {
@@ -132,12 +134,12 @@ impl Ctx<'_> {
         self.par.for_each(blocks.len(), &|b| self.kernel.with_fp32_simd(#[inline(always)] || {
             let ((xq_part, row_inv_part), acc_part, mut out_part, mut next_inv, epi) = slots[b].take();
             let (r0, nrows) = blocks[b];
-            let (a, row_inv): (&[i8], &[f32]) = match (&x, xq_part) {
+            let (a, row_inv): (&[i8], &[ops::RowScale]) = match (&x, xq_part) {
                 (LinearIn::F32(xf), Some(q)) => {
                     let xf = &xf[r0 * k..(r0 + nrows) * k];
                     match (lin.input, row_inv_part) {
                         (InputQuant::PerRow, Some(ri)) => {
-                            timed!(Op::QuantizeInput, ops::quantize_rows_per_row(xf, nrows, k, q, ri));
+                            timed!(Op::QuantizeInput, ops::quantize_rows_per_row(xf, nrows, k, q, ri, self.zero_points));
                             (q, ri)
                         }
                         (InputQuant::Static(s), _) => {
@@ -162,7 +164,7 @@ impl Ctx<'_> {
             // y = the layer's fp32 output row r.
             let dequantize = |r: usize, acc_row: &[i32], y: &mut [f32]| {
                 if per_row {
-                    ops::dequantize_row_per_row(acc_row, bias_f32, dq, row_inv[r], y);
+                    ops::dequantize_row_per_row(acc_row, bias_f32, dq, row_inv[r], wsum, y);
                 } else {
                     ops::dequantize_row(acc_row, bias_i32, dq, y);
                 }
@@ -207,7 +209,7 @@ impl Ctx<'_> {
                                 dequantize(r, acc_row, epi);
                                 ops::activate(self.act, epi);
                                 match (next, next_inv) {
-                                    (InputQuant::PerRow, Some(ni)) => ni[r] = ops::quantize_row_per_row(epi, o),
+                                    (InputQuant::PerRow, Some(ni)) => ni[r] = ops::quantize_row_per_row(epi, o, self.zero_points),
                                     (InputQuant::Static(next_scale), _) => {
                                         for (q, &v) in o.iter_mut().zip(epi.iter()) {
                                             *q = math::quantize(v, next_scale);

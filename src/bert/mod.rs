@@ -126,11 +126,11 @@ pub struct Workspace {
     tmp: Vec<f32>,
     xq: Vec<i8>,
     /// 1/S_x of each row of `xq` (linear layers with a per-row input scale).
-    row_inv: Vec<f32>,
+    row_inv: Vec<ops::RowScale>,
     acc: Vec<i32>,
     inter_q: Vec<i8>,
     /// 1/S_x of each row of `inter_q` (an FFN output layer with a per-row input scale).
-    inter_row_inv: Vec<f32>,
+    inter_row_inv: Vec<ops::RowScale>,
     /// One dequantized row per task of a linear layer whose epilogue requantizes after a
     /// per-row input (or into one).
     epilogue: Vec<f32>,
@@ -178,7 +178,8 @@ impl Workspace {
             + self.acc.capacity() * 4
             + self.inter_q.capacity()
             + (self.scores.capacity() + self.dq.capacity() + self.pooled.capacity() + self.key_t.capacity()) * 4
-            + (self.row_inv.capacity() + self.inter_row_inv.capacity() + self.epilogue.capacity()) * 4
+            + (self.row_inv.capacity() + self.inter_row_inv.capacity()) * core::mem::size_of::<ops::RowScale>()
+            + self.epilogue.capacity() * 4
             + self.key_q.capacity()
             + self.key_sum.capacity() * 4
             + self.value_q.capacity()
@@ -262,9 +263,9 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         // a block of queries
         if int8_values { batch.checked_mul(h)? } else { 0 },
         if int8_values { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
-        // per-row input scales: 1/S_x of every row of xq and inter_q, and one dequantized row
-        // of the widest layer per linear task
-        if per_row { t.checked_mul(2)? } else { 0 },
+        // per-row input scales: 1/S_x and zero point (two 4-byte words) of every row of xq and
+        // inter_q, and one dequantized row of the widest layer per linear task
+        if per_row { t.checked_mul(4)? } else { 0 },
         if per_row { max_linear_blocks(t, threads).checked_mul(max_n)? } else { 0 },
     ];
     let bytes = [
@@ -610,7 +611,7 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     let cfg = &layout.config;
     let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
     let t = ws.tokens.len();
-    let cx = Ctx { file, kernel, par, eps: cfg.layer_norm_eps, act: cfg.hidden_act };
+    let cx = Ctx { file, kernel, par, eps: cfg.layer_norm_eps, act: cfg.hidden_act, zero_points: layout.per_row_zero_points };
 
     // Everything the layers below grow is sized here, fallibly; their `resize` calls are then no-ops.
     let (max_n, classes) = max_linear_n(layout);

@@ -25,14 +25,24 @@ pub fn quantize_rows(x: &[f32], rows: usize, k: usize, scale: f32, out: &mut [i8
     }
 }
 
+/// How one row of a per-row quantized input dequantizes: x = inv * (q - zero). `zero` is 0 for
+/// the symmetric scheme (format 1.2); with per-row zero points (format 1.4) the row's range
+/// [min, max] (0 included) maps onto all 255 levels -127..=127.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RowScale {
+    /// 1/S_x.
+    pub inv: f32,
+    pub zero: i32,
+}
+
 /// Quantizes `rows` rows of `k` floats into int8 rows of stride `padded_k(k)`, each row with its
-/// own scale (per-row input quantization, format 1.2), and writes each row's dequantization
-/// multiplier 1/S_x to `row_inv`.
+/// own scale (per-row input quantization, format 1.2) and, if `zero_points`, its own zero point
+/// (format 1.4), and writes each row's [`RowScale`] to `row_scales`.
 #[inline(always)]
-pub fn quantize_rows_per_row(x: &[f32], rows: usize, k: usize, out: &mut [i8], row_inv: &mut [f32]) {
+pub fn quantize_rows_per_row(x: &[f32], rows: usize, k: usize, out: &mut [i8], row_scales: &mut [RowScale], zero_points: bool) {
     let kp = padded_k(k);
-    for (r, inv) in row_inv[..rows].iter_mut().enumerate() {
-        *inv = quantize_row_per_row(&x[r * k..(r + 1) * k], &mut out[r * kp..(r + 1) * kp]);
+    for (r, rs) in row_scales[..rows].iter_mut().enumerate() {
+        *rs = quantize_row_per_row(&x[r * k..(r + 1) * k], &mut out[r * kp..(r + 1) * kp], zero_points);
     }
 }
 
@@ -48,16 +58,31 @@ pub fn per_row_scale(max_abs: f32) -> f32 {
     }
 }
 
-/// Quantizes one row with its own scale into `out` (padding past `x.len()` zeroed); returns the
-/// dequantization multiplier 1/S_x.
+/// Quantizes one row with its own scale (and zero point, if `zero_point`) into `out` (padding
+/// past `x.len()` zeroed; its weights are zero); returns how to dequantize it.
 #[inline(always)]
-pub fn quantize_row_per_row(x: &[f32], out: &mut [i8]) -> f32 {
-    let scale = per_row_scale(math::max_abs(x));
+pub fn quantize_row_per_row(x: &[f32], out: &mut [i8], zero_point: bool) -> RowScale {
+    if !zero_point {
+        let scale = per_row_scale(math::max_abs(x));
+        for (d, &s) in out.iter_mut().zip(x) {
+            *d = math::quantize(s, scale);
+        }
+        out[x.len()..].fill(0);
+        return RowScale { inv: 1.0 / scale, zero: 0 };
+    }
+    // [lo, hi] (0 included) onto -127..=127: S = 254 / (hi - lo), zero = -127 - round(lo S), so
+    // lo -> -127 and hi -> 127 (up to rounding); the kernels need |q| <= 127.
+    let (lo, hi) = math::min_max(x);
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = 254.0 / (hi - lo);
+    let scale = if hi - lo > 0.0 && scale.is_finite() { scale } else { 1.0 };
+    let zero = (-127 - math::round_to_int((lo * scale).max(-254.0))).clamp(-127, 127);
+    let zero_f = zero as f32;
     for (d, &s) in out.iter_mut().zip(x) {
-        *d = math::quantize(s, scale);
+        *d = math::quantize_offset(s, scale, zero_f);
     }
     out[x.len()..].fill(0);
-    1.0 / scale
+    RowScale { inv: 1.0 / scale, zero }
 }
 
 /// Per-output-row dequantization multipliers 1/(S_w * S_x).
@@ -76,12 +101,21 @@ pub fn dequantize_row(acc: &[i32], bias: &[i32], dq: &[f32], out: &mut [f32]) {
     }
 }
 
-/// y = acc * (w_inv * row_inv) + bias for one row of a linear layer whose input was quantized
-/// per row: `w_inv` = 1/S_w per output, `row_inv` = 1/S_x of this row, `bias` in f32.
+/// y = (acc - zero * wsum) * (w_inv * row_inv) + bias for one row of a linear layer whose input
+/// was quantized per row: `w_inv` = 1/S_w per output, `row` = this row's 1/S_x and zero point,
+/// `wsum` = each output's sum of int8 weights, `bias` in f32. The correction is exact in i32
+/// (|zero| <= 127, |wsum| <= 127 K); with zero = 0 this is the symmetric scheme's arithmetic.
 #[inline(always)]
-pub fn dequantize_row_per_row(acc: &[i32], bias: &[f32], w_inv: &[f32], row_inv: f32, out: &mut [f32]) {
-    for (((o, &a), &b), &w) in out.iter_mut().zip(acc).zip(bias).zip(w_inv) {
-        *o = a as f32 * (w * row_inv) + b;
+pub fn dequantize_row_per_row(acc: &[i32], bias: &[f32], w_inv: &[f32], row: RowScale, wsum: &[i32], out: &mut [f32]) {
+    let row_inv = row.inv;
+    if row.zero == 0 {
+        for (((o, &a), &b), &w) in out.iter_mut().zip(acc).zip(bias).zip(w_inv) {
+            *o = a as f32 * (w * row_inv) + b;
+        }
+    } else {
+        for ((((o, &a), &b), &w), &ws) in out.iter_mut().zip(acc).zip(bias).zip(w_inv).zip(wsum) {
+            *o = a.wrapping_sub(row.zero.wrapping_mul(ws)) as f32 * (w * row_inv) + b;
+        }
     }
 }
 

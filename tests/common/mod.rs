@@ -103,6 +103,8 @@ pub struct FpModel {
     pub classifier: FpLinear,
     /// Embedding head: a Dense layer after the pooling (sentence-transformers' Dense module).
     pub dense: Option<(FpLinear, builder::DenseActivation)>,
+    /// Per-row inputs also get a zero point (format 1.4).
+    pub per_row_zero_points: bool,
 }
 
 pub fn tiny_config() -> BertConfig {
@@ -158,6 +160,7 @@ impl FpModel {
             pooler: FpLinear::random(&mut rng, h, h, 4.0),
             classifier: FpLinear::random(&mut rng, n_out, h, 1.0),
             dense: None,
+            per_row_zero_points: false,
             config,
             head,
             granularity: WeightGranularity::PerTensor,
@@ -207,6 +210,13 @@ impl FpModel {
     }
 
     /// The same model with int8 P·V in every layer, V range given.
+    /// The same model with per-row inputs quantized with a zero point too (format 1.4); only
+    /// meaningful with per-row inputs.
+    pub fn with_per_row_zero_points(mut self) -> FpModel {
+        self.per_row_zero_points = true;
+        self
+    }
+
     /// Adds a random Dense layer (H -> `out`) after the embedding head's pooling.
     pub fn with_dense(mut self, out: usize, activation: builder::DenseActivation, seed: u64) -> FpModel {
         let h = self.config.hidden_size as usize;
@@ -260,6 +270,7 @@ impl FpModel {
         if let Some((d, activation)) = &self.dense {
             b.dense(d.view(), d.n, *activation).unwrap();
         }
+        b.per_row_zero_points(self.per_row_zero_points);
         b
     }
 
@@ -296,6 +307,11 @@ fn scale_of(v: &[f32]) -> f64 {
     } else {
         1.0
     }
+}
+
+std::thread_local! {
+    /// The model being referenced quantizes per-row inputs with zero points (set by `forward_f64`).
+    static ZERO_POINTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn fake_quant(x: f64, s: f64) -> f64 {
@@ -336,6 +352,22 @@ fn ref_linear(l: &FpLinear, x: &[f64], g: WeightGranularity, shared_input_max: O
             let sx = (127.0f32 / m) as f64;
             (x.iter().map(|&v| fake_quant(v, sx)).collect(), Some(sx))
         }
+        None if ZERO_POINTS.with(|z| z.get()) => (
+            // The runtime's asymmetric rows: [min, max] (0 included) onto -127..=127, scale and
+            // zero point computed in f32 as it does.
+            x.chunks_exact(l.k)
+                .flat_map(|row| {
+                    let (lo, hi) = row.iter().fold((0.0f64, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                    let (lo, hi) = (lo as f32, hi as f32);
+                    let s = 254.0f32 / (hi - lo);
+                    let s = if hi - lo > 0.0 && s.is_finite() { s } else { 1.0 };
+                    let zero = (-127.0 - (lo * s).max(-254.0).round_ties_even()).clamp(-127.0, 127.0) as f64;
+                    let s = s as f64;
+                    row.iter().map(move |&v| ((v * s + zero).clamp(-127.0, 127.0).round_ties_even() - zero) / s)
+                })
+                .collect(),
+            None,
+        ),
         None => (
             x.chunks_exact(l.k)
                 .flat_map(|row| {
@@ -410,6 +442,7 @@ pub fn float_forward(m: &FpModel, ids: &[i32], types: &[i32]) -> Vec<f64> {
 }
 
 fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f64> {
+    ZERO_POINTS.with(|z| z.set(m.per_row_zero_points));
     let fq = |x: f64, s: f64| if quantize { fake_quant(x, s) } else { x };
     let c = &m.config;
     let h = c.hidden_size as usize;

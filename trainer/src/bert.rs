@@ -221,7 +221,9 @@ pub fn qlinear(x: &Tensor, parts: &[&Linear], tracker: &RangeTracker, ctx: &Ctx)
             ws.push(fake_quant(&p.weight, Scales { scales: sw.into(), inner: in_dim }, QMAX_I8)?);
             bs.push(if per_row { p.bias.as_tensor().clone() } else { fake_quant(&p.bias, Scales { scales: sb.into(), inner: 1 }, QMAX_I32)? });
         }
-        if per_row {
+        if per_row && ctx.scheme.per_row_zero_points {
+            crate::quant::fake_quant_per_row_asymmetric(x)?
+        } else if per_row {
             fake_quant_per_row(x)?
         } else {
             fake_quant(x, Scales::per_tensor(sx), QMAX_I8)?

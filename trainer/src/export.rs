@@ -179,6 +179,7 @@ mod with_runtime {
         b.weight_granularity(if scheme.per_channel { qb::WeightGranularity::PerChannel } else { qb::WeightGranularity::PerTensor });
         b.activation_quant(if scheme.per_row_inputs { qb::ActivationQuant::PerRow } else { qb::ActivationQuant::Static });
         b.embedding_granularity(if scheme.per_row_embeddings { qb::EmbeddingGranularity::PerRow } else { qb::EmbeddingGranularity::PerTable });
+        b.per_row_zero_points(scheme.per_row_zero_points);
         let e = &model.embeddings;
         let (word, pos, tt) = (vec_of(&e.word)?, vec_of(&e.position)?, vec_of(&e.token_type)?);
         let eln = OwnedLn::new(&e.layer_norm)?;
@@ -420,6 +421,7 @@ mod with_runtime {
         let per_row = m.layout().per_row_linears();
         let activations = match (per_row, m.layout().linears().count()) {
             (0, _) => "static (one scale per layer, int32 bias)".to_string(),
+            (p, n) if p == n && m.layout().per_row_zero_points => "per-token (a scale and a zero point per row at run time, f32 bias)".to_string(),
             (p, n) if p == n => "per-token (a scale per row at run time, f32 bias)".to_string(),
             (p, n) => format!("mixed: per-token in {p} of {n} linear layers"),
         };

@@ -114,8 +114,10 @@ struct FineTuneArgs {
     #[arg(long)]
     per_channel: bool,
     /// Quantization simulated in QAT and packed: "q8bert" (the paper: per-tensor weights, static
-    /// EMA activation ranges, int32 bias) or "per-token" (per-channel weights, a scale per token
-    /// computed at run time for every linear input, fp32 bias, a scale per embedding row; format 1.3).
+    /// EMA activation ranges, int32 bias) or "per-token" (per-channel weights, a scale and a zero
+    /// point per token computed at run time for every linear input, fp32 bias, a scale per
+    /// embedding row; format 1.4); "per-token-symmetric": per-token without the zero points
+    /// (format 1.3, for runtimes before 1.4).
     /// per-token is the recommended scheme for the second (QAT) stage of a two-stage recipe
     /// (docs/ACCURACY.md); the default stays the paper's.
     #[arg(long, default_value = "q8bert")]
@@ -221,9 +223,11 @@ struct QuantizeArgs {
     max_seq_len: Option<usize>,
     #[arg(long, default_value_t = 64)]
     calibration_batches: usize,
-    /// "per-token" (default: per-channel weights, a scale per token computed at run time for
-    /// every linear input, a scale per embedding row; format 1.3) or "q8bert" (the paper: per-tensor weights, static ranges
-    /// calibrated as the running max over the calibration text).
+    /// "per-token" (default: per-channel weights, a scale and a zero point per token computed at
+    /// run time for every linear input, a scale per embedding row; format 1.4),
+    /// "per-token-symmetric" (the same without zero points; format 1.3, for runtimes before 1.4)
+    /// or "q8bert" (the paper: per-tensor weights, static ranges calibrated as the running max
+    /// over the calibration text).
     #[arg(long, default_value = "per-token")]
     scheme: String,
     /// One weight scale per output row (with --scheme q8bert; per-token always has it).

@@ -19,31 +19,37 @@ pub struct Scheme {
     pub per_channel: bool,
     pub per_row_inputs: bool,
     pub per_row_embeddings: bool,
+    /// Per-row inputs with a zero point too: each row's [min, max] onto -127..=127 (format 1.4).
+    pub per_row_zero_points: bool,
 }
 
 impl Scheme {
     /// The Q8BERT paper: per-tensor weights, static activation ranges (EMA in training).
-    pub const Q8BERT: Scheme = Scheme { per_channel: false, per_row_inputs: false, per_row_embeddings: false };
+    pub const Q8BERT: Scheme = Scheme { per_channel: false, per_row_inputs: false, per_row_embeddings: false, per_row_zero_points: false };
     /// `q8bert` with per-channel weights (`--per-channel`).
-    pub const Q8BERT_PER_CHANNEL: Scheme = Scheme { per_channel: true, per_row_inputs: false, per_row_embeddings: false };
-    /// Per-channel weights, a scale per token computed at run time for every linear input
-    /// (format 1.2) and a scale per embedding row (1.3): the post-training default.
-    pub const PER_TOKEN: Scheme = Scheme { per_channel: true, per_row_inputs: true, per_row_embeddings: true };
+    pub const Q8BERT_PER_CHANNEL: Scheme = Scheme { per_channel: true, per_row_inputs: false, per_row_embeddings: false, per_row_zero_points: false };
+    /// Per-channel weights, a scale and a zero point per token computed at run time for every
+    /// linear input (formats 1.2 and 1.4) and a scale per embedding row (1.3): the default.
+    pub const PER_TOKEN: Scheme = Scheme { per_channel: true, per_row_inputs: true, per_row_embeddings: true, per_row_zero_points: true };
+    /// `per-token` without the zero points (format 1.3, what runtimes before 1.4 read).
+    pub const PER_TOKEN_SYMMETRIC: Scheme = Scheme { per_row_zero_points: false, ..Self::PER_TOKEN };
 
     /// `q8bert` (the paper) or `per-token`; `per_channel` upgrades `q8bert` to per-channel weights.
     pub fn parse(name: &str, per_channel: bool) -> anyhow::Result<Self> {
         match name {
             "q8bert" | "paper" => Ok(if per_channel { Self::Q8BERT_PER_CHANNEL } else { Self::Q8BERT }),
             "per-token" | "dynamic" => Ok(Self::PER_TOKEN),
-            _ => anyhow::bail!("unknown quantization scheme {name:?} (q8bert, per-token)"),
+            "per-token-symmetric" => Ok(Self::PER_TOKEN_SYMMETRIC),
+            _ => anyhow::bail!("unknown quantization scheme {name:?} (q8bert, per-token, per-token-symmetric)"),
         }
     }
 
     pub fn name(&self) -> &'static str {
-        match (self.per_channel, self.per_row_inputs) {
-            (false, false) => "q8bert",
-            (true, false) => "q8bert-per-channel",
-            (_, true) => "per-token",
+        match (self.per_channel, self.per_row_inputs, self.per_row_zero_points) {
+            (false, false, _) => "q8bert",
+            (true, false, _) => "q8bert-per-channel",
+            (_, true, true) => "per-token",
+            (_, true, false) => "per-token-symmetric",
         }
     }
 }
@@ -261,6 +267,44 @@ pub fn fake_quant_per_row(x: &Tensor) -> candle_core::Result<Tensor> {
     let (_, cols) = x.dims2()?;
     let scales: Vec<f32> = row_abs_max(x)?.into_iter().map(per_row_scale).collect();
     x.contiguous()?.apply_op1(FakeQuant { scales: Scales { scales: Arc::new(scales), inner: cols }, qmax: QMAX_I8, pass_all: true })
+}
+
+/// Fake-quantizes each row of a [rows, cols] tensor with its own scale and zero point, as the
+/// runtime's per-row inputs with zero points (`q8bert::ops::quantize_row_per_row`): [min, max]
+/// (0 included) onto -127..=127, S = 254 / (max - min), zero = -127 - round(min S); the
+/// gradient passes unchanged (nothing is clipped).
+pub fn fake_quant_per_row_asymmetric(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(FakeQuantRowsAsymmetric)
+}
+
+struct FakeQuantRowsAsymmetric;
+
+impl CustomOp1 for FakeQuantRowsAsymmetric {
+    fn name(&self) -> &'static str {
+        "fake-quant-rows-asymmetric"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let cols = *l.shape().dims().last().unwrap_or(&1);
+        let x = contiguous_f32(s, l)?;
+        let mut out = vec![0f32; x.len()];
+        par_chunks(&mut out, cols.max(1), |start, o| {
+            let xs = &x[start..start + o.len()];
+            for (oc, xc) in o.chunks_mut(cols).zip(xs.chunks(cols)) {
+                let (lo, hi) = xc.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let s = 254.0 / (hi - lo);
+                let s = if hi - lo > 0.0 && s.is_finite() { s } else { 1.0 };
+                let zero = (-127.0 - (((lo * s).max(-254.0) + ROUND_MAGIC) - ROUND_MAGIC)).clamp(-127.0, 127.0);
+                for (o, &v) in oc.iter_mut().zip(xc) {
+                    let q = ((v * s + zero).clamp(-QMAX_I8, QMAX_I8) + ROUND_MAGIC) - ROUND_MAGIC;
+                    *o = (q - zero) / s;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.clone()))
+    }
 }
 
 /// max |x| over a tensor, read straight from CPU storage (no temporaries, no graph).

@@ -35,7 +35,14 @@ fn random_rows(n: usize, vocab: usize, seed: u64) -> Vec<Encoded> {
 
 #[test]
 fn packed_model_agrees_with_fake_quantized_forward() {
-    for (scheme, int8_attention) in [(Scheme::Q8BERT, false), (Scheme::Q8BERT_PER_CHANNEL, false), (Scheme::Q8BERT, true), (Scheme::PER_TOKEN, false), (Scheme::PER_TOKEN, true)] {
+    for (scheme, int8_attention) in [
+        (Scheme::Q8BERT, false),
+        (Scheme::Q8BERT_PER_CHANNEL, false),
+        (Scheme::Q8BERT, true),
+        (Scheme::PER_TOKEN, false),
+        (Scheme::PER_TOKEN, true),
+        (Scheme::PER_TOKEN_SYMMETRIC, false),
+    ] {
         let per_channel = scheme.name();
         let vocab = tiny_vocab(40);
         let mut cfg = BertConfig::tiny(vocab.len());
@@ -65,12 +72,17 @@ fn packed_model_agrees_with_fake_quantized_forward() {
         assert_eq!(packed.layout().int8_attention(), int8_attention, "the file carries int8 attention iff the model simulated it");
         let listing = trainer::export::inspect(&path).unwrap();
         let version = match (scheme.per_row_inputs, int8_attention) {
+            (true, _) if scheme.per_row_zero_points => "format: 1.4",
             (true, _) => "format: 1.3",
             (false, true) => "format: 1.1",
             (false, false) => "format: 1.0",
         };
         let scores = if int8_attention { "attention scores: int8 in layers [0, 1]" } else { "attention scores: fp32" };
-        let activations = if scheme.per_row_inputs { "activations: per-token" } else { "activations: static" };
+        let activations = match (scheme.per_row_inputs, scheme.per_row_zero_points) {
+            (true, true) => "activations: per-token (a scale and a zero point per row",
+            (true, false) => "activations: per-token (a scale per row",
+            (false, _) => "activations: static",
+        };
         let embeddings = if scheme.per_row_embeddings { "embedding scales: one per row" } else { "embedding scales: one per table" };
         assert!(listing.contains(version) && listing.contains(scores) && listing.contains(activations) && listing.contains(embeddings), "inspect says:\n{listing}");
         assert_eq!(packed.layout().per_row_linears() > 0, scheme.per_row_inputs, "per-row inputs iff the scheme has them");
