@@ -100,16 +100,18 @@ fn main() {
             FpModel::random(tiny_config(), Head::Embedding { pooling: Pooling::Mean, normalize: true }, 22)
                 .with_per_row_inputs()
                 .with_per_row_embeddings()
+                .with_per_row_zero_points()
                 .bytes(),
         ),
         ("states", FpModel::random(tiny_config(), Head::TokenStates, 23).bytes()),
         // The instruction-count model of issue 21 (0.6 MB: hidden 128, 2 layers, FFN 512), in the
-        // default scheme (per-token inputs and embeddings).
+        // default scheme (per-token inputs with zero points, per-row embedding scales).
         (
             "bench",
             FpModel::random(bench_config(), Head::Embedding { pooling: Pooling::Mean, normalize: true }, 24)
                 .with_per_row_inputs()
                 .with_per_row_embeddings()
+                .with_per_row_zero_points()
                 .bytes(),
         ),
     ];
@@ -138,6 +140,7 @@ fn main() {
     let bytes = FpModel::random(minilm_l3_config(), Head::Embedding { pooling: Pooling::Mean, normalize: true }, 25)
         .with_per_row_inputs()
         .with_per_row_embeddings()
+        .with_per_row_zero_points()
         .bytes();
     std::fs::write(out.join("minilm3.q8b"), &bytes).unwrap();
     writeln!(expected, "minilm3 {:016x}", host_digest("minilm3", &bytes, &SENTENCE_IDS)).unwrap();
