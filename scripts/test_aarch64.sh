@@ -67,9 +67,9 @@ fi
 
 # What each emulated CPU must offer (the dispatch is also checked to refuse the rest).
 declare -A expect=(
-  [max]="neon-i8mm,neon-dotprod,neon,scalar"
-  [neoverse-n1]="neon-dotprod,neon,scalar"
-  [cortex-a53]="neon,scalar"
+  [max]="neon-i8mm,neon-dotprod,neon,portable,scalar"
+  [neoverse-n1]="neon-dotprod,neon,portable,scalar"
+  [cortex-a53]="neon,portable,scalar"
 )
 export Q8BERT_EXPECT_QEMU=1 Q8BERT_C_CC=aarch64-linux-gnu-gcc Q8BERT_C_LIB_DIR="$libdir"
 summary=()
