@@ -49,19 +49,7 @@ fn run_all() -> Result<(), q8bert::Error> {
     let per_count = platform::instructions_per_count();
     let _ = writeln!(Console, "counter calibration {per_count:.3} instructions per count");
     for (name, bytes) in models {
-        let (heap_before, stack) = (HEAP.used(), StackProbe::paint());
-        let model = Model::from_bytes(bytes, &Options::default())?;
-        let mut output = alloc::vec![0f32; model.output_len(1, INPUT_IDS.len())];
-        let start = platform::counter();
-        model.run(&INPUT_IDS, None, None, 1, INPUT_IDS.len(), &mut output)?;
-        let counts = platform::counter().wrapping_sub(start);
-        // Heap: every byte allocated for this model (the bump allocator never reuses, so this
-        // bounds the peak from above); stack: the deepest byte below this frame that changed
-        // (taken before the printing below, whose float formatting has deep frames of its own).
-        let (heap, stack) = (HEAP.used() - heap_before, stack.used());
-        let _ = writeln!(Console, "{name} {:016x}", fnv1a(&output));
-        let _ = writeln!(Console, "instructions {name} forward {:.0}", counts as f64 * per_count);
-        let _ = writeln!(Console, "memory {name} heap {heap} stack {stack}");
+        run_model(name, bytes, &INPUT_IDS, per_count)?;
     }
     // One GEMM alone, the FFN-in shape of the bench model (8 tokens x 128 -> 512), through the
     // kernel this build selects: its instructions per MAC, apart from the rest of the pass.
@@ -82,36 +70,27 @@ fn run_all() -> Result<(), q8bert::Error> {
     {
         const SENTENCE_IDS: [i32; 16] = [2, 7592, 1010, 2023, 2003, 1037, 2460, 6251, 2005, 1996, 2034, 14055, 2944, 2006, 1012, 3];
         let (name, bytes) = model!("minilm3");
-        let (heap_before, stack) = (HEAP.used(), StackProbe::paint());
-        let model = Model::from_bytes(bytes, &Options::default())?;
-        let mut output = alloc::vec![0f32; model.output_len(1, SENTENCE_IDS.len())];
-        let start = platform::counter();
-        model.run(&SENTENCE_IDS, None, None, 1, SENTENCE_IDS.len(), &mut output)?;
-        let counts = platform::counter().wrapping_sub(start);
-        let (heap, stack) = (HEAP.used() - heap_before, stack.used());
-        let _ = writeln!(Console, "{name} {:016x}", fnv1a(&output));
-        let _ = writeln!(Console, "instructions {name} forward {:.0}", counts as f64 * per_count);
-        let _ = writeln!(Console, "memory {name} heap {heap} stack {stack}");
+        run_model(name, bytes, &SENTENCE_IDS, per_count)?;
     }
-    #[cfg(cmsis_nn)]
-    {
-        // The same operands through CMSIS-NN's arm_fully_connected_s8 (row-major weights).
-        extern "C" {
-            fn q8bert_cmsis_nn_prepare(weights: *const i8, k: i32, n: i32) -> i32;
-            fn q8bert_cmsis_nn_fc(input: *const i8, weights: *const i8, output: *mut i8, m: i32, k: i32, n: i32) -> i32;
-        }
-        let mut out8 = alloc::vec![0i8; m * n];
-        // SAFETY: `w` holds n*k values, `a` m*k, `out8` m*n; fc_bench.c's buffers hold n <= 4096.
-        let prepared = unsafe { q8bert_cmsis_nn_prepare(w.as_ptr(), k as i32, n as i32) };
-        let start = platform::counter();
-        // SAFETY: as above.
-        let status = unsafe { q8bert_cmsis_nn_fc(a.as_ptr(), w.as_ptr(), out8.as_mut_ptr(), m as i32, k as i32, n as i32) };
-        let counts = platform::counter().wrapping_sub(start);
-        // Its requantized outputs must follow ours: the sign of every nonzero accumulator.
-        let agree = out.iter().zip(&out8).all(|(&acc, &o)| acc.signum() == (o as i32).signum() || o == 0);
-        let _ = writeln!(Console, "cmsis-nn status {prepared}/{status}, signs agree with q8bert: {agree}");
-        let _ = writeln!(Console, "instructions gemm {m}x{k}x{n} cmsis-nn {:.0}", counts as f64 * per_count);
-    }
+    Ok(())
+}
+
+/// Runs one embedded model on `ids` and prints its output digest, the instructions its forward
+/// pass took, and its heap and stack.
+fn run_model(name: &str, bytes: &[u8], ids: &[i32], per_count: f64) -> Result<(), q8bert::Error> {
+    let (heap_before, stack) = (HEAP.used(), StackProbe::paint());
+    let model = Model::from_bytes(bytes, &Options::default())?;
+    let mut output = alloc::vec![0f32; model.output_len(1, ids.len())];
+    let start = platform::counter();
+    model.run(ids, None, None, 1, ids.len(), &mut output)?;
+    let counts = platform::counter().wrapping_sub(start);
+    // Heap: every byte allocated for this model (the bump allocator never reuses, so this
+    // bounds the peak from above); stack: the deepest byte below this frame that changed
+    // (taken before the printing below, whose float formatting has deep frames of its own).
+    let (heap, stack) = (HEAP.used() - heap_before, stack.used());
+    let _ = writeln!(Console, "{name} {:016x}", fnv1a(&output));
+    let _ = writeln!(Console, "instructions {name} forward {:.0}", counts as f64 * per_count);
+    let _ = writeln!(Console, "memory {name} heap {heap} stack {stack}");
     Ok(())
 }
 

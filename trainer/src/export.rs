@@ -287,16 +287,21 @@ mod with_runtime {
         Ok(report)
     }
 
-    pub fn export_embedding(model: &Bert, tok: &TextTokenizer, path: &Path, pooling: crate::fidelity::Pooling, normalize: bool, scheme: Scheme, meta: &TrainMeta) -> Result<()> {
+    /// The trainer's pooling modes (usable without the runtime) and the runtime's, one to one.
+    const POOLINGS: [(crate::fidelity::Pooling, qb::Pooling); 6] = {
         use crate::fidelity::Pooling as P;
-        let pooling = match pooling {
-            P::Mean => qb::Pooling::Mean,
-            P::Cls => qb::Pooling::Cls,
-            P::Max => qb::Pooling::Max,
-            P::MeanSqrtLen => qb::Pooling::MeanSqrtLen,
-            P::WeightedMean => qb::Pooling::WeightedMean,
-            P::LastToken => qb::Pooling::LastToken,
-        };
+        [
+            (P::Mean, qb::Pooling::Mean),
+            (P::Cls, qb::Pooling::Cls),
+            (P::Max, qb::Pooling::Max),
+            (P::MeanSqrtLen, qb::Pooling::MeanSqrtLen),
+            (P::WeightedMean, qb::Pooling::WeightedMean),
+            (P::LastToken, qb::Pooling::LastToken),
+        ]
+    };
+
+    pub fn export_embedding(model: &Bert, tok: &TextTokenizer, path: &Path, pooling: crate::fidelity::Pooling, normalize: bool, scheme: Scheme, meta: &TrainMeta) -> Result<()> {
+        let pooling = POOLINGS.iter().find(|(p, _)| *p == pooling).map(|&(_, r)| r).unwrap();
         let mut b = builder(model, tok, qb::Head::Embedding { pooling, normalize }, scheme, meta)?;
         if let Some(d) = &model.dense {
             let activation = if d.tanh { qb::DenseActivation::Tanh } else { qb::DenseActivation::Identity };
@@ -367,15 +372,7 @@ mod with_runtime {
         let head = rt.head();
         let output = match head.kind {
             HeadKind::Embedding => {
-                use crate::fidelity::Pooling as P;
-                let pooling = match head.pooling {
-                    Pooling::Mean => P::Mean,
-                    Pooling::Cls => P::Cls,
-                    Pooling::Max => P::Max,
-                    Pooling::MeanSqrtLen => P::MeanSqrtLen,
-                    Pooling::WeightedMean => P::WeightedMean,
-                    Pooling::LastToken => P::LastToken,
-                };
+                let pooling = POOLINGS.iter().find(|(_, r)| *r == head.pooling).map(|&(p, _)| p).unwrap();
                 Output::Embedding { pooling, normalize: head.normalize }
             }
             HeadKind::Classification => Output::Classification { labels: head.labels.len() },
