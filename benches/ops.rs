@@ -107,6 +107,66 @@ impl GeluRow {
     }
 }
 
+/// The per-token scheme's FFN-in epilogue on one row: dequantize with the row's scale and zero
+/// point, GELU, quantize with a new scale and zero point (`bert::linear`'s `GeluQuant` path).
+struct PerRowGelu {
+    acc: Vec<i32>,
+    bias: Vec<f32>,
+    w_inv: Vec<f32>,
+    wsum: Vec<i32>,
+    y: Vec<f32>,
+    out: Vec<i8>,
+}
+
+impl PerRowGelu {
+    fn new() -> PerRowGelu {
+        let mut r = rng(0x51_7CC1_B727_220A);
+        PerRowGelu {
+            acc: (0..N_GELU).map(|_| (r() * 55_000.0) as i32).collect(),
+            bias: (0..N_GELU).map(|_| 0.5 * r()).collect(),
+            w_inv: (0..N_GELU).map(|_| 1e-3 * (1.0 + 0.05 * r())).collect(),
+            wsum: (0..N_GELU).map(|_| (r() * 3000.0) as i32).collect(),
+            y: vec![0.0; N_GELU],
+            out: vec![0; ops::padded_k(N_GELU)],
+        }
+    }
+    const ROW: ops::RowScale = ops::RowScale { inv: 0.1, zero: -3 };
+    #[inline(always)]
+    fn dequantize(&mut self, kern: &Kernel) {
+        kern.with_fp32_simd(
+            #[inline(always)]
+            || ops::dequantize_row_per_row(black_box(&self.acc), &self.bias, &self.w_inv, Self::ROW, &self.wsum, &mut self.y),
+        );
+        black_box(&self.y);
+    }
+    #[inline(always)]
+    fn gelu(&mut self, kern: &Kernel) {
+        self.dequantize(kern);
+        kern.with_fp32_simd(
+            #[inline(always)]
+            || ops::activate(q8bert::model::Activation::Gelu, black_box(&mut self.y)),
+        );
+    }
+    #[inline(always)]
+    fn quantize(&mut self, kern: &Kernel) {
+        kern.with_fp32_simd(
+            #[inline(always)]
+            || black_box(ops::quantize_row_per_row(black_box(&self.y), &mut self.out, true)),
+        );
+    }
+    #[inline(always)]
+    fn all(&mut self, kern: &Kernel) {
+        kern.with_fp32_simd(
+            #[inline(always)]
+            || {
+                ops::dequantize_row_per_row(black_box(&self.acc), &self.bias, &self.w_inv, Self::ROW, &self.wsum, &mut self.y);
+                ops::activate(q8bert::model::Activation::Gelu, &mut self.y);
+                black_box(ops::quantize_row_per_row(&self.y, &mut self.out, true))
+            },
+        );
+    }
+}
+
 /// Softmax and LayerNorm rows, run in place again and again (softmax of probabilities and
 /// LayerNorm of a normalized row stay in range, and the code has no data-dependent branch).
 struct Rows {
@@ -229,6 +289,26 @@ fn summary() {
         let [n, o, nb, ob, r] =
             interleaved(&mut gelu, |g| g.run(&kern), |g| g.run_old(&kern), N_GELU, Duration::from_millis(3000));
         println!("{:<12} {n:>9.3} {o:>9.3} {nb:>9.3} {ob:>9.3} {r:>11.2}x", kern.kind().name());
+    }
+    println!("per-token scheme's FFN-in epilogue on {N_GELU} (ns per element, medians): dequantize, GELU, quantize with a zero point, all three");
+    let mut row = PerRowGelu::new();
+    for kern in kernels() {
+        let (mut dq, mut act, mut q, mut all) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(1500) {
+            dq.push(ns_per_elem(&mut || row.dequantize(&kern), 200, N_GELU));
+            act.push(ns_per_elem(&mut || row.gelu(&kern), 200, N_GELU));
+            q.push(ns_per_elem(&mut || row.quantize(&kern), 200, N_GELU));
+            all.push(ns_per_elem(&mut || row.all(&kern), 200, N_GELU));
+        }
+        println!(
+            "{:<12} dequantize {:>7.3}  gelu {:>7.3}  quantize {:>7.3}  all {:>7.3}",
+            kern.kind().name(),
+            median(dq),
+            median(act),
+            median(q),
+            median(all)
+        );
     }
     println!("softmax on {N_SOFTMAX}, layer_norm on {N_LN} (medians of ~0.5 ms samples)");
     let mut rows = Rows::new();

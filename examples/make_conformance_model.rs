@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use common::FpModel;
 use q8bert::builder::{Head, Pooling};
 use q8bert::ffi::{Q8BERT_ACTIVATIONS_MIXED, Q8BERT_ACTIVATIONS_PER_ROW, Q8BERT_ACTIVATIONS_STATIC};
-use q8bert::{Model, Options};
+use q8bert::{Model, Options, Prompt};
 use serde_json::json;
 
 /// Plain, accented, CJK, emoji, empty, punctuation-heavy and upper-case inputs.
@@ -60,6 +60,13 @@ fn main() {
         .builder()
         .write(&emb_path)
         .unwrap();
+    // sentence-transformers prompts: a default prompt, and pooling that leaves the prompt out.
+    let prompt_path = out.join("prompt.q8b");
+    let prompts = [("query", "query: "), ("passage", "passage: ")];
+    let mut pb = FpModel::with_real_vocab(Head::Embedding { pooling: Pooling::Mean, normalize: true }, 13).with_per_row_inputs().builder();
+    pb.prompts(prompts.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(), Some("query")).unwrap();
+    pb.include_prompt(false);
+    pb.write(&prompt_path).unwrap();
     // A flipped byte in the magic: every binding must surface the library's status and message.
     let mut corrupt = cls_bytes.clone();
     corrupt[0] ^= 0xff;
@@ -71,6 +78,17 @@ fn main() {
     let emb = Model::open(&emb_path, &opts).unwrap();
     let (cls_activations, emb_activations) = (activations(&cls), activations(&emb));
     assert_eq!((cls_activations, emb_activations), (Q8BERT_ACTIVATIONS_STATIC, Q8BERT_ACTIVATIONS_PER_ROW));
+    let pm = Model::open(&prompt_path, &opts).unwrap();
+    let prompted = |p: Prompt| -> Vec<Vec<String>> {
+        TEXTS
+            .iter()
+            .map(|t| {
+                let mut o = vec![0.0; pm.text_output_len(1)];
+                pm.run_text_prompt(p, &[t], None, &mut o).unwrap();
+                hex(&o)
+            })
+            .collect()
+    };
     let mut tokens = Vec::new();
     let mut classify = Vec::new();
     let mut embed = Vec::new();
@@ -106,6 +124,14 @@ fn main() {
         "embed": embed.iter().map(|v| hex(v)).collect::<Vec<_>>(),
         "run": { "ids": run_ids, "mask": run_mask, "batch": batch, "seq_len": seq_len, "output": hex(&run_out) },
         "corrupt": { "status": err.status as u32, "message": err.message },
+        "prompt_model": "prompt.q8b",
+        "prompts": prompts.iter().map(|(n, t)| (n.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
+        "default_prompt_name": "query",
+        "prompted": {
+            "default": prompted(Prompt::Default),
+            "passage": prompted(Prompt::Name("passage")),
+            "none": prompted(Prompt::None),
+        },
     });
     std::fs::write(out.join("expected.json"), serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();
 

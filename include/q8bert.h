@@ -540,6 +540,7 @@ q8bert_status q8bert_text_output_len(const struct q8bert_model *model,
  # Safety
  `texts_a` (and a non-NULL `texts_b`) hold `batch` NUL-terminated strings; `output` holds
  `output_len` floats.
+ With the model's default prompt, if it has one (see `q8bert_run_text_prompt`).
  */
 q8bert_status q8bert_run_text(const struct q8bert_model *model,
                               const char *const *texts_a,
@@ -547,6 +548,58 @@ q8bert_status q8bert_run_text(const struct q8bert_model *model,
                               size_t batch,
                               float *output,
                               size_t output_len);
+
+/*
+ `q8bert_run_text` with a prompt in front of every first text, as sentence-transformers'
+ `encode(prompt_name=...)` / `encode(prompt=...)`: `prompt_name` names one of the model's
+ prompts (e.g. "query"; "" for no prompt), or `prompt_text` gives the text itself; both NULL:
+ the model's default prompt (none if it has none); both given: INVALID_ARGUMENT. An unknown
+ name is INVALID_ARGUMENT, and the message lists the model's prompts. A model whose pooling
+ leaves the prompt out (`include_prompt: false`) pools only the tokens after it.
+
+ # Safety
+ As `q8bert_run_text`; `prompt_name` and `prompt_text` are NULL or NUL-terminated strings.
+ */
+q8bert_status q8bert_run_text_prompt(const struct q8bert_model *model,
+                                     const char *prompt_name,
+                                     const char *prompt_text,
+                                     const char *const *texts_a,
+                                     const char *const *texts_b,
+                                     size_t batch,
+                                     float *output,
+                                     size_t output_len);
+
+/*
+ Number of named prompts the model carries (0 for most models).
+
+ # Safety
+ `model` is NULL (0) or a live model.
+ */
+size_t q8bert_prompt_count(const struct q8bert_model *model);
+
+/*
+ Name (e.g. "query") of prompt `index`, or NULL (out of range). Lives as long as the model.
+
+ # Safety
+ `model` is NULL or a live model.
+ */
+const char *q8bert_prompt_name(const struct q8bert_model *model, size_t index);
+
+/*
+ Text (e.g. "query: ") of prompt `index`, or NULL (out of range). Lives as long as the model.
+
+ # Safety
+ `model` is NULL or a live model.
+ */
+const char *q8bert_prompt_text(const struct q8bert_model *model, size_t index);
+
+/*
+ Name of the prompt `q8bert_run_text` uses, or NULL (the model has no default prompt).
+
+ # Safety
+ `model` is NULL or a live model.
+ */
+const char *q8bert_default_prompt_name(const struct q8bert_model *model);
 
 /*
  Name of class `index` of a classification model, or NULL (out of range, other heads).

@@ -194,6 +194,11 @@ pub struct ModelBuilder {
     hidden_act: String,
     /// `tokenizer.max_seq_len`, the model's own token limit for text input.
     text_limit: Option<u32>,
+    /// Named prompts (name, text) and the default prompt's name.
+    prompts: Vec<(String, String)>,
+    default_prompt: Option<String>,
+    /// `head.include_prompt` (written only when false).
+    include_prompt: bool,
 }
 
 impl ModelBuilder {
@@ -220,7 +225,39 @@ impl ModelBuilder {
             metadata: Vec::new(),
             hidden_act: "gelu".to_string(),
             text_limit: None,
+            prompts: Vec::new(),
+            default_prompt: None,
+            include_prompt: true,
         }
+    }
+
+    /// sentence-transformers' named prompts (`config_sentence_transformers.json`), e.g.
+    /// `("query", "query: ")`, and the one used when a caller names none (its
+    /// `default_prompt_name`). Names must be unique and non-empty; the default among them.
+    pub fn prompts(&mut self, prompts: Vec<(String, String)>, default: Option<&str>) -> Result<&mut Self> {
+        if prompts.len() > crate::model::MAX_PROMPTS {
+            bail!(Status::InvalidArgument, "{} prompts; at most {} fit a file", prompts.len(), crate::model::MAX_PROMPTS);
+        }
+        for (i, (name, _)) in prompts.iter().enumerate() {
+            if name.is_empty() || prompts[..i].iter().any(|(n, _)| n == name) {
+                bail!(Status::InvalidArgument, "prompt name {name:?} is empty or given twice");
+            }
+        }
+        if let Some(d) = default {
+            if !prompts.iter().any(|(n, _)| n == d) {
+                bail!(Status::InvalidArgument, "default prompt {d:?} is not one of the prompts");
+            }
+        }
+        self.prompts = prompts;
+        self.default_prompt = default.map(str::to_string);
+        Ok(self)
+    }
+
+    /// Whether pooling covers the prompt's tokens (sentence-transformers' Pooling
+    /// `include_prompt`; default true). False writes format 1.5.
+    pub fn include_prompt(&mut self, include: bool) -> &mut Self {
+        self.include_prompt = include;
+        self
     }
 
     /// The model's own token limit for text input, special tokens included (sentence-transformers'
@@ -430,6 +467,18 @@ impl ModelBuilder {
         if let Some(n) = normalize {
             w.metadata(keys::HEAD_NORMALIZE, MetaValue::Bool(n));
         }
+        if !self.include_prompt {
+            w.metadata(keys::HEAD_INCLUDE_PROMPT, MetaValue::Bool(false));
+            w.version_minor(w.minor().max(5));
+        }
+        if !self.prompts.is_empty() {
+            w.metadata(keys::TOK_PROMPT_NAMES, MetaValue::StrArray(self.prompts.iter().map(|p| p.0.clone()).collect()));
+            w.metadata(keys::TOK_PROMPT_TEXTS, MetaValue::StrArray(self.prompts.iter().map(|p| p.1.clone()).collect()));
+        }
+        if let Some(d) = &self.default_prompt {
+            w.metadata(keys::TOK_DEFAULT_PROMPT, MetaValue::Str(d.clone()));
+            w.version_minor(w.minor().max(5));
+        }
         let gran = match self.granularity {
             WeightGranularity::PerTensor => "per_tensor",
             WeightGranularity::PerChannel => "per_channel",
@@ -438,16 +487,16 @@ impl ModelBuilder {
         let act = if self.any_per_row { "per_row" } else { "static" };
         w.metadata(keys::QUANT_ACTIVATIONS, MetaValue::Str(act.into()));
         if self.any_per_row {
-            w.version_minor(2);
+            w.version_minor(w.minor().max(2));
         }
         let per_row_embeddings = self.embeddings.as_ref().is_some_and(|e| e.iter().any(|t| t.name.ends_with(".scale") && t.dims[0] > 1));
         w.metadata(keys::QUANT_EMBEDDINGS, MetaValue::Str(if per_row_embeddings { "per_row" } else { "per_table" }.into()));
         if per_row_embeddings {
-            w.version_minor(3);
+            w.version_minor(w.minor().max(3));
         }
         if self.any_per_row && self.per_row_zero_points {
             w.metadata(keys::QUANT_PER_ROW_ZERO_POINTS, MetaValue::Bool(true));
-            w.version_minor(4);
+            w.version_minor(w.minor().max(4));
         }
 
         let tk = &self.tokenizer;

@@ -44,7 +44,7 @@ pub use bert::{Input, Workspace};
 pub use error::{Error, Result, Status};
 pub use kernels::{Kernel, KernelKind};
 pub use model::{AttentionScales, Config, HeadConfig, HeadKind, Options, Pooling};
-pub use runtime::Model;
+pub use runtime::{Model, Prompt};
 
 /// Library version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

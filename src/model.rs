@@ -43,7 +43,19 @@ pub mod keys {
     /// Optional: the model's own token limit for text input (sentence-transformers'
     /// `max_seq_length`), the default of `Options::max_seq_len`.
     pub const TOK_MAX_SEQ_LEN: &str = "tokenizer.max_seq_len";
+    /// Optional, together: sentence-transformers' named prompts
+    /// (`config_sentence_transformers.json` `prompts`), names and texts in the same order.
+    pub const TOK_PROMPT_NAMES: &str = "tokenizer.prompt_names";
+    pub const TOK_PROMPT_TEXTS: &str = "tokenizer.prompt_texts";
+    /// Optional: the prompt used when the caller names none (`default_prompt_name`; 1.5).
+    pub const TOK_DEFAULT_PROMPT: &str = "tokenizer.default_prompt_name";
+    /// Optional, default true: pooling also covers the prompt's tokens (sentence-transformers'
+    /// Pooling `include_prompt`); false needs 1.5.
+    pub const HEAD_INCLUDE_PROMPT: &str = "head.include_prompt";
 }
+
+/// Most named prompts a file may carry.
+pub const MAX_PROMPTS: usize = 256;
 
 /// Limits on configuration values: far above any BERT, low enough that sizes derived from
 /// them cannot overflow.
@@ -198,6 +210,9 @@ pub struct HeadConfig {
     /// Embedding head: a Dense layer (tensors `dense.*`) after the pooling, and its activation.
     pub dense: Option<DenseActivation>,
     pub normalize: bool,
+    /// Pooling covers the prompt's tokens too (false: they are left out, as sentence-transformers'
+    /// `include_prompt: false`; the [CLS] token counts as part of the prompt then).
+    pub include_prompt: bool,
 }
 
 /// An int8 linear layer: where its tensors are and its activation scale.
@@ -297,6 +312,10 @@ pub struct ModelLayout {
     /// The model's own token limit for text input (`tokenizer.max_seq_len`, e.g. 256 for
     /// all-MiniLM-L6-v2), if the file records one; at most `max_position_embeddings`.
     pub text_limit: Option<usize>,
+    /// Named prompts (name, text), prepended to a text when the caller asks for them.
+    pub prompts: Vec<(String, String)>,
+    /// Index into `prompts` of the one used when the caller names none.
+    pub default_prompt: Option<usize>,
     pub word_embeddings: EmbeddingRef,
     pub position_embeddings: EmbeddingRef,
     pub token_type_embeddings: EmbeddingRef,
@@ -335,6 +354,43 @@ fn meta_bool(index: &FileIndex, key: &str) -> Result<bool> {
         Some(other) => bail!(Status::MissingMetadata, "metadata {key:?} must be a bool, found {other:?}"),
         None => bail!(Status::MissingMetadata, "required metadata {key:?} is missing"),
     }
+}
+
+/// Named prompts (name, text) and the index of the default one.
+type NamedPrompts = (Vec<(String, String)>, Option<usize>);
+
+/// The named prompts and the default one (an index into them), checked: names and texts in
+/// pairs, names unique and non-empty, the default among them.
+fn read_prompts(index: &FileIndex) -> Result<NamedPrompts> {
+    let list = |key: &str| match index.metadata.get(key) {
+        None => Ok(None),
+        Some(MetaValue::StrArray(v)) => Ok(Some(v)),
+        Some(other) => bail!(Status::MissingMetadata, "metadata {key:?} must be a string array, found {other:?}"),
+    };
+    let prompts: Vec<(String, String)> = match (list(keys::TOK_PROMPT_NAMES)?, list(keys::TOK_PROMPT_TEXTS)?) {
+        (None, None) => Vec::new(),
+        (Some(names), Some(texts)) if names.len() == texts.len() && names.len() <= MAX_PROMPTS => names.iter().cloned().zip(texts.iter().cloned()).collect(),
+        _ => bail!(Status::BadConfig, "{} and {} must both be present, with the same number (at most {MAX_PROMPTS}) of entries", keys::TOK_PROMPT_NAMES, keys::TOK_PROMPT_TEXTS),
+    };
+    for (i, (name, _)) in prompts.iter().enumerate() {
+        if name.is_empty() || prompts[..i].iter().any(|(n, _)| n == name) {
+            bail!(Status::BadConfig, "prompt name {name:?} is empty or given twice");
+        }
+    }
+    let default = match index.metadata.get(keys::TOK_DEFAULT_PROMPT) {
+        None => None,
+        Some(_) if index.version_minor < 5 => {
+            bail!(Status::UnsupportedVersion, "{} needs format version 1.5; the file says {}.{}", keys::TOK_DEFAULT_PROMPT, index.version_major, index.version_minor)
+        }
+        Some(_) => {
+            let name = meta_str(index, keys::TOK_DEFAULT_PROMPT)?;
+            match prompts.iter().position(|(n, _)| n == name) {
+                Some(i) => Some(i),
+                None => bail!(Status::BadConfig, "{} {name:?} is not one of the prompts", keys::TOK_DEFAULT_PROMPT),
+            }
+        }
+    };
+    Ok((prompts, default))
 }
 
 fn meta_str<'i>(index: &'i FileIndex, key: &str) -> Result<&'i str> {
@@ -546,7 +602,14 @@ impl ModelLayout {
             (_, _, Some(_)) => bail!(Status::BadConfig, "only an embedding head has a Dense layer ({:?})", keys::HEAD_DENSE_ACTIVATION),
             (_, _, None) => None, // a stray dense.* tensor is refused below as unknown
         };
-        let head = HeadConfig { kind, labels, pooling, dense: dense_activation, normalize };
+        let include_prompt = match index.metadata.get(keys::HEAD_INCLUDE_PROMPT) {
+            None => true,
+            Some(_) => meta_bool(index, keys::HEAD_INCLUDE_PROMPT)?,
+        };
+        if !include_prompt && index.version_minor < 5 {
+            bail!(Status::UnsupportedVersion, "{} = false needs format version 1.5; the file says {}.{}", keys::HEAD_INCLUDE_PROMPT, index.version_major, index.version_minor);
+        }
+        let head = HeadConfig { kind, labels, pooling, dense: dense_activation, normalize, include_prompt };
 
         let mut r = TensorResolver { index, file, used: alloc::vec![false; index.tensors.len()] };
         let (h, i_size) = (config.hidden_size, config.intermediate_size);
@@ -631,6 +694,7 @@ impl ModelLayout {
                 Some(n as usize)
             }
         };
+        let (prompts, default_prompt) = read_prompts(index)?;
         let vocab_len = v_plus_1 - 1;
         for (name, id) in [
             ("unk", tokenizer.unk_id),
@@ -666,6 +730,8 @@ impl ModelLayout {
             tokenizer,
             mask_id,
             text_limit,
+            prompts,
+            default_prompt,
             word_embeddings,
             position_embeddings,
             token_type_embeddings,

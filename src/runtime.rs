@@ -4,6 +4,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::bert::{self, Input, Workspace};
 use crate::error::{bail, Result, Status};
@@ -181,7 +182,7 @@ impl<'a> Model<'a> {
         seq_len: usize,
         output: &mut [f32],
     ) -> Result<()> {
-        let input = Input { input_ids, token_type_ids, attention_mask, batch, seq_len };
+        let input = Input { input_ids, token_type_ids, attention_mask, batch, seq_len, pooling_skip: 0 };
         self.with_workspace(|ws| self.run_with(ws, &input, output))
     }
 
@@ -238,8 +239,60 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// Tokenizes and runs a batch of texts (or text pairs when `texts_b` is given).
+    /// Tokenizes and runs a batch of texts (or text pairs when `texts_b` is given), with the
+    /// model's default prompt if it has one (as sentence-transformers' `encode`).
     pub fn run_text(&self, texts_a: &[&str], texts_b: Option<&[&str]>, output: &mut [f32]) -> Result<()> {
+        self.run_text_prompt(Prompt::Default, texts_a, texts_b, output)
+    }
+
+    /// The model's named prompts, (name, text), as `config_sentence_transformers.json` gave them.
+    pub fn prompts(&self) -> &[(String, String)] {
+        &self.layout.prompts
+    }
+
+    /// The name of the prompt [`Model::run_text`] uses when none is named, if any.
+    pub fn default_prompt_name(&self) -> Option<&str> {
+        self.layout.default_prompt.map(|i| self.layout.prompts[i].0.as_str())
+    }
+
+    /// The text `prompt` stands for ("" for none); an unknown name is an error listing the names.
+    pub fn prompt_text<'s>(&'s self, prompt: Prompt<'s>) -> Result<&'s str> {
+        match prompt {
+            Prompt::Default => Ok(self.layout.default_prompt.map_or("", |i| self.layout.prompts[i].1.as_str())),
+            Prompt::None => Ok(""),
+            Prompt::Text(t) => Ok(t),
+            Prompt::Name(name) => match self.layout.prompts.iter().find(|(n, _)| n == name) {
+                Some((_, text)) => Ok(text),
+                None if self.layout.prompts.is_empty() => bail!(Status::InvalidArgument, "prompt {name:?}: this model has no named prompts"),
+                None => {
+                    let names: Vec<&str> = self.layout.prompts.iter().map(|(n, _)| n.as_str()).collect();
+                    bail!(Status::InvalidArgument, "prompt {name:?} is not one of this model's prompts: {}", names.join(", "))
+                }
+            },
+        }
+    }
+
+    /// [`Model::run_text`] with a chosen prompt, put in front of every first text as
+    /// sentence-transformers does (`prompt + text`, then tokenized and truncated together). If
+    /// the model's pooling leaves the prompt out (`include_prompt: false`), [CLS] and the
+    /// prompt's own tokens are not pooled.
+    pub fn run_text_prompt(&self, prompt: Prompt<'_>, texts_a: &[&str], texts_b: Option<&[&str]>, output: &mut [f32]) -> Result<()> {
+        let prompt = self.prompt_text(prompt)?;
+        if prompt.is_empty() {
+            return self.run_text_skip(texts_a, texts_b, 0, output);
+        }
+        // sentence-transformers' prompt_length: the prompt's tokens with [CLS], without [SEP].
+        let skip = if self.layout.head.include_prompt { 0 } else { self.encode(prompt, None)?.ids.len() - 1 };
+        let mut joined = Vec::new();
+        if joined.try_reserve_exact(texts_a.len()).is_err() {
+            bail!(Status::OutOfMemory, "cannot allocate {} prompted texts", texts_a.len());
+        }
+        joined.extend(texts_a.iter().map(|t| alloc::format!("{prompt}{t}")));
+        let refs: Vec<&str> = joined.iter().map(String::as_str).collect();
+        self.run_text_skip(&refs, texts_b, skip, output)
+    }
+
+    fn run_text_skip(&self, texts_a: &[&str], texts_b: Option<&[&str]>, pooling_skip: usize, output: &mut [f32]) -> Result<()> {
         let batch = texts_a.len();
         if batch == 0 {
             bail!(Status::InvalidArgument, "no texts given");
@@ -289,13 +342,26 @@ impl<'a> Model<'a> {
                     text.types.extend(core::iter::repeat_n(0, seq_len - n));
                     text.mask.extend(core::iter::repeat_n(0, seq_len - n));
                 }
-                let input = Input { input_ids: &text.ids, token_type_ids: Some(&text.types), attention_mask: Some(&text.mask), batch, seq_len };
+                let input = Input { input_ids: &text.ids, token_type_ids: Some(&text.types), attention_mask: Some(&text.mask), batch, seq_len, pooling_skip };
                 self.run_with(ws, &input, output)
             })();
             ws.text = text;
             result
         })
     }
+}
+
+/// Which prompt a text call puts in front of its texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prompt<'p> {
+    /// The model's default prompt (`default_prompt_name`), or none if it has none.
+    Default,
+    /// No prompt, even if the model has a default.
+    None,
+    /// One of the model's named prompts ([`Model::prompts`]).
+    Name(&'p str),
+    /// This text, as sentence-transformers' `encode(prompt=...)`.
+    Text(&'p str),
 }
 
 fn tokenize_error(e: TokenizeError) -> crate::Error {

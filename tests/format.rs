@@ -311,6 +311,16 @@ fn attention_scales(t: &mut Vec<Entry>, query: Option<Vec<u8>>, key: Option<Vec<
     }
 }
 
+/// Adds named prompts (and a default) to the metadata.
+fn prompts(m: &mut Vec<(String, MetaValue)>, names: &[&str], texts: &[&str], default: Option<&str>) {
+    let list = |v: &[&str]| MetaValue::StrArray(v.iter().map(|s| s.to_string()).collect());
+    m.push(("tokenizer.prompt_names".into(), list(names)));
+    m.push(("tokenizer.prompt_texts".into(), list(texts)));
+    if let Some(d) = default {
+        m.push(("tokenizer.default_prompt_name".into(), MetaValue::Str(d.into())));
+    }
+}
+
 fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
     vec![
         ("int8 attention scales in a 1.0 file", rewritten_as(0, |t, _| attention_scales(t, Some(f32_bytes(20.0)), Some(f32_bytes(20.0)))), Status::UnsupportedVersion),
@@ -321,6 +331,13 @@ fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
         ("value scale in a 1.0 file", rewritten_as(0, |t, _| t.push(Entry { name: "encoder.layer.1.attention.value_scale".into(), dtype: DType::F32, dims: vec![1], bytes: f32_bytes(30.0) })), Status::UnsupportedVersion),
         ("negative value scale", rewritten_as(1, |t, _| t.push(Entry { name: "encoder.layer.1.attention.value_scale".into(), dtype: DType::F32, dims: vec![1], bytes: f32_bytes(-30.0) })), Status::BadScale),
         ("two query scales", rewritten_as(1, |t, _| attention_scales(t, Some([f32_bytes(1.0), f32_bytes(2.0)].concat()), Some(f32_bytes(20.0)))), Status::WrongShape),
+        ("include_prompt false in a 1.4 file", rewritten_as(4, |_, m| m.push(("head.include_prompt".into(), MetaValue::Bool(false)))), Status::UnsupportedVersion),
+        ("default prompt in a 1.4 file", rewritten_as(4, |_, m| prompts(m, &["query"], &["query: "], Some("query"))), Status::UnsupportedVersion),
+        ("default prompt that is not a prompt", rewritten_as(5, |_, m| prompts(m, &["query"], &["query: "], Some("passage"))), Status::BadConfig),
+        ("prompt names without texts", rewritten_as(0, |_, m| m.push(("tokenizer.prompt_names".into(), MetaValue::StrArray(vec!["query".into()])))), Status::BadConfig),
+        ("more prompt names than texts", rewritten_as(0, |_, m| prompts(m, &["query", "passage"], &["query: "], None)), Status::BadConfig),
+        ("a prompt name twice", rewritten_as(0, |_, m| prompts(m, &["query", "query"], &["a", "b"], None)), Status::BadConfig),
+        ("an empty prompt name", rewritten_as(0, |_, m| prompts(m, &[""], &["a"], None)), Status::BadConfig),
         ("missing tensor", rewritten(|t, _| t.retain(|e| e.name != "encoder.layer.1.intermediate.bias")), Status::MissingTensor),
         ("unknown tensor", rewritten(|t, _| t.push(Entry { name: "extra.tensor".into(), dtype: DType::F32, dims: vec![1], bytes: vec![0; 4] })), Status::UnknownTensor),
         ("duplicate tensor", rewritten(|t, _| {

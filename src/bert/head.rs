@@ -34,8 +34,16 @@ pub(super) fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut
                 let (a, b) = (ws.seq_start[s], ws.seq_start[s + 1]);
                 let out = if layout.dense.is_some() { &mut pooled[s * h..(s + 1) * h] } else { &mut output[s * h..(s + 1) * h] };
                 let rows = |i: usize| &ws.hidden[i * h..(i + 1) * h];
+                // Every mode but cls pools tokens at positions >= pooling_skip (a prompt left
+                // out); none left gives what sentence-transformers gives for an all-zero mask.
+                let cls = a;
+                let a = (a..b).find(|&i| ws.tokens[i].0 as usize >= input.pooling_skip).unwrap_or(b);
+                if a == b && layout.head.pooling != Pooling::Cls {
+                    out.fill(if layout.head.pooling == Pooling::Max { -1e9 } else { 0.0 });
+                    continue;
+                }
                 match layout.head.pooling {
-                    Pooling::Cls => out.copy_from_slice(rows(a)),
+                    Pooling::Cls => out.copy_from_slice(rows(cls)),
                     Pooling::LastToken => out.copy_from_slice(rows(b - 1)),
                     Pooling::Max => {
                         out.copy_from_slice(rows(a));

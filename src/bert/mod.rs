@@ -109,6 +109,9 @@ pub struct Input<'i> {
     pub attention_mask: Option<&'i [i32]>,
     pub batch: usize,
     pub seq_len: usize,
+    /// Positions `0..pooling_skip` of every sequence are left out of an embedding head's
+    /// pooling (a prompt with `include_prompt: false`: [CLS] and the prompt's tokens). 0: none.
+    pub pooling_skip: usize,
 }
 
 /// Scratch memory of a run, reused across runs (it only grows).
@@ -593,6 +596,7 @@ fn forward_split(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Pa
                 attention_mask: input.attention_mask.map(|m| &m[span.clone()]),
                 batch: s1 - s0,
                 seq_len,
+                pooling_skip: input.pooling_skip,
             };
             let out = &mut out[(s0 - range.start) * out_dim..(s1 - range.start) * out_dim];
             if let Err(e) = gather_tokens(layout, &part, task_ws).and_then(|()| forward_gathered(layout, file, kernel, &Serial, &part, task_ws, out)) {

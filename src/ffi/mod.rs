@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::error::{Error, Status};
 use crate::kernels::KernelKind;
 use crate::model::Options;
-use crate::runtime::Model;
+use crate::runtime::{Model, Prompt};
 use crate::tokenizer::{Encoding, Truncation};
 
 mod util;
@@ -138,6 +138,8 @@ pub struct q8bert_info {
 pub struct q8bert_model {
     model: Model<'static>,
     labels: Vec<CString>,
+    /// Named prompts as C strings: (name, text).
+    prompts: Vec<(CString, CString)>,
 }
 
 thread_local! {
@@ -225,7 +227,9 @@ fn options_from_c(opts: *const q8bert_options) -> Result<Options, Error> {
 
 fn finish_create(model: Model<'static>, model_out: *mut *mut q8bert_model) -> Result<(), Error> {
     let labels = model.head().labels.iter().map(|l| CString::new(l.replace('\0', " ")).unwrap_or_default()).collect();
-    let boxed = Box::new(q8bert_model { model, labels });
+    let c = |s: &str| CString::new(s.replace('\0', " ")).unwrap_or_default();
+    let prompts = model.prompts().iter().map(|(n, t)| (c(n), c(t))).collect();
+    let boxed = Box::new(q8bert_model { model, labels, prompts });
     // SAFETY: model_out was checked non-NULL by the caller of this helper.
     unsafe { *model_out = Box::into_raw(boxed) };
     Ok(())
@@ -531,6 +535,7 @@ pub unsafe extern "C" fn q8bert_text_output_len(model: *const q8bert_model, batc
 /// # Safety
 /// `texts_a` (and a non-NULL `texts_b`) hold `batch` NUL-terminated strings; `output` holds
 /// `output_len` floats.
+/// With the model's default prompt, if it has one (see `q8bert_run_text_prompt`).
 #[no_mangle]
 pub unsafe extern "C" fn q8bert_run_text(
     model: *const q8bert_model,
@@ -540,9 +545,42 @@ pub unsafe extern "C" fn q8bert_run_text(
     output: *mut f32,
     output_len: usize,
 ) -> Status {
+    // SAFETY: forwarded contract; a NULL prompt name means the model's default.
+    unsafe { q8bert_run_text_prompt(model, std::ptr::null(), std::ptr::null(), texts_a, texts_b, batch, output, output_len) }
+}
+
+/// `q8bert_run_text` with a prompt in front of every first text, as sentence-transformers'
+/// `encode(prompt_name=...)` / `encode(prompt=...)`: `prompt_name` names one of the model's
+/// prompts (e.g. "query"; "" for no prompt), or `prompt_text` gives the text itself; both NULL:
+/// the model's default prompt (none if it has none); both given: INVALID_ARGUMENT. An unknown
+/// name is INVALID_ARGUMENT, and the message lists the model's prompts. A model whose pooling
+/// leaves the prompt out (`include_prompt: false`) pools only the tokens after it.
+///
+/// # Safety
+/// As `q8bert_run_text`; `prompt_name` and `prompt_text` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_run_text_prompt(
+    model: *const q8bert_model,
+    prompt_name: *const c_char,
+    prompt_text: *const c_char,
+    texts_a: *const *const c_char,
+    texts_b: *const *const c_char,
+    batch: usize,
+    output: *mut f32,
+    output_len: usize,
+) -> Status {
     guard(|| {
         // SAFETY: per the contract, non-NULL pointers are valid for the stated lengths.
         let m = unsafe { check_ref(model, "model")? };
+        let prompt = match (prompt_name.is_null(), prompt_text.is_null()) {
+            (true, true) => Prompt::Default,
+            (false, true) => match unsafe { text_arg(prompt_name, "prompt_name")? } {
+                "" => Prompt::None,
+                name => Prompt::Name(name),
+            },
+            (true, false) => Prompt::Text(unsafe { text_arg(prompt_text, "prompt_text")? }),
+            (false, false) => return Err(Error::new(Status::InvalidArgument, "give prompt_name or prompt_text, not both")),
+        };
         let ptrs_a = unsafe { slice_from(texts_a, batch, "texts_a")? };
         let mut a = Vec::with_capacity(batch);
         for (i, &p) in ptrs_a.iter().enumerate() {
@@ -563,8 +601,49 @@ pub unsafe extern "C" fn q8bert_run_text(
             return Err(Error::new(Status::BufferTooSmall, format!("output_len is {output_len} floats, {needed} are needed")));
         }
         let out = unsafe { util::slice_from_mut(output, output_len, "output")? };
-        m.model.run_text(&a, b.as_deref(), out)
+        m.model.run_text_prompt(prompt, &a, b.as_deref(), out)
     })
+}
+
+/// Number of named prompts the model carries (0 for most models).
+///
+/// # Safety
+/// `model` is NULL (0) or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_prompt_count(model: *const q8bert_model) -> usize {
+    // SAFETY: a non-NULL model is live per the contract.
+    unsafe { model.as_ref() }.map_or(0, |m| m.prompts.len())
+}
+
+/// Name (e.g. "query") of prompt `index`, or NULL (out of range). Lives as long as the model.
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_prompt_name(model: *const q8bert_model, index: usize) -> *const c_char {
+    // SAFETY: a non-NULL model is live per the contract.
+    unsafe { model.as_ref() }.and_then(|m| m.prompts.get(index)).map_or(std::ptr::null(), |p| p.0.as_ptr())
+}
+
+/// Text (e.g. "query: ") of prompt `index`, or NULL (out of range). Lives as long as the model.
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_prompt_text(model: *const q8bert_model, index: usize) -> *const c_char {
+    // SAFETY: a non-NULL model is live per the contract.
+    unsafe { model.as_ref() }.and_then(|m| m.prompts.get(index)).map_or(std::ptr::null(), |p| p.1.as_ptr())
+}
+
+/// Name of the prompt `q8bert_run_text` uses, or NULL (the model has no default prompt).
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn q8bert_default_prompt_name(model: *const q8bert_model) -> *const c_char {
+    // SAFETY: a non-NULL model is live per the contract.
+    let Some(m) = (unsafe { model.as_ref() }) else { return std::ptr::null() };
+    m.model.layout().default_prompt.and_then(|i| m.prompts.get(i)).map_or(std::ptr::null(), |p| p.0.as_ptr())
 }
 
 /// Name of class `index` of a classification model, or NULL (out of range, other heads).

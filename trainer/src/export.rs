@@ -16,6 +16,12 @@ pub struct TrainMeta {
     /// The model's own token limit for text input (sentence-transformers' `max_seq_length`),
     /// written as `tokenizer.max_seq_len`: the runtime's default text limit.
     pub text_limit: Option<u32>,
+    /// sentence-transformers' named prompts (name, text) and its default prompt's name
+    /// (`config_sentence_transformers.json`).
+    pub prompts: Vec<(String, String)>,
+    pub default_prompt: Option<String>,
+    /// The Pooling module's `include_prompt: false`: pooling leaves the prompt's tokens out.
+    pub exclude_prompt: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -176,6 +182,10 @@ mod with_runtime {
         if let Some(n) = meta.text_limit {
             b.text_limit(n).map_err(err)?;
         }
+        if !meta.prompts.is_empty() {
+            b.prompts(meta.prompts.clone(), meta.default_prompt.as_deref()).map_err(err)?;
+        }
+        b.include_prompt(!meta.exclude_prompt);
         b.weight_granularity(if scheme.per_channel { qb::WeightGranularity::PerChannel } else { qb::WeightGranularity::PerTensor });
         b.activation_quant(if scheme.per_row_inputs { qb::ActivationQuant::PerRow } else { qb::ActivationQuant::Static });
         b.embedding_granularity(if scheme.per_row_embeddings { qb::EmbeddingGranularity::PerRow } else { qb::EmbeddingGranularity::PerTable });
@@ -366,7 +376,7 @@ mod with_runtime {
     /// length-sorted batches), in row order, and says what kind of output it is.
     pub fn run_texts(path: &Path, rows: &[crate::data::Example], max_len: usize, batch_size: usize, threads: usize) -> Result<(crate::fidelity::Output, Vec<Vec<f32>>)> {
         use crate::fidelity::Output;
-        use q8bert::model::{HeadKind, Pooling};
+        use q8bert::model::HeadKind;
         let opts = q8bert::Options { max_seq_len: max_len, truncation: Some(q8bert::tokenizer::Truncation::LongestFirst), num_threads: threads, ..Default::default() };
         let rt = q8bert::Model::open(path, &opts).map_err(err)?;
         let head = rt.head();
@@ -394,7 +404,8 @@ mod with_runtime {
                 let a: Vec<&str> = part.iter().map(|&i| rows[i].text_a.as_str()).collect();
                 let b: Vec<&str> = part.iter().map(|&i| rows[i].text_b.as_deref().unwrap_or("")).collect();
                 buf.resize(rt.text_output_len(part.len()), 0f32);
-                rt.run_text(&a, pairs.then_some(&b[..]), &mut buf).map_err(err)?;
+                // The model itself, with no prompt: the fp32 side has none either.
+                rt.run_text_prompt(q8bert::Prompt::None, &a, pairs.then_some(&b[..]), &mut buf).map_err(err)?;
                 for (k, &i) in part.iter().enumerate() {
                     outputs[i] = buf[k * width..(k + 1) * width].to_vec();
                 }

@@ -411,6 +411,11 @@ struct StHead {
     /// The Transformer module's `do_lower_case`: sentence-transformers lower-cases the text
     /// before the tokenizer.
     do_lower_case: bool,
+    /// `config_sentence_transformers.json`: named prompts (name, text) and the default one.
+    prompts: Vec<(String, String)>,
+    default_prompt: Option<String>,
+    /// The Pooling module's `include_prompt` (default true).
+    include_prompt: bool,
 }
 
 /// The sentence-transformers modules the runtime implements.
@@ -478,7 +483,45 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     } else {
         (None, false)
     };
-    Ok(Some(StHead { pooling, normalize, max_seq_length, do_lower_case }))
+    let include_prompt = match cfg.get("include_prompt") {
+        None | Some(serde_json::Value::Null) => true,
+        Some(v) => v.as_bool().with_context(|| format!("{}: include_prompt {v} is not true or false", pool_config.display()))?,
+    };
+    let (prompts, default_prompt) = st_prompts(dir)?;
+    Ok(Some(StHead { pooling, normalize, max_seq_length, do_lower_case, prompts, default_prompt, include_prompt }))
+}
+
+/// The named prompts of `config_sentence_transformers.json` (e5's and bge's "query: ") and its
+/// `default_prompt_name`, if the file is there. Empty prompts are dropped (sentence-transformers
+/// treats "" as no prompt); a default that names no prompt is an error.
+fn st_prompts(dir: &Path) -> Result<(Vec<(String, String)>, Option<String>)> {
+    let p = dir.join("config_sentence_transformers.json");
+    if !p.is_file() {
+        return Ok((Vec::new(), None));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?).with_context(|| format!("parsing {}", p.display()))?;
+    let mut prompts = Vec::new();
+    match v.get("prompts") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(m)) => {
+            for (name, text) in m {
+                let text = text.as_str().with_context(|| format!("{}: prompt {name:?} is not a string", p.display()))?;
+                if !text.is_empty() {
+                    prompts.push((name.clone(), text.to_string()));
+                }
+            }
+        }
+        Some(other) => bail!("{}: prompts {other} is not an object of name -> text", p.display()),
+    }
+    let default = match v.get("default_prompt_name") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(d)) if prompts.iter().any(|(n, _)| n == d) => Some(d.clone()),
+        // A default naming an empty prompt means no prompt.
+        Some(serde_json::Value::String(d)) if v["prompts"].get(d).is_some() => None,
+        Some(d) => bail!("{}: default_prompt_name {d} is not one of the prompts", p.display()),
+    };
+    Ok((prompts, default))
 }
 
 /// The folder of a model's config.json and weights: `dir` itself, or, for a sentence-transformers
@@ -552,7 +595,12 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         ("qat.int8_attention".into(), trainer::export::MetaEntry::Bool(a.int8_attention)),
         ("qat.scheme".into(), trainer::export::MetaEntry::Str(scheme.name().into())),
     ];
-    let meta = trainer::export::TrainMeta { entries: meta_base, text_limit: text_limit(st.as_ref(), cfg.max_position_embeddings) };
+    let mut meta = trainer::export::TrainMeta { entries: meta_base, text_limit: text_limit(st.as_ref(), cfg.max_position_embeddings), ..Default::default() };
+    if let Some(st) = &st {
+        meta.prompts = st.prompts.clone();
+        meta.default_prompt = st.default_prompt.clone();
+        meta.exclude_prompt = !st.include_prompt;
+    }
     if head == "embedding" {
         let (pooling, normalize) = st.as_ref().map_or((trainer::fidelity::Pooling::Mean, true), |s| (s.pooling, s.normalize));
         let mut model = Bert::load(&transformer_dir(&a.model), None, 0)?;

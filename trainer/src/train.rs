@@ -560,6 +560,6 @@ impl crate::export::TrainMeta {
         for (k, v) in metrics {
             e.push((format!("metrics.eval_{k}"), F32(*v as f32)));
         }
-        Ok(crate::export::TrainMeta { entries: e, text_limit: None })
+        Ok(crate::export::TrainMeta { entries: e, ..Default::default() })
     }
 }

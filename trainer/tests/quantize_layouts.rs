@@ -129,6 +129,59 @@ fn sentence_transformers_pooling_modes() {
     assert!(err.contains("pooling_mode_cls_token and pooling_mode_max_tokens"), "{err}");
 }
 
+/// config_sentence_transformers.json prompts (e5/bge style) and the Pooling module's
+/// `include_prompt` travel into the packed file: the runtime then offers the prompts by name,
+/// applies the default one, and with include_prompt false pools without the prompt's tokens. An
+/// empty prompt is no prompt; a default that names none is refused.
+#[test]
+fn sentence_transformers_prompts() {
+    let modules = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#;
+    for include_prompt in [true, false] {
+        let dir = tmp(&format!("st-prompts-{include_prompt}"));
+        save_hf(&Bert::random(config(), None, 30).unwrap(), &dir, serde_json::json!({"architectures": ["BertModel"]}));
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        let pool = format!(r#"{{"word_embedding_dimension": 32, "pooling_mode_mean_tokens": true, "include_prompt": {include_prompt}}}"#);
+        std::fs::write(dir.join("1_Pooling/config.json"), pool).unwrap();
+        std::fs::write(dir.join("modules.json"), modules).unwrap();
+        std::fs::write(
+            dir.join("config_sentence_transformers.json"),
+            r#"{"prompts": {"query": "query ? ", "answer": "answer . ", "none": ""}, "default_prompt_name": "query", "similarity_fn_name": "cosine"}"#,
+        )
+        .unwrap();
+        let (ok, err) = quantize(&dir, &[]);
+        assert!(ok, "{err}");
+        let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+        let mut prompts = m.prompts().to_vec();
+        prompts.sort();
+        assert_eq!(prompts, [("answer".to_string(), "answer . ".to_string()), ("query".to_string(), "query ? ".to_string())], "the empty prompt is none");
+        assert_eq!(m.default_prompt_name(), Some("query"));
+        assert_eq!(m.head().include_prompt, include_prompt);
+        let run = |p: q8bert::Prompt, t: &str| {
+            let mut o = vec![0.0; m.text_output_len(1)];
+            m.run_text_prompt(p, &[t], None, &mut o).unwrap();
+            o
+        };
+        let mut default = vec![0.0; m.text_output_len(1)];
+        m.run_text(&["the cat sat"], None, &mut default).unwrap();
+        assert_eq!(default, run(q8bert::Prompt::Name("query"), "the cat sat"));
+        assert_ne!(default, run(q8bert::Prompt::None, "the cat sat"));
+        if include_prompt {
+            assert_eq!(default, run(q8bert::Prompt::None, "query ? the cat sat"));
+        } else {
+            assert_ne!(default, run(q8bert::Prompt::None, "query ? the cat sat"), "the prompt's tokens are not pooled");
+        }
+    }
+    let dir = tmp("st-prompts-bad-default");
+    save_hf(&Bert::random(config(), None, 31).unwrap(), &dir, serde_json::json!({"architectures": ["BertModel"]}));
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    std::fs::write(dir.join("1_Pooling/config.json"), r#"{"word_embedding_dimension": 32, "pooling_mode_mean_tokens": true}"#).unwrap();
+    std::fs::write(dir.join("modules.json"), modules).unwrap();
+    std::fs::write(dir.join("config_sentence_transformers.json"), r#"{"prompts": {"query": "query ? "}, "default_prompt_name": "passage"}"#).unwrap();
+    let (ok, err) = quantize(&dir, &[]);
+    assert!(!ok);
+    assert!(err.contains("default_prompt_name \"passage\" is not one of the prompts"), "{err}");
+}
+
 /// Pooling -> Dense -> Normalize (LaBSE's layout): the Dense module's weights (safetensors, as
 /// sentence-transformers saves them) become the runtime head's Dense layer, narrower (tanh) or
 /// wider (identity) than H, in both schemes, and the packed output follows the trainer's fp32

@@ -32,10 +32,11 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from ctypes import POINTER, c_char_p, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -141,6 +142,11 @@ def _load(path: str) -> ctypes.CDLL:
         "q8bert_text_output_len": (c_uint32, [M, c_size_t, P(c_size_t)]),
         "q8bert_run_text": (c_uint32, [M, V, V, c_size_t, V, c_size_t]),
         "q8bert_label_name": (c_char_p, [M, c_size_t]),
+        "q8bert_run_text_prompt": (c_uint32, [M, c_char_p, c_char_p, V, V, c_size_t, V, c_size_t]),
+        "q8bert_prompt_count": (c_size_t, [M]),
+        "q8bert_prompt_name": (c_char_p, [M, c_size_t]),
+        "q8bert_prompt_text": (c_char_p, [M, c_size_t]),
+        "q8bert_default_prompt_name": (c_char_p, [M]),
         "q8bert_free": (None, [M]),
         "q8bert_status_string": (c_char_p, [c_uint32]),
         "q8bert_kernel_name": (c_char_p, [c_uint32]),
@@ -275,6 +281,16 @@ _PTR_CODE = "Q" if ctypes.sizeof(c_void_p) == 8 else "I"
 
 _c_char = ctypes.c_char
 _addressof = ctypes.addressof
+
+
+def _c_string(s: str, what: str) -> bytes:
+    """One str argument as NUL-terminated UTF-8 for ctypes (lone surrogates reach the library,
+    which reports them as INVALID_UTF8, as for texts)."""
+    if not isinstance(s, str):
+        raise TypeError(f"{what} is {type(s).__name__}, not str")
+    if "\0" in s:
+        raise Q8bertError(Status.INVALID_ARGUMENT, f"{what} contains a NUL character")
+    return s.encode("utf-8", "surrogatepass")
 
 
 class _Packed:
@@ -466,6 +482,12 @@ class Model:
             self.close()
             raise
         self.labels: List[str] = list(self.info.labels)
+        # sentence-transformers' prompts (config_sentence_transformers.json), as its attributes.
+        self.prompts: Dict[str, str] = {
+            _lib.q8bert_prompt_name(self._handle, i).decode(): _lib.q8bert_prompt_text(self._handle, i).decode()
+            for i in range(_lib.q8bert_prompt_count(self._handle))}
+        default = _lib.q8bert_default_prompt_name(self._handle)
+        self.default_prompt_name: Optional[str] = None if default is None else default.decode()
         # Floats per text from run_text (token-state models are padded to the token limit).
         self._per_text = self.info.output_dim * (self.info.max_text_tokens if raw.head_kind == HEAD_TOKEN_STATES else 1)
         self._head_kind = raw.head_kind
@@ -521,17 +543,23 @@ class Model:
 
     # -- one library call -----------------------------------------------------------------------
     def _run_into(self, texts: Sequence, pairs: Optional[Sequence], out: np.ndarray,
-                  index: Optional[List[int]] = None) -> None:
+                  index: Optional[List[int]] = None, prompt: Optional[Tuple[Optional[str], Optional[str]]] = None) -> None:
         """One ``q8bert_run_text`` call for ``texts`` (and ``pairs``) into ``out``: the C hot path,
         or ctypes when it is not built or the texts need it (the ctypes path raises the precise
-        error for a non-str or a NUL; ``index`` names the caller's positions in that message)."""
-        if _c_run_into is not None and _c_run_into(self._guard, texts, pairs, out) is None:
+        error for a non-str or a NUL; ``index`` names the caller's positions in that message).
+        ``prompt`` = (name, text) for ``q8bert_run_text_prompt``; None: the model's default."""
+        if prompt is None and _c_run_into is not None and _c_run_into(self._guard, texts, pairs, out) is None:
             return
         h = self._acquire()
         try:
             a = _Packed(texts, "texts", index)
             b = None if pairs is None else _Packed(pairs, "pairs", index)
-            status = _run_text(h, a.addr, None if b is None else b.addr, len(texts), out.ctypes.data, out.size)
+            if prompt is None:
+                status = _run_text(h, a.addr, None if b is None else b.addr, len(texts), out.ctypes.data, out.size)
+            else:
+                name, text = (None if p is None else _c_string(p, what) for p, what in zip(prompt, ("prompt_name", "prompt")))
+                status = _lib.q8bert_run_text_prompt(h, name, text, a.addr, None if b is None else b.addr, len(texts),
+                                                     out.ctypes.data, out.size)
         finally:
             self._release()
         if status:
@@ -556,14 +584,14 @@ class Model:
         return out
 
     def _batched(self, a: Sequence, b: Optional[Sequence], batch_size: int, show_progress_bar: bool,
-                 desc: str) -> np.ndarray:
+                 desc: str, prompt: Optional[Tuple[Optional[str], Optional[str]]] = None) -> np.ndarray:
         """Length-sorted batches of ``batch_size`` (longest first, like sentence-transformers, so
         texts of similar length share a batch and padding wastes little), each one library call;
         rows come back in input order."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         n = len(a)
-        if n <= batch_size:  # one call, nothing to reorder
+        if n <= batch_size and prompt is None:  # one call, nothing to reorder
             out = self.run_text(a, b)
             if show_progress_bar:
                 progress = _Progress(n, True, desc)
@@ -590,7 +618,7 @@ class Model:
                 sel = idx[start:start + batch_size]
                 try:
                     self._run_into([a[i] for i in sel], None if b is None else [b[i] for i in sel],
-                                   sorted_out[start:start + len(sel)], sel)
+                                   sorted_out[start:start + len(sel)], sel, prompt)
                 except Q8bertError as e:  # "text 3: ..." is 3 in this batch: name the caller's index
                     m = re.search(r"\btext (\d+): ", e.message)
                     if m and int(m.group(1)) < len(sel):
@@ -613,7 +641,8 @@ class Model:
 
     # -- the sentence-transformers / transformers style API -------------------------------------
     def encode(self, sentences: Union[str, Sequence[str]], batch_size: int = 32, show_progress_bar: bool = False,
-               normalize_embeddings: bool = False, convert_to_numpy: bool = True) -> np.ndarray:
+               normalize_embeddings: bool = False, convert_to_numpy: bool = True, *,
+               prompt_name: Optional[str] = None, prompt: Optional[str] = None) -> np.ndarray:
         """Sentence embeddings, as sentence-transformers' ``SentenceTransformer.encode``.
 
         Args:
@@ -623,6 +652,10 @@ class Model:
             show_progress_bar: a progress line on stderr (tqdm if installed).
             normalize_embeddings: scale each row to unit L2 norm (then dot product = cosine).
             convert_to_numpy: kept for sentence-transformers compatibility; always numpy.
+            prompt_name: one of ``self.prompts`` (e.g. ``"query"`` for e5/bge-style models), put in
+                front of every sentence; without it the model's ``default_prompt_name`` applies.
+            prompt: the prompt text itself (wins over ``prompt_name``, as in
+                sentence-transformers); ``""`` for no prompt at all.
 
         Returns:
             float32 numpy array.
@@ -634,12 +667,20 @@ class Model:
         if self._head_kind != HEAD_EMBEDDING:
             raise Q8bertError(Status.UNSUPPORTED_OPERATION,
                               f"encode needs an embedding model; this one is {self.info.head} (use predict/classify)")
-        out = self._one_batch(sentences, None, batch_size, show_progress_bar)
-        if out is not None:
-            return _normalized(out) if normalize_embeddings else out
+        chosen = None
+        if prompt is not None:
+            if prompt_name is not None:
+                warnings.warn("encode: give prompt or prompt_name, not both; using prompt", stacklevel=2)
+            chosen = (None, prompt)
+        elif prompt_name is not None:
+            chosen = (prompt_name, None)
+        if chosen is None:
+            out = self._one_batch(sentences, None, batch_size, show_progress_bar)
+            if out is not None:
+                return _normalized(out) if normalize_embeddings else out
         single = isinstance(sentences, (str, bytes))
         texts = [sentences] if single else (sentences if isinstance(sentences, (list, tuple)) else list(sentences))
-        out = self._batched(texts, None, batch_size, show_progress_bar, "encode")
+        out = self._batched(texts, None, batch_size, show_progress_bar, "encode", chosen)
         if normalize_embeddings and len(out):
             out = _normalized(out)
         return out[0] if single else out

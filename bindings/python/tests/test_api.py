@@ -243,3 +243,40 @@ def test_unloadable_override_fails_the_import_clearly(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert "ImportError" in r.stderr and "nope.so" in r.stderr and "Q8BERT_LIBRARY" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def prompted(suite):
+    with q8bert.Model(suite["dir"] / suite["prompt_model"]) as m:
+        yield m
+
+
+def hex_rows(out):
+    return [[format(v, "08x") for v in row.view(np.uint32).tolist()] for row in np.atleast_2d(out)]
+
+
+def test_prompts_as_sentence_transformers(prompted, suite):
+    """config_sentence_transformers.json prompts: the default applies, prompt_name picks one,
+    prompt="" turns it off, a prompt text is the same as its name; bits as the Rust API."""
+    texts = suite["texts"]
+    assert prompted.prompts == suite["prompts"]
+    assert prompted.default_prompt_name == suite["default_prompt_name"]
+    want = suite["prompted"]
+    assert hex_rows(prompted.encode(texts)) == want["default"]
+    assert hex_rows(prompted.encode(texts, prompt_name="passage")) == want["passage"]
+    assert hex_rows(prompted.encode(texts, prompt="passage: ")) == want["passage"]
+    assert hex_rows(prompted.encode(texts, prompt="")) == want["none"]
+    assert hex_rows(prompted.encode(texts, prompt_name="query", batch_size=2)) == want["default"]
+    assert want["default"] != want["none"]
+    with pytest.raises(q8bert.Q8bertError) as e:
+        prompted.encode(texts, prompt_name="document")
+    assert e.value.status == q8bert.Status.INVALID_ARGUMENT and "query, passage" in e.value.message
+    with pytest.warns(UserWarning):
+        assert hex_rows(prompted.encode(texts, prompt_name="query", prompt="passage: ")) == want["passage"]
+
+
+def test_models_without_prompts_say_so(emb):
+    assert emb.prompts == {} and emb.default_prompt_name is None
+    with pytest.raises(q8bert.Q8bertError) as e:
+        emb.encode(["a"], prompt_name="query")
+    assert "no named prompts" in e.value.message
