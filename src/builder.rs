@@ -199,6 +199,8 @@ pub struct ModelBuilder {
     default_prompt: Option<String>,
     /// `head.include_prompt` (written only when false).
     include_prompt: bool,
+    /// `quant.attention = dynamic_int8` (format 1.6).
+    dynamic_int8_attention: bool,
 }
 
 impl ModelBuilder {
@@ -228,7 +230,16 @@ impl ModelBuilder {
             prompts: Vec::new(),
             default_prompt: None,
             include_prompt: true,
+            dynamic_int8_attention: false,
         }
+    }
+
+    /// Every layer computes QKᵀ and P·V in int8 with scales taken at run time (each query row
+    /// its own, K and V one per sequence and head), the way the per-token scheme treats linear
+    /// inputs: `quant.attention = dynamic_int8`, format 1.6. Not with static int8 attention.
+    pub fn dynamic_int8_attention(&mut self, on: bool) -> &mut Self {
+        self.dynamic_int8_attention = on;
+        self
     }
 
     /// sentence-transformers' named prompts (`config_sentence_transformers.json`), e.g.
@@ -493,6 +504,13 @@ impl ModelBuilder {
         w.metadata(keys::QUANT_EMBEDDINGS, MetaValue::Str(if per_row_embeddings { "per_row" } else { "per_table" }.into()));
         if per_row_embeddings {
             w.version_minor(w.minor().max(3));
+        }
+        if self.dynamic_int8_attention {
+            if self.attention_ranges.iter().any(Option::is_some) || self.value_ranges.iter().any(Option::is_some) {
+                bail!(Status::InvalidArgument, "dynamic int8 attention and static int8 attention scales exclude each other");
+            }
+            w.metadata(keys::QUANT_ATTENTION, MetaValue::Str("dynamic_int8".into()));
+            w.version_minor(w.minor().max(6));
         }
         if self.any_per_row && self.per_row_zero_points {
             w.metadata(keys::QUANT_PER_ROW_ZERO_POINTS, MetaValue::Bool(true));

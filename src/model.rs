@@ -31,6 +31,9 @@ pub mod keys {
     pub const QUANT_ACTIVATIONS: &str = "quant.activations";
     pub const QUANT_EMBEDDINGS: &str = "quant.embeddings";
     pub const QUANT_PER_ROW_ZERO_POINTS: &str = "quant.per_row_zero_points";
+    /// Optional: `dynamic_int8` = attention scores and P·V in int8 with scales measured at run
+    /// time (1.6); absent = as the layers' tensors say (fp32, or static int8 scales).
+    pub const QUANT_ATTENTION: &str = "quant.attention";
     pub const TOK_LOWER_CASE: &str = "tokenizer.do_lower_case";
     pub const TOK_STRIP_ACCENTS: &str = "tokenizer.strip_accents";
     pub const TOK_CHINESE_CHARS: &str = "tokenizer.tokenize_chinese_chars";
@@ -328,6 +331,9 @@ pub struct ModelLayout {
     /// Per-row inputs are quantized with a zero point too (format 1.4): the row's [min, max]
     /// onto -127..=127 instead of [-max|x|, max|x|].
     pub per_row_zero_points: bool,
+    /// Every layer computes QKᵀ and P·V in int8 with scales taken at run time (format 1.6):
+    /// each query row its own, K and V one per sequence and head (127 / max|x|).
+    pub dynamic_int8_attention: bool,
     pub vocab_offsets: Range<usize>,
     pub vocab_bytes: Range<usize>,
     pub vocab_hash: Range<usize>,
@@ -720,6 +726,22 @@ impl ModelLayout {
             Some(_) => meta_bool(index, keys::QUANT_PER_ROW_ZERO_POINTS)?,
         };
 
+        let dynamic_int8_attention = match index.metadata.get(keys::QUANT_ATTENTION) {
+            None => false,
+            Some(_) if index.version_minor < 6 => bail!(
+                Status::UnsupportedVersion,
+                "{} needs format version 1.6; the file says {}.{}",
+                keys::QUANT_ATTENTION,
+                index.version_major,
+                index.version_minor
+            ),
+            Some(MetaValue::Str(v)) if v == "dynamic_int8" => true,
+            Some(v) => bail!(Status::BadConfig, "{} {v} must be \"dynamic_int8\"", keys::QUANT_ATTENTION),
+        };
+        if dynamic_int8_attention && layers.iter().any(|l| l.attention_scales.is_some() || l.attention_value_scale.is_some()) {
+            bail!(Status::BadConfig, "{} = dynamic_int8 and static int8 attention scales in the same file", keys::QUANT_ATTENTION);
+        }
+
         if let Some(i) = r.used.iter().position(|u| !u) {
             bail!(Status::UnknownTensor, "tensor {:?} is not part of a {} model", index.tensors[i].name, kind.name());
         }
@@ -741,6 +763,7 @@ impl ModelLayout {
             classifier,
             dense,
             per_row_zero_points,
+            dynamic_int8_attention,
             vocab_offsets,
             vocab_bytes,
             vocab_hash,
@@ -769,12 +792,12 @@ impl ModelLayout {
 
     /// Whether any layer computes its attention scores in int8.
     pub fn int8_scores(&self) -> bool {
-        self.layers.iter().any(|l| l.attention_scales.is_some())
+        self.dynamic_int8_attention || self.layers.iter().any(|l| l.attention_scales.is_some())
     }
 
     /// Whether any layer computes P·V in int8.
     pub fn int8_values(&self) -> bool {
-        self.layers.iter().any(|l| l.attention_value_scale.is_some())
+        self.dynamic_int8_attention || self.layers.iter().any(|l| l.attention_value_scale.is_some())
     }
 
     /// Floats written per sequence for an input of `seq_len` tokens.

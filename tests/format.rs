@@ -331,6 +331,12 @@ fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
         ("value scale in a 1.0 file", rewritten_as(0, |t, _| t.push(Entry { name: "encoder.layer.1.attention.value_scale".into(), dtype: DType::F32, dims: vec![1], bytes: f32_bytes(30.0) })), Status::UnsupportedVersion),
         ("negative value scale", rewritten_as(1, |t, _| t.push(Entry { name: "encoder.layer.1.attention.value_scale".into(), dtype: DType::F32, dims: vec![1], bytes: f32_bytes(-30.0) })), Status::BadScale),
         ("two query scales", rewritten_as(1, |t, _| attention_scales(t, Some([f32_bytes(1.0), f32_bytes(2.0)].concat()), Some(f32_bytes(20.0)))), Status::WrongShape),
+        ("dynamic int8 attention in a 1.5 file", rewritten_as(5, |_, m| m.push(("quant.attention".into(), MetaValue::Str("dynamic_int8".into())))), Status::UnsupportedVersion),
+        ("unknown attention scheme", rewritten_as(6, |_, m| m.push(("quant.attention".into(), MetaValue::Str("int4".into())))), Status::BadConfig),
+        ("dynamic and static int8 attention", rewritten_as(6, |t, m| {
+            attention_scales(t, Some(f32_bytes(20.0)), Some(f32_bytes(20.0)));
+            m.push(("quant.attention".into(), MetaValue::Str("dynamic_int8".into())))
+        }), Status::BadConfig),
         ("include_prompt false in a 1.4 file", rewritten_as(4, |_, m| m.push(("head.include_prompt".into(), MetaValue::Bool(false)))), Status::UnsupportedVersion),
         ("default prompt in a 1.4 file", rewritten_as(4, |_, m| prompts(m, &["query"], &["query: "], Some("query"))), Status::UnsupportedVersion),
         ("default prompt that is not a prompt", rewritten_as(5, |_, m| prompts(m, &["query"], &["query: "], Some("passage"))), Status::BadConfig),

@@ -164,8 +164,62 @@ fn int8_values_match_reference() {
     }
 }
 
+/// Dynamic int8 attention (format 1.6): each query row quantized with its own 127 / max|q| per
+/// head, K and V with one scale per sequence and head, probabilities as u8, against the f64
+/// reference of that arithmetic; with per-row and with static linear inputs, every head, and
+/// long sequences over several query blocks and odd head sizes.
+#[test]
+fn dynamic_int8_attention_matches_reference() {
+    for (i, head) in heads().into_iter().enumerate() {
+        let fp = FpModel::random(tiny_config(), head.clone(), 560 + i as u64).with_per_row_inputs().with_per_row_embeddings().with_per_row_zero_points().with_dynamic_attention();
+        check_against_reference(&fp, TOLERANCE);
+        let fp = FpModel::random(tiny_config(), head, 570 + i as u64).with_dynamic_attention();
+        check_against_reference(&fp, TOLERANCE);
+    }
+    for (i, (hidden, heads)) in [(128u32, 2u32), (160, 2), (36, 4)].into_iter().enumerate() {
+        let mut config = tiny_config();
+        (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (hidden, heads, 2 * hidden, 160);
+        let fp = FpModel::random(config, Head::Embedding { pooling: Pooling::Mean, normalize: false }, 580 + i as u64).with_per_row_inputs().with_dynamic_attention();
+        check_shapes_against_reference(&fp, TOLERANCE, &[(1, 131), (2, 70)]);
+    }
+}
+
+/// Dynamic int8 attention is finer than the reference tests' tolerance can tell from fp32
+/// attention, so this checks it by distance: the runtime's outputs are several times closer to
+/// the reference of dynamic int8 attention than to the reference of the same model with fp32
+/// attention (every other quantization alike).
+#[test]
+fn dynamic_int8_attention_is_the_reference_arithmetic() {
+    let mean_error = |run: &FpModel, reference: &FpModel| {
+        let bytes = run.bytes();
+        let buf = Aligned::new(&bytes);
+        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+        let b = random_batch(&mut Rng::new(17), 4, 24, run.config.vocab_size as usize);
+        let mut out = vec![0.0f32; model.output_len(4, 24)];
+        model.run(&b.ids, Some(&b.types), Some(&b.mask), 4, 24, &mut out).unwrap();
+        let per_seq = out.len() / 4;
+        let (mut total, mut count) = (0.0f64, 0usize);
+        for (s, (ids, types)) in b.seqs.iter().enumerate() {
+            let want = reference_forward(reference, ids, types);
+            for (i, &w) in want.iter().enumerate() {
+                total += (out[s * per_seq + i] as f64 - w).abs();
+                count += 1;
+            }
+        }
+        total / count as f64
+    };
+    for seed in [590, 591, 592] {
+        let fp32_attention = FpModel::random(tiny_config(), Head::TokenStates, seed).with_per_row_inputs();
+        let dynamic = fp32_attention.clone().with_dynamic_attention();
+        let (to_dynamic, to_fp32) = (mean_error(&dynamic, &dynamic), mean_error(&dynamic, &fp32_attention));
+        eprintln!("seed {seed}: mean |runtime - reference|: dynamic reference {to_dynamic:.2e}, fp32-attention reference {to_fp32:.2e}");
+        assert!(to_dynamic * 3.0 < to_fp32, "seed {seed}: {to_dynamic:.2e} to the dynamic reference vs {to_fp32:.2e} to fp32 attention");
+    }
+}
+
 /// The scales really change the computation: int8 attention and fp32 attention over the same
-/// weights give different outputs.
+/// weights give different outputs (by more than the reference tests' tolerance, so those tests
+/// tell them apart; dynamic int8 attention is closer to fp32, see the next test).
 #[test]
 fn int8_attention_differs_from_fp32_attention() {
     let fp = FpModel::random(tiny_config(), Head::TokenStates, 520);
@@ -453,13 +507,16 @@ fn every_kernel_gives_bit_identical_outputs() {
         assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 45 + i as u64).with_int8_values(2.0), 3, 70);
         // Both: Q, K, V requantized in the QKV epilogue.
         assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 55 + i as u64).with_int8_attention(2.0, 2.0).with_int8_values(2.0), 3, 70);
+        // Dynamic int8 attention (run-time scales).
+        assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 65 + i as u64).with_per_row_inputs().with_dynamic_attention(), 3, 70);
     }
     assert_kernels_identical(&FpModel::random(tiny_config(), heads()[0].clone(), 38).with_int8_attention(1.5, 1.0), 4, 24);
     // Per-row input scales (format 1.2), alone and with fully int8 attention, every head.
     for head in heads() {
         assert_kernels_identical(&FpModel::random(tiny_config(), head.clone(), 39).with_per_row_inputs(), 4, 24);
         assert_kernels_identical(&FpModel::random(tiny_config(), head.clone(), 40).with_per_row_inputs().with_int8_attention(1.5, 1.0).with_int8_values(1.5), 4, 24);
-        assert_kernels_identical(&FpModel::random(tiny_config(), head, 42).with_per_row_inputs().with_per_row_embeddings(), 4, 24);
+        assert_kernels_identical(&FpModel::random(tiny_config(), head.clone(), 42).with_per_row_inputs().with_per_row_embeddings(), 4, 24);
+        assert_kernels_identical(&FpModel::random(tiny_config(), head, 43).with_per_row_inputs().with_per_row_zero_points().with_dynamic_attention(), 4, 24);
     }
 }
 
@@ -470,6 +527,8 @@ fn every_thread_count_gives_bit_identical_outputs() {
         // Every other head with int8 attention scores; every third with per-row input scales.
         let fp = if i % 2 == 1 { fp.with_int8_attention(1.5, 1.0).with_int8_values(1.5) } else { fp };
         let fp = if i % 3 != 2 { fp.with_per_row_inputs() } else { fp };
+        // Every fourth with dynamic int8 attention instead of static.
+        let fp = if i % 4 == 0 { fp.with_dynamic_attention() } else { fp };
         let bytes = fp.bytes();
         let buf = Aligned::new(&bytes);
         let mut rng = Rng::new(23);
@@ -494,7 +553,11 @@ fn every_thread_count_gives_bit_identical_outputs() {
 fn sequence_parallel_batches_match_each_sequence_alone() {
     for (i, head) in heads().into_iter().enumerate() {
         let fp = FpModel::random(tiny_config(), head, 60 + i as u64);
-        let fp = if i % 2 == 0 { fp.with_per_row_inputs().with_per_row_embeddings() } else { fp.with_int8_attention(1.5, 1.0).with_int8_values(1.5) };
+        let fp = match i % 3 {
+            0 => fp.with_per_row_inputs().with_per_row_embeddings(),
+            1 => fp.with_int8_attention(1.5, 1.0).with_int8_values(1.5),
+            _ => fp.with_per_row_inputs().with_per_row_zero_points().with_dynamic_attention(),
+        };
         let bytes = fp.bytes();
         let buf = Aligned::new(&bytes);
         let alone_model = Model::from_bytes(buf.bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap();

@@ -2,6 +2,7 @@
 //! V packed for int8 P·V, and softmax(QKᵀ/√d)·V per sequence and head in blocks of query rows.
 
 use super::*;
+use crate::model::AttentionScales;
 
 /// K of every sequence and head transposed to [dh][len_p] (keys padded to whole tiles, padding
 /// zero), so q.K^T is a sum over d of q[d] * row d: a fixed order for every key, vectorized
@@ -69,11 +70,39 @@ fn per_head_pieces<'a>(
     (pieces, tasks)
 }
 
-/// K of every sequence and head quantized with `key_scale` and packed as the weight matrix of
-/// a scores GEMM (keys as output columns, dh as the inner dimension), plus each key's sum for
-/// the kernels' +128 activation offset. Once per layer, shared by all query blocks.
+/// max|x| of each row's Q, K and V in each head ([row][3 x heads], as the QKV epilogue wrote
+/// them): what dynamic int8 attention's scales come from.
+#[derive(Clone, Copy)]
+pub(super) struct HeadMax<'a> {
+    pub(super) max: &'a [f32],
+    pub(super) heads: usize,
+}
+
+impl HeadMax<'_> {
+    /// max|x| of row `r` in group `g` (Q heads, then K heads, then V heads).
+    #[inline(always)]
+    fn row(&self, r: usize, g: usize) -> f32 {
+        self.max[r * 3 * self.heads + g]
+    }
+}
+
+/// The scale of one row's Q, K or V in one head (group `g` of [`HeadMax`]): the layer's static
+/// one, or (dynamic) 127 / max|x| of that row.
+#[inline(always)]
+fn row_scale(fixed: Option<f32>, ranges: Option<HeadMax>, r: usize, g: usize) -> f32 {
+    match (fixed, ranges) {
+        (Some(s), _) => s,
+        (None, Some(m)) => ops::per_row_scale(m.row(r, g)),
+        (None, None) => unreachable!("dynamic scales come with the QKV epilogue's ranges"),
+    }
+}
+
+/// K of every sequence and head quantized with `key_scale` (None: each key row of each head
+/// with its own, see [`row_scale`]) and packed as the weight matrix of a scores GEMM (keys as
+/// output columns, dh as the inner dimension), plus each key's sum for the kernels' +128
+/// activation offset. Once per layer, shared by all query blocks.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
+pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: Option<f32>, ranges: Option<HeadMax>, packed: &mut [u8], sums: &mut [i32]) {
     let (pieces, tasks) = per_head_pieces(seq_start, heads, packed, sums, |len| (packed_len(len, dh), len));
     let k4 = dh.div_ceil(crate::kernels::KGROUP);
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
@@ -84,7 +113,7 @@ pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
         let mut row = alloc::vec![0i8; k4 * 4];
         let ko = h + hd * dh;
         for (j, sum) in piece_sums.iter_mut().enumerate().take(len) {
-            qkv.quantized(a + j, h, ko, key_scale, &mut row[..dh]);
+            qkv.quantized(a + j, h, ko, row_scale(key_scale, ranges, a + j, heads + hd), &mut row[..dh]);
             *sum = row.iter().map(|&q| q as i32).sum();
             // Key j is column j % 16 of panel j / 16: 4 consecutive k per 64-byte group.
             let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
@@ -95,11 +124,12 @@ pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
     })));
 }
 
-/// V of every sequence and head quantized with `value_scale` and packed as the weight matrix of
-/// a P·V GEMM (features as output columns, keys as the inner dimension), plus each feature's
-/// sum over the keys (for the probabilities' offset, see `attention`). Once per layer.
+/// V of every sequence and head quantized with `value_scale` (None: each value row of each
+/// head with its own, as K in [`pack_keys`]) and packed as the weight matrix of a P·V GEMM
+/// (features as output columns, keys as the inner dimension), plus each feature's sum over the
+/// keys (for the probabilities' offset, see `attention`). Once per layer.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, value_scale: f32, packed: &mut [u8], sums: &mut [i32]) {
+pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, value_scale: Option<f32>, ranges: Option<HeadMax>, packed: &mut [u8], sums: &mut [i32]) {
     use crate::kernels::{KGROUP, PANEL};
     let (pieces, tasks) = per_head_pieces(seq_start, heads, packed, sums, |len| (packed_len(dh, len), dh));
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
@@ -117,7 +147,7 @@ pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start
             let keys = (len - j0).min(KGROUP);
             for (jj, row) in quad.chunks_exact_mut(dh).enumerate() {
                 if jj < keys {
-                    qkv.quantized(a + j0 + jj, h, vo, value_scale, row);
+                    qkv.quantized(a + j0 + jj, h, vo, row_scale(value_scale, ranges, a + j0 + jj, 2 * heads + hd), row);
                 } else {
                     row.fill(0);
                 }
@@ -170,16 +200,19 @@ impl Qkv<'_> {
 pub(super) enum Keys<'k> {
     /// fp32 K^T, [sequence][head][dh][keys padded to KEY_TILE].
     F32 { key_t: &'k [f32] },
-    /// int8 K, [sequence][head][packed_len(len, dh)] bytes, sums [sequence][head][len].
-    I8 { packed: &'k [u8], sums: &'k [i32], scales: AttentionScales },
+    /// int8 K, [sequence][head][packed_len(len, dh)] bytes, sums [sequence][head][len]. With
+    /// static `scales` every query and key shares S_q and S_k; without (dynamic), each row of
+    /// Q and of K in each head has its own 127 / max|x|, from `ranges`.
+    I8 { packed: &'k [u8], sums: &'k [i32], scales: Option<AttentionScales>, ranges: Option<HeadMax<'k>> },
 }
 
 /// The values of one layer's attention: the fp32 V columns of `qkv`, or as `pack_values` left them.
 #[derive(Clone, Copy)]
 pub(super) enum Values<'v> {
     F32,
-    /// int8 V, [sequence][head][packed_len(dh, len)] bytes, sums [sequence][head][dh].
-    I8 { packed: &'v [u8], sums: &'v [i32], value_scale: f32 },
+    /// int8 V, [sequence][head][packed_len(dh, len)] bytes, sums [sequence][head][dh], quantized
+    /// with `value_scale`, or (None, dynamic) each row of each head with its own.
+    I8 { packed: &'v [u8], sums: &'v [i32], value_scale: Option<f32> },
 }
 
 /// softmax(q k^T / sqrt(dh)) v per sequence and head, split over blocks of query rows. Scores
@@ -223,6 +256,13 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
             Keys::I8 { .. } => (alloc::vec![0i8; block * dh], alloc::vec![0i32; block * len]),
             Keys::F32 { .. } => (Vec::new(), Vec::new()),
         };
+        // S_q of each query row of the block.
+        let mut q_scales = alloc::vec![0.0f32; if matches!(keys, Keys::I8 { .. }) { block } else { 0 }];
+        // Dynamic int8 attention: per key, 1/S_k and 1/S_v of its row in the current head.
+        let dynamic = matches!(keys, Keys::I8 { scales: None, .. });
+        let (mut k_inv, mut v_inv) = (alloc::vec![0.0f32; if dynamic { len } else { 0 }], alloc::vec![0.0f32; if dynamic { len } else { 0 }]);
+        // The probability scale of each query row: 255, or (dynamic) 255 / the row's largest.
+        let mut p_scales = alloc::vec![PROBABILITY_SCALE; if matches!(values, Values::I8 { .. }) { block } else { 0 }];
         // int8 P·V: the block's probabilities (u8 - 128, see below) and int32 outputs.
         let (mut p8, mut acc_v) = match values {
             Values::I8 { .. } => (alloc::vec![0i8; block * len], alloc::vec![0i32; block * dh]),
@@ -235,15 +275,23 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
         };
         for hd in 0..heads {
             let (qo, vo) = (hd * dh, 2 * h + hd * dh);
+            if let (true, Keys::I8 { ranges: Some(m), .. }) = (dynamic, keys) {
+                for (j, (ki, vi)) in k_inv.iter_mut().zip(v_inv.iter_mut()).enumerate() {
+                    *ki = 1.0 / ops::per_row_scale(m.row(a + j, heads + hd));
+                    *vi = 1.0 / ops::per_row_scale(m.row(a + j, 2 * heads + hd));
+                }
+            }
             for s0 in (i0..i0 + n).step_by(block) {
                 let brows = block.min(i0 + n - s0);
-                if let Keys::I8 { packed, sums, scales } = keys {
+                if let Keys::I8 { packed, sums, scales, ranges } = keys {
                     let kp_len = packed_len(len, dh);
                     let kp = &packed[kp0 + hd * kp_len..kp0 + (hd + 1) * kp_len];
                     let ks = &sums[ks0 + hd * len..ks0 + (hd + 1) * len];
                     timed!(Op::AttentionScores, {
                         for (r, qrow) in q8.chunks_exact_mut(dh).take(brows).enumerate() {
-                            qkv.quantized(s0 + r, h, qo, scales.query_scale, qrow);
+                            let scale = row_scale(scales.map(|s| s.query_scale), ranges, s0 + r, hd);
+                            q_scales[r] = scale;
+                            qkv.quantized(s0 + r, h, qo, scale, qrow);
                         }
                         cx.kernel.gemm_i8(&q8, dh, brows, kp, ks, len, dh, 0, len, &mut acc, len);
                     });
@@ -264,11 +312,15 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
                             });
                         }
                         Keys::I8 { scales, .. } => {
-                            // Scores are acc / (S_q S_k), divided by sqrt(dh) in the softmax: one scale.
-                            let score_scale = inv_sqrt_dh / (scales.query_scale * scales.key_scale);
+                            // Scores are acc / (S_q S_k), divided by sqrt(dh) in the softmax: one
+                            // scale per row, and (dynamic) each key's 1/S_k per column.
                             timed!(Op::AttentionSoftmax, for r in 0..rows {
                                 let acc_row = &acc[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len];
-                                ops::softmax_scaled_i32(acc_row, score_scale, &mut scores[r * len_p..r * len_p + len]);
+                                let row = &mut scores[r * len_p..r * len_p + len];
+                                match scales {
+                                    Some(sc) => ops::softmax_scaled_i32(acc_row, inv_sqrt_dh / (q_scales[r0 - s0 + r] * sc.key_scale), row),
+                                    None => ops::softmax_scaled_i32_columns(acc_row, &k_inv, inv_sqrt_dh / q_scales[r0 - s0 + r], row),
+                                }
                             });
                         }
                     }
@@ -280,19 +332,32 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
                         }
                         Values::I8 { .. } => timed!(Op::AttentionValues, for r in 0..rows {
                             let p_row = &mut p8[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len];
-                            ops::quantize_probabilities(&scores[r * len_p..r * len_p + len], p_row);
+                            let p = &mut scores[r * len_p..r * len_p + len];
+                            // Dynamic: each value row j was quantized with its own S_v[j], so
+                            // sum_j p_j v_j = sum_j (p_j / S_v[j]) (S_v[j] v_j): the 1/S_v go
+                            // into the probabilities, which are then quantized with the row's scale.
+                            if dynamic {
+                                for (pj, &vi) in p.iter_mut().zip(&v_inv) {
+                                    *pj *= vi;
+                                }
+                            }
+                            let scale = if dynamic { ops::probability_scale(p) } else { PROBABILITY_SCALE };
+                            p_scales[r0 - s0 + r] = scale;
+                            ops::quantize_probabilities(p, scale, p_row);
                         }),
                     }
                 }
                 if let Values::I8 { packed, sums, value_scale } = values {
+                    // Dynamic: the value scales are in the probabilities already.
+                    let value_scale = value_scale.unwrap_or(1.0);
                     let vp_len = packed_len(dh, len);
                     let vp = &packed[vp0 + hd * vp_len..vp0 + (hd + 1) * vp_len];
                     let vs = &sums[vs0 + hd * dh..vs0 + (hd + 1) * dh];
                     timed!(Op::AttentionValues, {
                         cx.kernel.gemm_i8(&p8, len, brows, vp, vs, dh, len, 0, dh, &mut acc_v, dh);
                         // p8 holds u8 - 128, so acc_v = sum_j (p_j - 128) v_j: add 128 * sum_j v_j back.
-                        let inv = 1.0 / (PROBABILITY_SCALE * value_scale);
                         for r in 0..brows {
+                            let inv = 1.0 / (p_scales[r] * value_scale);
                             let o = &mut out[(s0 - i0 + r) * h + hd * dh..(s0 - i0 + r) * h + (hd + 1) * dh];
                             for ((ov, &av), &sv) in o.iter_mut().zip(&acc_v[r * dh..(r + 1) * dh]).zip(vs) {
                                 *ov = av.wrapping_add(sv.wrapping_mul(128)) as f32 * inv;

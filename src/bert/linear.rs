@@ -16,6 +16,10 @@ pub(super) enum LinearIn<'x> {
 pub(super) enum LinearOut<'o> {
     /// Store fp32 rows of N values.
     F32(&'o mut [f32]),
+    /// fp32 rows of N values, and max|y| of every `group` consecutive values of each row into
+    /// `group_max` (N / group per row): dynamic int8 attention's per-head ranges of Q, K, V,
+    /// taken while the row is in cache.
+    F32GroupMax { out: &'o mut [f32], group: usize, group_max: &'o mut [f32] },
     /// LayerNorm(y + residual) into fp32 rows.
     ResidualNorm { out: &'o mut [f32], residual: &'o [f32], ln: &'o LayerNormRef },
     /// act(y) (the model's FFN activation, GELU in BERT), quantized as the next layer's input, into rows of stride `padded_k(N)`; a
@@ -53,7 +57,7 @@ pub(super) struct Ctx<'m> {
 /// What one task of a linear layer owns: its rows of the quantized input and their 1/S_x, the
 /// accumulators, the output, the next layer's 1/S_x (GELU into a per-row input), and one
 /// epilogue row.
-type LinearTask<'a> = ((Option<&'a mut [i8]>, Option<&'a mut [ops::RowScale]>), &'a mut [i32], OutPart<'a>, Option<&'a mut [ops::RowScale]>, &'a mut [f32]);
+type LinearTask<'a> = ((Option<&'a mut [i8]>, Option<&'a mut [ops::RowScale]>), &'a mut [i32], OutPart<'a>, Option<&'a mut [ops::RowScale]>, &'a mut [f32], Option<&'a mut [f32]>);
 
 impl Ctx<'_> {
     pub(super) fn f32s(&self, r: &core::ops::Range<usize>) -> &[f32] {
@@ -95,8 +99,15 @@ impl Ctx<'_> {
         let mut thirds = [0.0f32; 3];
         let mut next = InputQuant::Static(0.0);
         let mut next_inv_parts: Vec<Option<&mut [ops::RowScale]>> = blocks.iter().map(|_| None).collect();
+        let mut group = 0;
+        let mut group_max_parts: Vec<Option<&mut [f32]>> = blocks.iter().map(|_| None).collect();
         let (out_parts, residual, ln): (Vec<OutPart>, _, _) = match out {
             LinearOut::F32(o) => (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None),
+            LinearOut::F32GroupMax { out: o, group: g, group_max } => {
+                group = g;
+                group_max_parts = carve(&mut group_max[..rows * (n / g)], &blocks, n / g).into_iter().map(Some).collect();
+                (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None)
+            }
             LinearOut::ResidualNorm { out, residual, ln } => {
                 (carve(&mut out[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), Some(residual), Some(ln))
             }
@@ -125,14 +136,15 @@ impl Ctx<'_> {
             .zip(out_parts)
             .zip(next_inv_parts)
             .zip(epi_parts)
-            .map(|((((q, a), o), ni), e)| Slot::new((q, a, o, ni, e)))
+            .zip(group_max_parts)
+            .map(|(((((q, a), o), ni), e), gm)| Slot::new((q, a, o, ni, e, gm)))
             .collect();
         let (w, wsum, dq) = (&self.file[lin.weight.clone()], self.i32s(&lin.weight_sum), &dq[..n]);
         // Static input: int32 bias at S_w S_x. Per-row input: f32 bias.
         let (bias_i32, bias_f32): (&[i32], &[f32]) = if per_row { (&[], self.f32s(&lin.bias)) } else { (self.i32s(&lin.bias), &[]) };
         let ln = ln.map(|l| (self.f32s(&l.gamma), self.f32s(&l.beta)));
         self.par.for_each(blocks.len(), &|b| self.kernel.with_fp32_simd(#[inline(always)] || {
-            let ((xq_part, row_inv_part), acc_part, mut out_part, mut next_inv, epi) = slots[b].take();
+            let ((xq_part, row_inv_part), acc_part, mut out_part, mut next_inv, epi, mut group_max) = slots[b].take();
             let (r0, nrows) = blocks[b];
             let (a, row_inv): (&[i8], &[ops::RowScale]) = match (&x, xq_part) {
                 (LinearIn::F32(xf), Some(q)) => {
@@ -175,6 +187,11 @@ impl Ctx<'_> {
                     OutPart::F32(o) => {
                         let o = &mut o[r * n..(r + 1) * n];
                         dequantize(r, acc_row, o);
+                        if let Some(gm) = group_max.as_deref_mut() {
+                            for (m, x) in gm[r * (n / group)..(r + 1) * (n / group)].iter_mut().zip(o.chunks_exact(group)) {
+                                *m = math::max_abs(x);
+                            }
+                        }
                         if let (Some(res), Some((g, be))) = (residual, ln) {
                             let res_row = &res[(r0 + r) * n..(r0 + r + 1) * n];
                             for (v, &rv) in o.iter_mut().zip(res_row) {

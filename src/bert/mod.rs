@@ -15,7 +15,7 @@ use crate::error::{bail, Result, Status};
 use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
 use crate::kernels::{Kernel, KernelKind};
 use crate::kernels::packed_len;
-use crate::model::{cast, Activation, AttentionScales, EmbeddingRef, EmbeddingScales, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
+use crate::model::{cast, Activation, EmbeddingRef, EmbeddingScales, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
 use crate::ops::{self, math, padded_k};
 
 /// Forward-pass operations, for the per-op time split (feature `op-timing`).
@@ -97,7 +97,7 @@ mod attention;
 mod head;
 mod linear;
 
-use attention::{attention, pack_keys, pack_values, transpose_keys, Keys, Qkv, Values};
+use attention::{attention, pack_keys, pack_values, transpose_keys, HeadMax, Keys, Qkv, Values};
 use head::write_head;
 use linear::{Ctx, LinearBufs, LinearIn, LinearOut};
 
@@ -149,6 +149,8 @@ pub struct Workspace {
     /// sum over keys of each feature.
     value_q: Vec<u8>,
     value_sum: Vec<i32>,
+    /// Dynamic int8 attention: max|x| of each row's Q, K, V per head ([row][3 x heads]).
+    head_max: Vec<f32>,
     dq: Vec<f32>,
     pooled: Vec<f32>,
     /// Buffers of `Model::run_text`.
@@ -187,6 +189,7 @@ impl Workspace {
             + self.key_sum.capacity() * 4
             + self.value_q.capacity()
             + self.value_sum.capacity() * 4
+            + self.head_max.capacity() * 4
             + self.per_task.capacity() * core::mem::size_of::<Workspace>()
             + self.per_task.iter().map(Workspace::capacity_bytes).sum::<usize>()
     }
@@ -266,6 +269,11 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         // a block of queries
         if int8_values { batch.checked_mul(h)? } else { 0 },
         if int8_values { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
+        // int8 attention: per task the S_q and probability scale of a block of queries, and
+        // (dynamic) 1/S_k and 1/S_v of every key
+        if int8 || int8_values { threads.checked_mul(SCORE_BLOCK.checked_mul(2)?.checked_add(seq_len.checked_mul(2)?)?)? } else { 0 },
+        // dynamic int8 attention: per-head ranges of every row's Q, K, V
+        if layout.dynamic_int8_attention { t.checked_mul(3 * c.num_heads)? } else { 0 },
         // per-row input scales: 1/S_x and zero point (two 4-byte words) of every row of xq and
         // inter_q, and one dequantized row of the widest layer per linear task
         if per_row { t.checked_mul(4)? } else { 0 },
@@ -624,7 +632,7 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     try_resize(&mut ws.ctx, t * h)?;
     let (heads, dh) = (cfg.num_heads, cfg.head_dim());
     let lens = || ws.seq_start.windows(2).map(|w| w[1] - w[0]);
-    let key_t_len: usize = if layout.layers.iter().any(|l| l.attention_scales.is_none()) { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
+    let key_t_len: usize = if !layout.dynamic_int8_attention && layout.layers.iter().any(|l| l.attention_scales.is_none()) { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
     let (key_q_len, key_sum_len): (usize, usize) = if layout.int8_scores() {
         (lens().map(|len| heads * packed_len(len, dh)).sum(), t * heads)
     } else {
@@ -643,6 +651,9 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
         try_resize(&mut ws.qkv_q, t * 3 * h)?;
     }
     try_resize(&mut ws.value_sum, value_sum_len)?;
+    if layout.dynamic_int8_attention {
+        try_resize(&mut ws.head_max, t * 3 * heads)?;
+    }
     try_resize(&mut ws.tmp, t * h)?;
     try_resize(&mut ws.inter_q, t * padded_k(inter))?;
     try_resize(&mut ws.xq, t * padded_k(h))?;
@@ -692,26 +703,34 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
                 cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, bufs!(ws), out);
                 Qkv::I8(&ws.qkv_q)
             }
+            _ if layout.dynamic_int8_attention => {
+                let out = LinearOut::F32GroupMax { out: &mut ws.qkv, group: dh, group_max: &mut ws.head_max };
+                cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, bufs!(ws), out);
+                Qkv::F32(&ws.qkv)
+            }
             _ => {
                 cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, bufs!(ws), LinearOut::F32(&mut ws.qkv));
                 Qkv::F32(&ws.qkv)
             }
         };
-        let keys = match layer.attention_scales {
-            None => {
+        let ranges = layout.dynamic_int8_attention.then_some(HeadMax { max: &ws.head_max, heads });
+        // int8 scores and P·V: the layer's static scales, or (dynamic) each row's own per head.
+        let dynamic = layout.dynamic_int8_attention;
+        let keys = match (layer.attention_scales, dynamic) {
+            (None, false) => {
                 let Qkv::F32(qkv) = qkv else { unreachable!("fp32 scores come with fp32 QKV") };
                 transpose_keys(&cx, heads, dh, h, &ws.seq_start, qkv, &mut ws.key_t[..key_t_len]);
                 Keys::F32 { key_t: &ws.key_t }
             }
-            Some(scales) => {
-                pack_keys(&cx, heads, dh, h, &ws.seq_start, qkv, scales.key_scale, &mut ws.key_q[..key_q_len], &mut ws.key_sum[..key_sum_len]);
-                Keys::I8 { packed: &ws.key_q, sums: &ws.key_sum, scales }
+            (scales, _) => {
+                pack_keys(&cx, heads, dh, h, &ws.seq_start, qkv, scales.map(|s| s.key_scale), ranges, &mut ws.key_q[..key_q_len], &mut ws.key_sum[..key_sum_len]);
+                Keys::I8 { packed: &ws.key_q, sums: &ws.key_sum, scales, ranges }
             }
         };
-        let values = match layer.attention_value_scale {
-            None => Values::F32,
-            Some(value_scale) => {
-                pack_values(&cx, heads, dh, h, &ws.seq_start, qkv, value_scale, &mut ws.value_q[..value_q_len], &mut ws.value_sum[..value_sum_len]);
+        let values = match (layer.attention_value_scale, dynamic) {
+            (None, false) => Values::F32,
+            (value_scale, _) => {
+                pack_values(&cx, heads, dh, h, &ws.seq_start, qkv, value_scale, ranges, &mut ws.value_q[..value_q_len], &mut ws.value_sum[..value_sum_len]);
                 Values::I8 { packed: &ws.value_q, sums: &ws.value_sum, value_scale }
             }
         };

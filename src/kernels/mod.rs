@@ -374,6 +374,12 @@ impl Kernel {
             // SAFETY: `Kernel` is only constructed for kinds whose CPU features were detected
             // (or enabled at compile time); `args` and `out` were bounds-checked above.
             KernelKind::Avx512Vnni => unsafe { x86_64::avx512_vnni::gemm(&args, out, scratch) },
+            // An inner dimension shorter than one 64-byte tile row (attention's QKᵀ with heads
+            // of 32) would go through AMX's zero-padded scratch tiles on every call: the
+            // AVX-512 VNNI kernel, which every AMX CPU has, is faster there (same bits).
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: an Amx kernel exists only where AVX-512 VNNI was detected too (detect::amx_int8).
+            KernelKind::Amx if k < 64 => unsafe { x86_64::avx512_vnni::gemm(&args, out, scratch) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, for AMX-TILE/INT8 with the OS's tile-state grant.
             KernelKind::Amx => unsafe { x86_64::amx::gemm(&args, out, scratch) },

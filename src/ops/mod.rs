@@ -197,13 +197,28 @@ pub fn softmax_scaled(x: &mut [f32], scale: f32) {
     }
 }
 
-/// Attention probabilities (in [0, 1]) for int8 P·V: round(p * 255) as an unsigned 8-bit value,
-/// stored minus 128 so the kernels' int8 path can carry it (their +128 offset restores it).
+/// Attention probabilities (in [0, 1]) for int8 P·V: round(p * scale) as an unsigned 8-bit
+/// value, stored minus 128 so the kernels' int8 path can carry it (their +128 offset restores
+/// it). `scale` is [`crate::model::PROBABILITY_SCALE`] (static int8 attention) or
+/// [`probability_scale`] of the row (dynamic).
 #[inline(always)]
-pub fn quantize_probabilities(p: &[f32], out: &mut [i8]) {
+pub fn quantize_probabilities(p: &[f32], scale: f32, out: &mut [i8]) {
     for (o, &v) in out.iter_mut().zip(p) {
-        let u = math::round_to_int((v * crate::model::PROBABILITY_SCALE).clamp(0.0, 255.0));
+        let u = math::round_to_int((v * scale).clamp(0.0, 255.0));
         *o = (u - 128) as i8;
+    }
+}
+
+/// The scale that maps a row's largest probability to 255: with long sequences every
+/// probability is small, and a fixed 255 would leave most of them 0 or 1.
+#[inline(always)]
+pub fn probability_scale(p: &[f32]) -> f32 {
+    let top = math::max(p);
+    let s = 255.0 / top;
+    if top > 0.0 && s.is_finite() {
+        s
+    } else {
+        crate::model::PROBABILITY_SCALE
     }
 }
 
@@ -215,6 +230,17 @@ pub fn softmax_scaled_i32(acc: &[i32], scale: f32, out: &mut [f32]) {
     let out = &mut out[..acc.len()];
     for (o, &a) in out.iter_mut().zip(acc) {
         *o = a as f32;
+    }
+    softmax_scaled(out, scale);
+}
+
+/// softmax((acc[j] * col_inv[j]) * scale) into `out`: int32 scores whose keys each had their
+/// own scale (dynamic int8 attention), then [`softmax_scaled`].
+#[inline(always)]
+pub fn softmax_scaled_i32_columns(acc: &[i32], col_inv: &[f32], scale: f32, out: &mut [f32]) {
+    let out = &mut out[..acc.len()];
+    for ((o, &a), &c) in out.iter_mut().zip(acc).zip(col_inv) {
+        *o = a as f32 * c;
     }
     softmax_scaled(out, scale);
 }

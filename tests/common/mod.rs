@@ -93,6 +93,8 @@ pub struct FpModel {
     pub int8_attention: Vec<Option<(f32, f32)>>,
     /// Per layer: max|v| when P·V is int8 (format 1.1).
     pub int8_values: Vec<Option<f32>>,
+    /// QKᵀ and P·V in int8 with run-time scales (format 1.6).
+    pub dynamic_attention: bool,
     pub vocab: Vec<String>,
     pub word: Vec<f32>,
     pub pos: Vec<f32>,
@@ -169,6 +171,7 @@ impl FpModel {
             layer_activations: vec![ActivationQuant::Static; config.num_layers as usize],
             int8_attention: vec![None; config.num_layers as usize],
             int8_values: vec![None; config.num_layers as usize],
+            dynamic_attention: false,
             vocab: tiny_vocab(config.vocab_size as usize),
         }
     }
@@ -209,7 +212,12 @@ impl FpModel {
         self
     }
 
-    /// The same model with int8 P·V in every layer, V range given.
+    /// The same model with int8 QKᵀ and P·V whose scales are taken at run time (format 1.6).
+    pub fn with_dynamic_attention(mut self) -> FpModel {
+        self.dynamic_attention = true;
+        self
+    }
+
     /// The same model with per-row inputs quantized with a zero point too (format 1.4); only
     /// meaningful with per-row inputs.
     pub fn with_per_row_zero_points(mut self) -> FpModel {
@@ -224,6 +232,7 @@ impl FpModel {
         self
     }
 
+    /// The same model with int8 P·V in every layer, V range given.
     pub fn with_int8_values(mut self, value_max: f32) -> FpModel {
         self.int8_values = vec![Some(value_max); self.layers.len()];
         self
@@ -271,6 +280,7 @@ impl FpModel {
             b.dense(d.view(), d.n, *activation).unwrap();
         }
         b.per_row_zero_points(self.per_row_zero_points);
+        b.dynamic_int8_attention(self.dynamic_attention);
         b
     }
 
@@ -483,6 +493,25 @@ fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f
             let sv = (127.0f32 / v_max) as f64;
             v.iter_mut().for_each(|x| *x = fq(*x, sv));
         }
+        // Dynamic int8 attention: every row of Q, K and V in every head its own scale; the
+        // 1/S_v of each value row goes into the probabilities, which are then quantized with
+        // their row's largest at 255 (`v_scale` keeps each value row's S_v for that).
+        let mut v_scale = vec![1.0f64; t * heads];
+        if m.dynamic_attention && quantize {
+            let max_of = |x: &[f64], r: usize, hd: usize| (0..dh).map(|d| x[r * h + hd * dh + d].abs()).fold(0.0f64, f64::max);
+            let scale = |max: f64| if max > 0.0 { (127.0f32 / max as f32) as f64 } else { 1.0 };
+            for hd in 0..heads {
+                for i in 0..t {
+                    let (sq, sk, sv) = (scale(max_of(&q, i, hd)), scale(max_of(&k, i, hd)), scale(max_of(&v, i, hd)));
+                    v_scale[i * heads + hd] = sv;
+                    for d in 0..dh {
+                        let at = i * h + hd * dh + d;
+                        (q[at], k[at], v[at]) = (fq(q[at], sq), fq(k[at], sk), fq(v[at], sv));
+                    }
+                }
+            }
+        }
+        let int8_values = if m.dynamic_attention { &Some(0.0) } else { int8_values };
         let mut ctx = vec![0.0; t * h];
         for hd in 0..heads {
             for i in 0..t {
@@ -494,11 +523,18 @@ fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f
                     *v = (*v - mx).exp();
                     *v
                 }).sum();
+                // Probabilities as u8 at scale 255, or (dynamic) p_j / S_v[j] with the row's
+                // largest at 255, times S_v[j] v_j.
+                let dynamic = m.dynamic_attention && quantize;
+                let pv: Vec<f64> = (0..t).map(|j| s[j] / sum / if dynamic { v_scale[j * heads + hd] } else { 1.0 }).collect();
+                let p_scale = if dynamic { 255.0 / pv.iter().cloned().fold(0.0, f64::max) } else { 255.0 };
                 for j in 0..t {
-                    let mut p = s[j] / sum;
+                    let mut p = pv[j];
                     if int8_values.is_some() && quantize {
-                        // Probabilities as u8 at scale 255.
-                        p = (p * 255.0).round_ties_even() / 255.0;
+                        p = (p * p_scale).round_ties_even() / p_scale;
+                    }
+                    if dynamic {
+                        p *= v_scale[j * heads + hd];
                     }
                     for d in 0..dh {
                         ctx[i * h + hd * dh + d] += p * v[j * h + hd * dh + d];

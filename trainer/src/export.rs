@@ -22,6 +22,8 @@ pub struct TrainMeta {
     pub default_prompt: Option<String>,
     /// The Pooling module's `include_prompt: false`: pooling leaves the prompt's tokens out.
     pub exclude_prompt: bool,
+    /// int8 QKᵀ and P·V with run-time scales (`quant.attention = dynamic_int8`).
+    pub dynamic_int8_attention: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -186,6 +188,7 @@ mod with_runtime {
             b.prompts(meta.prompts.clone(), meta.default_prompt.as_deref()).map_err(err)?;
         }
         b.include_prompt(!meta.exclude_prompt);
+        b.dynamic_int8_attention(meta.dynamic_int8_attention);
         b.weight_granularity(if scheme.per_channel { qb::WeightGranularity::PerChannel } else { qb::WeightGranularity::PerTensor });
         b.activation_quant(if scheme.per_row_inputs { qb::ActivationQuant::PerRow } else { qb::ActivationQuant::Static });
         b.embedding_granularity(if scheme.per_row_embeddings { qb::EmbeddingGranularity::PerRow } else { qb::EmbeddingGranularity::PerTable });

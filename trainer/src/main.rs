@@ -236,6 +236,10 @@ struct QuantizeArgs {
     /// int8 attention scores (see `fine-tune --int8-attention`).
     #[arg(long)]
     int8_attention: bool,
+    /// int8 QKᵀ and P·V with scales taken at run time (each query row its own, K and V one per
+    /// sentence and head), as the per-token scheme treats linear inputs: no calibration, format 1.6.
+    #[arg(long, conflicts_with = "int8_attention")]
+    dynamic_int8_attention: bool,
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -593,9 +597,11 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         ("train.method".into(), trainer::export::MetaEntry::Str("post-training-quantization".into())),
         ("train.calibration_rows".into(), trainer::export::MetaEntry::U64(data.rows.len() as u64)),
         ("qat.int8_attention".into(), trainer::export::MetaEntry::Bool(a.int8_attention)),
+        ("qat.dynamic_int8_attention".into(), trainer::export::MetaEntry::Bool(a.dynamic_int8_attention)),
         ("qat.scheme".into(), trainer::export::MetaEntry::Str(scheme.name().into())),
     ];
     let mut meta = trainer::export::TrainMeta { entries: meta_base, text_limit: text_limit(st.as_ref(), cfg.max_position_embeddings), ..Default::default() };
+    meta.dynamic_int8_attention = a.dynamic_int8_attention;
     if let Some(st) = &st {
         meta.prompts = st.prompts.clone();
         meta.default_prompt = st.default_prompt.clone();

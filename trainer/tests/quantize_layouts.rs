@@ -129,6 +129,24 @@ fn sentence_transformers_pooling_modes() {
     assert!(err.contains("pooling_mode_cls_token and pooling_mode_max_tokens"), "{err}");
 }
 
+/// `quantize --dynamic-int8-attention`: the file computes QKᵀ and P·V in int8 with run-time
+/// scales (format 1.6), and its outputs stay as close to the fp32 checkpoint as a tiny random
+/// model's int8 outputs are.
+#[test]
+fn dynamic_int8_attention_converts_and_stays_close() {
+    let dir = tmp("dynamic-attention");
+    save_hf(&Bert::random(config(), None, 40).unwrap(), &dir, serde_json::json!({"architectures": ["BertModel"]}));
+    let (ok, err) = quantize(&dir, &["--dynamic-int8-attention"]);
+    assert!(ok, "{err}");
+    let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+    assert!(m.layout().dynamic_int8_attention);
+    assert!(m.metadata().get("qat.dynamic_int8_attention").is_some());
+    let cosine = check_fidelity(&dir, false, Output::Embedding { pooling: Pooling::Mean, normalize: true });
+    assert!(cosine > 0.99, "cosine min {cosine}");
+    let (ok, err) = quantize(&dir, &["--dynamic-int8-attention", "--int8-attention"]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+}
+
 /// config_sentence_transformers.json prompts (e5/bge style) and the Pooling module's
 /// `include_prompt` travel into the packed file: the runtime then offers the prompts by name,
 /// applies the default one, and with include_prompt false pools without the prompt's tokens. An
