@@ -201,6 +201,8 @@ pub struct ModelBuilder {
     include_prompt: bool,
     /// `quant.attention = dynamic_int8` (format 1.6).
     dynamic_int8_attention: bool,
+    /// `head.pooler.activation` (written when not tanh, format 1.7).
+    pooler_activation: crate::model::PoolerActivation,
 }
 
 impl ModelBuilder {
@@ -231,7 +233,15 @@ impl ModelBuilder {
             default_prompt: None,
             include_prompt: true,
             dynamic_int8_attention: false,
+            pooler_activation: crate::model::PoolerActivation::Tanh,
         }
+    }
+
+    /// The activation after a classification or regression head's pooler: tanh (BERT, the
+    /// default) or ReLU (DistilBERT's pre-classifier; format 1.7).
+    pub fn pooler_activation(&mut self, activation: crate::model::PoolerActivation) -> &mut Self {
+        self.pooler_activation = activation;
+        self
     }
 
     /// Every layer computes QKᵀ and P·V in int8 with scales taken at run time (each query row
@@ -477,6 +487,13 @@ impl ModelBuilder {
         }
         if let Some(n) = normalize {
             w.metadata(keys::HEAD_NORMALIZE, MetaValue::Bool(n));
+        }
+        if self.pooler_activation != crate::model::PoolerActivation::Tanh {
+            if !matches!(self.head, Head::Classification { .. } | Head::Regression) {
+                bail!(Status::InvalidArgument, "a pooler activation needs a classification or regression head");
+            }
+            w.metadata(keys::HEAD_POOLER_ACTIVATION, MetaValue::Str(self.pooler_activation.name().into()));
+            w.version_minor(w.minor().max(7));
         }
         if !self.include_prompt {
             w.metadata(keys::HEAD_INCLUDE_PROMPT, MetaValue::Bool(false));

@@ -55,6 +55,8 @@ pub mod keys {
     /// Optional, default true: pooling also covers the prompt's tokens (sentence-transformers'
     /// Pooling `include_prompt`); false needs 1.5.
     pub const HEAD_INCLUDE_PROMPT: &str = "head.include_prompt";
+    /// Optional, default `tanh` (BERT's pooler): `relu` for DistilBERT's pre-classifier (1.7).
+    pub const HEAD_POOLER_ACTIVATION: &str = "head.pooler.activation";
 }
 
 /// Most named prompts a file may carry.
@@ -204,6 +206,27 @@ impl DenseActivation {
     }
 }
 
+/// The activation after a classification or regression head's pooler: tanh (BERT's pooler) or
+/// ReLU (DistilBERT's pre-classifier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolerActivation {
+    Tanh,
+    Relu,
+}
+
+impl PoolerActivation {
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolerActivation::Tanh => "tanh",
+            PoolerActivation::Relu => "relu",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<PoolerActivation> {
+        [PoolerActivation::Tanh, PoolerActivation::Relu].into_iter().find(|a| a.name() == s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadConfig {
     pub kind: HeadKind,
@@ -213,6 +236,8 @@ pub struct HeadConfig {
     /// Embedding head: a Dense layer (tensors `dense.*`) after the pooling, and its activation.
     pub dense: Option<DenseActivation>,
     pub normalize: bool,
+    /// After the pooler of a classification or regression head (tanh otherwise).
+    pub pooler_activation: PoolerActivation,
     /// Pooling covers the prompt's tokens too (false: they are left out, as sentence-transformers'
     /// `include_prompt: false`; the [CLS] token counts as part of the prompt then).
     pub include_prompt: bool,
@@ -615,7 +640,24 @@ impl ModelLayout {
         if !include_prompt && index.version_minor < 5 {
             bail!(Status::UnsupportedVersion, "{} = false needs format version 1.5; the file says {}.{}", keys::HEAD_INCLUDE_PROMPT, index.version_major, index.version_minor);
         }
-        let head = HeadConfig { kind, labels, pooling, dense: dense_activation, normalize, include_prompt };
+        let pooler_activation = match index.metadata.get(keys::HEAD_POOLER_ACTIVATION) {
+            None => PoolerActivation::Tanh,
+            Some(_) if index.version_minor < 7 => bail!(
+                Status::UnsupportedVersion,
+                "{} needs format version 1.7; the file says {}.{}",
+                keys::HEAD_POOLER_ACTIVATION,
+                index.version_major,
+                index.version_minor
+            ),
+            Some(MetaValue::Str(v)) if PoolerActivation::from_name(v).is_some() && matches!(kind, HeadKind::Classification | HeadKind::Regression) => {
+                PoolerActivation::from_name(v).unwrap()
+            }
+            Some(MetaValue::Str(_)) if !matches!(kind, HeadKind::Classification | HeadKind::Regression) => {
+                bail!(Status::BadConfig, "{} is set, but only a classification or regression head has a pooler", keys::HEAD_POOLER_ACTIVATION)
+            }
+            Some(v) => bail!(Status::BadConfig, "{} {v} must be \"tanh\" or \"relu\"", keys::HEAD_POOLER_ACTIVATION),
+        };
+        let head = HeadConfig { kind, labels, pooling, dense: dense_activation, normalize, pooler_activation, include_prompt };
 
         let mut r = TensorResolver { index, file, used: alloc::vec![false; index.tensors.len()] };
         let (h, i_size) = (config.hidden_size, config.intermediate_size);

@@ -337,6 +337,8 @@ fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
             attention_scales(t, Some(f32_bytes(20.0)), Some(f32_bytes(20.0)));
             m.push(("quant.attention".into(), MetaValue::Str("dynamic_int8".into())))
         }), Status::BadConfig),
+        ("relu pooler in a 1.6 file", rewritten_as(6, |_, m| m.push(("head.pooler.activation".into(), MetaValue::Str("relu".into())))), Status::UnsupportedVersion),
+        ("unknown pooler activation", rewritten_as(7, |_, m| m.push(("head.pooler.activation".into(), MetaValue::Str("gelu".into())))), Status::BadConfig),
         ("include_prompt false in a 1.4 file", rewritten_as(4, |_, m| m.push(("head.include_prompt".into(), MetaValue::Bool(false)))), Status::UnsupportedVersion),
         ("default prompt in a 1.4 file", rewritten_as(4, |_, m| prompts(m, &["query"], &["query: "], Some("query"))), Status::UnsupportedVersion),
         ("default prompt that is not a prompt", rewritten_as(5, |_, m| prompts(m, &["query"], &["query: "], Some("passage"))), Status::BadConfig),

@@ -164,6 +164,32 @@ fn int8_values_match_reference() {
     }
 }
 
+/// A classification or regression head with ReLU after its pooler (DistilBERT's
+/// pre-classifier, format 1.7) against the f64 reference, static and per-row inputs; and it is
+/// not the tanh head.
+#[test]
+fn relu_pooler_matches_reference() {
+    for (i, head) in [Head::Classification { labels: vec!["a".into(), "b".into(), "c".into()] }, Head::Regression].into_iter().enumerate() {
+        let mut fp = FpModel::random(tiny_config(), head.clone(), 595 + i as u64);
+        fp.pooler_relu = true;
+        check_against_reference(&fp, TOLERANCE);
+        let relu = fp.bytes();
+        assert_eq!(u16::from_le_bytes([relu[10], relu[11]]), 7);
+        let fp = fp.with_per_row_inputs();
+        check_against_reference(&fp, TOLERANCE);
+        let mut tanh = fp.clone();
+        tanh.pooler_relu = false;
+        let (a, b) = (Aligned::new(&fp.bytes()), Aligned::new(&tanh.bytes()));
+        let run = |buf: &Aligned| {
+            let m = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+            let mut out = vec![0.0f32; m.output_len(1, 6)];
+            m.run(&[2, 7, 9, 11, 13, 3], None, None, 1, 6, &mut out).unwrap();
+            out
+        };
+        assert_ne!(run(&a), run(&b), "{head:?}: relu and tanh poolers must differ");
+    }
+}
+
 /// Dynamic int8 attention (format 1.6): each query row quantized with its own 127 / max|q| per
 /// head, K and V with one scale per sequence and head, probabilities as u8, against the f64
 /// reference of that arithmetic; with per-row and with static linear inputs, every head, and

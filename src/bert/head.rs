@@ -2,7 +2,7 @@
 //! token's final hidden state.
 
 use super::*;
-use crate::model::DenseActivation;
+use crate::model::{DenseActivation, PoolerActivation};
 
 pub(super) fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut Workspace, output: &mut [f32]) {
     let h = layout.config.hidden_size;
@@ -19,8 +19,9 @@ pub(super) fn write_head(layout: &ModelLayout, cx: &Ctx, input: &Input, ws: &mut
                 ws.pooled[s * h..(s + 1) * h].copy_from_slice(&ws.hidden[first * h..(first + 1) * h]);
             }
             cx.linear(Op::Head, pooler, LinearIn::F32(&ws.pooled), batch, bufs!(ws), LinearOut::F32(&mut ws.tmp));
-            for v in ws.tmp[..batch * h].iter_mut() {
-                *v = math::tanh(*v);
+            match layout.head.pooler_activation {
+                PoolerActivation::Tanh => ws.tmp[..batch * h].iter_mut().for_each(|v| *v = math::tanh(*v)),
+                PoolerActivation::Relu => ws.tmp[..batch * h].iter_mut().for_each(|v| *v = math::relu(*v)),
             }
             let n = classifier.n;
             cx.linear(Op::Head, classifier, LinearIn::F32(&ws.tmp), batch, bufs!(ws), LinearOut::F32(&mut output[..batch * n]));

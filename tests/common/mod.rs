@@ -95,6 +95,8 @@ pub struct FpModel {
     pub int8_values: Vec<Option<f32>>,
     /// QKᵀ and P·V in int8 with run-time scales (format 1.6).
     pub dynamic_attention: bool,
+    /// ReLU after the pooler instead of tanh (DistilBERT's pre-classifier, format 1.7).
+    pub pooler_relu: bool,
     pub vocab: Vec<String>,
     pub word: Vec<f32>,
     pub pos: Vec<f32>,
@@ -172,6 +174,7 @@ impl FpModel {
             int8_attention: vec![None; config.num_layers as usize],
             int8_values: vec![None; config.num_layers as usize],
             dynamic_attention: false,
+            pooler_relu: false,
             vocab: tiny_vocab(config.vocab_size as usize),
         }
     }
@@ -281,6 +284,9 @@ impl FpModel {
         }
         b.per_row_zero_points(self.per_row_zero_points);
         b.dynamic_int8_attention(self.dynamic_attention);
+        if self.pooler_relu {
+            b.pooler_activation(q8bert::model::PoolerActivation::Relu);
+        }
         b
     }
 
@@ -561,7 +567,8 @@ fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f
     let range = |max: f32| (!head_per_row).then_some(max);
     match &m.head {
         Head::Classification { .. } | Head::Regression => {
-            let pooled: Vec<f64> = ref_linear_q(quantize, &m.pooler, &x[..h], g, range(m.pooler.input_max)).iter().map(|v| v.tanh()).collect();
+            let act = |v: &f64| if m.pooler_relu { v.max(0.0) } else { v.tanh() };
+            let pooled: Vec<f64> = ref_linear_q(quantize, &m.pooler, &x[..h], g, range(m.pooler.input_max)).iter().map(act).collect();
             ref_linear_q(quantize, &m.classifier, &pooled, g, range(m.classifier.input_max))
         }
         Head::Embedding { pooling, normalize } => {

@@ -60,13 +60,27 @@ impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         // Say what is unsupported before serde complains about a field another architecture lacks.
-        let raw: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut raw: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if let Some(t) = raw.get("model_type").and_then(|v| v.as_str()) {
-            if t != "bert" {
-                bail!("{}: model_type {t:?} is not supported; supported: bert (BERT encoders such as MiniLM, bge, e5, gte)", path.display());
+            if !MODEL_TYPES.contains(&t) {
+                bail!(
+                    "{}: model_type {t:?} is not supported; supported: bert (BERT encoders such as MiniLM, bge, e5, gte), distilbert",
+                    path.display()
+                );
             }
         }
-        const ARCHITECTURES: [&str; 4] = ["BertModel", "BertForSequenceClassification", "BertForMaskedLM", "BertForPreTraining"];
+        if raw.get("model_type").and_then(|v| v.as_str()) == Some("distilbert") {
+            distilbert_config(&mut raw).with_context(|| format!("{}", path.display()))?;
+        }
+        const ARCHITECTURES: [&str; 7] = [
+            "BertModel",
+            "BertForSequenceClassification",
+            "BertForMaskedLM",
+            "BertForPreTraining",
+            "DistilBertModel",
+            "DistilBertForSequenceClassification",
+            "DistilBertForMaskedLM",
+        ];
         if let Some(a) = raw.get("architectures").and_then(|v| v.as_array()) {
             for name in a.iter().filter_map(|v| v.as_str()) {
                 if !ARCHITECTURES.contains(&name) {
@@ -88,6 +102,12 @@ impl BertConfig {
         }
         Ok(cfg)
     }
+    /// A DistilBERT checkpoint (`model_type: distilbert`), read into the BERT structures: the
+    /// same encoder without token types, and a sequence head whose pre-classifier has ReLU.
+    pub fn is_distilbert(&self) -> bool {
+        self.model_type.as_deref() == Some("distilbert")
+    }
+
     pub fn tiny(vocab: usize) -> Self {
         BertConfig {
             vocab_size: vocab,
@@ -107,6 +127,34 @@ impl BertConfig {
             model_type: Some("bert".into()),
         }
     }
+}
+
+/// Model types the trainer reads.
+pub const MODEL_TYPES: [&str; 2] = ["bert", "distilbert"];
+
+/// DistilBERT's config.json under BERT's names (`dim` -> `hidden_size`, `n_layers`, `n_heads`,
+/// `hidden_dim`, `activation`, `dropout`, `attention_dropout`), with DistilBERT's fixed
+/// LayerNorm eps 1e-12 and two token types that the checkpoint leaves at zero (so text pairs
+/// add nothing, as DistilBERT, which has no token types). A config already under BERT's names
+/// (a model this trainer fine-tuned and saved) is left as it is.
+fn distilbert_config(raw: &mut serde_json::Value) -> Result<()> {
+    let obj = raw.as_object_mut().context("config.json is not a JSON object")?;
+    for (from, to) in [
+        ("dim", "hidden_size"),
+        ("n_layers", "num_hidden_layers"),
+        ("n_heads", "num_attention_heads"),
+        ("hidden_dim", "intermediate_size"),
+        ("activation", "hidden_act"),
+        ("dropout", "hidden_dropout_prob"),
+        ("attention_dropout", "attention_probs_dropout_prob"),
+    ] {
+        if let Some(v) = obj.remove(from) {
+            obj.insert(to.to_string(), v);
+        }
+    }
+    obj.entry("layer_norm_eps").or_insert(serde_json::json!(1e-12));
+    obj.entry("type_vocab_size").or_insert(serde_json::json!(2));
+    Ok(())
 }
 
 /// A `hidden_act` on a tensor, as Hugging Face computes it, with gradients (the QAT path trains
@@ -311,9 +359,12 @@ pub struct Layer {
     pub value_out: RangeTracker,
 }
 
-/// Sequence-level head: pooler (tanh dense on the first token) then a classifier.
+/// Sequence-level head: pooler (tanh dense on the first token; DistilBERT's pre-classifier:
+/// ReLU) then a classifier.
 pub struct ClsHead {
     pub pooler: Linear,
+    /// ReLU after the pooler instead of tanh (DistilBERT).
+    pub pooler_relu: bool,
     pub classifier: Linear,
     pub pooler_in: RangeTracker,
     pub classifier_in: RangeTracker,
@@ -399,6 +450,39 @@ impl Weights {
     }
 }
 
+/// A DistilBERT state dict under BERT's names: `distilbert.` dropped, `transformer.layer.N`
+/// -> `encoder.layer.N` with `q_lin`/`k_lin`/`v_lin` -> `attention.self.{query,key,value}`,
+/// `out_lin` -> `attention.output.dense`, `sa_layer_norm` -> `attention.output.LayerNorm`,
+/// `ffn.lin1` / `ffn.lin2` -> `intermediate.dense` / `output.dense`, `output_layer_norm` ->
+/// `output.LayerNorm`, `pre_classifier` -> `pooler.dense`; token-type embeddings of zeros
+/// added. Names already in BERT's form pass through.
+fn distilbert_tensors(tensors: HashMap<String, Tensor>, types: usize, h: usize) -> Result<HashMap<String, Tensor>> {
+    const PARTS: [(&str, &str); 8] = [
+        ("attention.q_lin.", "attention.self.query."),
+        ("attention.k_lin.", "attention.self.key."),
+        ("attention.v_lin.", "attention.self.value."),
+        ("attention.out_lin.", "attention.output.dense."),
+        ("sa_layer_norm.", "attention.output.LayerNorm."),
+        ("ffn.lin1.", "intermediate.dense."),
+        ("ffn.lin2.", "output.dense."),
+        ("output_layer_norm.", "output.LayerNorm."),
+    ];
+    let mut out = HashMap::new();
+    for (name, t) in tensors {
+        let mut n = name.strip_prefix("distilbert.").unwrap_or(&name).to_string();
+        if let Some(rest) = n.strip_prefix("transformer.layer.") {
+            let (idx, tail) = rest.split_once('.').with_context(|| format!("tensor {name:?}: no layer index"))?;
+            let tail = PARTS.iter().find_map(|(from, to)| tail.strip_prefix(from).map(|t| format!("{to}{t}"))).unwrap_or_else(|| tail.to_string());
+            n = format!("encoder.layer.{idx}.{tail}");
+        } else if let Some(rest) = n.strip_prefix("pre_classifier.") {
+            n = format!("pooler.dense.{rest}");
+        }
+        out.insert(n, t);
+    }
+    out.entry("embeddings.token_type_embeddings.weight".to_string()).or_insert(Tensor::zeros((types, h), candle_core::DType::F32, &Device::Cpu)?);
+    Ok(out)
+}
+
 impl Bert {
     /// Loads `config.json` and the weights (model.safetensors, its shards, or pytorch_model.bin:
     /// see [`crate::model_dir::checkpoint`]) from a Hugging Face directory. With
@@ -414,12 +498,11 @@ impl Bert {
 
     pub fn from_tensors(cfg: BertConfig, tensors: HashMap<String, Tensor>, num_labels: Option<usize>, seed: u64) -> Result<Self> {
         let mut rng = Rng::new(seed.wrapping_add(0xC1A5));
-        let mut w = Weights(
-            tensors
-                .into_iter()
-                .map(|(k, v)| (k.strip_prefix("bert.").map(str::to_owned).unwrap_or(k), v))
-                .collect(),
-        );
+        let mut tensors: HashMap<String, Tensor> = tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").map(str::to_owned).unwrap_or(k), v)).collect();
+        if cfg.is_distilbert() {
+            tensors = distilbert_tensors(tensors, cfg.type_vocab_size, cfg.hidden_size)?;
+        }
+        let mut w = Weights(tensors);
         let word = w.take("embeddings.word_embeddings.weight")?;
         let h = cfg.hidden_size;
         if word.dims() != [cfg.vocab_size, h] {
@@ -469,7 +552,7 @@ impl Bert {
                     (Linear::init(n, h, &mut rng)?, HeadInit::ShapeMismatch)
                 };
                 head_init = Some(how);
-                Some(ClsHead { pooler, classifier, pooler_in: Default::default(), classifier_in: Default::default() })
+                Some(ClsHead { pooler, pooler_relu: cfg.is_distilbert(), classifier, pooler_in: Default::default(), classifier_in: Default::default() })
             }
         };
         Ok(Bert { cfg, embeddings, layers, head, spare_pooler: pooler, head_init, int8_attention: false, dense: None })
@@ -583,7 +666,8 @@ impl Bert {
         let x = self.encode(b, ctx)?;
         let h = self.cfg.hidden_size;
         let first = x.reshape((b.batch, b.seq, h))?.narrow(1, 0, 1)?.reshape((b.batch, h))?;
-        let pooled = qlinear(&first, &[&head.pooler], &head.pooler_in, ctx)?.tanh()?;
+        let pooled = qlinear(&first, &[&head.pooler], &head.pooler_in, ctx)?;
+        let pooled = if head.pooler_relu { pooled.relu()? } else { pooled.tanh()? };
         let pooled = dropout(&pooled, self.cfg.hidden_dropout_prob, ctx)?;
         qlinear(&pooled, &[&head.classifier], &head.classifier_in, ctx)
     }

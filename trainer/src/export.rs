@@ -231,6 +231,9 @@ mod with_runtime {
             let c = OwnedLinear::new(&h.classifier, h.classifier_in.get(), scheme, "classifier")?;
             b.pooler(p.view()).map_err(err)?;
             b.classifier(c.view()).map_err(err)?;
+            if h.pooler_relu {
+                b.pooler_activation(q8bert::model::PoolerActivation::Relu);
+            }
         }
         for (k, v) in &meta.entries {
             let mv = match v {

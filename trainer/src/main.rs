@@ -573,7 +573,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     let arch_says_classifier = cfg_json
         .get("architectures")
         .and_then(|v| v.as_array())
-        .is_some_and(|a| a.iter().any(|n| n.as_str() == Some("BertForSequenceClassification")));
+        .is_some_and(|a| a.iter().any(|n| matches!(n.as_str(), Some("BertForSequenceClassification" | "DistilBertForSequenceClassification"))));
     let arch_says_encoder = cfg_json.get("architectures").and_then(|v| v.as_array()).is_some_and(|a| !a.is_empty()) && !arch_says_classifier;
     let head = match a.head.as_str() {
         "auto" if st.is_some() => "embedding",
