@@ -151,6 +151,16 @@ fn main() {
     writeln!(tsv, "run_ids\t{}", ints(&run_ids)).unwrap();
     writeln!(tsv, "run_mask\t{}", ints(&run_mask)).unwrap();
     writeln!(tsv, "run_output\t{}", join(&hex(&run_out))).unwrap();
+    writeln!(tsv, "prompt_model\tprompt.q8b").unwrap();
+    writeln!(tsv, "default_prompt_name\tquery").unwrap();
+    for (n, t) in prompts {
+        writeln!(tsv, "prompt\t{n}\t{t}").unwrap();
+    }
+    for (kind, p) in [("default", Prompt::Default), ("passage", Prompt::Name("passage")), ("none", Prompt::None)] {
+        for (i, h) in prompted(p).iter().enumerate() {
+            writeln!(tsv, "prompted\t{kind}\t{i}\t{}", join(h)).unwrap();
+        }
+    }
     writeln!(tsv, "corrupt_status\t{}", err.status as u32).unwrap();
     writeln!(tsv, "corrupt_message\t{}", err.message.replace(['\t', '\n'], " ")).unwrap();
     std::fs::write(out.join("expected.tsv"), tsv).unwrap();

@@ -128,6 +128,9 @@ type Model struct {
 	ptr    *C.q8bert_model
 	info   Info
 	labels []string
+	// sentence-transformers prompts (name -> text) and the default prompt's name ("" for none).
+	prompts       map[string]string
+	defaultPrompt string
 }
 
 // Version is the library's version, "MAJOR.MINOR.PATCH".
@@ -191,6 +194,13 @@ func Open(path string, opts *Options) (*Model, error) {
 			m.labels = append(m.labels, C.GoString(C.q8bert_label_name(ptr, C.size_t(i))))
 		}
 	}
+	m.prompts = map[string]string{}
+	for i := C.size_t(0); i < C.q8bert_prompt_count(ptr); i++ {
+		m.prompts[C.GoString(C.q8bert_prompt_name(ptr, i))] = C.GoString(C.q8bert_prompt_text(ptr, i))
+	}
+	if d := C.q8bert_default_prompt_name(ptr); d != nil {
+		m.defaultPrompt = C.GoString(d)
+	}
 	runtime.SetFinalizer(m, func(m *Model) { m.Close() })
 	return m, nil
 }
@@ -246,6 +256,28 @@ func (m *Model) ClassifyLabels(texts []string) ([]string, error) {
 	return names, nil
 }
 
+// Prompts returns the model's sentence-transformers prompts, name -> text (e.g. "query" ->
+// "query: "); empty for most models.
+func (m *Model) Prompts() map[string]string {
+	out := make(map[string]string, len(m.prompts))
+	for k, v := range m.prompts {
+		out[k] = v
+	}
+	return out
+}
+
+// DefaultPromptName is the prompt RunText and Embed put in front of every text ("" for none).
+func (m *Model) DefaultPromptName() string { return m.defaultPrompt }
+
+// EmbedPrompt is Embed with one of the model's named prompts in front of every text, as
+// sentence-transformers' encode(texts, prompt_name=...); "" runs the texts without a prompt.
+func (m *Model) EmbedPrompt(promptName string, texts []string) ([][]float32, error) {
+	if m.info.HeadKind != HeadEmbedding {
+		return nil, &Error{Status: StatusUnsupportedOperation, Message: "EmbedPrompt needs an embedding model"}
+	}
+	return m.runText(&promptName, texts, nil)
+}
+
 // Embed returns the sentence embedding of each text.
 func (m *Model) Embed(texts []string) ([][]float32, error) {
 	if m.info.HeadKind != HeadEmbedding {
@@ -281,8 +313,13 @@ func cStrings(texts []string) (unsafe.Pointer, **C.char, error) {
 }
 
 // RunText tokenizes and runs texts (pairs nil, or one second text per text) and returns the
-// model's output per text.
+// model's output per text (with the model's default prompt, if it has one).
 func (m *Model) RunText(texts, pairs []string) ([][]float32, error) {
+	return m.runText(nil, texts, pairs)
+}
+
+// runText: promptName nil = the model's default prompt, "" = none, else a named prompt.
+func (m *Model) runText(promptName *string, texts, pairs []string) ([][]float32, error) {
 	if pairs != nil && len(pairs) != len(texts) {
 		return nil, &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("%d texts but %d pair texts", len(texts), len(pairs))}
 	}
@@ -308,6 +345,14 @@ func (m *Model) RunText(texts, pairs []string) ([][]float32, error) {
 		defer C.free(blockB)
 		b = bp
 	}
+	var name *C.char
+	if promptName != nil {
+		if strings.IndexByte(*promptName, 0) >= 0 {
+			return nil, &Error{Status: StatusInvalidArgument, Message: "prompt name contains a NUL byte"}
+		}
+		name = C.CString(*promptName)
+		defer C.free(unsafe.Pointer(name))
+	}
 	n := C.size_t(len(texts))
 	var outLen C.size_t
 	if err := call(func() C.q8bert_status { return C.q8bert_text_output_len(m.ptr, n, &outLen) }); err != nil {
@@ -315,7 +360,7 @@ func (m *Model) RunText(texts, pairs []string) ([][]float32, error) {
 	}
 	flat := make([]float32, int(outLen))
 	err = call(func() C.q8bert_status {
-		return C.q8bert_run_text(m.ptr, a, b, n, (*C.float)(unsafe.Pointer(&flat[0])), outLen)
+		return C.q8bert_run_text_prompt(m.ptr, name, nil, a, b, n, (*C.float)(unsafe.Pointer(&flat[0])), outLen)
 	})
 	if err != nil {
 		return nil, err

@@ -39,6 +39,14 @@ type suite struct {
 		Batch  int      `json:"batch"`
 		Output []string `json:"output"`
 	} `json:"run"`
+	PromptModel       string            `json:"prompt_model"`
+	PromptTexts       map[string]string `json:"prompts"`
+	DefaultPromptName string            `json:"default_prompt_name"`
+	Prompted          struct {
+		Default [][]string `json:"default"`
+		Passage [][]string `json:"passage"`
+		None    [][]string `json:"none"`
+	} `json:"prompted"`
 	CorruptErr struct {
 		Status  uint32 `json:"status"`
 		Message string `json:"message"`
@@ -159,6 +167,39 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameBits(t, "run", out, s.Run.Output)
+}
+
+// TestPrompts: sentence-transformers prompts, bit for bit as the Rust API: Embed applies the
+// default prompt, EmbedPrompt a named one or none; an unknown name lists the model's prompts.
+func TestPrompts(t *testing.T) {
+	s := load(t)
+	m := open(t, s.path(s.PromptModel))
+	if got := m.Prompts(); len(got) != len(s.PromptTexts) || got["query"] != s.PromptTexts["query"] || got["passage"] != s.PromptTexts["passage"] {
+		t.Fatalf("Prompts() = %v, want %v", got, s.PromptTexts)
+	}
+	if m.DefaultPromptName() != s.DefaultPromptName {
+		t.Fatalf("DefaultPromptName() = %q, want %q", m.DefaultPromptName(), s.DefaultPromptName)
+	}
+	check := func(what string, out [][]float32, err error, want [][]string) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(what, err)
+		}
+		for i := range want {
+			sameBits(t, fmt.Sprintf("%s[%d]", what, i), out[i], want[i])
+		}
+	}
+	out, err := m.Embed(s.Texts)
+	check("Embed", out, err, s.Prompted.Default)
+	out, err = m.EmbedPrompt("passage", s.Texts)
+	check("EmbedPrompt(passage)", out, err, s.Prompted.Passage)
+	out, err = m.EmbedPrompt("", s.Texts)
+	check("EmbedPrompt(none)", out, err, s.Prompted.None)
+	_, err = m.EmbedPrompt("document", s.Texts)
+	var e *Error
+	if !errors.As(err, &e) || e.Status != StatusInvalidArgument || !strings.Contains(e.Message, "query, passage") {
+		t.Fatalf("unknown prompt: %v", err)
+	}
 }
 
 func TestErrors(t *testing.T) {

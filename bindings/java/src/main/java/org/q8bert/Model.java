@@ -5,7 +5,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.q8bert.jna.JnaBackend;
 import org.q8bert.spi.NativeBackend;
@@ -70,6 +72,8 @@ public final class Model implements AutoCloseable {
     private final Cleaner.Cleanable cleanable;
     private final long[] info;
     private final List<String> labels;
+    private final Map<String, String> prompts;
+    private final String defaultPromptName;
 
     private Model(long ptr) {
         handle = new Handle(ptr);
@@ -87,6 +91,12 @@ public final class Model implements AutoCloseable {
             }
         }
         labels = Collections.unmodifiableList(names);
+        Map<String, String> p = new LinkedHashMap<>();
+        for (int i = 0; i < backend().promptCount(ptr); i++) {
+            p.put(backend().promptName(ptr, i), backend().promptText(ptr, i));
+        }
+        prompts = Collections.unmodifiableMap(p);
+        defaultPromptName = backend().defaultPromptName(ptr);
     }
 
     public static Model open(Path path) {
@@ -134,6 +144,44 @@ public final class Model implements AutoCloseable {
     /** Class names of a classification model; empty for other heads. */
     public List<String> labels() {
         return labels;
+    }
+
+    /** The model's sentence-transformers prompts, name to text (e.g. "query" to "query: "). */
+    public Map<String, String> prompts() {
+        return prompts;
+    }
+
+    /** The prompt {@link #embed(List)} and {@link #runText} put in front of every text, or null. */
+    public String defaultPromptName() {
+        return defaultPromptName;
+    }
+
+    /**
+     * Per text: the sentence embedding with one of the model's prompts in front, as
+     * sentence-transformers' {@code encode(texts, prompt_name=...)}; "" for no prompt.
+     */
+    public float[][] embed(String promptName, List<String> texts) {
+        if (headKind() != HEAD_EMBEDDING) {
+            throw new Q8bertException(Status.UNSUPPORTED_OPERATION, "embed needs an embedding model");
+        }
+        if (texts.isEmpty()) {
+            return new float[0][];
+        }
+        byte[] name = utf8(promptName);
+        byte[][] a = utf8All(texts);
+        float[] flat;
+        handle.lock.readLock().lock();
+        try {
+            flat = backend().runTextPrompt(live(), name, a, null);
+        } finally {
+            handle.lock.readLock().unlock();
+        }
+        int per = flat.length / texts.size();
+        float[][] out = new float[texts.size()][];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = java.util.Arrays.copyOfRange(flat, i * per, (i + 1) * per);
+        }
+        return out;
     }
 
     /**

@@ -75,6 +75,8 @@ public final class ConformanceTest {
         Map<String, String> kv = new HashMap<>();
         List<String> texts = new ArrayList<>();
         List<int[]> tokens = new ArrayList<>(), classify = new ArrayList<>(), embed = new ArrayList<>();
+        Map<String, List<int[]>> prompted = new HashMap<>();
+        Map<String, String> prompts = new HashMap<>();
         List<String> labels = new ArrayList<>();
         for (String line : Files.readAllLines(dir.resolve("expected.tsv"), StandardCharsets.UTF_8)) {
             String[] f = line.split("\t", -1);
@@ -84,6 +86,8 @@ public final class ConformanceTest {
                 case "tokens": tokens.add(ints(f[2])); break;
                 case "classify": classify.add(hexes(f[2])); break;
                 case "embed": embed.add(hexes(f[2])); break;
+                case "prompt": prompts.put(f[1], f[2]); break;
+                case "prompted": prompted.computeIfAbsent(f[1], k -> new ArrayList<>()).add(hexes(f[3])); break;
                 default: kv.put(f[0], f[1]);
             }
         }
@@ -125,6 +129,25 @@ public final class ConformanceTest {
                 int[] shape = ints(kv.get("run_shape"));
                 float[] out = c.run(ints(kv.get("run_ids")), shape[0], null, ints(kv.get("run_mask")));
                 check(Arrays.equals(bits(out), hexes(kv.get("run_output"))), "run ids with mask bit-exact");
+            }
+        });
+
+        test("prompts", () -> {
+            try (Model p = Model.open(dir.resolve(kv.get("prompt_model")))) {
+                check(p.prompts().equals(prompts), "prompts");
+                check(p.defaultPromptName().equals(kv.get("default_prompt_name")), "default prompt name");
+                float[][] def = p.embed(texts), passage = p.embed("passage", texts), none = p.embed("", texts);
+                for (int i = 0; i < texts.size(); i++) {
+                    check(Arrays.equals(bits(def[i]), prompted.get("default").get(i)), "embed with the default prompt, text " + i);
+                    check(Arrays.equals(bits(passage[i]), prompted.get("passage").get(i)), "embed(\"passage\"), text " + i);
+                    check(Arrays.equals(bits(none[i]), prompted.get("none").get(i)), "embed(\"\"), text " + i);
+                }
+                try {
+                    p.embed("document", texts);
+                    check(false, "unknown prompt rejected");
+                } catch (Q8bertException e) {
+                    check(e.status() == Status.INVALID_ARGUMENT && e.libraryMessage().contains("query, passage"), "unknown prompt: INVALID_ARGUMENT listing the prompts");
+                }
             }
         });
 

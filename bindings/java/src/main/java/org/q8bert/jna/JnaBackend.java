@@ -43,6 +43,17 @@ public final class JnaBackend implements NativeBackend {
 
     private static native Pointer q8bert_label_name(long model, long index);
 
+    private static native int q8bert_run_text_prompt(long model, byte[] promptName, byte[] promptText, Pointer textsA,
+            Pointer textsB, long batch, float[] out, long outLen);
+
+    private static native long q8bert_prompt_count(long model);
+
+    private static native Pointer q8bert_prompt_name(long model, long index);
+
+    private static native Pointer q8bert_prompt_text(long model, long index);
+
+    private static native Pointer q8bert_default_prompt_name(long model);
+
     private static native void q8bert_free(long model);
 
     private static native Pointer q8bert_last_error();
@@ -101,6 +112,41 @@ public final class JnaBackend implements NativeBackend {
     public String labelName(long model, int index) {
         Pointer p = q8bert_label_name(model, index);
         return p == null ? null : p.getString(0, "UTF-8");
+    }
+
+    @Override
+    public int promptCount(long model) {
+        return Math.toIntExact(q8bert_prompt_count(model));
+    }
+
+    @Override
+    public String promptName(long model, int index) {
+        Pointer p = q8bert_prompt_name(model, index);
+        return p == null ? null : p.getString(0, "UTF-8");
+    }
+
+    @Override
+    public String promptText(long model, int index) {
+        Pointer p = q8bert_prompt_text(model, index);
+        return p == null ? null : p.getString(0, "UTF-8");
+    }
+
+    @Override
+    public String defaultPromptName(long model) {
+        Pointer p = q8bert_default_prompt_name(model);
+        return p == null ? null : p.getString(0, "UTF-8");
+    }
+
+    @Override
+    public float[] runTextPrompt(long model, byte[] promptName, byte[][] texts, byte[][] pairs) {
+        long[] len = new long[1];
+        check(q8bert_text_output_len(model, texts.length, len));
+        float[] out = new float[Math.toIntExact(len[0])];
+        byte[] name = promptName == null ? null : java.util.Arrays.copyOf(promptName, promptName.length + 1);
+        try (Memory a = cStrings(texts); Memory b = pairs == null ? null : cStrings(pairs)) {
+            check(q8bert_run_text_prompt(model, name, null, a, b, texts.length, out, out.length));
+        }
+        return out;
     }
 
     /** One native block: the char* array, then the NUL-terminated strings it points to. */

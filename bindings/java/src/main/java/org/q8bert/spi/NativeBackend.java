@@ -29,6 +29,23 @@ public interface NativeBackend {
     /** The flat output of {@code q8bert_run_text}; {@code pairs} may be null. */
     float[] runText(long model, byte[][] texts, byte[][] pairs);
 
+    /**
+     * The flat output of {@code q8bert_run_text_prompt}: {@code promptName} null for the model's
+     * default prompt, empty for none, else one of its prompts.
+     */
+    float[] runTextPrompt(long model, byte[] promptName, byte[][] texts, byte[][] pairs);
+
+    /** Number of named prompts ({@code q8bert_prompt_count}). */
+    int promptCount(long model);
+
+    /** Name or text of prompt {@code index}; NULL from the library becomes null. */
+    String promptName(long model, int index);
+
+    String promptText(long model, int index);
+
+    /** The default prompt's name, or null. */
+    String defaultPromptName(long model);
+
     float[] run(long model, int[] ids, int[] typeIds, int[] mask, int batch, int seqLen);
 
     /** Token ids of one text (capacity: the model's text token limit). */
