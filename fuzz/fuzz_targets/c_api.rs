@@ -133,7 +133,14 @@ fuzz_target!(|data: &[u8]| {
                 let ptrs: Vec<*const c_char> = chunks.iter().map(|c| c.as_ptr()).collect();
                 let mut out = vec![0f32; out_len];
                 let (pa, pb) = ptrs.split_at(batch);
-                let s = q8bert_run_text(model, maybe(nulls & 2 == 0, pa.as_ptr()), maybe(nulls & 4 == 0, pb.as_ptr()), batch, maybe_mut(nulls & 8 == 0, out.as_mut_ptr()), out_len);
+                let s = if nulls & 16 == 0 {
+                    q8bert_run_text(model, maybe(nulls & 2 == 0, pa.as_ptr()), maybe(nulls & 4 == 0, pb.as_ptr()), batch, maybe_mut(nulls & 8 == 0, out.as_mut_ptr()), out_len)
+                } else {
+                    // With a prompt: a name and/or a text (both: INVALID_ARGUMENT), or neither.
+                    let prompt = cstring(rest.get(..rest.len() / 3).unwrap_or(&[]));
+                    let (name, text) = (maybe(nulls & 32 == 0, prompt.as_ptr()), maybe(nulls & 64 == 0, prompt.as_ptr()));
+                    q8bert_run_text_prompt(model, name, text, maybe(nulls & 2 == 0, pa.as_ptr()), maybe(nulls & 4 == 0, pb.as_ptr()), batch, maybe_mut(nulls & 8 == 0, out.as_mut_ptr()), out_len)
+                };
                 check(s);
             }
             4 => {
@@ -145,6 +152,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut info = q8bert_info::default();
                 check(q8bert_model_info(model, maybe_mut(nulls & 8 == 0, &mut info)));
                 let _ = q8bert_label_name(model, batch);
+                let _ = (q8bert_prompt_name(model, batch), q8bert_prompt_text(model, batch), q8bert_prompt_count(model), q8bert_default_prompt_name(model));
             }
             _ => {
                 let v = inp.u32();
