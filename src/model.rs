@@ -410,10 +410,8 @@ fn read_prompts(index: &FileIndex) -> Result<NamedPrompts> {
     }
     let default = match index.metadata.get(keys::TOK_DEFAULT_PROMPT) {
         None => None,
-        Some(_) if index.version_minor < 5 => {
-            bail!(Status::UnsupportedVersion, "{} needs format version 1.5; the file says {}.{}", keys::TOK_DEFAULT_PROMPT, index.version_major, index.version_minor)
-        }
         Some(_) => {
+            needs_minor(index, 5, keys::TOK_DEFAULT_PROMPT)?;
             let name = meta_str(index, keys::TOK_DEFAULT_PROMPT)?;
             match prompts.iter().position(|(n, _)| n == name) {
                 Some(i) => Some(i),
@@ -422,6 +420,14 @@ fn read_prompts(index: &FileIndex) -> Result<NamedPrompts> {
         }
     };
     Ok((prompts, default))
+}
+
+/// UNSUPPORTED_VERSION unless the file declares format 1.`minor` or later for `what`.
+fn needs_minor(index: &FileIndex, minor: u16, what: &str) -> Result<()> {
+    if index.version_minor < minor {
+        bail!(Status::UnsupportedVersion, "{what} needs format version 1.{minor}; the file says {}.{}", index.version_major, index.version_minor);
+    }
+    Ok(())
 }
 
 fn meta_str<'i>(index: &'i FileIndex, key: &str) -> Result<&'i str> {
@@ -637,25 +643,21 @@ impl ModelLayout {
             None => true,
             Some(_) => meta_bool(index, keys::HEAD_INCLUDE_PROMPT)?,
         };
-        if !include_prompt && index.version_minor < 5 {
-            bail!(Status::UnsupportedVersion, "{} = false needs format version 1.5; the file says {}.{}", keys::HEAD_INCLUDE_PROMPT, index.version_major, index.version_minor);
+        if !include_prompt {
+            needs_minor(index, 5, "head.include_prompt = false")?;
         }
         let pooler_activation = match index.metadata.get(keys::HEAD_POOLER_ACTIVATION) {
             None => PoolerActivation::Tanh,
-            Some(_) if index.version_minor < 7 => bail!(
-                Status::UnsupportedVersion,
-                "{} needs format version 1.7; the file says {}.{}",
-                keys::HEAD_POOLER_ACTIVATION,
-                index.version_major,
-                index.version_minor
-            ),
-            Some(MetaValue::Str(v)) if PoolerActivation::from_name(v).is_some() && matches!(kind, HeadKind::Classification | HeadKind::Regression) => {
-                PoolerActivation::from_name(v).unwrap()
+            Some(v) => {
+                needs_minor(index, 7, keys::HEAD_POOLER_ACTIVATION)?;
+                if !matches!(kind, HeadKind::Classification | HeadKind::Regression) {
+                    bail!(Status::BadConfig, "{} is set, but only a classification or regression head has a pooler", keys::HEAD_POOLER_ACTIVATION);
+                }
+                match v {
+                    MetaValue::Str(name) if PoolerActivation::from_name(name).is_some() => PoolerActivation::from_name(name).unwrap(),
+                    v => bail!(Status::BadConfig, "{} {v} must be \"tanh\" or \"relu\"", keys::HEAD_POOLER_ACTIVATION),
+                }
             }
-            Some(MetaValue::Str(_)) if !matches!(kind, HeadKind::Classification | HeadKind::Regression) => {
-                bail!(Status::BadConfig, "{} is set, but only a classification or regression head has a pooler", keys::HEAD_POOLER_ACTIVATION)
-            }
-            Some(v) => bail!(Status::BadConfig, "{} {v} must be \"tanh\" or \"relu\"", keys::HEAD_POOLER_ACTIVATION),
         };
         let head = HeadConfig { kind, labels, pooling, dense: dense_activation, normalize, pooler_activation, include_prompt };
 
@@ -758,27 +760,21 @@ impl ModelLayout {
 
         let per_row_zero_points = match index.metadata.get(keys::QUANT_PER_ROW_ZERO_POINTS) {
             None => false,
-            Some(_) if index.version_minor < 4 => bail!(
-                Status::UnsupportedVersion,
-                "{} needs format version 1.4; the file says {}.{}",
-                keys::QUANT_PER_ROW_ZERO_POINTS,
-                index.version_major,
-                index.version_minor
-            ),
-            Some(_) => meta_bool(index, keys::QUANT_PER_ROW_ZERO_POINTS)?,
+            Some(_) => {
+                needs_minor(index, 4, keys::QUANT_PER_ROW_ZERO_POINTS)?;
+                meta_bool(index, keys::QUANT_PER_ROW_ZERO_POINTS)?
+            }
         };
 
         let dynamic_int8_attention = match index.metadata.get(keys::QUANT_ATTENTION) {
             None => false,
-            Some(_) if index.version_minor < 6 => bail!(
-                Status::UnsupportedVersion,
-                "{} needs format version 1.6; the file says {}.{}",
-                keys::QUANT_ATTENTION,
-                index.version_major,
-                index.version_minor
-            ),
-            Some(MetaValue::Str(v)) if v == "dynamic_int8" => true,
-            Some(v) => bail!(Status::BadConfig, "{} {v} must be \"dynamic_int8\"", keys::QUANT_ATTENTION),
+            Some(v) => {
+                needs_minor(index, 6, keys::QUANT_ATTENTION)?;
+                match v {
+                    MetaValue::Str(v) if v == "dynamic_int8" => true,
+                    v => bail!(Status::BadConfig, "{} {v} must be \"dynamic_int8\"", keys::QUANT_ATTENTION),
+                }
+            }
         };
         if dynamic_int8_attention && layers.iter().any(|l| l.attention_scales.is_some() || l.attention_value_scale.is_some()) {
             bail!(Status::BadConfig, "{} = dynamic_int8 and static int8 attention scales in the same file", keys::QUANT_ATTENTION);

@@ -164,24 +164,7 @@ public final class Model implements AutoCloseable {
         if (headKind() != HEAD_EMBEDDING) {
             throw new Q8bertException(Status.UNSUPPORTED_OPERATION, "embed needs an embedding model");
         }
-        if (texts.isEmpty()) {
-            return new float[0][];
-        }
-        byte[] name = utf8(promptName);
-        byte[][] a = utf8All(texts);
-        float[] flat;
-        handle.lock.readLock().lock();
-        try {
-            flat = backend().runTextPrompt(live(), name, a, null);
-        } finally {
-            handle.lock.readLock().unlock();
-        }
-        int per = flat.length / texts.size();
-        float[][] out = new float[texts.size()][];
-        for (int i = 0; i < out.length; i++) {
-            out[i] = java.util.Arrays.copyOfRange(flat, i * per, (i + 1) * per);
-        }
-        return out;
+        return runText(utf8(promptName), texts, null);
     }
 
     /**
@@ -225,8 +208,13 @@ public final class Model implements AutoCloseable {
         return runText(texts, null);
     }
 
-    /** Tokenizes and runs texts (pairs null, or one second text per text). */
+    /** Tokenizes and runs texts (pairs null, or one second text per text), with the default prompt. */
     public float[][] runText(List<String> texts, List<String> pairs) {
+        return runText(null, texts, pairs);
+    }
+
+    /** promptName: null for the model's default prompt, empty for none, else a named prompt. */
+    private float[][] runText(byte[] promptName, List<String> texts, List<String> pairs) {
         if (pairs != null && pairs.size() != texts.size()) {
             throw new Q8bertException(Status.INVALID_ARGUMENT, texts.size() + " texts but " + pairs.size() + " pair texts");
         }
@@ -238,7 +226,7 @@ public final class Model implements AutoCloseable {
         float[] flat;
         handle.lock.readLock().lock();
         try {
-            flat = backend().runText(live(), a, b);
+            flat = backend().runTextPrompt(live(), promptName, a, b);
         } finally {
             handle.lock.readLock().unlock();
         }

@@ -38,9 +38,6 @@ public final class JnaBackend implements NativeBackend {
 
     private static native int q8bert_text_output_len(long model, long batch, long[] lenOut);
 
-    private static native int q8bert_run_text(long model, Pointer textsA, Pointer textsB, long batch, float[] out,
-            long outLen);
-
     private static native Pointer q8bert_label_name(long model, long index);
 
     private static native int q8bert_run_text_prompt(long model, byte[] promptName, byte[] promptText, Pointer textsA,
@@ -168,13 +165,7 @@ public final class JnaBackend implements NativeBackend {
 
     @Override
     public float[] runText(long model, byte[][] texts, byte[][] pairs) {
-        long[] len = new long[1];
-        check(q8bert_text_output_len(model, texts.length, len));
-        float[] out = new float[Math.toIntExact(len[0])];
-        try (Memory a = cStrings(texts); Memory b = pairs == null ? null : cStrings(pairs)) {
-            check(q8bert_run_text(model, a, b, texts.length, out, out.length));
-        }
-        return out;
+        return runTextPrompt(model, null, texts, pairs);  // q8bert_run_text is the default prompt's call
     }
 
     @Override
