@@ -14,7 +14,7 @@ pub use crate::format::MetaValue;
 use crate::kernels::{pack_weights, weight_sums};
 use crate::model::keys;
 pub use crate::model::{DenseActivation, Pooling};
-use crate::tokenizer::encode_vocab;
+use crate::tokenizer::{encode_merges, encode_vocab};
 
 pub type BuildError = Error;
 
@@ -79,6 +79,15 @@ pub struct TokenizerConfig {
     pub pad_token: String,
     pub mask_token: String,
     pub max_input_chars_per_word: u32,
+    /// Byte-level BPE (RoBERTa) instead of WordPiece; the WordPiece options are then unused.
+    pub bpe: Option<BpeConfig>,
+}
+
+/// A byte-level BPE tokenizer's merges (`merges.txt` order) and pre-tokenizer option.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BpeConfig {
+    pub merges: Vec<(String, String)>,
+    pub add_prefix_space: bool,
 }
 
 impl TokenizerConfig {
@@ -95,6 +104,7 @@ impl TokenizerConfig {
             pad_token: "[PAD]".into(),
             mask_token: "[MASK]".into(),
             max_input_chars_per_word: 100,
+            bpe: None,
         }
     }
 }
@@ -598,6 +608,17 @@ impl ModelBuilder {
             bail!(Status::InvalidArgument, "vocabulary has {} tokens but vocab_size is {}", tk.vocab.len(), c.vocab_size);
         }
         let v = encode_vocab(&tk.vocab).map_err(|e| Error::new(Status::InvalidArgument, e.message()))?;
+        if let Some(bpe) = &tk.bpe {
+            let vocab = v.vocab().map_err(|e| Error::new(Status::InvalidArgument, e.message()))?;
+            let rows = encode_merges(&vocab, &bpe.merges).map_err(|(i, _)| {
+                let (a, b) = &bpe.merges[i];
+                Error::new(Status::InvalidArgument, format!("merge {} ({a:?} {b:?}): its parts or result are not in the vocabulary", i + 1))
+            })?;
+            w.tensor_u32("tokenizer.bpe.merges", &[rows.len() as u64 / 4, 4], &rows);
+            w.metadata(keys::TOK_KIND, MetaValue::Str("byte_level_bpe".into()));
+            w.metadata(keys::TOK_ADD_PREFIX_SPACE, MetaValue::Bool(bpe.add_prefix_space));
+            w.version_minor(w.minor().max(8));
+        }
         w.tensor_u32("tokenizer.vocab.offsets", &[v.offsets.len() as u64], &v.offsets);
         w.tensor("tokenizer.vocab.bytes", DType::U8, &[v.bytes.len() as u64], v.bytes);
         w.tensor_u32("tokenizer.vocab.hash", &[v.hash.len() as u64], &v.hash);

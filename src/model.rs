@@ -8,7 +8,7 @@ use core::ops::Range;
 use crate::error::{bail, Error, Result, Status};
 use crate::format::{DType, FileIndex, MetaValue, TensorInfo};
 use crate::kernels::{Kernel, KernelKind};
-use crate::tokenizer::{TokenizerSettings, Truncation, Vocab};
+use crate::tokenizer::{TokenizerKind, TokenizerSettings, Truncation, Vocab};
 
 /// Metadata keys the runtime reads. Everything else in the file is free-form.
 pub mod keys {
@@ -43,6 +43,10 @@ pub mod keys {
     pub const TOK_SEP_ID: &str = "tokenizer.sep_token_id";
     pub const TOK_PAD_ID: &str = "tokenizer.pad_token_id";
     pub const TOK_MASK_ID: &str = "tokenizer.mask_token_id";
+    /// `wordpiece` (the default when absent) or `byte_level_bpe` (format 1.8).
+    pub const TOK_KIND: &str = "tokenizer.kind";
+    /// Byte-level BPE: a space goes in front of text that does not start with one (1.8).
+    pub const TOK_ADD_PREFIX_SPACE: &str = "tokenizer.add_prefix_space";
     /// Optional: the model's own token limit for text input (sentence-transformers'
     /// `max_seq_length`), the default of `Options::max_seq_len`.
     pub const TOK_MAX_SEQ_LEN: &str = "tokenizer.max_seq_len";
@@ -362,6 +366,8 @@ pub struct ModelLayout {
     pub vocab_offsets: Range<usize>,
     pub vocab_bytes: Range<usize>,
     pub vocab_hash: Range<usize>,
+    /// Byte-level BPE merge rows (`tokenizer.bpe.merges`, `[n, 4]` u32).
+    pub bpe_merges: Option<Range<usize>>,
 }
 
 /// Reads the four-byte-aligned little-endian slice `r` of `file` as `T` values.
@@ -732,6 +738,31 @@ impl ModelLayout {
             cls_id: meta_u32(index, keys::TOK_CLS_ID)?,
             sep_id: meta_u32(index, keys::TOK_SEP_ID)?,
             pad_id: meta_u32(index, keys::TOK_PAD_ID)?,
+            kind: TokenizerKind::WordPiece,
+        };
+        let mut tokenizer = tokenizer;
+        let bpe_merges = match index.metadata.get(keys::TOK_KIND) {
+            None => None,
+            Some(v) => {
+                needs_minor(index, 8, keys::TOK_KIND)?;
+                match v {
+                    MetaValue::Str(v) if v == "wordpiece" => None,
+                    MetaValue::Str(v) if v == "byte_level_bpe" => {
+                        tokenizer.kind = TokenizerKind::ByteLevelBpe { add_prefix_space: meta_bool(index, keys::TOK_ADD_PREFIX_SPACE)? };
+                        let rows = match r.index.tensor("tokenizer.bpe.merges").map(|t| t.dims.clone()).as_deref() {
+                            Some([n, 4]) => *n as usize,
+                            Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.bpe.merges\" must be [n, 4]"),
+                            None => bail!(Status::MissingTensor, "tensor \"tokenizer.bpe.merges\" is missing (tokenizer.kind is byte_level_bpe)"),
+                        };
+                        let range = r.get("tokenizer.bpe.merges", DType::U32, &[rows, 4])?.range.clone();
+                        if let Err(e) = crate::tokenizer::Merges::from_table(cast(file, &range), v_plus_1 - 1) {
+                            bail!(Status::BadVocab, "{}", e.message());
+                        }
+                        Some(range)
+                    }
+                    v => bail!(Status::BadConfig, "{} {v} must be \"wordpiece\" or \"byte_level_bpe\"", keys::TOK_KIND),
+                }
+            }
         };
         let mask_id = meta_u32(index, keys::TOK_MASK_ID)?;
         let text_limit = match index.metadata.get(keys::TOK_MAX_SEQ_LEN) {
@@ -805,6 +836,7 @@ impl ModelLayout {
             vocab_offsets,
             vocab_bytes,
             vocab_hash,
+            bpe_merges,
         })
     }
 

@@ -1,7 +1,12 @@
-//! BERT WordPiece tokenizer matching Hugging Face `tokenizers`
-//! (`BertWordPieceTokenizer`: BertNormalizer + BertPreTokenizer + WordPiece +
-//! BertProcessing, with `longest_first` truncation).
+//! Tokenizers matching Hugging Face `tokenizers`, with `longest_first` truncation:
+//! - BERT WordPiece (`BertWordPieceTokenizer`: BertNormalizer + BertPreTokenizer +
+//!   WordPiece + BertProcessing);
+//! - byte-level BPE (RoBERTa: ByteLevel + BPE + RobertaProcessing), in [`bpe`].
 
+pub mod bpe;
+#[rustfmt::skip]
+#[allow(clippy::all)]
+mod bytelevel_tables;
 mod normalize;
 #[rustfmt::skip]
 #[allow(clippy::all)]
@@ -9,9 +14,11 @@ mod tables;
 mod vocab;
 mod wordpiece;
 
+pub use bpe::{encode_merges, Merges};
 pub use vocab::{encode_vocab, fnv1a64, EncodedVocab, Vocab, VocabError};
 
 use alloc::vec::Vec;
+use bpe::{BpeScratch, ByteLevel};
 use core::fmt;
 use normalize::{Flags, Pipeline, WordSink};
 use wordpiece::{wordpiece, Lookup, STATES};
@@ -29,6 +36,17 @@ pub struct TokenizerSettings {
     pub pad_id: u32,
     /// Longer words (in chars, after normalization) become [UNK]; HF default 100.
     pub max_input_chars_per_word: u32,
+    pub kind: TokenizerKind,
+}
+
+/// The tokenization algorithm. Byte-level BPE ignores the WordPiece options above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// `[CLS] a [SEP] b [SEP]`, type ids 0 then 1.
+    WordPiece,
+    /// `<s> a </s></s> b </s>` (cls = `<s>`, sep = `</s>`), every type id 0; a `<mask>`
+    /// token takes the whitespace before it (lstrip), as RoBERTa's.
+    ByteLevelBpe { add_prefix_space: bool },
 }
 
 impl TokenizerSettings {
@@ -43,6 +61,7 @@ impl TokenizerSettings {
             sep_id: 102,
             pad_id: 0,
             max_input_chars_per_word: 100,
+            kind: TokenizerKind::WordPiece,
         }
     }
 }
@@ -105,10 +124,15 @@ const MAX_SPECIALS: usize = 8;
 pub struct Tokenizer<'a> {
     vocab: Vocab<'a>,
     lookup: Lookup<'a>,
+    /// Set for [`TokenizerKind::ByteLevelBpe`].
+    byte_level: Option<ByteLevel<'a>>,
     settings: TokenizerSettings,
     /// Special-token strings matched verbatim in the raw text before
     /// normalization, like HF's added tokens (leftmost, then longest).
     specials: [(u32, &'a str); MAX_SPECIALS],
+    /// The id of a special token that also takes the whitespace before it (RoBERTa's
+    /// `<mask>`, `lstrip`); `u32::MAX` for none.
+    lstrip_id: u32,
     n_specials: usize,
     /// First bytes of the special strings, to skip the matcher cheaply.
     special_first: [bool; 256],
@@ -128,7 +152,25 @@ impl<'a> Tokenizer<'a> {
     /// Checks that the special ids are in range. The tokens of unk/cls/sep/pad,
     /// plus `[MASK]` when the vocab has it, are split out of raw text as HF's
     /// BertWordPieceTokenizer does (see [`Tokenizer::set_special_tokens`]).
+    /// Byte-level BPE needs [`Tokenizer::with_merges`].
     pub fn new(vocab: Vocab<'a>, settings: TokenizerSettings) -> Result<Self, VocabError> {
+        if settings.kind != TokenizerKind::WordPiece {
+            return Err(VocabError::BadMerges);
+        }
+        Self::build(vocab, None, settings)
+    }
+
+    /// A byte-level BPE tokenizer (`settings.kind` must be [`TokenizerKind::ByteLevelBpe`]).
+    /// Its unk/cls/sep/pad tokens and `<mask>` are split out of raw text.
+    pub fn with_merges(vocab: Vocab<'a>, merges: Merges<'a>, settings: TokenizerSettings) -> Result<Self, VocabError> {
+        let TokenizerKind::ByteLevelBpe { add_prefix_space } = settings.kind else {
+            return Err(VocabError::BadMerges);
+        };
+        let byte_level = ByteLevel::new(&vocab, merges, add_prefix_space);
+        Self::build(vocab, Some(byte_level), settings)
+    }
+
+    fn build(vocab: Vocab<'a>, byte_level: Option<ByteLevel<'a>>, settings: TokenizerSettings) -> Result<Self, VocabError> {
         let v = vocab.len();
         if v > i32::MAX as usize {
             return Err(VocabError::TooLarge);
@@ -150,7 +192,8 @@ impl<'a> Tokenizer<'a> {
             settings.sep_id,
             0,
         ];
-        let n = match vocab.lookup("[MASK]") {
+        let mask = vocab.lookup(if byte_level.is_some() { "<mask>" } else { "[MASK]" });
+        let n = match mask {
             Some(m) => {
                 ids[4] = m;
                 5
@@ -160,6 +203,11 @@ impl<'a> Tokenizer<'a> {
         let mut t = Tokenizer {
             vocab,
             lookup: Lookup::new(vocab),
+            lstrip_id: match (&byte_level, mask) {
+                (Some(_), Some(m)) => m,
+                _ => u32::MAX,
+            },
+            byte_level,
             settings,
             specials: [(0, ""); MAX_SPECIALS],
             n_specials: 0,
@@ -201,6 +249,11 @@ impl<'a> Tokenizer<'a> {
         &self.settings
     }
 
+    /// The BPE merge table of a byte-level tokenizer.
+    pub fn merges(&self) -> Option<&Merges<'a>> {
+        self.byte_level.as_ref().map(|b| b.merges())
+    }
+
     /// `[CLS] a [SEP] (b [SEP])`; type ids are 0 for the first segment including
     /// CLS and the first SEP, 1 for b and its SEP. `max_len` counts special tokens
     /// (use `usize::MAX` for no limit).
@@ -228,7 +281,10 @@ impl<'a> Tokenizer<'a> {
         out.ids.clear();
         out.type_ids.clear();
         out.num_truncated = 0;
-        let n_special = if text_b.is_some() { 3 } else { 2 };
+        let bpe = self.byte_level.is_some();
+        // Separator tokens between the segments: one, or RoBERTa's `</s></s>`.
+        let mid = if bpe { 2 } else { 1 };
+        let n_special = if text_b.is_some() { 2 + mid } else { 2 };
         if max_len < n_special {
             return Err(TokenizeError::MaxLenTooSmall);
         }
@@ -267,19 +323,23 @@ impl<'a> Tokenizer<'a> {
                 }
             }
         };
-        // Layout now: CLS a[..la] b[..lb]; make it CLS a[..na] SEP b[..nb] (SEP).
+        // Layout now: CLS a[..la] b[..lb]; make it CLS a[..na] SEP (SEP) b[..nb] (SEP).
         let total = na + nb + n_special;
         if ids.len() < total {
             ids.resize(total, 0);
         }
-        ids.copy_within(1 + la..1 + la + nb, na + 2);
-        ids[na + 1] = sep;
         if text_b.is_some() {
-            ids[na + nb + 2] = sep;
+            ids.copy_within(1 + la..1 + la + nb, na + 1 + mid);
+            ids[na + 1..na + 1 + mid].fill(sep);
+            ids[total - 1] = sep;
+        } else {
+            ids[na + 1] = sep;
         }
         ids.truncate(total);
         out.num_truncated = la + lb - na - nb;
-        out.type_ids.resize(na + 2, 0);
+        // RoBERTa's models have one token type; HF's fast tokenizer does not pass them.
+        let first = if bpe { total } else { na + 2 };
+        out.type_ids.resize(first, 0);
         out.type_ids.resize(total, 1);
         Ok(())
     }
@@ -291,9 +351,18 @@ impl<'a> Tokenizer<'a> {
     }
 
     /// Calls `f` with each word after normalization and pre-tokenization (the
-    /// input of WordPiece), and with the text of verbatim special tokens. Words
-    /// longer than `max_input_chars_per_word` are cut there (they become [UNK]).
-    pub fn words(&self, text: &str, f: impl FnMut(&str)) {
+    /// input of WordPiece or BPE), and with the text of verbatim special tokens.
+    /// WordPiece words longer than `max_input_chars_per_word` are cut there (they
+    /// become [UNK]); byte-level pieces are the raw text GPT-2's regex splits off.
+    pub fn words(&self, text: &str, mut f: impl FnMut(&str)) {
+        if let Some(bl) = &self.byte_level {
+            let mut prefixed = alloc::string::String::new();
+            self.split_specials(text, |part| match part {
+                Part::Text(t) => bpe::split_pieces(with_prefix_space(bl, t, &mut prefixed), &mut f),
+                Part::Special(id) => f(self.vocab.token(id).unwrap_or("")),
+            });
+            return;
+        }
         struct Words<'v, 'a, F> {
             vocab: &'v Vocab<'a>,
             f: F,
@@ -315,8 +384,19 @@ impl<'a> Tokenizer<'a> {
         );
     }
 
-    /// WordPiece ids of `text` appended to `out`.
+    /// Token ids of `text` appended to `out`.
     fn tokenize_append(&self, text: &str, out: &mut Vec<i32>) {
+        if let Some(bl) = &self.byte_level {
+            let mut scratch = BpeScratch::default();
+            let mut prefixed = alloc::string::String::new();
+            self.split_specials(text, |part| match part {
+                Part::Text(t) => bpe::split_pieces(with_prefix_space(bl, t, &mut prefixed), |piece| {
+                    bl.encode_piece(piece.as_bytes(), &mut scratch, out)
+                }),
+                Part::Special(id) => out.push(id as i32),
+            });
+            return;
+        }
         let mut sink = Sink {
             lookup: &self.lookup,
             unk: self.settings.unk_id as i32,
@@ -327,8 +407,8 @@ impl<'a> Tokenizer<'a> {
         self.run(text, &mut sink);
     }
 
-    /// Splits out verbatim special tokens, then normalizes and pre-tokenizes each
-    /// remaining segment into `sink`.
+    /// WordPiece: splits out verbatim special tokens, then normalizes and
+    /// pre-tokenizes each remaining segment into `sink`.
     fn run<S: WordSink>(&self, text: &str, sink: &mut S) {
         let s = &self.settings;
         let flags = Flags {
@@ -337,6 +417,15 @@ impl<'a> Tokenizer<'a> {
             chinese: s.tokenize_chinese_chars,
         };
         let mut p = Pipeline::new(flags, s.max_input_chars_per_word as usize, sink);
+        self.split_specials(text, |part| match part {
+            Part::Text(t) => p.segment(t),
+            Part::Special(id) => p.sink.special(id),
+        });
+    }
+
+    /// Calls `f` with the text between verbatim special tokens and with each special
+    /// token, in order. The lstrip token takes the whitespace before it.
+    fn split_specials(&self, text: &str, mut f: impl FnMut(Part<'_>)) {
         let bytes = text.as_bytes();
         let mut seg_start = 0;
         let mut i = 0;
@@ -345,8 +434,12 @@ impl<'a> Tokenizer<'a> {
                 if self.special_first[bytes[i] as usize] {
                     if let Some((id, len)) = self.match_special(&bytes[i..]) {
                         // Both ends are char boundaries: a whole UTF-8 token matched.
-                        p.segment(&text[seg_start..i]);
-                        p.sink.special(id);
+                        let mut seg = &text[seg_start..i];
+                        if id == self.lstrip_id {
+                            seg = seg.trim_end_matches(char::is_whitespace);
+                        }
+                        f(Part::Text(seg));
+                        f(Part::Special(id));
                         i += len;
                         seg_start = i;
                         continue;
@@ -355,7 +448,7 @@ impl<'a> Tokenizer<'a> {
                 i += 1;
             }
         }
-        p.segment(&text[seg_start..]);
+        f(Part::Text(&text[seg_start..]));
     }
 
     /// Longest special token that `rest` starts with.
@@ -369,6 +462,23 @@ impl<'a> Tokenizer<'a> {
         }
         best
     }
+}
+
+enum Part<'t> {
+    Text(&'t str),
+    Special(u32),
+}
+
+/// The segment with a space in front when the byte-level pre-tokenizer adds one (HF:
+/// `add_prefix_space` and the segment does not start with U+0020).
+fn with_prefix_space<'t>(bl: &ByteLevel<'_>, t: &'t str, buf: &'t mut alloc::string::String) -> &'t str {
+    if !bl.add_prefix_space || t.is_empty() || t.starts_with(' ') {
+        return t;
+    }
+    buf.clear();
+    buf.push(' ');
+    buf.push_str(t);
+    buf
 }
 
 /// HF tokenizers' `longest_first` split of `budget` tokens between a pair of

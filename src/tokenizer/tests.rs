@@ -24,6 +24,7 @@ fn settings() -> TokenizerSettings {
         sep_id: 3,
         pad_id: 0,
         max_input_chars_per_word: 100,
+        kind: TokenizerKind::WordPiece,
     }
 }
 

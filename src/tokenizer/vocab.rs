@@ -51,6 +51,9 @@ pub enum VocabError {
     TooLarge,
     /// A special token id (unk/cls/sep/pad) is not below the vocabulary size.
     BadSpecialId,
+    /// A BPE merge table that is not sorted rows of in-range ids, or a merge whose
+    /// parts or result are not in the vocabulary.
+    BadMerges,
 }
 
 impl VocabError {
@@ -63,6 +66,7 @@ impl VocabError {
             VocabError::DuplicateToken => "vocab contains a duplicate token",
             VocabError::TooLarge => "vocab is too large for u32 offsets/ids",
             VocabError::BadSpecialId => "special token id is out of vocab range",
+            VocabError::BadMerges => "BPE merge table is malformed or names tokens missing from the vocab",
         }
     }
 }

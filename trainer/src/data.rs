@@ -187,6 +187,7 @@ impl TextTokenizer {
             sep_id: id(&config.sep_token)?,
             pad_id: id(&config.pad_token)?,
             max_input_chars_per_word: 100,
+            kind: tok::TokenizerKind::WordPiece,
         };
         let encoded = tok::encode_vocab(&vocab).map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
         Ok(TextTokenizer { vocab, config, encoded, settings })

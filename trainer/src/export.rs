@@ -178,6 +178,7 @@ mod with_runtime {
             pad_token: tc.pad_token.clone(),
             mask_token: tc.mask_token.clone(),
             max_input_chars_per_word: s.max_input_chars_per_word,
+            bpe: None,
         };
         let mut b = qb::ModelBuilder::new(cfg, head, tcfg);
         b.hidden_act(&c.hidden_act).map_err(err)?;
