@@ -321,8 +321,44 @@ fn prompts(m: &mut Vec<(String, MetaValue)>, names: &[&str], texts: &[&str], def
     }
 }
 
+/// Makes the file's tokenizer byte-level BPE with these merge rows (`[n, 4]` u32).
+fn bpe(t: &mut Vec<Entry>, m: &mut Vec<(String, MetaValue)>, rows: &[u32], dims: Vec<u64>) {
+    m.push(("tokenizer.kind".into(), MetaValue::Str("byte_level_bpe".into())));
+    m.push(("tokenizer.add_prefix_space".into(), MetaValue::Bool(false)));
+    t.push(Entry { name: "tokenizer.bpe.merges".into(), dtype: DType::U32, dims, bytes: rows.iter().flat_map(|v| v.to_le_bytes()).collect() });
+}
+
+/// A byte-level BPE file opens and tokenizes with its merges (a merge of ids 5 and 6 into 7).
+#[test]
+fn byte_level_bpe_tokenizer_loads_from_the_file() {
+    let b = rewritten_as(8, |t, m| bpe(t, m, &[5, 6, 7, 0, 7, 8, 9, 1], vec![2, 4]));
+    let model = Model::from_bytes(&b, &Options::default()).unwrap();
+    let tok = model.tokenizer();
+    assert!(matches!(tok.settings().kind, q8bert::tokenizer::TokenizerKind::ByteLevelBpe { add_prefix_space: false }));
+    assert_eq!(tok.merges().map(|m| m.len()), Some(2));
+}
+
 fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
+    let merges = |rows: &'static [u32], dims: Vec<u64>| move |t: &mut Vec<Entry>, m: &mut Vec<(String, MetaValue)>| bpe(t, m, rows, dims);
     vec![
+        ("BPE tokenizer in a 1.7 file", rewritten_as(7, merges(&[5, 6, 7, 0], vec![1, 4])), Status::UnsupportedVersion),
+        ("unknown tokenizer kind", rewritten_as(8, |_, m| m.push(("tokenizer.kind".into(), MetaValue::Str("unigram".into())))), Status::BadConfig),
+        ("BPE tokenizer without merges", rewritten_as(8, |t, m| {
+            bpe(t, m, &[], vec![0, 4]);
+            t.retain(|e| e.name != "tokenizer.bpe.merges");
+        }), Status::MissingTensor),
+        ("BPE tokenizer without add_prefix_space", rewritten_as(8, |t, m| {
+            bpe(t, m, &[5, 6, 7, 0], vec![1, 4]);
+            m.retain(|(k, _)| k != "tokenizer.add_prefix_space");
+        }), Status::MissingMetadata),
+        ("merges of three columns", rewritten_as(8, merges(&[5, 6, 7], vec![1, 3])), Status::WrongShape),
+        ("unsorted merges", rewritten_as(8, merges(&[7, 8, 9, 1, 5, 6, 7, 0], vec![2, 4])), Status::BadVocab),
+        ("merge id outside the vocabulary", rewritten_as(8, merges(&[5, 6, 1_000_000, 0], vec![1, 4])), Status::BadVocab),
+        ("merge rank outside the table", rewritten_as(8, merges(&[5, 6, 7, 1], vec![1, 4])), Status::BadVocab),
+        ("merges without a BPE tokenizer", rewritten_as(8, |t, m| {
+            bpe(t, m, &[5, 6, 7, 0], vec![1, 4]);
+            m.retain(|(k, _)| k != "tokenizer.kind");
+        }), Status::UnknownTensor),
         ("int8 attention scales in a 1.0 file", rewritten_as(0, |t, _| attention_scales(t, Some(f32_bytes(20.0)), Some(f32_bytes(20.0)))), Status::UnsupportedVersion),
         ("query scale without key scale", rewritten_as(1, |t, _| attention_scales(t, Some(f32_bytes(20.0)), None)), Status::MissingTensor),
         ("key scale without query scale", rewritten_as(1, |t, _| attention_scales(t, None, Some(f32_bytes(20.0)))), Status::MissingTensor),

@@ -51,6 +51,9 @@ pub struct BertConfig {
     pub architectures: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_type: Option<String>,
+    /// RoBERTa's padding id: its position ids start at `pad_token_id + 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_token_id: Option<usize>,
 }
 fn default_type_vocab() -> usize {
     2
@@ -64,7 +67,7 @@ impl BertConfig {
         if let Some(t) = raw.get("model_type").and_then(|v| v.as_str()) {
             if !MODEL_TYPES.contains(&t) {
                 bail!(
-                    "{}: model_type {t:?} is not supported; supported: bert (BERT encoders such as MiniLM, bge, e5, gte), distilbert",
+                    "{}: model_type {t:?} is not supported; supported: bert (BERT encoders such as MiniLM, bge, e5, gte), distilbert, roberta",
                     path.display()
                 );
             }
@@ -72,7 +75,7 @@ impl BertConfig {
         if raw.get("model_type").and_then(|v| v.as_str()) == Some("distilbert") {
             distilbert_config(&mut raw).with_context(|| format!("{}", path.display()))?;
         }
-        const ARCHITECTURES: [&str; 7] = [
+        const ARCHITECTURES: [&str; 10] = [
             "BertModel",
             "BertForSequenceClassification",
             "BertForMaskedLM",
@@ -80,6 +83,9 @@ impl BertConfig {
             "DistilBertModel",
             "DistilBertForSequenceClassification",
             "DistilBertForMaskedLM",
+            "RobertaModel",
+            "RobertaForSequenceClassification",
+            "RobertaForMaskedLM",
         ];
         if let Some(a) = raw.get("architectures").and_then(|v| v.as_array()) {
             for name in a.iter().filter_map(|v| v.as_str()) {
@@ -88,7 +94,16 @@ impl BertConfig {
                 }
             }
         }
-        let cfg: BertConfig = serde_json::from_value(raw).with_context(|| format!("parsing {}", path.display()))?;
+        let mut cfg: BertConfig = serde_json::from_value(raw).with_context(|| format!("parsing {}", path.display()))?;
+        if cfg.is_roberta() {
+            // The first pad_token_id + 1 rows of the position table are never used: the
+            // loader drops them, so position i is row i as in BERT.
+            let offset = cfg.position_offset();
+            if cfg.max_position_embeddings <= offset {
+                bail!("{}: max_position_embeddings {} leaves no positions after RoBERTa's offset {offset} (pad_token_id + 1)", path.display(), cfg.max_position_embeddings);
+            }
+            cfg.max_position_embeddings -= offset;
+        }
         if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
             bail!("hidden_size {} not divisible by num_attention_heads {}", cfg.hidden_size, cfg.num_attention_heads);
         }
@@ -108,6 +123,22 @@ impl BertConfig {
         self.model_type.as_deref() == Some("distilbert")
     }
 
+    /// A RoBERTa checkpoint (`model_type: roberta`): BERT's encoder with position ids from
+    /// `pad_token_id + 1` and one token type; its classification head (dense, tanh, out_proj
+    /// on `<s>`) is BERT's pooler and classifier.
+    pub fn is_roberta(&self) -> bool {
+        self.model_type.as_deref() == Some("roberta")
+    }
+
+    /// Rows of a RoBERTa position table before position 0 (`pad_token_id + 1`); 0 otherwise.
+    pub fn position_offset(&self) -> usize {
+        if self.is_roberta() {
+            self.pad_token_id.unwrap_or(1) + 1
+        } else {
+            0
+        }
+    }
+
     pub fn tiny(vocab: usize) -> Self {
         BertConfig {
             vocab_size: vocab,
@@ -125,12 +156,13 @@ impl BertConfig {
             problem_type: None,
             architectures: None,
             model_type: Some("bert".into()),
+            pad_token_id: None,
         }
     }
 }
 
 /// Model types the trainer reads.
-pub const MODEL_TYPES: [&str; 2] = ["bert", "distilbert"];
+pub const MODEL_TYPES: [&str; 3] = ["bert", "distilbert", "roberta"];
 
 /// DistilBERT's config.json under BERT's names (`dim` -> `hidden_size`, `n_layers`, `n_heads`,
 /// `hidden_dim`, `activation`, `dropout`, `attention_dropout`), with DistilBERT's fixed
@@ -483,6 +515,36 @@ fn distilbert_tensors(tensors: HashMap<String, Tensor>, types: usize, h: usize) 
     Ok(out)
 }
 
+/// A RoBERTa state dict under BERT's names: `roberta.` dropped, the position table without
+/// its first `offset` rows, `classifier.dense` -> `pooler.dense` and `classifier.out_proj` ->
+/// `classifier` (RobertaClassificationHead is BERT's pooler + classifier), `lm_head` dropped.
+fn roberta_tensors(tensors: HashMap<String, Tensor>, offset: usize, positions: usize) -> Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for (name, t) in tensors {
+        let n = name.strip_prefix("roberta.").unwrap_or(&name);
+        let n = if let Some(rest) = n.strip_prefix("classifier.dense.") {
+            format!("pooler.dense.{rest}")
+        } else if let Some(rest) = n.strip_prefix("classifier.out_proj.") {
+            format!("classifier.{rest}")
+        } else if n.starts_with("lm_head.") || n == "embeddings.position_ids" {
+            continue;
+        } else {
+            n.to_string()
+        };
+        let t = if n == "embeddings.position_embeddings.weight" {
+            let rows = t.dim(0)?;
+            if rows != positions + offset {
+                bail!("position table has {rows} rows; config.json says max_position_embeddings {}", positions + offset);
+            }
+            t.narrow(0, offset, positions)?
+        } else {
+            t
+        };
+        out.insert(n, t);
+    }
+    Ok(out)
+}
+
 impl Bert {
     /// Loads `config.json` and the weights (model.safetensors, its shards, or pytorch_model.bin:
     /// see [`crate::model_dir::checkpoint`]) from a Hugging Face directory. With
@@ -501,6 +563,9 @@ impl Bert {
         let mut tensors: HashMap<String, Tensor> = tensors.into_iter().map(|(k, v)| (k.strip_prefix("bert.").map(str::to_owned).unwrap_or(k), v)).collect();
         if cfg.is_distilbert() {
             tensors = distilbert_tensors(tensors, cfg.type_vocab_size, cfg.hidden_size)?;
+        }
+        if cfg.is_roberta() {
+            tensors = roberta_tensors(tensors, cfg.position_offset(), cfg.max_position_embeddings)?;
         }
         let mut w = Weights(tensors);
         let word = w.take("embeddings.word_embeddings.weight")?;

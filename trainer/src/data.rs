@@ -139,12 +139,21 @@ fn mask() -> String {
     "[MASK]".into()
 }
 
-/// WordPiece tokenizer of a model directory (vocab.txt + tokenizer_config.json).
+/// Tokenizer of a model directory: WordPiece (vocab.txt + tokenizer_config.json) or byte-level
+/// BPE (RoBERTa: tokenizer.json, or vocab.json + merges.txt).
 pub struct TextTokenizer {
     pub vocab: Vec<String>,
     pub config: TokenizerFileConfig,
     encoded: tok::EncodedVocab,
     settings: tok::TokenizerSettings,
+    /// Byte-level BPE: the merges in `merges.txt` order and their table for the runtime.
+    pub bpe: Option<BpeFiles>,
+}
+
+pub struct BpeFiles {
+    pub merges: Vec<(String, String)>,
+    pub add_prefix_space: bool,
+    rows: Vec<u32>,
 }
 
 /// One tokenized example, without padding.
@@ -157,6 +166,9 @@ pub struct Encoded {
 
 impl TextTokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
+        if let Some(t) = crate::model_dir::bpe_files(dir)? {
+            return Self::from_bpe_files(dir, t);
+        }
         let vocab_path = crate::model_dir::vocab_path(dir)?;
         let vocab: Vec<String> = std::fs::read_to_string(&vocab_path)
             .with_context(|| format!("reading {}", vocab_path.display()))?
@@ -190,7 +202,92 @@ impl TextTokenizer {
             kind: tok::TokenizerKind::WordPiece,
         };
         let encoded = tok::encode_vocab(&vocab).map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
-        Ok(TextTokenizer { vocab, config, encoded, settings })
+        Ok(TextTokenizer { vocab, config, encoded, settings, bpe: None })
+    }
+
+    /// A byte-level BPE tokenizer from its vocabulary (by id), merges (`merges.txt` order) and
+    /// special tokens (`config`'s unk/cls/sep/pad/mask: RoBERTa's `<unk>`, `<s>`, `</s>`, `<pad>`,
+    /// `<mask>`).
+    pub fn new_bpe(vocab: Vec<String>, merges: Vec<(String, String)>, add_prefix_space: bool, config: TokenizerFileConfig) -> Result<Self> {
+        let id = |t: &str| -> Result<u32> {
+            vocab.iter().position(|v| v == t).map(|i| i as u32).with_context(|| format!("special token {t:?} not in vocab"))
+        };
+        let settings = tok::TokenizerSettings {
+            do_lower_case: false,
+            strip_accents: false,
+            tokenize_chinese_chars: false,
+            unk_id: id(&config.unk_token)?,
+            cls_id: id(&config.cls_token)?,
+            sep_id: id(&config.sep_token)?,
+            pad_id: id(&config.pad_token)?,
+            max_input_chars_per_word: 100,
+            kind: tok::TokenizerKind::ByteLevelBpe { add_prefix_space },
+        };
+        let encoded = tok::encode_vocab(&vocab).map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
+        let rows = tok::encode_merges(&encoded.vocab().map_err(|e| anyhow::anyhow!("vocab: {e}"))?, &merges).map_err(|(i, _)| {
+            anyhow::anyhow!("merge {} ({:?} {:?}): its parts or their concatenation are not in the vocabulary", i + 1, merges[i].0, merges[i].1)
+        })?;
+        Ok(TextTokenizer { vocab, config, encoded, settings, bpe: Some(BpeFiles { merges, add_prefix_space, rows }) })
+    }
+
+    fn from_bpe_files(dir: &Path, files: crate::model_dir::BpeFiles) -> Result<Self> {
+        let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        let json = |p: &Path| -> Result<serde_json::Value> { serde_json::from_str(&read(p)?).with_context(|| format!("parsing {}", p.display())) };
+        // RoBERTa's special tokens, overridden by tokenizer_config.json where it names them.
+        let mut names = [("unk_token", "<unk>"), ("bos_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("mask_token", "<mask>")].map(|(k, v)| (k, v.to_string()));
+        let cfg_path = dir.join("tokenizer_config.json");
+        let mut add_prefix_space = false;
+        if cfg_path.is_file() {
+            let c = json(&cfg_path)?;
+            for (key, value) in names.iter_mut() {
+                let v = &c[*key];
+                if let Some(s) = v.as_str().or_else(|| v["content"].as_str()) {
+                    *value = s.to_string();
+                }
+            }
+            if let Some(c) = c["cls_token"].as_str() {
+                names[1].1 = c.to_string();
+            }
+            if let Some(s) = c["sep_token"].as_str() {
+                names[2].1 = s.to_string();
+            }
+            add_prefix_space = c["add_prefix_space"].as_bool().unwrap_or(false);
+        }
+        let (vocab, merges, from) = match files {
+            crate::model_dir::BpeFiles::TokenizerJson(p) => {
+                let t = json(&p)?;
+                let (vocab, merges, prefix, cls_sep) = parse_bpe_tokenizer_json(&t).with_context(|| format!("{}", p.display()))?;
+                add_prefix_space = prefix;
+                if let Some((cls, sep)) = cls_sep {
+                    names[1].1 = cls;
+                    names[2].1 = sep;
+                }
+                (vocab, merges, p)
+            }
+            crate::model_dir::BpeFiles::VocabMerges { vocab, merges } => {
+                let map = json(&vocab)?;
+                let map = map.as_object().with_context(|| format!("{}: expected a JSON object of token -> id", vocab.display()))?;
+                let v = vocab_by_id(map).with_context(|| format!("{}", vocab.display()))?;
+                let m = read(&merges)?
+                    .lines()
+                    .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
+                    .map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).with_context(|| format!("{}: line {l:?} is not \"left right\"", merges.display())))
+                    .collect::<Result<Vec<_>>>()?;
+                (v, m, merges)
+            }
+        };
+        let [unk, cls, sep, pad, mask] = names.map(|(_, v)| v);
+        let config = TokenizerFileConfig {
+            do_lower_case: false,
+            strip_accents: Some(false),
+            tokenize_chinese_chars: false,
+            unk_token: unk,
+            cls_token: cls,
+            sep_token: sep,
+            pad_token: pad,
+            mask_token: mask,
+        };
+        Self::new_bpe(vocab, merges, add_prefix_space, config).with_context(|| format!("{}", from.display()))
     }
 
     pub fn settings(&self) -> &tok::TokenizerSettings {
@@ -199,15 +296,26 @@ impl TextTokenizer {
 
     /// Lower-cases the input before WordPiece, as sentence-transformers' Transformer module does
     /// with `do_lower_case: true` (sentence_bert_config.json) on top of the tokenizer's own
-    /// settings; accent stripping stays the tokenizer's.
-    pub fn lower_case_input(&mut self) {
+    /// settings; accent stripping stays the tokenizer's. Byte-level BPE has no such step here.
+    pub fn lower_case_input(&mut self) -> Result<()> {
+        if self.bpe.is_some() {
+            bail!("do_lower_case: true with a byte-level BPE tokenizer is not supported (the runtime's BPE has no lower-casing step); set it to false in sentence_bert_config.json if the model was trained on cased text");
+        }
         self.settings.do_lower_case = true;
+        Ok(())
     }
 
     /// Tokenizes examples as `[CLS] a [SEP] (b [SEP])`, truncated longest-first to `max_len`.
     pub fn encode_all(&self, examples: &[Example], max_len: usize) -> Result<Vec<Encoded>> {
         let vocab = self.encoded.vocab().map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
-        let t = tok::Tokenizer::new(vocab, self.settings.clone()).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+        let t = match &self.bpe {
+            Some(b) => {
+                let merges = tok::Merges::from_table(&b.rows, vocab.len()).map_err(|e| anyhow::anyhow!("merges: {e}"))?;
+                tok::Tokenizer::with_merges(vocab, merges, self.settings.clone())
+            }
+            None => tok::Tokenizer::new(vocab, self.settings.clone()),
+        }
+        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
         let mut enc = tok::Encoding::default();
         let mut out = Vec::with_capacity(examples.len());
         for ex in examples {
@@ -225,6 +333,72 @@ impl TextTokenizer {
     pub fn pad_id(&self) -> u32 {
         self.settings.pad_id
     }
+}
+
+/// Vocabulary by id from a token -> id map; ids must be 0..n without gaps.
+fn vocab_by_id(map: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<String>> {
+    let mut v = vec![None; map.len()];
+    for (t, id) in map {
+        let i = id.as_u64().with_context(|| format!("token {t:?}: id {id} is not a number"))? as usize;
+        match v.get_mut(i) {
+            Some(slot @ None) => *slot = Some(t.clone()),
+            _ => bail!("token ids are not 0..{} without gaps (token {t:?} has id {i})", map.len()),
+        }
+    }
+    Ok(v.into_iter().map(|t| t.unwrap_or_default()).collect())
+}
+
+/// A byte-level BPE `tokenizer.json` as RoBERTa's: vocabulary (with added tokens), merges,
+/// ByteLevel `add_prefix_space`, RobertaProcessing's cls and sep. Anything else in the
+/// pipeline is refused by name, since the runtime would tokenize differently.
+#[allow(clippy::type_complexity)]
+fn parse_bpe_tokenizer_json(t: &serde_json::Value) -> Result<(Vec<String>, Vec<(String, String)>, bool, Option<(String, String)>)> {
+    let m = &t["model"];
+    for (key, ok) in [("dropout", None), ("continuing_subword_prefix", Some("")), ("end_of_word_suffix", Some(""))] {
+        let v = &m[key];
+        if !(v.is_null() || v.as_str() == ok) {
+            bail!("BPE model.{key} = {v} is not supported (RoBERTa's byte-level BPE has none)");
+        }
+    }
+    if m["byte_fallback"].as_bool() == Some(true) {
+        bail!("BPE model.byte_fallback is not supported");
+    }
+    if !t["normalizer"].is_null() {
+        bail!("normalizer {} is not supported with byte-level BPE (RoBERTa has none)", t["normalizer"]["type"]);
+    }
+    let pre = &t["pre_tokenizer"];
+    if pre["type"].as_str() != Some("ByteLevel") || pre["use_regex"].as_bool() == Some(false) {
+        bail!("pre_tokenizer {} is not supported; byte-level BPE needs ByteLevel with GPT-2's regex", pre["type"]);
+    }
+    let post = &t["post_processor"];
+    let cls_sep = match post["type"].as_str() {
+        Some("RobertaProcessing") => {
+            let name = |k: &str| post[k][0].as_str().map(str::to_string).with_context(|| format!("post_processor.{k}"));
+            Some((name("cls")?, name("sep")?))
+        }
+        _ => bail!("post_processor {} is not supported; byte-level BPE needs RobertaProcessing (<s> a </s></s> b </s>)", post["type"]),
+    };
+    let map = m["vocab"].as_object().context("model.vocab is not an object")?;
+    let mut map = map.clone();
+    for a in t["added_tokens"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        if let (Some(c), Some(id)) = (a["content"].as_str(), a["id"].as_u64()) {
+            map.entry(c.to_string()).or_insert(id.into());
+        }
+    }
+    let vocab = vocab_by_id(&map)?;
+    let merges = m["merges"]
+        .as_array()
+        .context("model.merges is not a list")?
+        .iter()
+        .map(|x| match x {
+            serde_json::Value::String(s) => s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).with_context(|| format!("merge {s:?}")),
+            serde_json::Value::Array(p) if p.len() == 2 => {
+                Ok((p[0].as_str().context("merge")?.to_string(), p[1].as_str().context("merge")?.to_string()))
+            }
+            other => bail!("merge {other} is neither \"a b\" nor [a, b]"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((vocab, merges, pre["add_prefix_space"].as_bool().unwrap_or(false), cls_sep))
 }
 
 /// FNV-1a 64 of a file's bytes, for the provenance metadata ("data hash").

@@ -178,7 +178,7 @@ mod with_runtime {
             pad_token: tc.pad_token.clone(),
             mask_token: tc.mask_token.clone(),
             max_input_chars_per_word: s.max_input_chars_per_word,
-            bpe: None,
+            bpe: tok.bpe.as_ref().map(|b| qb::BpeConfig { merges: b.merges.clone(), add_prefix_space: b.add_prefix_space }),
         };
         let mut b = qb::ModelBuilder::new(cfg, head, tcfg);
         b.hidden_act(&c.hidden_act).map_err(err)?;

@@ -560,7 +560,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     let st = sentence_transformers_head(&a.model)?;
     let mut tok = TextTokenizer::from_dir(&transformer_dir(&a.model))?;
     if st.as_ref().is_some_and(|s| s.do_lower_case) {
-        tok.lower_case_input();
+        tok.lower_case_input()?;
     }
     let examples: Vec<Example> = match &a.calibration {
         Some(p) => read_tsv_texts(p)?,
@@ -573,7 +573,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     let arch_says_classifier = cfg_json
         .get("architectures")
         .and_then(|v| v.as_array())
-        .is_some_and(|a| a.iter().any(|n| matches!(n.as_str(), Some("BertForSequenceClassification" | "DistilBertForSequenceClassification"))));
+        .is_some_and(|a| a.iter().any(|n| n.as_str().is_some_and(|n| n.ends_with("ForSequenceClassification"))));
     let arch_says_encoder = cfg_json.get("architectures").and_then(|v| v.as_array()).is_some_and(|a| !a.is_empty()) && !arch_says_classifier;
     let head = match a.head.as_str() {
         "auto" if st.is_some() => "embedding",
@@ -662,7 +662,7 @@ fn fidelity(a: FidelityArgs) -> Result<()> {
     let st = sentence_transformers_head(&a.model)?;
     let mut tok = TextTokenizer::from_dir(&transformer_dir(&a.model))?;
     if st.as_ref().is_some_and(|s| s.do_lower_case) {
-        tok.lower_case_input();
+        tok.lower_case_input()?;
     }
     let texts = fidelity::read_texts(&a.texts)?;
     // Default: what the runtime takes with default options: a sentence-transformers model's own

@@ -16,7 +16,9 @@ pub const LAYOUT: &str = "a Hugging Face BERT model directory (config.json, mode
 pub fn check(dir: &Path) -> Result<BertConfig> {
     let cfg = config(dir)?;
     checkpoint(dir)?;
-    vocab_path(dir)?;
+    if bpe_files(dir)?.is_none() {
+        vocab_path(dir)?;
+    }
     Ok(cfg)
 }
 
@@ -181,6 +183,40 @@ fn sharded(index: PathBuf) -> Result<Checkpoint> {
         bail!("{}: weight_map is empty; download the model again or write it with `model.save_pretrained(DIR)`", index.display());
     }
     Ok(Checkpoint::Sharded { index, weight_map })
+}
+
+/// Where a byte-level BPE tokenizer's files are.
+pub enum BpeFiles {
+    TokenizerJson(PathBuf),
+    VocabMerges { vocab: PathBuf, merges: PathBuf },
+}
+
+/// The byte-level BPE files of a directory without vocab.txt: tokenizer.json whose model is
+/// BPE, or vocab.json + merges.txt. None for a WordPiece directory.
+pub fn bpe_files(dir: &Path) -> Result<Option<BpeFiles>> {
+    check_is_dir(dir)?;
+    if dir.join("vocab.txt").is_file() {
+        return Ok(None);
+    }
+    let tj = dir.join("tokenizer.json");
+    if tj.is_file() {
+        // Only the model type is needed here; the full parse comes with the tokenizer.
+        let text = std::fs::read_to_string(&tj).with_context(|| format!("reading {}", tj.display()))?;
+        let t: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", tj.display()))?;
+        match t["model"]["type"].as_str() {
+            Some("BPE") => return Ok(Some(BpeFiles::TokenizerJson(tj))),
+            Some("WordPiece") | None => return Ok(None),
+            Some(other) => bail!(
+                "{}: tokenizer model {other} is not supported; supported: WordPiece (BERT, DistilBERT: vocab.txt) and byte-level BPE (RoBERTa: tokenizer.json, or vocab.json + merges.txt)",
+                tj.display()
+            ),
+        }
+    }
+    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    if vocab.is_file() && merges.is_file() {
+        return Ok(Some(BpeFiles::VocabMerges { vocab, merges }));
+    }
+    Ok(None)
 }
 
 /// vocab.txt, the WordPiece vocabulary.

@@ -512,6 +512,12 @@ fn save_hf_dir(model: &Bert, o: &FineTuneOptions, n_labels: usize) -> Result<()>
     let path = o.output_dir.join("model.safetensors");
     candle_core::safetensors::save(&tensors.into_iter().collect::<std::collections::HashMap<_, _>>(), &path)?;
     let mut cfg = model.cfg.clone();
+    if cfg.is_roberta() {
+        // The weights are saved under BERT's names with the position table already shifted:
+        // as a BERT they load back (here and in transformers) to the same function.
+        cfg.model_type = Some("bert".into());
+        cfg.pad_token_id = None;
+    }
     let names = label_names(o.task, n_labels);
     cfg.id2label = Some(names.iter().enumerate().map(|(i, n)| (i.to_string(), n.clone())).collect());
     cfg.architectures = Some(vec!["BertForSequenceClassification".into()]);
@@ -519,7 +525,7 @@ fn save_hf_dir(model: &Bert, o: &FineTuneOptions, n_labels: usize) -> Result<()>
     let mut v = serde_json::to_value(&cfg)?;
     v["label2id"] = json!(names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect::<BTreeMap<_, _>>());
     write_json(&o.output_dir.join("config.json"), &v)?;
-    for f in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+    for f in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "vocab.json", "merges.txt"] {
         let src = o.model.join(f);
         if src.exists() {
             std::fs::copy(&src, o.output_dir.join(f))?;

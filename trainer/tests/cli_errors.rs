@@ -119,6 +119,10 @@ fn missing_vocab_is_named() {
     std::fs::write(dir.join("tokenizer.json"), b"{}").unwrap();
     let err = quantize_error(&dir);
     assert!(err.contains("Tokenizer.from_file"), "writes vocab.txt from tokenizer.json: {err}");
+    // A tokenizer model the runtime has no algorithm for is named, with what is supported.
+    std::fs::write(dir.join("tokenizer.json"), br#"{"model": {"type": "Unigram"}}"#).unwrap();
+    let err = quantize_error(&dir);
+    assert!(err.contains("tokenizer model Unigram is not supported") && err.contains("byte-level BPE"), "{err}");
 }
 
 /// A corrupt weights file is a candle error; with RUST_BACKTRACE=1 candle appends a backtrace

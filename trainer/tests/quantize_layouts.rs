@@ -289,7 +289,8 @@ fn unsupported_checkpoints_get_a_clear_error() {
     let model = Bert::random(config(), None, 5).unwrap();
     for (name, extra, want) in [
         ("xlm-roberta", serde_json::json!({"model_type": "xlm-roberta"}), "model_type \"xlm-roberta\" is not supported"),
-        ("roberta", serde_json::json!({"model_type": "roberta", "architectures": ["RobertaModel"]}), "model_type \"roberta\" is not supported"),
+        ("gpt2", serde_json::json!({"model_type": "gpt2", "architectures": ["GPT2Model"]}), "model_type \"gpt2\" is not supported"),
+        ("roberta-token-classifier", serde_json::json!({"model_type": "roberta", "architectures": ["RobertaForTokenClassification"]}), "architecture \"RobertaForTokenClassification\" is not supported"),
         ("token-classifier", serde_json::json!({"architectures": ["BertForTokenClassification"]}), "architecture \"BertForTokenClassification\" is not supported"),
     ] {
         let dir = tmp(name);
