@@ -1,6 +1,7 @@
 //! Writes the binding conformance suite: two small models over the real BERT vocabulary (a
 //! classifier with the paper's static scheme and an embedder with the per-token scheme, format
-//! 1.3), a corrupt copy, and the outputs the Rust API gives for a fixed list of texts, as exact
+//! 1.3), a prompted embedder (1.5), a byte-level BPE cross-encoder (RoBERTa-style, 1.8), a
+//! corrupt copy, and the outputs the Rust API gives for a fixed list of texts, as exact
 //! f32 bit patterns (hex u32).
 //!
 //!   cargo run --release --example make_conformance_model -- OUTDIR
@@ -29,6 +30,15 @@ const TEXTS: &[&str] = &[
     "",
     "the plot is dull and the acting is even worse",
     "ONE of the BEST films of the year!!!",
+];
+
+/// (query, passage) pairs for the byte-level BPE cross-encoder: contractions, accents, CJK,
+/// emoji, a `<mask>` after spaces, an empty passage.
+const BPE_PAIRS: &[(&str, &str)] = &[
+    ("what's a good film?", "It's one of the best films of the year."),
+    ("café", "Naïve café owners 東京 🎉"),
+    ("  spaces  and\u{3000}ideographic", "a <mask> token"),
+    ("empty passage", ""),
 ];
 
 fn hex(v: &[f32]) -> Vec<String> {
@@ -67,6 +77,9 @@ fn main() {
     pb.prompts(prompts.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(), Some("query")).unwrap();
     pb.include_prompt(false);
     pb.write(&prompt_path).unwrap();
+    // A RoBERTa-style cross-encoder: byte-level BPE (format 1.8), text pairs, one score.
+    let bpe_path = out.join("bpe.q8b");
+    FpModel::with_bpe_vocab(Head::Regression, 14).with_per_row_inputs().builder().write(&bpe_path).unwrap();
     // A flipped byte in the magic: every binding must surface the library's status and message.
     let mut corrupt = cls_bytes.clone();
     corrupt[0] ^= 0xff;
@@ -109,6 +122,15 @@ fn main() {
     let mut run_out = vec![0.0; cls.output_len(batch, seq_len)];
     cls.run(&run_ids, None, Some(&run_mask), batch, seq_len, &mut run_out).unwrap();
     let err = Model::open(&corrupt_path, &opts).err().expect("the corrupt file must be rejected");
+    let bpe = Model::open(&bpe_path, &opts).unwrap();
+    let mut bpe_tokens = Vec::new();
+    let mut bpe_scores = Vec::new();
+    for (a, b) in BPE_PAIRS {
+        bpe_tokens.push(bpe.encode(a, Some(b)).unwrap().ids);
+        let mut o = vec![0.0; bpe.text_output_len(1)];
+        bpe.run_text(&[a], Some(&[b]), &mut o).unwrap();
+        bpe_scores.push(o[0]);
+    }
 
     let doc = json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -124,6 +146,10 @@ fn main() {
         "embed": embed.iter().map(|v| hex(v)).collect::<Vec<_>>(),
         "run": { "ids": run_ids, "mask": run_mask, "batch": batch, "seq_len": seq_len, "output": hex(&run_out) },
         "corrupt": { "status": err.status as u32, "message": err.message },
+        "bpe_model": "bpe.q8b",
+        "bpe_pairs": BPE_PAIRS,
+        "bpe_tokens": bpe_tokens,
+        "bpe_scores": hex(&bpe_scores),
         "prompt_model": "prompt.q8b",
         "prompts": prompts.iter().map(|(n, t)| (n.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
         "default_prompt_name": "query",
@@ -160,6 +186,12 @@ fn main() {
         for (i, h) in prompted(p).iter().enumerate() {
             writeln!(tsv, "prompted\t{kind}\t{i}\t{}", join(h)).unwrap();
         }
+    }
+    writeln!(tsv, "bpe_model\tbpe.q8b").unwrap();
+    for (i, (a, b)) in BPE_PAIRS.iter().enumerate() {
+        writeln!(tsv, "bpe_pair\t{i}\t{a}\t{b}").unwrap();
+        writeln!(tsv, "bpe_tokens\t{i}\t{}", ints(&bpe_tokens[i])).unwrap();
+        writeln!(tsv, "bpe_score\t{i}\t{}", hex(&bpe_scores[i..i + 1])[0]).unwrap();
     }
     writeln!(tsv, "corrupt_status\t{}", err.status as u32).unwrap();
     writeln!(tsv, "corrupt_message\t{}", err.message.replace(['\t', '\n'], " ")).unwrap();

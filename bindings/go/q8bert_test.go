@@ -39,6 +39,9 @@ type suite struct {
 		Batch  int      `json:"batch"`
 		Output []string `json:"output"`
 	} `json:"run"`
+	BpeModel          string            `json:"bpe_model"`
+	BpePairs          [][2]string       `json:"bpe_pairs"`
+	BpeScores         []string          `json:"bpe_scores"`
 	PromptModel       string            `json:"prompt_model"`
 	PromptTexts       map[string]string `json:"prompts"`
 	DefaultPromptName string            `json:"default_prompt_name"`
@@ -199,6 +202,24 @@ func TestPrompts(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Status != StatusInvalidArgument || !strings.Contains(e.Message, "query, passage") {
 		t.Fatalf("unknown prompt: %v", err)
+	}
+}
+
+// TestByteLevelBPE: a RoBERTa-style cross-encoder (byte-level BPE, text pairs, one score) gives
+// the Rust API's scores bit for bit.
+func TestByteLevelBPE(t *testing.T) {
+	s := load(t)
+	m := open(t, s.path(s.BpeModel))
+	var as, bs []string
+	for _, p := range s.BpePairs {
+		as, bs = append(as, p[0]), append(bs, p[1])
+	}
+	out, err := m.RunText(as, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range s.BpePairs {
+		sameBits(t, fmt.Sprintf("score[%d]", i), out[i], s.BpeScores[i:i+1])
 	}
 }
 

@@ -59,7 +59,8 @@ int main(int argc, char **argv) {
     std::map<std::string, std::vector<std::string>> kv;   // single-valued keys
     std::vector<std::string> texts, labels;
     std::vector<std::vector<int32_t>> tokens;
-    std::vector<std::vector<uint32_t>> classify, embed;
+    std::vector<std::vector<uint32_t>> classify, embed, bpe_scores;
+    std::vector<std::string> bpe_a, bpe_b;
     for (std::string line; std::getline(in, line);) {
         auto f = fields(line);
         if (f.empty()) continue;
@@ -68,6 +69,8 @@ int main(int argc, char **argv) {
         else if (f[0] == "tokens") tokens.push_back(ints(f[2]));
         else if (f[0] == "classify") classify.push_back(hexes(f[2]));
         else if (f[0] == "embed") embed.push_back(hexes(f[2]));
+        else if (f[0] == "bpe_pair") bpe_a.push_back(f[2]), bpe_b.push_back(f.size() > 3 ? f[3] : "");
+        else if (f[0] == "bpe_score") bpe_scores.push_back(hexes(f[2]));
         else kv[f[0]] = f;
     }
     check(!texts.empty() && texts.size() == classify.size(), "expected.tsv read");
@@ -92,6 +95,12 @@ int main(int argc, char **argv) {
         auto shape = ints(kv["run_shape"][1]);
         auto out = cls.run(ints(kv["run_ids"][1]), static_cast<size_t>(shape[0]), ints(kv["run_mask"][1]));
         check(bits(out) == hexes(kv["run_output"][1]), "run ids with mask bit-exact");
+        // A RoBERTa-style cross-encoder: byte-level BPE, text pairs, one score each.
+        q8bert::Model bpe(dir + "/" + kv["bpe_model"][1]);
+        auto scores = bpe.run_text(bpe_a, bpe_b);
+        check(!bpe_a.empty() && scores.size() == bpe_a.size(), "byte-level BPE: one score per pair");
+        for (size_t i = 0; i < scores.size(); i++)
+            check(bits(scores[i]) == bpe_scores[i], "byte-level BPE pair " + std::to_string(i) + " score bit-exact");
     } catch (const q8bert::Error &e) {
         check(false, std::string("unexpected error: ") + e.what());
     }

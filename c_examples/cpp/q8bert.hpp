@@ -68,16 +68,22 @@ public:
         return out;
     }
 
-    // Per text: the logits (classification), the score (regression) or the embedding.
-    std::vector<std::vector<float>> run_text(const std::vector<std::string> &texts) const {
+    // Per text: the logits (classification), the score (regression) or the embedding. `pairs`,
+    // when not empty, holds each text's second text (cross-encoders, NLI): one input per pair.
+    std::vector<std::vector<float>> run_text(const std::vector<std::string> &texts,
+                                             const std::vector<std::string> &pairs = {}) const {
         if (texts.empty()) return {};
-        std::vector<const char *> ptrs;
+        if (!pairs.empty() && pairs.size() != texts.size())
+            throw Error(Q8BERT_STATUS_INVALID_ARGUMENT, "pairs and texts differ in size");
+        std::vector<const char *> ptrs, pair_ptrs;
         ptrs.reserve(texts.size());
         for (const auto &t : texts) ptrs.push_back(t.c_str());
+        for (const auto &t : pairs) pair_ptrs.push_back(t.c_str());
         size_t len = 0;
         detail::check(q8bert_text_output_len(handle_.get(), texts.size(), &len));
         std::vector<float> flat(len);
-        detail::check(q8bert_run_text(handle_.get(), ptrs.data(), nullptr, texts.size(), flat.data(), flat.size()));
+        detail::check(q8bert_run_text(handle_.get(), ptrs.data(), pairs.empty() ? nullptr : pair_ptrs.data(),
+                                      texts.size(), flat.data(), flat.size()));
         return split(flat, texts.size());
     }
 

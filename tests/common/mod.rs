@@ -109,6 +109,8 @@ pub struct FpModel {
     pub dense: Option<(FpLinear, builder::DenseActivation)>,
     /// Per-row inputs also get a zero point (format 1.4).
     pub per_row_zero_points: bool,
+    /// Byte-level BPE merges (`merges.txt` order): the vocabulary is then a BPE one.
+    pub bpe_merges: Option<Vec<(String, String)>>,
 }
 
 pub fn tiny_config() -> BertConfig {
@@ -176,6 +178,7 @@ impl FpModel {
             dynamic_attention: false,
             pooler_relu: false,
             vocab: tiny_vocab(config.vocab_size as usize),
+            bpe_merges: None,
         }
     }
 
@@ -192,6 +195,32 @@ impl FpModel {
         config.max_position_embeddings = 64;
         let mut m = FpModel::random(config, head, seed);
         m.vocab = vocab;
+        m
+    }
+
+    /// A small random RoBERTa-style model (one token type) over the byte-level BPE of
+    /// tests/data/bpe/tokenizer.json, for text input.
+    pub fn with_bpe_vocab(head: Head, seed: u64) -> FpModel {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bpe/tokenizer.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let map = json["model"]["vocab"].as_object().unwrap();
+        let mut vocab = vec![String::new(); map.len()];
+        for (t, id) in map {
+            vocab[id.as_u64().unwrap() as usize] = t.clone();
+        }
+        let merges = json["model"]["merges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m[0].as_str().unwrap().to_string(), m[1].as_str().unwrap().to_string()))
+            .collect();
+        let mut config = tiny_config();
+        config.vocab_size = vocab.len() as u32;
+        config.max_position_embeddings = 64;
+        config.type_vocab_size = 1;
+        let mut m = FpModel::random(config, head, seed);
+        m.vocab = vocab;
+        m.bpe_merges = Some(merges);
         m
     }
 
@@ -242,7 +271,14 @@ impl FpModel {
     }
 
     pub fn builder(&self) -> ModelBuilder {
-        let mut b = ModelBuilder::new(self.config, self.head.clone(), TokenizerConfig::bert_uncased(self.vocab.clone()));
+        let mut tokenizer = TokenizerConfig::bert_uncased(self.vocab.clone());
+        if let Some(merges) = &self.bpe_merges {
+            let (unk, cls, sep, pad, mask) = ("<unk>", "<s>", "</s>", "<pad>", "<mask>");
+            (tokenizer.unk_token, tokenizer.cls_token, tokenizer.sep_token, tokenizer.pad_token, tokenizer.mask_token) = (unk.into(), cls.into(), sep.into(), pad.into(), mask.into());
+            (tokenizer.do_lower_case, tokenizer.strip_accents, tokenizer.tokenize_chinese_chars) = (false, false, false);
+            tokenizer.bpe = Some(builder::BpeConfig { merges: merges.clone(), add_prefix_space: false });
+        }
+        let mut b = ModelBuilder::new(self.config, self.head.clone(), tokenizer);
         b.weight_granularity(self.granularity);
         b.embedding_granularity(self.embedding_granularity);
         b.embeddings(builder::Embeddings { word: &self.word, position: &self.pos, token_type: &self.typ, layer_norm: self.eln.view() })

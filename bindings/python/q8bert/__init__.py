@@ -708,6 +708,33 @@ class Model:
             out /= out.sum(axis=1, keepdims=True)
         return out
 
+    def rank(self, query: str, documents: Sequence[str], *, top_k: Optional[int] = None,
+             return_documents: bool = False, batch_size: int = 32, show_progress_bar: bool = False) -> List[dict]:
+        """Documents ordered by a cross-encoder's score for ``(query, document)``, best first, as
+        sentence-transformers' ``CrossEncoder.rank``: ``[{"corpus_id": i, "score": s}, ...]``
+        (plus ``"text"`` with ``return_documents``), the first ``top_k`` only when given. Needs a
+        model with one score per pair (a regression head: ms-marco style cross-encoders)."""
+        if self._head_kind != HEAD_REGRESSION:
+            raise Q8bertError(Status.UNSUPPORTED_OPERATION,
+                              f"rank needs a cross-encoder with one score per pair (a regression head); this one is {self.info.head}")
+        docs = list(documents)
+        if not docs:
+            return []
+        scores = self.predict([query] * len(docs), docs, batch_size=batch_size,
+                              show_progress_bar=show_progress_bar)[:, 0]
+        order = sorted(range(len(docs)), key=lambda i: (-float(scores[i]), i))
+        if top_k is not None:
+            order = order[:max(top_k, 0)]
+        out = []
+        for i in order:
+            row = {"corpus_id": i, "score": float(scores[i])}
+            if return_documents:
+                row["text"] = docs[i]
+            out.append(row)
+        return out
+
+    rerank = rank
+
     def classify(self, texts: Sequence[TextInput], pairs: Optional[Sequence[str]] = None, *, batch_size: int = 32,
                  show_progress_bar: bool = False) -> List[str]:
         """The predicted label name per text (argmax of ``predict``); classification models."""

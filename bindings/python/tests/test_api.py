@@ -280,3 +280,34 @@ def test_models_without_prompts_say_so(emb):
     with pytest.raises(q8bert.Q8bertError) as e:
         emb.encode(["a"], prompt_name="query")
     assert "no named prompts" in e.value.message
+
+
+@pytest.fixture(scope="module")
+def cross(suite):
+    with q8bert.Model(suite["dir"] / suite["bpe_model"]) as m:
+        yield m
+
+
+def test_byte_level_bpe_cross_encoder(cross, suite):
+    """A RoBERTa-style cross-encoder (byte-level BPE, format 1.8): the tokens of each pair and
+    its score, bit for bit as the Rust API; rank orders the documents by that score."""
+    pairs = suite["bpe_pairs"]
+    for (a, b), want in zip(pairs, suite["bpe_tokens"]):
+        assert cross.tokenize(a, b).tolist() == want
+    scores = cross.predict([a for a, _ in pairs], [b for _, b in pairs])
+    assert [format(v, "08x") for v in scores[:, 0].view(np.uint32).tolist()] == suite["bpe_scores"]
+    assert [format(v, "08x") for v in cross.predict(pairs, batch_size=1)[:, 0].view(np.uint32).tolist()] == suite["bpe_scores"]
+    query = "what's a good film?"
+    docs = ["It's one of the best films of the year.", "a <mask> token", "", "café 東京"]
+    want = cross.predict([query] * len(docs), docs)[:, 0]
+    ranked = cross.rank(query, docs, return_documents=True)
+    assert [r["corpus_id"] for r in ranked] == sorted(range(4), key=lambda i: -want[i])
+    assert all(r["text"] == docs[r["corpus_id"]] and r["score"] == float(want[r["corpus_id"]]) for r in ranked)
+    assert cross.rerank(query, docs, top_k=2) == [{"corpus_id": r["corpus_id"], "score": r["score"]} for r in ranked[:2]]
+    assert cross.rank(query, []) == []
+
+
+def test_rank_needs_one_score_per_pair(cls):
+    with pytest.raises(q8bert.Q8bertError) as e:
+        cls.rank("q", ["a", "b"])
+    assert e.value.status == q8bert.Status.UNSUPPORTED_OPERATION

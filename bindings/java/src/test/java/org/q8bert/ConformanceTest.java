@@ -78,6 +78,8 @@ public final class ConformanceTest {
         Map<String, List<int[]>> prompted = new HashMap<>();
         Map<String, String> prompts = new HashMap<>();
         List<String> labels = new ArrayList<>();
+        List<String> bpeA = new ArrayList<>(), bpeB = new ArrayList<>();
+        List<int[]> bpeScores = new ArrayList<>();
         for (String line : Files.readAllLines(dir.resolve("expected.tsv"), StandardCharsets.UTF_8)) {
             String[] f = line.split("\t", -1);
             switch (f[0]) {
@@ -87,6 +89,8 @@ public final class ConformanceTest {
                 case "classify": classify.add(hexes(f[2])); break;
                 case "embed": embed.add(hexes(f[2])); break;
                 case "prompt": prompts.put(f[1], f[2]); break;
+                case "bpe_pair": bpeA.add(f[2]); bpeB.add(f[3]); break;
+                case "bpe_score": bpeScores.add(hexes(f[2])); break;
                 case "prompted": prompted.computeIfAbsent(f[1], k -> new ArrayList<>()).add(hexes(f[3])); break;
                 default: kv.put(f[0], f[1]);
             }
@@ -147,6 +151,16 @@ public final class ConformanceTest {
                     check(false, "unknown prompt rejected");
                 } catch (Q8bertException e) {
                     check(e.status() == Status.INVALID_ARGUMENT && e.libraryMessage().contains("query, passage"), "unknown prompt: INVALID_ARGUMENT listing the prompts");
+                }
+            }
+        });
+
+        test("byte-level BPE cross-encoder", () -> {
+            try (Model m = Model.open(dir.resolve(kv.get("bpe_model")))) {
+                float[][] scores = m.runText(bpeA, bpeB);
+                check(bpeA.size() == 4 && scores.length == bpeA.size(), "one score per pair");
+                for (int i = 0; i < scores.length; i++) {
+                    check(Arrays.equals(bits(scores[i]), bpeScores.get(i)), "pair " + i + " score bit-exact");
                 }
             }
         });
