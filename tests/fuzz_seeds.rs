@@ -46,14 +46,18 @@ fn checked_in_fuzz_seeds_are_current() {
             write("load", &format!("{name}-per-token-resealed"), &[[1u8].as_slice(), &per_token].concat());
         }
     }
-    // tokenizer: flags (bit 0 truncate, bit 1 pair, bit 2 run, high nibble limit), u16 split, text.
-    let texts: [(u8, &str); 6] = [
+    // tokenizer: flags (bit 0 truncate, bit 1 pair, bit 2 run, bit 3 byte-level BPE, high nibble
+    // limit), u16 split, text.
+    let texts: [(u8, &str); 9] = [
         (0x00, "Hello, world!"),
         (0x37, "The café's naïve résumé — ÀÉÎ 你好世界 a\u{0301}"),
         (0x26, "unbelievable tokenization of [MASK] and [SEP] tokens"),
         (0x11, "   \t\n\u{200b}\u{feff}   "),
         (0x53, "a,b.c!d?e;f:g (h) [i] {j} \"k\" 'l' $m %n"),
         (0x00, "\u{1F600}\u{1F680} emoji 👍🏽 and control \u{0007}"),
+        (0x08, "It's   they'll  we've\u{3000}<mask> <s>x</s> 12abc!!"),
+        (0x3f, "Größere Straßen 東京 \u{1F9D1}\u{200D}\u{1F4BB} a <mask> b"),
+        (0x0c, "\r\n\t  \u{00a0}\u{2028}'S'LL''ve"),
     ];
     for (i, (flags, t)) in texts.iter().enumerate() {
         let split = (t.len() / 2) as u16;

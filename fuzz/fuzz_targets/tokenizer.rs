@@ -1,15 +1,16 @@
-//! The tokenizer on arbitrary bytes (lossily made UTF-8, as the C API rejects invalid UTF-8
-//! before tokenizing), single texts and pairs, every limit and truncation policy.
+//! The tokenizers (WordPiece, and byte-level BPE when flag bit 3 is set) on arbitrary bytes
+//! (lossily made UTF-8, as the C API rejects invalid UTF-8 before tokenizing), single texts and
+//! pairs, every limit and truncation policy.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use q8bert::tokenizer::{Encoding, Truncation};
-use q8bert_fuzz::{text_model, Input};
+use q8bert_fuzz::{bpe_text_model, text_model, Input};
 
 fuzz_target!(|data: &[u8]| {
-    let model = text_model();
     let mut inp = Input(data);
     let flags = inp.u8();
+    let model = if flags & 8 != 0 { bpe_text_model() } else { text_model() };
     let max_len = match flags >> 4 {
         0 => usize::MAX,
         n => n as usize * 3 - 2,
@@ -25,6 +26,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(enc.ids.len() <= max_len && enc.ids.len() == enc.type_ids.len());
         let vocab = model.config().vocab_size as i32;
         assert!(enc.ids.iter().all(|&i| (0..vocab).contains(&i)));
+        if flags & 8 != 0 {
+            assert!(enc.type_ids.iter().all(|&t| t == 0), "byte-level BPE gives one token type");
+        }
     }
     let mut ids = Vec::new();
     model.tokenizer().tokenize_ids(&a, &mut ids);

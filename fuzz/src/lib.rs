@@ -40,6 +40,26 @@ pub fn text_model() -> &'static Model<'static> {
     M.get_or_init(|| Model::from_bytes(text_bytes().bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap())
 }
 
+/// A tiny one-layer RoBERTa-style regression model over the byte-level BPE of
+/// tests/data/bpe/tokenizer.json (format 1.8), for text input.
+pub fn bpe_text_bytes() -> &'static Aligned {
+    static B: OnceLock<Aligned> = OnceLock::new();
+    B.get_or_init(|| {
+        let mut m = FpModel::with_bpe_tokenizer_json(include_str!("../../tests/data/bpe/tokenizer.json"), Head::Regression, 6);
+        m.config.num_layers = 1;
+        m.layers.truncate(1);
+        m.layer_activations.truncate(1);
+        m.int8_attention.truncate(1);
+        m.int8_values.truncate(1);
+        Aligned::new(&m.bytes())
+    })
+}
+
+pub fn bpe_text_model() -> &'static Model<'static> {
+    static M: OnceLock<Model<'static>> = OnceLock::new();
+    M.get_or_init(|| Model::from_bytes(bpe_text_bytes().bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap())
+}
+
 /// Byte reader for structured inputs: returns zeros once the data runs out.
 pub struct Input<'a>(pub &'a [u8]);
 

@@ -201,8 +201,12 @@ impl FpModel {
     /// A small random RoBERTa-style model (one token type) over the byte-level BPE of
     /// tests/data/bpe/tokenizer.json, for text input.
     pub fn with_bpe_vocab(head: Head, seed: u64) -> FpModel {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bpe/tokenizer.json")).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        FpModel::with_bpe_tokenizer_json(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bpe/tokenizer.json")).unwrap(), head, seed)
+    }
+
+    /// As [`FpModel::with_bpe_vocab`], from a tokenizer.json's text.
+    pub fn with_bpe_tokenizer_json(text: &str, head: Head, seed: u64) -> FpModel {
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
         let map = json["model"]["vocab"].as_object().unwrap();
         let mut vocab = vec![String::new(); map.len()];
         for (t, id) in map {
