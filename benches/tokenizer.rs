@@ -1,8 +1,9 @@
-//! Throughput (MB/s of input text) over the SST-2 train+dev sentences.
+//! Throughput (MB/s of input text) over the SST-2 train+dev sentences: WordPiece (BERT-uncased
+//! vocab) and byte-level BPE (tests/data/bpe/tokenizer.json, RoBERTa's pipeline).
 //! Compare with scripts/bench_hf_tokenizer.py on the same text.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use q8bert::tokenizer::{encode_vocab, Encoding, Tokenizer, TokenizerSettings, Truncation};
+use q8bert::tokenizer::{encode_merges, encode_vocab, Encoding, Merges, Tokenizer, TokenizerKind, TokenizerSettings, Truncation};
 use std::path::Path;
 
 const GLUE: &str = "/work/shared/data/glue/SST-2";
@@ -58,6 +59,38 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // Byte-level BPE (RoBERTa): vocabulary and merges of tests/data/bpe/tokenizer.json.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bpe/tokenizer.json")).unwrap()).unwrap();
+    let map = json["model"]["vocab"].as_object().unwrap();
+    let mut bpe_vocab = vec![String::new(); map.len()];
+    for (t, id) in map {
+        bpe_vocab[id.as_u64().unwrap() as usize] = t.clone();
+    }
+    let merges: Vec<(String, String)> = json["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m[0].as_str().unwrap().to_string(), m[1].as_str().unwrap().to_string()))
+        .collect();
+    let bpe_enc = encode_vocab(&bpe_vocab).unwrap();
+    let rows = encode_merges(&bpe_enc.vocab().unwrap(), &merges).unwrap();
+    let id = |t: &str| bpe_vocab.iter().position(|v| v == t).unwrap() as u32;
+    let mut s = TokenizerSettings::uncased();
+    (s.unk_id, s.cls_id, s.sep_id, s.pad_id) = (id("<unk>"), id("<s>"), id("</s>"), id("<pad>"));
+    s.kind = TokenizerKind::ByteLevelBpe { add_prefix_space: false };
+    let tok = Tokenizer::with_merges(bpe_enc.vocab().unwrap(), Merges::from_table(&rows, bpe_vocab.len()).unwrap(), s).unwrap();
+    let mut out = Encoding::default();
+    g.bench_function("encode_byte_level_bpe", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for s in &sents {
+                tok.encode_into(s, None, 512, Truncation::LongestFirst, &mut out).unwrap();
+                n += out.ids.len();
+            }
+            n
+        })
+    });
     g.finish();
 }
 

@@ -3,7 +3,7 @@
 of input text, to compare with `cargo bench --bench tokenizer` (same text, same
 vocab, truncation longest_first at 512, single thread).
 
-Usage: python3 scripts/bench_hf_tokenizer.py [repeats]
+Usage: python3 scripts/bench_hf_tokenizer.py [repeats]   (WordPiece uncased/cased, byte-level BPE)
 """
 import os
 
@@ -16,10 +16,11 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import tokenizers  # noqa: E402
-from tokenizers import BertWordPieceTokenizer  # noqa: E402
+from tokenizers import BertWordPieceTokenizer, Tokenizer  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 VOCAB = os.path.join(ROOT, "tests", "data", "vocab.txt")
+BPE = os.path.join(ROOT, "tests", "data", "bpe", "tokenizer.json")
 SST2 = "/work/shared/data/glue/SST-2"
 
 
@@ -52,8 +53,9 @@ def main():
     sents = sentences()
     nbytes = sum(len(s.encode("utf-8")) for s in sents)
     print(f"tokenizers {tokenizers.__version__}; SST-2 train+dev: {len(sents)} sentences, {nbytes} bytes")
-    for name, lower in (("uncased", True), ("cased", False)):
-        tok = BertWordPieceTokenizer(VOCAB, lowercase=lower, strip_accents=lower)
+    bpe = Tokenizer.from_file(BPE)  # byte-level BPE, RoBERTa's pipeline
+    for name, lower in (("uncased", True), ("cased", False), ("bpe", None)):
+        tok = bpe if lower is None else BertWordPieceTokenizer(VOCAB, lowercase=lower, strip_accents=lower)
         tok.enable_truncation(max_length=512, strategy="longest_first")
         tok.encode_batch(sents[:1000])  # warm up
         for mode, fn in (("encode_batch", lambda: tok.encode_batch(sents)),
