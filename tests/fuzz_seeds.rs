@@ -46,6 +46,19 @@ fn checked_in_fuzz_seeds_are_current() {
             write("load", &format!("{name}-per-token-resealed"), &[[1u8].as_slice(), &per_token].concat());
         }
     }
+    // load: a byte-level BPE file (format 1.8) cut to 300 tokens and the merges among them.
+    let full = FpModel::with_bpe_vocab(Head::Regression, 1);
+    let keep = 300usize;
+    let mut bpe_config = config;
+    bpe_config.vocab_size = keep as u32;
+    bpe_config.type_vocab_size = 1;
+    let mut bpe = FpModel::random(bpe_config, Head::Regression, 1);
+    bpe.vocab = full.vocab[..keep].to_vec();
+    let kept: std::collections::HashSet<&String> = bpe.vocab.iter().collect();
+    let mut merges = full.bpe_merges.clone().unwrap();
+    merges.retain(|(a, b)| kept.contains(a) && kept.contains(b) && kept.contains(&format!("{a}{b}")));
+    bpe.bpe_merges = Some(merges);
+    write("load", "bpe-resealed", &[[1u8].as_slice(), &bpe.bytes()].concat());
     // tokenizer: flags (bit 0 truncate, bit 1 pair, bit 2 run, bit 3 byte-level BPE, high nibble
     // limit), u16 split, text.
     let texts: [(u8, &str); 9] = [
