@@ -1,26 +1,33 @@
 //! Tokenizers matching Hugging Face `tokenizers`, with `longest_first` truncation:
 //! - BERT WordPiece (`BertWordPieceTokenizer`: BertNormalizer + BertPreTokenizer +
 //!   WordPiece + BertProcessing);
-//! - byte-level BPE (RoBERTa: ByteLevel + BPE + RobertaProcessing), in [`bpe`].
+//! - byte-level BPE (RoBERTa: ByteLevel + BPE + RobertaProcessing), in [`bpe`];
+//! - SentencePiece Unigram (XLM-RoBERTa: Precompiled + Metaspace + Unigram), in [`unigram`].
 
 pub mod bpe;
 #[rustfmt::skip]
 #[allow(clippy::all)]
 mod bytelevel_tables;
+#[rustfmt::skip]
+#[allow(clippy::all)]
+mod grapheme_tables;
 mod normalize;
 #[rustfmt::skip]
 #[allow(clippy::all)]
 mod tables;
+pub mod unigram;
 mod vocab;
 mod wordpiece;
 
 pub use bpe::{encode_merges, Merges};
+pub use unigram::{encode_scores, Charsmap, Unigram};
 pub use vocab::{encode_vocab, fnv1a64, EncodedVocab, Vocab, VocabError};
 
 use alloc::vec::Vec;
 use bpe::{BpeScratch, ByteLevel};
 use core::fmt;
 use normalize::{Flags, Pipeline, WordSink};
+use unigram::UnigramScratch;
 use wordpiece::{wordpiece, Lookup, STATES};
 
 /// Tokenizer options (the resolved values stored in the model file).
@@ -47,6 +54,9 @@ pub enum TokenizerKind {
     /// `<s> a </s></s> b </s>` (cls = `<s>`, sep = `</s>`), every type id 0; a `<mask>`
     /// token takes the whitespace before it (lstrip), as RoBERTa's.
     ByteLevelBpe { add_prefix_space: bool },
+    /// SentencePiece Unigram with XLM-RoBERTa's layout: `<s> a </s></s> b </s>`, every type
+    /// id 0, `<mask>` lstrip.
+    Unigram,
 }
 
 impl TokenizerSettings {
@@ -126,6 +136,8 @@ pub struct Tokenizer<'a> {
     lookup: Lookup<'a>,
     /// Set for [`TokenizerKind::ByteLevelBpe`].
     byte_level: Option<ByteLevel<'a>>,
+    /// Set for [`TokenizerKind::Unigram`].
+    unigram: Option<Unigram<'a>>,
     settings: TokenizerSettings,
     /// Special-token strings matched verbatim in the raw text before
     /// normalization, like HF's added tokens (leftmost, then longest).
@@ -157,7 +169,7 @@ impl<'a> Tokenizer<'a> {
         if settings.kind != TokenizerKind::WordPiece {
             return Err(VocabError::BadMerges);
         }
-        Self::build(vocab, None, settings)
+        Self::build(vocab, None, None, settings)
     }
 
     /// A byte-level BPE tokenizer (`settings.kind` must be [`TokenizerKind::ByteLevelBpe`]).
@@ -167,10 +179,19 @@ impl<'a> Tokenizer<'a> {
             return Err(VocabError::BadMerges);
         };
         let byte_level = ByteLevel::new(&vocab, merges, add_prefix_space);
-        Self::build(vocab, Some(byte_level), settings)
+        Self::build(vocab, Some(byte_level), None, settings)
     }
 
-    fn build(vocab: Vocab<'a>, byte_level: Option<ByteLevel<'a>>, settings: TokenizerSettings) -> Result<Self, VocabError> {
+    /// A SentencePiece Unigram tokenizer (`settings.kind` must be [`TokenizerKind::Unigram`]).
+    /// Its unk/cls/sep/pad tokens and `<mask>` are split out of raw text.
+    pub fn with_unigram(vocab: Vocab<'a>, unigram: Unigram<'a>, settings: TokenizerSettings) -> Result<Self, VocabError> {
+        if settings.kind != TokenizerKind::Unigram {
+            return Err(VocabError::BadUnigram);
+        }
+        Self::build(vocab, None, Some(unigram), settings)
+    }
+
+    fn build(vocab: Vocab<'a>, byte_level: Option<ByteLevel<'a>>, unigram: Option<Unigram<'a>>, settings: TokenizerSettings) -> Result<Self, VocabError> {
         let v = vocab.len();
         if v > i32::MAX as usize {
             return Err(VocabError::TooLarge);
@@ -192,7 +213,8 @@ impl<'a> Tokenizer<'a> {
             settings.sep_id,
             0,
         ];
-        let mask = vocab.lookup(if byte_level.is_some() { "<mask>" } else { "[MASK]" });
+        let roberta = byte_level.is_some() || unigram.is_some();
+        let mask = vocab.lookup(if roberta { "<mask>" } else { "[MASK]" });
         let n = match mask {
             Some(m) => {
                 ids[4] = m;
@@ -203,11 +225,12 @@ impl<'a> Tokenizer<'a> {
         let mut t = Tokenizer {
             vocab,
             lookup: Lookup::new(vocab),
-            lstrip_id: match (&byte_level, mask) {
-                (Some(_), Some(m)) => m,
+            lstrip_id: match (roberta, mask) {
+                (true, Some(m)) => m,
                 _ => u32::MAX,
             },
             byte_level,
+            unigram,
             settings,
             specials: [(0, ""); MAX_SPECIALS],
             n_specials: 0,
@@ -249,6 +272,11 @@ impl<'a> Tokenizer<'a> {
         &self.settings
     }
 
+    /// The Unigram model of a SentencePiece tokenizer.
+    pub fn unigram(&self) -> Option<&Unigram<'a>> {
+        self.unigram.as_ref()
+    }
+
     /// The BPE merge table of a byte-level tokenizer.
     pub fn merges(&self) -> Option<&Merges<'a>> {
         self.byte_level.as_ref().map(|b| b.merges())
@@ -281,9 +309,9 @@ impl<'a> Tokenizer<'a> {
         out.ids.clear();
         out.type_ids.clear();
         out.num_truncated = 0;
-        let bpe = self.byte_level.is_some();
+        let roberta = self.byte_level.is_some() || self.unigram.is_some();
         // Separator tokens between the segments: one, or RoBERTa's `</s></s>`.
-        let mid = if bpe { 2 } else { 1 };
+        let mid = if roberta { 2 } else { 1 };
         let n_special = if text_b.is_some() { 2 + mid } else { 2 };
         if max_len < n_special {
             return Err(TokenizeError::MaxLenTooSmall);
@@ -338,7 +366,7 @@ impl<'a> Tokenizer<'a> {
         ids.truncate(total);
         out.num_truncated = la + lb - na - nb;
         // RoBERTa's models have one token type; HF's fast tokenizer does not pass them.
-        let first = if bpe { total } else { na + 2 };
+        let first = if roberta { total } else { na + 2 };
         out.type_ids.resize(first, 0);
         out.type_ids.resize(total, 1);
         Ok(())
@@ -355,6 +383,14 @@ impl<'a> Tokenizer<'a> {
     /// WordPiece words longer than `max_input_chars_per_word` are cut there (they
     /// become [UNK]); byte-level pieces are the raw text GPT-2's regex splits off.
     pub fn words(&self, text: &str, mut f: impl FnMut(&str)) {
+        if let Some(u) = &self.unigram {
+            let mut scratch = UnigramScratch::default();
+            self.split_specials(text, |part| match part {
+                Part::Text(t) => u.pieces(t, &mut scratch, |piece, _, _| f(piece)),
+                Part::Special(id) => f(self.vocab.token(id).unwrap_or("")),
+            });
+            return;
+        }
         if let Some(bl) = &self.byte_level {
             let mut prefixed = alloc::string::String::new();
             self.split_specials(text, |part| match part {
@@ -386,6 +422,15 @@ impl<'a> Tokenizer<'a> {
 
     /// Token ids of `text` appended to `out`.
     fn tokenize_append(&self, text: &str, out: &mut Vec<i32>) {
+        if let Some(u) = &self.unigram {
+            let mut scratch = UnigramScratch::default();
+            let unk = self.settings.unk_id;
+            self.split_specials(text, |part| match part {
+                Part::Text(t) => u.pieces(t, &mut scratch, |piece, best, path| u.encode_piece(&self.vocab, unk, piece, best, path, out)),
+                Part::Special(id) => out.push(id as i32),
+            });
+            return;
+        }
         if let Some(bl) = &self.byte_level {
             let mut scratch = BpeScratch::default();
             let mut prefixed = alloc::string::String::new();

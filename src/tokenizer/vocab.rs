@@ -54,6 +54,9 @@ pub enum VocabError {
     /// A BPE merge table that is not sorted rows of in-range ids, or a merge whose
     /// parts or result are not in the vocabulary.
     BadMerges,
+    /// A Unigram score table that is not one finite f64 per token, or a SentencePiece
+    /// charsmap that is not `[u32 size][trie][UTF-8]`.
+    BadUnigram,
 }
 
 impl VocabError {
@@ -67,6 +70,7 @@ impl VocabError {
             VocabError::TooLarge => "vocab is too large for u32 offsets/ids",
             VocabError::BadSpecialId => "special token id is out of vocab range",
             VocabError::BadMerges => "BPE merge table is malformed or names tokens missing from the vocab",
+            VocabError::BadUnigram => "Unigram scores or SentencePiece charsmap are malformed",
         }
     }
 }
@@ -274,6 +278,12 @@ impl<'a> Vocab<'a> {
     #[inline]
     pub fn lookup(&self, s: &str) -> Option<u32> {
         self.find_hashed(fnv1a64(s.as_bytes()), b"", s.as_bytes())
+    }
+
+    /// Id of the token `s` whose FNV-1a hash the caller computed incrementally.
+    #[inline]
+    pub(crate) fn lookup_hashed(&self, h: u64, s: &[u8]) -> Option<u32> {
+        self.find_hashed(h, b"", s)
     }
 
     /// The raw hash table and its mask (for derived lookup structures).
