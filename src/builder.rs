@@ -81,6 +81,17 @@ pub struct TokenizerConfig {
     pub max_input_chars_per_word: u32,
     /// Byte-level BPE (RoBERTa) instead of WordPiece; the WordPiece options are then unused.
     pub bpe: Option<BpeConfig>,
+    /// SentencePiece Unigram (XLM-RoBERTa) instead of WordPiece; `vocab` holds its pieces.
+    pub unigram: Option<UnigramConfig>,
+}
+
+/// A SentencePiece Unigram tokenizer: one log-probability per vocabulary piece, the
+/// `precompiled_charsmap` of its normalizer (if any) and whether runs of spaces collapse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnigramConfig {
+    pub scores: Vec<f64>,
+    pub charsmap: Option<Vec<u8>>,
+    pub collapse_spaces: bool,
 }
 
 /// A byte-level BPE tokenizer's merges (`merges.txt` order) and pre-tokenizer option.
@@ -105,6 +116,7 @@ impl TokenizerConfig {
             mask_token: "[MASK]".into(),
             max_input_chars_per_word: 100,
             bpe: None,
+            unigram: None,
         }
     }
 }
@@ -618,6 +630,24 @@ impl ModelBuilder {
             w.metadata(keys::TOK_KIND, MetaValue::Str("byte_level_bpe".into()));
             w.metadata(keys::TOK_ADD_PREFIX_SPACE, MetaValue::Bool(bpe.add_prefix_space));
             w.version_minor(w.minor().max(8));
+        }
+        if let Some(u) = &tk.unigram {
+            if tk.bpe.is_some() {
+                bail!(Status::InvalidArgument, "a tokenizer is either byte-level BPE or Unigram, not both");
+            }
+            if u.scores.len() != tk.vocab.len() {
+                bail!(Status::InvalidArgument, "{} Unigram scores for {} vocabulary pieces", u.scores.len(), tk.vocab.len());
+            }
+            let scores = crate::tokenizer::encode_scores(&u.scores);
+            crate::tokenizer::Unigram::new(tk.vocab.len(), &scores, None, u.collapse_spaces).map_err(|e| Error::new(Status::InvalidArgument, e.message()))?;
+            w.tensor_u32("tokenizer.unigram.scores", &[tk.vocab.len() as u64, 2], &scores);
+            if let Some(map) = &u.charsmap {
+                crate::tokenizer::Charsmap::from_bytes(map).map_err(|e| Error::new(Status::InvalidArgument, e.message()))?;
+                w.tensor("tokenizer.unigram.charsmap", DType::U8, &[map.len() as u64], map.clone());
+            }
+            w.metadata(keys::TOK_KIND, MetaValue::Str("unigram".into()));
+            w.metadata(keys::TOK_COLLAPSE_SPACES, MetaValue::Bool(u.collapse_spaces));
+            w.version_minor(w.minor().max(9));
         }
         w.tensor_u32("tokenizer.vocab.offsets", &[v.offsets.len() as u64], &v.offsets);
         w.tensor("tokenizer.vocab.bytes", DType::U8, &[v.bytes.len() as u64], v.bytes);

@@ -43,9 +43,11 @@ pub mod keys {
     pub const TOK_SEP_ID: &str = "tokenizer.sep_token_id";
     pub const TOK_PAD_ID: &str = "tokenizer.pad_token_id";
     pub const TOK_MASK_ID: &str = "tokenizer.mask_token_id";
-    /// `wordpiece` (the default when absent) or `byte_level_bpe` (format 1.8).
+    /// `wordpiece` (the default when absent), `byte_level_bpe` (format 1.8) or `unigram` (1.9).
     pub const TOK_KIND: &str = "tokenizer.kind";
     /// Byte-level BPE: a space goes in front of text that does not start with one (1.8).
+    /// Unigram: runs of spaces become one after the charsmap (format 1.9).
+    pub const TOK_COLLAPSE_SPACES: &str = "tokenizer.unigram.collapse_spaces";
     pub const TOK_ADD_PREFIX_SPACE: &str = "tokenizer.add_prefix_space";
     /// Optional: the model's own token limit for text input (sentence-transformers'
     /// `max_seq_length`), the default of `Options::max_seq_len`.
@@ -368,6 +370,16 @@ pub struct ModelLayout {
     pub vocab_hash: Range<usize>,
     /// Byte-level BPE merge rows (`tokenizer.bpe.merges`, `[n, 4]` u32).
     pub bpe_merges: Option<Range<usize>>,
+    /// Unigram scores (`tokenizer.unigram.scores`, `[V, 2]` u32 = f64 bits) and the optional
+    /// SentencePiece charsmap (`tokenizer.unigram.charsmap`, u8).
+    pub unigram: Option<UnigramRefs>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UnigramRefs {
+    pub scores: Range<usize>,
+    pub charsmap: Option<Range<usize>>,
+    pub collapse_spaces: bool,
 }
 
 /// Reads the four-byte-aligned little-endian slice `r` of `file` as `T` values.
@@ -741,6 +753,7 @@ impl ModelLayout {
             kind: TokenizerKind::WordPiece,
         };
         let mut tokenizer = tokenizer;
+        let mut unigram = None;
         let bpe_merges = match index.metadata.get(keys::TOK_KIND) {
             None => None,
             Some(v) => {
@@ -760,7 +773,35 @@ impl ModelLayout {
                         }
                         Some(range)
                     }
-                    v => bail!(Status::BadConfig, "{} {v} must be \"wordpiece\" or \"byte_level_bpe\"", keys::TOK_KIND),
+                    MetaValue::Str(v) if v == "unigram" => {
+                        needs_minor(index, 9, "tokenizer.kind unigram")?;
+                        tokenizer.kind = TokenizerKind::Unigram;
+                        let vocab_len = v_plus_1 - 1;
+                        let scores = match r.index.tensor("tokenizer.unigram.scores").map(|t| t.dims.clone()).as_deref() {
+                            Some([n, 2]) if *n as usize == vocab_len => r.get("tokenizer.unigram.scores", DType::U32, &[vocab_len, 2])?.range.clone(),
+                            Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.unigram.scores\" must be [{vocab_len}, 2] (one f64 per vocabulary piece)"),
+                            None => bail!(Status::MissingTensor, "tensor \"tokenizer.unigram.scores\" is missing (tokenizer.kind is unigram)"),
+                        };
+                        let charsmap = match r.index.tensor("tokenizer.unigram.charsmap").map(|t| t.dims.clone()).as_deref() {
+                            None => None,
+                            Some([n]) => Some(r.get("tokenizer.unigram.charsmap", DType::U8, &[*n as usize])?.range.clone()),
+                            Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.unigram.charsmap\" must be 1-D"),
+                        };
+                        let map = match &charsmap {
+                            Some(range) => match crate::tokenizer::Charsmap::from_bytes(&file[range.clone()]) {
+                                Ok(m) => Some(m),
+                                Err(e) => bail!(Status::BadVocab, "{}", e.message()),
+                            },
+                            None => None,
+                        };
+                        let collapse_spaces = meta_bool(index, keys::TOK_COLLAPSE_SPACES)?;
+                        if let Err(e) = crate::tokenizer::Unigram::new(vocab_len, cast(file, &scores), map, collapse_spaces) {
+                            bail!(Status::BadVocab, "{}", e.message());
+                        }
+                        unigram = Some(UnigramRefs { scores, charsmap, collapse_spaces });
+                        None
+                    }
+                    v => bail!(Status::BadConfig, "{} {v} must be \"wordpiece\", \"byte_level_bpe\" or \"unigram\"", keys::TOK_KIND),
                 }
             }
         };
@@ -837,6 +878,7 @@ impl ModelLayout {
             vocab_bytes,
             vocab_hash,
             bpe_merges,
+            unigram,
         })
     }
 

@@ -11,7 +11,7 @@ use crate::error::{bail, Result, Status};
 use crate::format::{FileIndex, MetaValue, TensorInfo};
 use crate::kernels::Kernel;
 use crate::model::{cast, choose_kernel, Config, HeadConfig, HeadKind, ModelLayout, Options};
-use crate::tokenizer::{Encoding, Merges, TokenizeError, Tokenizer, TokenizerSettings, Truncation, Vocab};
+use crate::tokenizer::{Charsmap, Encoding, Merges, Unigram, TokenizeError, Tokenizer, TokenizerSettings, Truncation, Vocab};
 
 enum Storage<'a> {
     Borrowed(&'a [u8]),
@@ -70,9 +70,17 @@ impl<'a> Model<'a> {
         let index = FileIndex::parse(bytes, options.verify_checksum)?;
         let layout = ModelLayout::resolve(&index, bytes)?;
         let vocab = Vocab::from_parts(cast(bytes, &layout.vocab_offsets), &bytes[layout.vocab_bytes.clone()], cast(bytes, &layout.vocab_hash))?;
-        let tokenizer = match &layout.bpe_merges {
-            Some(range) => Tokenizer::with_merges(vocab, Merges::from_table(cast(bytes, range), vocab.len())?, layout.tokenizer.clone())?,
-            None => Tokenizer::new(vocab, layout.tokenizer.clone())?,
+        let tokenizer = match (&layout.bpe_merges, &layout.unigram) {
+            (Some(range), _) => Tokenizer::with_merges(vocab, Merges::from_table(cast(bytes, range), vocab.len())?, layout.tokenizer.clone())?,
+            (None, Some(u)) => {
+                let charsmap = match &u.charsmap {
+                    Some(range) => Some(Charsmap::from_bytes(&bytes[range.clone()])?),
+                    None => None,
+                };
+                let unigram = Unigram::new(vocab.len(), cast(bytes, &u.scores), charsmap, u.collapse_spaces)?;
+                Tokenizer::with_unigram(vocab, unigram, layout.tokenizer.clone())?
+            }
+            (None, None) => Tokenizer::new(vocab, layout.tokenizer.clone())?,
         };
         if options.max_seq_len > layout.config.max_position_embeddings {
             bail!(Status::InvalidArgument, "max_seq_len {} exceeds the model maximum {}", options.max_seq_len, layout.config.max_position_embeddings);

@@ -199,7 +199,7 @@ fn header_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
     vec![
         ("bad magic", patched(|b| b[0] = b'X'), Status::BadMagic),
         ("major version 2", patched(|b| b[8] = 2), Status::UnsupportedVersion),
-        ("newer minor version", patched(|b| b[10] = 9), Status::UnsupportedVersion),
+        ("newer minor version", patched(|b| b[10] = q8bert::format::VERSION_MINOR as u8 + 1), Status::UnsupportedVersion),
         ("header size", patched(|b| put_u32(b, 12, 64)), Status::BadHeader),
         ("unknown flag", patched(|b| put_u32(b, 16, 1)), Status::BadHeader),
         ("alignment", patched(|b| put_u32(b, 20, 32)), Status::BadHeader),
@@ -338,11 +338,58 @@ fn byte_level_bpe_tokenizer_loads_from_the_file() {
     assert_eq!(tok.merges().map(|m| m.len()), Some(2));
 }
 
+/// Makes the file's tokenizer SentencePiece Unigram: `score` for every piece (one row too few
+/// with `short`), and a charsmap if given.
+fn unigram(t: &mut Vec<Entry>, m: &mut Vec<(String, MetaValue)>, score: f64, short: bool, charsmap: Option<Vec<u8>>) {
+    let v = find(t, "tokenizer.vocab.offsets").dims[0] as usize - 1 - short as usize;
+    m.push(("tokenizer.kind".into(), MetaValue::Str("unigram".into())));
+    m.push(("tokenizer.unigram.collapse_spaces".into(), MetaValue::Bool(true)));
+    let bytes = (0..v).flat_map(|_| score.to_bits().to_le_bytes()).collect();
+    t.push(Entry { name: "tokenizer.unigram.scores".into(), dtype: DType::U32, dims: vec![v as u64, 2], bytes });
+    if let Some(map) = charsmap {
+        t.push(Entry { name: "tokenizer.unigram.charsmap".into(), dtype: DType::U8, dims: vec![map.len() as u64], bytes: map });
+    }
+}
+
+/// The smallest charsmap: a one-unit trie that maps nothing, and no replacements.
+const EMPTY_CHARSMAP: [u8; 8] = [4, 0, 0, 0, 0, 0, 0, 0];
+
+/// A Unigram file opens and tokenizes: with equal scores the best path is the fewest pieces.
+#[test]
+fn unigram_tokenizer_loads_from_the_file() {
+    let b = rewritten_as(9, |t, m| unigram(t, m, -1.0, false, Some(EMPTY_CHARSMAP.to_vec())));
+    let model = Model::from_bytes(&b, &Options::default()).unwrap();
+    let tok = model.tokenizer();
+    assert_eq!(tok.settings().kind, q8bert::tokenizer::TokenizerKind::Unigram);
+    let u = tok.unigram().unwrap();
+    assert!(u.charsmap.is_some() && u.collapse_spaces);
+    let enc = tok.encode("x", None, 16, q8bert::tokenizer::Truncation::Error).unwrap();
+    assert_eq!(enc.type_ids, vec![0; enc.ids.len()]);
+    assert_eq!(enc.ids.first(), Some(&(tok.settings().cls_id as i32)));
+}
+
 fn model_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
     let merges = |rows: &'static [u32], dims: Vec<u64>| move |t: &mut Vec<Entry>, m: &mut Vec<(String, MetaValue)>| bpe(t, m, rows, dims);
     vec![
         ("BPE tokenizer in a 1.7 file", rewritten_as(7, merges(&[5, 6, 7, 0], vec![1, 4])), Status::UnsupportedVersion),
-        ("unknown tokenizer kind", rewritten_as(8, |_, m| m.push(("tokenizer.kind".into(), MetaValue::Str("unigram".into())))), Status::BadConfig),
+        ("unknown tokenizer kind", rewritten_as(9, |_, m| m.push(("tokenizer.kind".into(), MetaValue::Str("sentencepiece_bpe".into())))), Status::BadConfig),
+        ("Unigram tokenizer in a 1.8 file", rewritten_as(8, |t, m| unigram(t, m, -1.0, false, None)), Status::UnsupportedVersion),
+        ("Unigram tokenizer without scores", rewritten_as(9, |t, m| {
+            unigram(t, m, -1.0, false, None);
+            t.retain(|e| e.name != "tokenizer.unigram.scores");
+        }), Status::MissingTensor),
+        ("Unigram scores one row short", rewritten_as(9, |t, m| unigram(t, m, -1.0, true, None)), Status::WrongShape),
+        ("Unigram score not finite", rewritten_as(9, |t, m| unigram(t, m, f64::NAN, false, None)), Status::BadVocab),
+        ("Unigram tokenizer without collapse_spaces", rewritten_as(9, |t, m| {
+            unigram(t, m, -1.0, false, None);
+            m.retain(|(k, _)| k != "tokenizer.unigram.collapse_spaces");
+        }), Status::MissingMetadata),
+        ("charsmap trie longer than the charsmap", rewritten_as(9, |t, m| unigram(t, m, -1.0, false, Some(vec![64, 0, 0, 0, 0, 0, 0, 0]))), Status::BadVocab),
+        ("charsmap replacements not UTF-8", rewritten_as(9, |t, m| unigram(t, m, -1.0, false, Some([&EMPTY_CHARSMAP[..], &[0xC3, 0x28]].concat()))), Status::BadVocab),
+        ("Unigram scores without a Unigram tokenizer", rewritten_as(9, |t, m| {
+            unigram(t, m, -1.0, false, None);
+            m.retain(|(k, _)| k != "tokenizer.kind");
+        }), Status::UnknownTensor),
         ("BPE tokenizer without merges", rewritten_as(8, |t, m| {
             bpe(t, m, &[], vec![0, 4]);
             t.retain(|e| e.name != "tokenizer.bpe.merges");

@@ -111,6 +111,8 @@ pub struct FpModel {
     pub per_row_zero_points: bool,
     /// Byte-level BPE merges (`merges.txt` order): the vocabulary is then a BPE one.
     pub bpe_merges: Option<Vec<(String, String)>>,
+    /// SentencePiece Unigram (XLM-R): the vocabulary holds its pieces.
+    pub unigram: Option<builder::UnigramConfig>,
 }
 
 pub fn tiny_config() -> BertConfig {
@@ -179,6 +181,7 @@ impl FpModel {
             pooler_relu: false,
             vocab: tiny_vocab(config.vocab_size as usize),
             bpe_merges: None,
+            unigram: None,
         }
     }
 
@@ -225,6 +228,26 @@ impl FpModel {
         let mut m = FpModel::random(config, head, seed);
         m.vocab = vocab;
         m.bpe_merges = Some(merges);
+        m
+    }
+
+    /// A RoBERTa-style model (one token type, 64 positions) over an XLM-R style Unigram
+    /// tokenizer.json's pieces, scores and charsmap.
+    pub fn with_unigram_tokenizer_json(text: &str, head: Head, seed: u64) -> FpModel {
+        use base64::Engine;
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        let pieces = json["model"]["vocab"].as_array().unwrap();
+        let vocab: Vec<String> = pieces.iter().map(|p| p[0].as_str().unwrap().to_string()).collect();
+        let scores = pieces.iter().map(|p| p[1].as_f64().unwrap()).collect();
+        let b64 = json["normalizer"]["normalizers"][0]["precompiled_charsmap"].as_str().unwrap();
+        let charsmap = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let mut config = tiny_config();
+        config.vocab_size = vocab.len() as u32;
+        config.max_position_embeddings = 64;
+        config.type_vocab_size = 1;
+        let mut m = FpModel::random(config, head, seed);
+        m.vocab = vocab;
+        m.unigram = Some(builder::UnigramConfig { scores, charsmap: Some(charsmap), collapse_spaces: true });
         m
     }
 
@@ -281,6 +304,12 @@ impl FpModel {
             (tokenizer.unk_token, tokenizer.cls_token, tokenizer.sep_token, tokenizer.pad_token, tokenizer.mask_token) = (unk.into(), cls.into(), sep.into(), pad.into(), mask.into());
             (tokenizer.do_lower_case, tokenizer.strip_accents, tokenizer.tokenize_chinese_chars) = (false, false, false);
             tokenizer.bpe = Some(builder::BpeConfig { merges: merges.clone(), add_prefix_space: false });
+        }
+        if let Some(u) = &self.unigram {
+            let (unk, cls, sep, pad, mask) = ("<unk>", "<s>", "</s>", "<pad>", "<mask>");
+            (tokenizer.unk_token, tokenizer.cls_token, tokenizer.sep_token, tokenizer.pad_token, tokenizer.mask_token) = (unk.into(), cls.into(), sep.into(), pad.into(), mask.into());
+            (tokenizer.do_lower_case, tokenizer.strip_accents, tokenizer.tokenize_chinese_chars) = (false, false, false);
+            tokenizer.unigram = Some(u.clone());
         }
         let mut b = ModelBuilder::new(self.config, self.head.clone(), tokenizer);
         b.weight_granularity(self.granularity);

@@ -67,7 +67,7 @@ impl BertConfig {
         if let Some(t) = raw.get("model_type").and_then(|v| v.as_str()) {
             if !MODEL_TYPES.contains(&t) {
                 bail!(
-                    "{}: model_type {t:?} is not supported; supported: bert (BERT encoders such as MiniLM, bge, e5, gte), distilbert, roberta",
+                    "{}: model_type {t:?} is not supported; supported: bert (BERT encoders such as MiniLM, bge, e5, gte), distilbert, roberta, xlm-roberta",
                     path.display()
                 );
             }
@@ -75,7 +75,7 @@ impl BertConfig {
         if raw.get("model_type").and_then(|v| v.as_str()) == Some("distilbert") {
             distilbert_config(&mut raw).with_context(|| format!("{}", path.display()))?;
         }
-        const ARCHITECTURES: [&str; 10] = [
+        const ARCHITECTURES: [&str; 13] = [
             "BertModel",
             "BertForSequenceClassification",
             "BertForMaskedLM",
@@ -86,6 +86,9 @@ impl BertConfig {
             "RobertaModel",
             "RobertaForSequenceClassification",
             "RobertaForMaskedLM",
+            "XLMRobertaModel",
+            "XLMRobertaForSequenceClassification",
+            "XLMRobertaForMaskedLM",
         ];
         if let Some(a) = raw.get("architectures").and_then(|v| v.as_array()) {
             for name in a.iter().filter_map(|v| v.as_str()) {
@@ -123,11 +126,11 @@ impl BertConfig {
         self.model_type.as_deref() == Some("distilbert")
     }
 
-    /// A RoBERTa checkpoint (`model_type: roberta`): BERT's encoder with position ids from
+    /// A RoBERTa or XLM-RoBERTa checkpoint (`model_type: roberta`, `xlm-roberta`): BERT's encoder with position ids from
     /// `pad_token_id + 1` and one token type; its classification head (dense, tanh, out_proj
     /// on `<s>`) is BERT's pooler and classifier.
     pub fn is_roberta(&self) -> bool {
-        self.model_type.as_deref() == Some("roberta")
+        matches!(self.model_type.as_deref(), Some("roberta" | "xlm-roberta"))
     }
 
     /// Rows of a RoBERTa position table before position 0 (`pad_token_id + 1`); 0 otherwise.
@@ -162,7 +165,7 @@ impl BertConfig {
 }
 
 /// Model types the trainer reads.
-pub const MODEL_TYPES: [&str; 3] = ["bert", "distilbert", "roberta"];
+pub const MODEL_TYPES: [&str; 4] = ["bert", "distilbert", "roberta", "xlm-roberta"];
 
 /// DistilBERT's config.json under BERT's names (`dim` -> `hidden_size`, `n_layers`, `n_heads`,
 /// `hidden_dim`, `activation`, `dropout`, `attention_dropout`), with DistilBERT's fixed

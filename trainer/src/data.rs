@@ -148,6 +148,14 @@ pub struct TextTokenizer {
     settings: tok::TokenizerSettings,
     /// Byte-level BPE: the merges in `merges.txt` order and their table for the runtime.
     pub bpe: Option<BpeFiles>,
+    pub unigram: Option<UnigramFiles>,
+}
+
+/// A SentencePiece Unigram tokenizer as tokenizer.json describes it.
+pub struct UnigramFiles {
+    pub scores: Vec<f64>,
+    pub charsmap: Option<Vec<u8>>,
+    pub collapse_spaces: bool,
 }
 
 pub struct BpeFiles {
@@ -166,8 +174,10 @@ pub struct Encoded {
 
 impl TextTokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        if let Some(t) = crate::model_dir::bpe_files(dir)? {
-            return Self::from_bpe_files(dir, t);
+        match crate::model_dir::subword_files(dir)? {
+            Some(crate::model_dir::SubwordFiles::UnigramTokenizerJson(p)) => return Self::from_unigram_json(dir, &p),
+            Some(t) => return Self::from_bpe_files(dir, t),
+            None => {}
         }
         let vocab_path = crate::model_dir::vocab_path(dir)?;
         let vocab: Vec<String> = std::fs::read_to_string(&vocab_path)
@@ -202,7 +212,7 @@ impl TextTokenizer {
             kind: tok::TokenizerKind::WordPiece,
         };
         let encoded = tok::encode_vocab(&vocab).map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
-        Ok(TextTokenizer { vocab, config, encoded, settings, bpe: None })
+        Ok(TextTokenizer { vocab, config, encoded, settings, bpe: None, unigram: None })
     }
 
     /// A byte-level BPE tokenizer from its vocabulary (by id), merges (`merges.txt` order) and
@@ -227,44 +237,75 @@ impl TextTokenizer {
         let rows = tok::encode_merges(&encoded.vocab().map_err(|e| anyhow::anyhow!("vocab: {e}"))?, &merges).map_err(|(i, _)| {
             anyhow::anyhow!("merge {} ({:?} {:?}): its parts or their concatenation are not in the vocabulary", i + 1, merges[i].0, merges[i].1)
         })?;
-        Ok(TextTokenizer { vocab, config, encoded, settings, bpe: Some(BpeFiles { merges, add_prefix_space, rows }) })
+        Ok(TextTokenizer { vocab, config, encoded, settings, bpe: Some(BpeFiles { merges, add_prefix_space, rows }), unigram: None })
     }
 
-    fn from_bpe_files(dir: &Path, files: crate::model_dir::BpeFiles) -> Result<Self> {
+    /// A SentencePiece Unigram tokenizer from its pieces (by id), their scores, the normalizer's
+    /// charsmap and XLM-RoBERTa's special tokens in `config`.
+    pub fn new_unigram(vocab: Vec<String>, unigram: UnigramFiles, config: TokenizerFileConfig) -> Result<Self> {
+        let id = |t: &str| -> Result<u32> {
+            vocab.iter().position(|v| v == t).map(|i| i as u32).with_context(|| format!("special token {t:?} not in vocab"))
+        };
+        let settings = tok::TokenizerSettings {
+            do_lower_case: false,
+            strip_accents: false,
+            tokenize_chinese_chars: false,
+            unk_id: id(&config.unk_token)?,
+            cls_id: id(&config.cls_token)?,
+            sep_id: id(&config.sep_token)?,
+            pad_id: id(&config.pad_token)?,
+            max_input_chars_per_word: 100,
+            kind: tok::TokenizerKind::Unigram,
+        };
+        let encoded = tok::encode_vocab(&vocab).map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
+        let scores = tok::encode_scores(&unigram.scores);
+        let charsmap = unigram.charsmap.as_deref().map(tok::Charsmap::from_bytes).transpose().map_err(|e| anyhow::anyhow!("precompiled_charsmap: {e}"))?;
+        tok::Unigram::new(vocab.len(), &scores, charsmap, unigram.collapse_spaces).map_err(|e| anyhow::anyhow!("Unigram scores: {e}"))?;
+        Ok(TextTokenizer { vocab, config, encoded, settings, bpe: None, unigram: Some(unigram) })
+    }
+
+    fn from_unigram_json(dir: &Path, path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let t: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let (vocab, unigram, unk, cls_sep) = parse_unigram_tokenizer_json(&t).with_context(|| format!("{}", path.display()))?;
+        let mut names = roberta_special_tokens(dir)?;
+        names[0] = unk;
+        if let Some((cls, sep)) = cls_sep {
+            names[1] = cls;
+            names[2] = sep;
+        }
+        let [unk, cls, sep, pad, mask] = names;
+        let config = TokenizerFileConfig {
+            do_lower_case: false,
+            strip_accents: Some(false),
+            tokenize_chinese_chars: false,
+            unk_token: unk,
+            cls_token: cls,
+            sep_token: sep,
+            pad_token: pad,
+            mask_token: mask,
+        };
+        Self::new_unigram(vocab, unigram, config).with_context(|| format!("{}", path.display()))
+    }
+
+    fn from_bpe_files(dir: &Path, files: crate::model_dir::SubwordFiles) -> Result<Self> {
         let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
         let json = |p: &Path| -> Result<serde_json::Value> { serde_json::from_str(&read(p)?).with_context(|| format!("parsing {}", p.display())) };
-        // RoBERTa's special tokens, overridden by tokenizer_config.json where it names them.
-        let mut names = [("unk_token", "<unk>"), ("bos_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("mask_token", "<mask>")].map(|(k, v)| (k, v.to_string()));
+        let mut names = roberta_special_tokens(dir)?;
         let cfg_path = dir.join("tokenizer_config.json");
-        let mut add_prefix_space = false;
-        if cfg_path.is_file() {
-            let c = json(&cfg_path)?;
-            for (key, value) in names.iter_mut() {
-                let v = &c[*key];
-                if let Some(s) = v.as_str().or_else(|| v["content"].as_str()) {
-                    *value = s.to_string();
-                }
-            }
-            if let Some(c) = c["cls_token"].as_str() {
-                names[1].1 = c.to_string();
-            }
-            if let Some(s) = c["sep_token"].as_str() {
-                names[2].1 = s.to_string();
-            }
-            add_prefix_space = c["add_prefix_space"].as_bool().unwrap_or(false);
-        }
+        let mut add_prefix_space = cfg_path.is_file() && json(&cfg_path)?["add_prefix_space"].as_bool().unwrap_or(false);
         let (vocab, merges, from) = match files {
-            crate::model_dir::BpeFiles::TokenizerJson(p) => {
+            crate::model_dir::SubwordFiles::BpeTokenizerJson(p) => {
                 let t = json(&p)?;
                 let (vocab, merges, prefix, cls_sep) = parse_bpe_tokenizer_json(&t).with_context(|| format!("{}", p.display()))?;
                 add_prefix_space = prefix;
                 if let Some((cls, sep)) = cls_sep {
-                    names[1].1 = cls;
-                    names[2].1 = sep;
+                    names[1] = cls;
+                    names[2] = sep;
                 }
                 (vocab, merges, p)
             }
-            crate::model_dir::BpeFiles::VocabMerges { vocab, merges } => {
+            crate::model_dir::SubwordFiles::BpeVocabMerges { vocab, merges } => {
                 let map = json(&vocab)?;
                 let map = map.as_object().with_context(|| format!("{}: expected a JSON object of token -> id", vocab.display()))?;
                 let v = vocab_by_id(map).with_context(|| format!("{}", vocab.display()))?;
@@ -275,8 +316,9 @@ impl TextTokenizer {
                     .collect::<Result<Vec<_>>>()?;
                 (v, m, merges)
             }
+            crate::model_dir::SubwordFiles::UnigramTokenizerJson(p) => bail!("{}: not a BPE tokenizer", p.display()),
         };
-        let [unk, cls, sep, pad, mask] = names.map(|(_, v)| v);
+        let [unk, cls, sep, pad, mask] = names;
         let config = TokenizerFileConfig {
             do_lower_case: false,
             strip_accents: Some(false),
@@ -298,8 +340,8 @@ impl TextTokenizer {
     /// with `do_lower_case: true` (sentence_bert_config.json) on top of the tokenizer's own
     /// settings; accent stripping stays the tokenizer's. Byte-level BPE has no such step here.
     pub fn lower_case_input(&mut self) -> Result<()> {
-        if self.bpe.is_some() {
-            bail!("do_lower_case: true with a byte-level BPE tokenizer is not supported (the runtime's BPE has no lower-casing step); set it to false in sentence_bert_config.json if the model was trained on cased text");
+        if self.bpe.is_some() || self.unigram.is_some() {
+            bail!("do_lower_case: true with a byte-level BPE or Unigram tokenizer is not supported (the runtime has no lower-casing step for them); set it to false in sentence_bert_config.json if the model was trained on cased text");
         }
         self.settings.do_lower_case = true;
         Ok(())
@@ -308,12 +350,18 @@ impl TextTokenizer {
     /// Tokenizes examples as `[CLS] a [SEP] (b [SEP])`, truncated longest-first to `max_len`.
     pub fn encode_all(&self, examples: &[Example], max_len: usize) -> Result<Vec<Encoded>> {
         let vocab = self.encoded.vocab().map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
-        let t = match &self.bpe {
-            Some(b) => {
+        let scores = self.unigram.as_ref().map(|u| tok::encode_scores(&u.scores));
+        let t = match (&self.bpe, &self.unigram, &scores) {
+            (Some(b), _, _) => {
                 let merges = tok::Merges::from_table(&b.rows, vocab.len()).map_err(|e| anyhow::anyhow!("merges: {e}"))?;
                 tok::Tokenizer::with_merges(vocab, merges, self.settings.clone())
             }
-            None => tok::Tokenizer::new(vocab, self.settings.clone()),
+            (None, Some(u), Some(scores)) => {
+                let charsmap = u.charsmap.as_deref().map(tok::Charsmap::from_bytes).transpose().map_err(|e| anyhow::anyhow!("charsmap: {e}"))?;
+                let unigram = tok::Unigram::new(vocab.len(), scores, charsmap, u.collapse_spaces).map_err(|e| anyhow::anyhow!("Unigram: {e}"))?;
+                tok::Tokenizer::with_unigram(vocab, unigram, self.settings.clone())
+            }
+            _ => tok::Tokenizer::new(vocab, self.settings.clone()),
         }
         .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
         let mut enc = tok::Encoding::default();
@@ -399,6 +447,107 @@ fn parse_bpe_tokenizer_json(t: &serde_json::Value) -> Result<(Vec<String>, Vec<(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((vocab, merges, pre["add_prefix_space"].as_bool().unwrap_or(false), cls_sep))
+}
+
+/// RoBERTa's special tokens (unk, cls, sep, pad, mask), overridden by tokenizer_config.json
+/// where it names them.
+fn roberta_special_tokens(dir: &Path) -> Result<[String; 5]> {
+    let mut names = [("unk_token", "<unk>"), ("bos_token", "<s>"), ("eos_token", "</s>"), ("pad_token", "<pad>"), ("mask_token", "<mask>")].map(|(k, v)| (k, v.to_string()));
+    let cfg_path = dir.join("tokenizer_config.json");
+    if cfg_path.is_file() {
+        let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
+        let c: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
+        for (key, value) in names.iter_mut() {
+            let v = &c[*key];
+            if let Some(s) = v.as_str().or_else(|| v["content"].as_str()) {
+                *value = s.to_string();
+            }
+        }
+        if let Some(c) = c["cls_token"].as_str() {
+            names[1].1 = c.to_string();
+        }
+        if let Some(s) = c["sep_token"].as_str() {
+            names[2].1 = s.to_string();
+        }
+    }
+    Ok(names.map(|(_, v)| v))
+}
+
+/// Pieces by id, the Unigram model, the unk token and `(cls, sep)` of an XLM-RoBERTa style
+/// tokenizer.json: Precompiled [+ Replace(" {2,}", " ")] normalizer, Metaspace("▁", always
+/// prepend, split), Unigram without byte fallback, `<s> A </s> </s> B </s>`.
+fn parse_unigram_tokenizer_json(t: &serde_json::Value) -> Result<(Vec<String>, UnigramFiles, String, Option<(String, String)>)> {
+    use base64::Engine;
+    let m = &t["model"];
+    if m["byte_fallback"].as_bool() == Some(true) {
+        bail!("Unigram model.byte_fallback is not supported");
+    }
+    let norm = &t["normalizer"];
+    let parts: Vec<&serde_json::Value> = match norm["type"].as_str() {
+        None => vec![],
+        Some("Sequence") => norm["normalizers"].as_array().context("normalizer.normalizers is not a list")?.iter().collect(),
+        Some(_) => vec![norm],
+    };
+    let (mut charsmap, mut collapse_spaces) = (None, false);
+    for (i, n) in parts.iter().enumerate() {
+        match n["type"].as_str() {
+            Some("Precompiled") if i == 0 => {
+                let b64 = n["precompiled_charsmap"].as_str().context("normalizer Precompiled has no precompiled_charsmap")?;
+                charsmap = Some(base64::engine::general_purpose::STANDARD.decode(b64).context("precompiled_charsmap is not base64")?);
+            }
+            Some("Replace") if n["pattern"]["Regex"].as_str() == Some(" {2,}") && n["content"].as_str() == Some(" ") && !collapse_spaces => collapse_spaces = true,
+            _ => bail!("normalizer {} (in {}) is not supported; XLM-RoBERTa's Unigram tokenizer needs Precompiled, then Replace(\" {{2,}}\", \" \")", n["type"], norm["type"]),
+        }
+    }
+    let pre = &t["pre_tokenizer"];
+    let always = pre["prepend_scheme"].as_str() == Some("always") || (pre["prepend_scheme"].is_null() && pre["add_prefix_space"].as_bool() == Some(true));
+    if pre["type"].as_str() != Some("Metaspace") || pre["replacement"].as_str() != Some("\u{2581}") || !always || pre["split"].as_bool() == Some(false) {
+        bail!("pre_tokenizer {} is not supported; the Unigram tokenizer needs Metaspace(replacement \"\u{2581}\", prepend_scheme \"always\", split)", pre);
+    }
+    let post = &t["post_processor"];
+    let cls_sep = match post["type"].as_str() {
+        Some("RobertaProcessing") => {
+            let name = |k: &str| post[k][0].as_str().map(str::to_string).with_context(|| format!("post_processor.{k}"));
+            Some((name("cls")?, name("sep")?))
+        }
+        Some("TemplateProcessing") => {
+            // Accept exactly `<s> $A </s>` / `<s> $A </s> </s> $B </s>` with type ids 0.
+            let items = |k: &str| -> Vec<String> {
+                post[k].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().map(|x| {
+                    match (x["SpecialToken"]["id"].as_str(), x["Sequence"]["id"].as_str(), x["SpecialToken"]["type_id"].as_u64().or(x["Sequence"]["type_id"].as_u64())) {
+                        (Some(s), _, Some(0)) => s.to_string(),
+                        (_, Some(seq), Some(0)) => format!("${seq}"),
+                        _ => "?".into(),
+                    }
+                }).collect()
+            };
+            let (single, pair) = (items("single"), items("pair"));
+            match (single.as_slice(), pair.as_slice()) {
+                ([c, a, s], [c2, a2, s2, s3, b, s4]) if a == "$A" && a2 == "$A" && b == "$B" && c == c2 && [s2, s3, s4].iter().all(|x| *x == s) => Some((c.clone(), s.clone())),
+                _ => bail!("post_processor TemplateProcessing {single:?} / {pair:?} is not supported; XLM-RoBERTa's is <s> $A </s> / <s> $A </s> </s> $B </s> with type ids 0"),
+            }
+        }
+        _ => bail!("post_processor {} is not supported; the Unigram tokenizer needs XLM-RoBERTa's <s> A </s></s> B </s> (RobertaProcessing or that TemplateProcessing)", post["type"]),
+    };
+    let pieces = m["vocab"].as_array().context("model.vocab is not a list of [piece, score]")?;
+    let (mut vocab, mut scores) = (Vec::with_capacity(pieces.len()), Vec::with_capacity(pieces.len()));
+    for (i, p) in pieces.iter().enumerate() {
+        let (Some(s), Some(score)) = (p[0].as_str(), p[1].as_f64()) else {
+            bail!("model.vocab[{i}] is not [piece, score]");
+        };
+        vocab.push(s.to_string());
+        scores.push(score);
+    }
+    for a in t["added_tokens"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        if let (Some(c), Some(id)) = (a["content"].as_str(), a["id"].as_u64()) {
+            if vocab.get(id as usize).map(String::as_str) != Some(c) {
+                bail!("added token {c:?} (id {id}) is not the vocabulary's piece {id}; extra added tokens are not supported");
+            }
+        }
+    }
+    let unk_id = m["unk_id"].as_u64().context("Unigram model.unk_id is missing (the runtime needs an unknown token)")? as usize;
+    let unk = vocab.get(unk_id).cloned().with_context(|| format!("model.unk_id {unk_id} is outside the vocabulary"))?;
+    Ok((vocab, UnigramFiles { scores, charsmap, collapse_spaces }, unk, cls_sep))
 }
 
 /// FNV-1a 64 of a file's bytes, for the provenance metadata ("data hash").

@@ -179,6 +179,7 @@ mod with_runtime {
             mask_token: tc.mask_token.clone(),
             max_input_chars_per_word: s.max_input_chars_per_word,
             bpe: tok.bpe.as_ref().map(|b| qb::BpeConfig { merges: b.merges.clone(), add_prefix_space: b.add_prefix_space }),
+            unigram: tok.unigram.as_ref().map(|u| qb::UnigramConfig { scores: u.scores.clone(), charsmap: u.charsmap.clone(), collapse_spaces: u.collapse_spaces }),
         };
         let mut b = qb::ModelBuilder::new(cfg, head, tcfg);
         b.hidden_act(&c.hidden_act).map_err(err)?;

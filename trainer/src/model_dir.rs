@@ -16,7 +16,7 @@ pub const LAYOUT: &str = "a Hugging Face BERT model directory (config.json, mode
 pub fn check(dir: &Path) -> Result<BertConfig> {
     let cfg = config(dir)?;
     checkpoint(dir)?;
-    if bpe_files(dir)?.is_none() {
+    if subword_files(dir)?.is_none() {
         vocab_path(dir)?;
     }
     Ok(cfg)
@@ -185,15 +185,17 @@ fn sharded(index: PathBuf) -> Result<Checkpoint> {
     Ok(Checkpoint::Sharded { index, weight_map })
 }
 
-/// Where a byte-level BPE tokenizer's files are.
-pub enum BpeFiles {
-    TokenizerJson(PathBuf),
-    VocabMerges { vocab: PathBuf, merges: PathBuf },
+/// Where a byte-level BPE or Unigram tokenizer's files are.
+pub enum SubwordFiles {
+    BpeTokenizerJson(PathBuf),
+    BpeVocabMerges { vocab: PathBuf, merges: PathBuf },
+    /// SentencePiece Unigram (XLM-RoBERTa), from tokenizer.json only.
+    UnigramTokenizerJson(PathBuf),
 }
 
-/// The byte-level BPE files of a directory without vocab.txt: tokenizer.json whose model is
-/// BPE, or vocab.json + merges.txt. None for a WordPiece directory.
-pub fn bpe_files(dir: &Path) -> Result<Option<BpeFiles>> {
+/// The byte-level BPE or Unigram files of a directory without vocab.txt: tokenizer.json whose
+/// model is BPE or Unigram, or vocab.json + merges.txt. None for a WordPiece directory.
+pub fn subword_files(dir: &Path) -> Result<Option<SubwordFiles>> {
     check_is_dir(dir)?;
     if dir.join("vocab.txt").is_file() {
         return Ok(None);
@@ -204,17 +206,18 @@ pub fn bpe_files(dir: &Path) -> Result<Option<BpeFiles>> {
         let text = std::fs::read_to_string(&tj).with_context(|| format!("reading {}", tj.display()))?;
         let t: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", tj.display()))?;
         match t["model"]["type"].as_str() {
-            Some("BPE") => return Ok(Some(BpeFiles::TokenizerJson(tj))),
+            Some("BPE") => return Ok(Some(SubwordFiles::BpeTokenizerJson(tj))),
+            Some("Unigram") => return Ok(Some(SubwordFiles::UnigramTokenizerJson(tj))),
             Some("WordPiece") | None => return Ok(None),
             Some(other) => bail!(
-                "{}: tokenizer model {other} is not supported; supported: WordPiece (BERT, DistilBERT: vocab.txt) and byte-level BPE (RoBERTa: tokenizer.json, or vocab.json + merges.txt)",
+                "{}: tokenizer model {other} is not supported; supported: WordPiece (BERT, DistilBERT: vocab.txt), byte-level BPE (RoBERTa: tokenizer.json, or vocab.json + merges.txt) and SentencePiece Unigram (XLM-RoBERTa: tokenizer.json)",
                 tj.display()
             ),
         }
     }
     let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
     if vocab.is_file() && merges.is_file() {
-        return Ok(Some(BpeFiles::VocabMerges { vocab, merges }));
+        return Ok(Some(SubwordFiles::BpeVocabMerges { vocab, merges }));
     }
     Ok(None)
 }
@@ -227,6 +230,13 @@ pub fn vocab_path(dir: &Path) -> Result<PathBuf> {
         return Ok(path);
     }
     let d = dir.display();
+    if dir.join("sentencepiece.bpe.model").is_file() || dir.join("spiece.model").is_file() {
+        bail!(
+            "{} not found, and the trainer reads a SentencePiece tokenizer from tokenizer.json only: write it with\n  \
+             python -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('{d}').save_pretrained('{d}')\"",
+            path.display()
+        );
+    }
     if dir.join("tokenizer.json").is_file() {
         bail!(
             "{} not found: the trainer reads the WordPiece vocabulary from vocab.txt; write it from {d}/tokenizer.json with\n  \

@@ -120,9 +120,18 @@ fn missing_vocab_is_named() {
     let err = quantize_error(&dir);
     assert!(err.contains("Tokenizer.from_file"), "writes vocab.txt from tokenizer.json: {err}");
     // A tokenizer model the runtime has no algorithm for is named, with what is supported.
-    std::fs::write(dir.join("tokenizer.json"), br#"{"model": {"type": "Unigram"}}"#).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), br#"{"model": {"type": "WordLevel"}}"#).unwrap();
     let err = quantize_error(&dir);
-    assert!(err.contains("tokenizer model Unigram is not supported") && err.contains("byte-level BPE"), "{err}");
+    assert!(err.contains("tokenizer model WordLevel is not supported") && err.contains("byte-level BPE") && err.contains("Unigram"), "{err}");
+    // A Unigram pipeline other than XLM-R's is refused by the part that differs.
+    std::fs::write(dir.join("tokenizer.json"), br#"{"model": {"type": "Unigram", "vocab": [["<unk>", 0.0]], "unk_id": 0}, "pre_tokenizer": {"type": "WhitespaceSplit"}}"#).unwrap();
+    let err = quantize_error(&dir);
+    assert!(err.contains("pre_tokenizer") && err.contains("WhitespaceSplit") && err.contains("Metaspace"), "{err}");
+    // Only the SentencePiece model file: the command that writes tokenizer.json.
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    std::fs::write(dir.join("sentencepiece.bpe.model"), b"").unwrap();
+    let err = quantize_error(&dir);
+    assert!(err.contains("tokenizer.json") && err.contains("save_pretrained"), "{err}");
 }
 
 /// A corrupt weights file is a candle error; with RUST_BACKTRACE=1 candle appends a backtrace

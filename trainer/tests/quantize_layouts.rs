@@ -288,7 +288,8 @@ fn regression_and_cross_encoder_give_one_score() {
 fn unsupported_checkpoints_get_a_clear_error() {
     let model = Bert::random(config(), None, 5).unwrap();
     for (name, extra, want) in [
-        ("xlm-roberta", serde_json::json!({"model_type": "xlm-roberta"}), "model_type \"xlm-roberta\" is not supported"),
+        ("electra", serde_json::json!({"model_type": "electra"}), "model_type \"electra\" is not supported"),
+        ("xlm-roberta-token-classifier", serde_json::json!({"model_type": "xlm-roberta", "architectures": ["XLMRobertaForTokenClassification"]}), "architecture \"XLMRobertaForTokenClassification\" is not supported"),
         ("gpt2", serde_json::json!({"model_type": "gpt2", "architectures": ["GPT2Model"]}), "model_type \"gpt2\" is not supported"),
         ("roberta-token-classifier", serde_json::json!({"model_type": "roberta", "architectures": ["RobertaForTokenClassification"]}), "architecture \"RobertaForTokenClassification\" is not supported"),
         ("token-classifier", serde_json::json!({"architectures": ["BertForTokenClassification"]}), "architecture \"BertForTokenClassification\" is not supported"),

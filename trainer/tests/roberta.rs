@@ -1,8 +1,9 @@
-//! RoBERTa (`model_type: roberta`): tiny random checkpoints written here in RoBERTa's own layout
-//! (`roberta.` prefix, a position table whose first `pad_token_id + 1` rows are never used, one
-//! token type, RobertaClassificationHead's `classifier.dense` / `classifier.out_proj`) with the
-//! byte-level BPE tokenizer of tests/data/bpe (trained by scripts/make_bpe_vectors.py with
-//! RoBERTa's pipeline). The trainer's fp32 forward is checked against an independent numpy
+//! RoBERTa and XLM-RoBERTa (`model_type: roberta`, `xlm-roberta`): tiny random checkpoints
+//! written here in their own layout (`roberta.` prefix, a position table whose first
+//! `pad_token_id + 1` rows are never used, one token type, RobertaClassificationHead's
+//! `classifier.dense` / `classifier.out_proj`) with the byte-level BPE tokenizer of tests/data/bpe
+//! (scripts/make_bpe_vectors.py, RoBERTa's pipeline) or the SentencePiece Unigram tokenizer of
+//! tests/data/unigram (scripts/make_unigram_vectors.py, XLM-R's pipeline). The trainer's fp32 forward is checked against an independent numpy
 //! RoBERTa (`tests/data/roberta_reference.py`), then `trainer quantize` and the runtime: its own
 //! tokenization, int8 outputs, text pairs and the cross-encoder layout. Needs python3 with numpy.
 
@@ -14,6 +15,18 @@ use trainer::data::{Example, TextTokenizer};
 use trainer::fidelity::{compare, fp32_outputs, load_fp32, Output, Pooling};
 
 const BPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/bpe");
+const UNIGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/unigram");
+
+/// Which family and tokenizer files a test directory gets.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Flavor {
+    /// RoBERTa with tokenizer.json.
+    BpeJson,
+    /// RoBERTa with vocab.json + merges.txt.
+    BpeFiles,
+    /// XLM-RoBERTa with its Unigram tokenizer.json.
+    XlmR,
+}
 const POSITIONS: usize = 32;
 const OFFSET: usize = 2; // pad_token_id 1, plus one
 
@@ -48,9 +61,8 @@ fn roberta_name(bert_name: &str, classifier: bool) -> String {
     name.to_string()
 }
 
-/// `model` (random, with a head of `labels` if given) saved as a RoBERTa directory whose
-/// tokenizer comes as tokenizer.json or as vocab.json + merges.txt.
-fn save_roberta(model: &Bert, dir: &Path, labels: Option<usize>, tokenizer_json: bool) {
+/// `model` (random, with a head of `labels` if given) saved as a RoBERTa or XLM-R directory.
+fn save_roberta(model: &Bert, dir: &Path, labels: Option<usize>, flavor: Flavor) {
     let classifier = labels.is_some();
     let mut t: HashMap<String, candle_core::Tensor> =
         model.named_params().into_iter().map(|(n, v)| (roberta_name(&n, classifier), v.as_tensor().clone())).collect();
@@ -62,9 +74,10 @@ fn save_roberta(model: &Bert, dir: &Path, labels: Option<usize>, tokenizer_json:
     t.insert(pos_name.into(), candle_core::Tensor::cat(&[&lead, &pos], 0).unwrap());
     candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
     let c = &model.cfg;
+    let (model_type, prefix) = if flavor == Flavor::XlmR { ("xlm-roberta", "XLMRoberta") } else { ("roberta", "Roberta") };
     let mut cfg = serde_json::json!({
-        "model_type": "roberta",
-        "architectures": [if classifier { "RobertaForSequenceClassification" } else { "RobertaModel" }],
+        "model_type": model_type,
+        "architectures": [format!("{prefix}{}", if classifier { "ForSequenceClassification" } else { "Model" })],
         "hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers, "num_attention_heads": c.num_attention_heads,
         "intermediate_size": c.intermediate_size, "hidden_act": "gelu", "max_position_embeddings": POSITIONS + OFFSET,
         "vocab_size": c.vocab_size, "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
@@ -73,9 +86,13 @@ fn save_roberta(model: &Bert, dir: &Path, labels: Option<usize>, tokenizer_json:
         cfg["id2label"] = (0..n).map(|i| (i.to_string(), serde_json::json!(format!("LABEL_{i}")))).collect::<serde_json::Map<_, _>>().into();
     }
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let files: &[&str] = if tokenizer_json { &["tokenizer.json"] } else { &["vocab.json", "merges.txt"] };
+    let (from, files): (&str, &[&str]) = match flavor {
+        Flavor::BpeJson => (BPE, &["tokenizer.json"]),
+        Flavor::BpeFiles => (BPE, &["vocab.json", "merges.txt"]),
+        Flavor::XlmR => (UNIGRAM, &["tokenizer.json"]),
+    };
     for f in files {
-        std::fs::copy(format!("{BPE}/{f}"), dir.join(f)).unwrap();
+        std::fs::copy(format!("{from}/{f}"), dir.join(f)).unwrap();
     }
 }
 
@@ -107,9 +124,15 @@ fn output_of(labels: Option<usize>) -> Output {
 
 #[test]
 fn roberta_fp32_forward_matches_an_independent_reference() {
-    for (name, labels, pairs) in [("base", None, false), ("classifier", Some(3), false), ("pairs", Some(2), true)] {
+    for (name, labels, pairs, flavor) in [
+        ("base", None, false, Flavor::BpeJson),
+        ("classifier", Some(3), false, Flavor::BpeJson),
+        ("pairs", Some(2), true, Flavor::BpeJson),
+        ("xlmr-base", None, false, Flavor::XlmR),
+        ("xlmr-pairs", Some(2), true, Flavor::XlmR),
+    ] {
         let dir = tmp(&format!("ref-{name}"));
-        save_roberta(&Bert::random(config(), labels, 3).unwrap(), &dir, labels, true);
+        save_roberta(&Bert::random(config(), labels, 3).unwrap(), &dir, labels, flavor);
         let model = load_fp32(&dir, output_of(labels)).unwrap();
         assert!(model.cfg.is_roberta());
         assert_eq!(model.cfg.max_position_embeddings, POSITIONS);
@@ -134,7 +157,7 @@ fn roberta_fp32_forward_matches_an_independent_reference() {
 #[test]
 fn the_position_offset_follows_pad_token_id() {
     let dir = tmp("offset");
-    save_roberta(&Bert::random(config(), None, 4).unwrap(), &dir, None, true);
+    save_roberta(&Bert::random(config(), None, 4).unwrap(), &dir, None, Flavor::BpeJson);
     let out = |dir: &Path| {
         let model = load_fp32(dir, output_of(None)).unwrap();
         fp32_outputs(&model, &TextTokenizer::from_dir(dir).unwrap(), &texts(false), output_of(None), 16, 2).unwrap()
@@ -156,8 +179,8 @@ fn the_position_offset_follows_pad_token_id() {
 fn tokenizer_layouts_and_the_runtime_agree() {
     let (a, b) = (tmp("tok-json"), tmp("tok-files"));
     let model = Bert::random(config(), None, 5).unwrap();
-    save_roberta(&model, &a, None, true);
-    save_roberta(&model, &b, None, false);
+    save_roberta(&model, &a, None, Flavor::BpeJson);
+    save_roberta(&model, &b, None, Flavor::BpeFiles);
     let (ta, tb) = (TextTokenizer::from_dir(&a).unwrap(), TextTokenizer::from_dir(&b).unwrap());
     assert!(ta.bpe.is_some() && tb.bpe.is_some());
     let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
@@ -184,14 +207,61 @@ fn tokenizer_layouts_and_the_runtime_agree() {
     }
 }
 
+/// An XLM-R directory converts with its whole Unigram tokenizer: the runtime opening the packed
+/// file tokenizes every case of tests/data/unigram/vectors.jsonl as Hugging Face `tokenizers` did
+/// (charsmap, scores, specials and the pair layout all travel in the file).
+#[test]
+fn xlm_roberta_file_carries_the_unigram_tokenizer() {
+    let dir = tmp("xlmr-tok");
+    save_roberta(&Bert::random(config(), None, 9).unwrap(), &dir, None, Flavor::XlmR);
+    let tok = TextTokenizer::from_dir(&dir).unwrap();
+    assert!(tok.unigram.is_some() && tok.bpe.is_none());
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["quantize", "--model", dir.to_str().unwrap(), "--output", dir.join("model.q8b").to_str().unwrap(), "--threads", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m = q8bert::Model::open(dir.join("model.q8b"), &q8bert::Options::default()).unwrap();
+    assert_eq!(m.tokenizer().settings().kind, q8bert::tokenizer::TokenizerKind::Unigram);
+    let lines = std::fs::read_to_string(format!("{UNIGRAM}/vectors.jsonl")).unwrap();
+    let (mut n, mut bad) = (0, 0);
+    for line in lines.lines() {
+        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (a, b) = (rec["text_a"].as_str().unwrap(), rec["text_b"].as_str());
+        let max_len = rec["max_len"].as_u64().map_or(usize::MAX, |m| m as usize);
+        let want: Vec<i32> = rec["ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap() as i32).collect();
+        let got = m.tokenizer().encode(a, b, max_len, q8bert::tokenizer::Truncation::LongestFirst).map(|e| e.ids);
+        n += 1;
+        if got.as_ref() != Ok(&want) {
+            bad += 1;
+            eprintln!("{a:?} / {b:?}: want {want:?}, got {got:?}");
+        }
+    }
+    assert!(n > 3000);
+    assert_eq!(bad, 0, "{bad} of {n} cases differ");
+    // The trainer's own tokenization (used for training and fidelity) is the same code.
+    let rows = texts(true);
+    for (e, row) in tok.encode_all(&rows, POSITIONS).unwrap().iter().zip(&rows) {
+        let rt = m.tokenizer().encode(&row.text_a, row.text_b.as_deref(), POSITIONS, q8bert::tokenizer::Truncation::LongestFirst).unwrap();
+        assert_eq!(rt.ids, e.ids.iter().map(|&i| i as i32).collect::<Vec<_>>());
+    }
+}
+
 /// `trainer quantize` of the embedding, classifier and cross-encoder layouts: the runtime's int8
 /// outputs follow the fp32 RoBERTa, labels come from id2label, and the classification head is
 /// the tanh pooler on `<s>`.
 #[test]
 fn roberta_converts_and_runs_in_int8() {
-    for (name, labels, pairs) in [("base", None, false), ("classifier", Some(2), false), ("cross-encoder", Some(1), true)] {
+    for (name, labels, pairs, flavor) in [
+        ("base", None, false, Flavor::BpeJson),
+        ("classifier", Some(2), false, Flavor::BpeJson),
+        ("cross-encoder", Some(1), true, Flavor::BpeJson),
+        ("xlmr-base", None, false, Flavor::XlmR),
+        ("xlmr-classifier", Some(2), false, Flavor::XlmR),
+        ("xlmr-cross-encoder", Some(1), true, Flavor::XlmR),
+    ] {
         let dir = tmp(&format!("q-{name}"));
-        save_roberta(&Bert::random(config(), labels, 6).unwrap(), &dir, labels, true);
+        save_roberta(&Bert::random(config(), labels, 6).unwrap(), &dir, labels, flavor);
         let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
             .args(["quantize", "--model", dir.to_str().unwrap(), "--output", dir.join("model.q8b").to_str().unwrap(), "--threads", "1"])
             .output()
@@ -241,7 +311,7 @@ fn roberta_fine_tunes_with_qat() {
     let root = tmp("qat");
     let model_dir = root.join("model");
     std::fs::create_dir_all(&model_dir).unwrap();
-    save_roberta(&Bert::random(config(), None, 8).unwrap(), &model_dir, None, true);
+    save_roberta(&Bert::random(config(), None, 8).unwrap(), &model_dir, None, Flavor::BpeJson);
     let tsv = |path: &Path, n: usize, seed: u64| {
         let mut rng = trainer::rng::Rng::new(seed);
         let (pos, neg, filler) = (["good", "great", "fun"], ["bad", "awful", "dull"], ["the", "movie", "was", "a", "plot"]);
