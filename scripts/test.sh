@@ -22,6 +22,10 @@ stages=${Q8BERT_TEST_STAGES:-rust,bindings,python,hardening,aarch64,baremetal}
 has() { [[ ",$stages," == *",$1,"* ]]; }
 
 missing=()
+if has rust; then
+  # trainer/tests/transformers_parity.rs runs transformers' own (Flax) models; roberta/distilbert need numpy.
+  python3 -c 'import numpy, transformers, flax, jax' 2>/dev/null || missing+=("python3 numpy+transformers+flax+jax")
+fi
 if has bindings; then
   for t in c++ pkg-config cmake go javac; do command -v "$t" >/dev/null || missing+=("$t"); done
   [ -f /usr/share/java/jna.jar ] || missing+=("jna.jar (libjna-java)")
