@@ -41,6 +41,15 @@ const BPE_PAIRS: &[(&str, &str)] = &[
     ("empty passage", ""),
 ];
 
+/// Pairs for the XLM-R-style cross-encoder: several scripts, text the charsmap rewrites
+/// (fullwidth, a ligature, a combining accent), and an empty passage.
+const UNIGRAM_PAIRS: &[(&str, &str)] = &[
+    ("Wo ist der Bahnhof?", "Der Bahnhof ist in der Stadtmitte."),
+    ("ｆｕｌｌ ｗｉｄｔｈ ﬁle", "Cafe\u{301} 東京 — привет мир 🎉"),
+    ("  spaces  and\u{3000}ideographic", "a <mask> token"),
+    ("empty passage", ""),
+];
+
 fn hex(v: &[f32]) -> Vec<String> {
     v.iter().map(|x| format!("{:08x}", x.to_bits())).collect()
 }
@@ -80,6 +89,10 @@ fn main() {
     // A RoBERTa-style cross-encoder: byte-level BPE (format 1.8), text pairs, one score.
     let bpe_path = out.join("bpe.q8b");
     FpModel::with_bpe_vocab(Head::Regression, 14).with_per_row_inputs().builder().write(&bpe_path).unwrap();
+    // An XLM-R-style cross-encoder: SentencePiece Unigram with its charsmap (format 1.9).
+    let unigram_path = out.join("unigram.q8b");
+    let unigram_json = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/unigram/tokenizer.json")).unwrap();
+    FpModel::with_unigram_tokenizer_json(&unigram_json, Head::Regression, 15).with_per_row_inputs().builder().write(&unigram_path).unwrap();
     // A flipped byte in the magic: every binding must surface the library's status and message.
     let mut corrupt = cls_bytes.clone();
     corrupt[0] ^= 0xff;
@@ -131,6 +144,15 @@ fn main() {
         bpe.run_text(&[a], Some(&[b]), &mut o).unwrap();
         bpe_scores.push(o[0]);
     }
+    let unigram = Model::open(&unigram_path, &opts).unwrap();
+    let mut unigram_tokens = Vec::new();
+    let mut unigram_scores = Vec::new();
+    for (a, b) in UNIGRAM_PAIRS {
+        unigram_tokens.push(unigram.encode(a, Some(b)).unwrap().ids);
+        let mut o = vec![0.0; unigram.text_output_len(1)];
+        unigram.run_text(&[a], Some(&[b]), &mut o).unwrap();
+        unigram_scores.push(o[0]);
+    }
 
     let doc = json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -150,6 +172,10 @@ fn main() {
         "bpe_pairs": BPE_PAIRS,
         "bpe_tokens": bpe_tokens,
         "bpe_scores": hex(&bpe_scores),
+        "unigram_model": "unigram.q8b",
+        "unigram_pairs": UNIGRAM_PAIRS,
+        "unigram_tokens": unigram_tokens,
+        "unigram_scores": hex(&unigram_scores),
         "prompt_model": "prompt.q8b",
         "prompts": prompts.iter().map(|(n, t)| (n.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
         "default_prompt_name": "query",
@@ -192,6 +218,12 @@ fn main() {
         writeln!(tsv, "bpe_pair\t{i}\t{a}\t{b}").unwrap();
         writeln!(tsv, "bpe_tokens\t{i}\t{}", ints(&bpe_tokens[i])).unwrap();
         writeln!(tsv, "bpe_score\t{i}\t{}", hex(&bpe_scores[i..i + 1])[0]).unwrap();
+    }
+    writeln!(tsv, "unigram_model\tunigram.q8b").unwrap();
+    for (i, (a, b)) in UNIGRAM_PAIRS.iter().enumerate() {
+        writeln!(tsv, "unigram_pair\t{i}\t{a}\t{b}").unwrap();
+        writeln!(tsv, "unigram_tokens\t{i}\t{}", ints(&unigram_tokens[i])).unwrap();
+        writeln!(tsv, "unigram_score\t{i}\t{}", hex(&unigram_scores[i..i + 1])[0]).unwrap();
     }
     writeln!(tsv, "corrupt_status\t{}", err.status as u32).unwrap();
     writeln!(tsv, "corrupt_message\t{}", err.message.replace(['\t', '\n'], " ")).unwrap();

@@ -42,6 +42,9 @@ type suite struct {
 	BpeModel          string            `json:"bpe_model"`
 	BpePairs          [][2]string       `json:"bpe_pairs"`
 	BpeScores         []string          `json:"bpe_scores"`
+	UnigramModel      string            `json:"unigram_model"`
+	UnigramPairs      [][2]string       `json:"unigram_pairs"`
+	UnigramScores     []string          `json:"unigram_scores"`
 	PromptModel       string            `json:"prompt_model"`
 	PromptTexts       map[string]string `json:"prompts"`
 	DefaultPromptName string            `json:"default_prompt_name"`
@@ -220,6 +223,27 @@ func TestByteLevelBPE(t *testing.T) {
 	}
 	for i := range s.BpePairs {
 		sameBits(t, fmt.Sprintf("score[%d]", i), out[i], s.BpeScores[i:i+1])
+	}
+}
+
+// TestUnigram: an XLM-R-style cross-encoder (SentencePiece Unigram with its charsmap) gives the
+// Rust API's scores bit for bit.
+func TestUnigram(t *testing.T) {
+	s := load(t)
+	m := open(t, s.path(s.UnigramModel))
+	var as, bs []string
+	for _, p := range s.UnigramPairs {
+		as, bs = append(as, p[0]), append(bs, p[1])
+	}
+	out, err := m.RunText(as, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.UnigramPairs) != 4 {
+		t.Fatalf("%d Unigram pairs in the suite", len(s.UnigramPairs))
+	}
+	for i := range s.UnigramPairs {
+		sameBits(t, fmt.Sprintf("score[%d]", i), out[i], s.UnigramScores[i:i+1])
 	}
 }
 

@@ -59,8 +59,8 @@ int main(int argc, char **argv) {
     std::map<std::string, std::vector<std::string>> kv;   // single-valued keys
     std::vector<std::string> texts, labels;
     std::vector<std::vector<int32_t>> tokens;
-    std::vector<std::vector<uint32_t>> classify, embed, bpe_scores;
-    std::vector<std::string> bpe_a, bpe_b;
+    std::vector<std::vector<uint32_t>> classify, embed, bpe_scores, unigram_scores;
+    std::vector<std::string> bpe_a, bpe_b, unigram_a, unigram_b;
     for (std::string line; std::getline(in, line);) {
         auto f = fields(line);
         if (f.empty()) continue;
@@ -71,6 +71,8 @@ int main(int argc, char **argv) {
         else if (f[0] == "embed") embed.push_back(hexes(f[2]));
         else if (f[0] == "bpe_pair") bpe_a.push_back(f[2]), bpe_b.push_back(f.size() > 3 ? f[3] : "");
         else if (f[0] == "bpe_score") bpe_scores.push_back(hexes(f[2]));
+        else if (f[0] == "unigram_pair") unigram_a.push_back(f[2]), unigram_b.push_back(f.size() > 3 ? f[3] : "");
+        else if (f[0] == "unigram_score") unigram_scores.push_back(hexes(f[2]));
         else kv[f[0]] = f;
     }
     check(!texts.empty() && texts.size() == classify.size(), "expected.tsv read");
@@ -101,6 +103,12 @@ int main(int argc, char **argv) {
         check(!bpe_a.empty() && scores.size() == bpe_a.size(), "byte-level BPE: one score per pair");
         for (size_t i = 0; i < scores.size(); i++)
             check(bits(scores[i]) == bpe_scores[i], "byte-level BPE pair " + std::to_string(i) + " score bit-exact");
+        // An XLM-R-style cross-encoder: SentencePiece Unigram with its charsmap.
+        q8bert::Model unigram(dir + "/" + kv["unigram_model"][1]);
+        auto uscores = unigram.run_text(unigram_a, unigram_b);
+        check(!unigram_a.empty() && uscores.size() == unigram_a.size(), "Unigram: one score per pair");
+        for (size_t i = 0; i < uscores.size(); i++)
+            check(bits(uscores[i]) == unigram_scores[i], "Unigram pair " + std::to_string(i) + " score bit-exact");
     } catch (const q8bert::Error &e) {
         check(false, std::string("unexpected error: ") + e.what());
     }

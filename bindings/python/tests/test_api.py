@@ -288,6 +288,18 @@ def cross(suite):
         yield m
 
 
+def test_unigram_cross_encoder(suite):
+    """An XLM-R-style cross-encoder (SentencePiece Unigram with its charsmap, format 1.9): the
+    tokens of each pair and its score, bit for bit as the Rust API."""
+    pairs = suite["unigram_pairs"]
+    with q8bert.Model(suite["dir"] / suite["unigram_model"]) as m:
+        for (a, b), want in zip(pairs, suite["unigram_tokens"]):
+            assert m.tokenize(a, b).tolist() == want
+        scores = m.predict(pairs, batch_size=2)
+    assert len(pairs) == 4
+    assert [format(v, "08x") for v in scores[:, 0].view(np.uint32).tolist()] == suite["unigram_scores"]
+
+
 def test_byte_level_bpe_cross_encoder(cross, suite):
     """A RoBERTa-style cross-encoder (byte-level BPE, format 1.8): the tokens of each pair and
     its score, bit for bit as the Rust API; rank orders the documents by that score."""

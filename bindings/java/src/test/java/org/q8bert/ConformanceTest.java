@@ -80,6 +80,8 @@ public final class ConformanceTest {
         List<String> labels = new ArrayList<>();
         List<String> bpeA = new ArrayList<>(), bpeB = new ArrayList<>();
         List<int[]> bpeScores = new ArrayList<>();
+        List<String> unigramA = new ArrayList<>(), unigramB = new ArrayList<>();
+        List<int[]> unigramScores = new ArrayList<>();
         for (String line : Files.readAllLines(dir.resolve("expected.tsv"), StandardCharsets.UTF_8)) {
             String[] f = line.split("\t", -1);
             switch (f[0]) {
@@ -91,6 +93,8 @@ public final class ConformanceTest {
                 case "prompt": prompts.put(f[1], f[2]); break;
                 case "bpe_pair": bpeA.add(f[2]); bpeB.add(f[3]); break;
                 case "bpe_score": bpeScores.add(hexes(f[2])); break;
+                case "unigram_pair": unigramA.add(f[2]); unigramB.add(f[3]); break;
+                case "unigram_score": unigramScores.add(hexes(f[2])); break;
                 case "prompted": prompted.computeIfAbsent(f[1], k -> new ArrayList<>()).add(hexes(f[3])); break;
                 default: kv.put(f[0], f[1]);
             }
@@ -161,6 +165,16 @@ public final class ConformanceTest {
                 check(bpeA.size() == 4 && scores.length == bpeA.size(), "one score per pair");
                 for (int i = 0; i < scores.length; i++) {
                     check(Arrays.equals(bits(scores[i]), bpeScores.get(i)), "pair " + i + " score bit-exact");
+                }
+            }
+        });
+
+        test("SentencePiece Unigram cross-encoder", () -> {
+            try (Model m = Model.open(dir.resolve(kv.get("unigram_model")))) {
+                float[][] scores = m.runText(unigramA, unigramB);
+                check(unigramA.size() == 4 && scores.length == unigramA.size(), "one score per pair");
+                for (int i = 0; i < scores.length; i++) {
+                    check(Arrays.equals(bits(scores[i]), unigramScores.get(i)), "pair " + i + " score bit-exact");
                 }
             }
         });
