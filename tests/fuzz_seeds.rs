@@ -59,9 +59,22 @@ fn checked_in_fuzz_seeds_are_current() {
     merges.retain(|(a, b)| kept.contains(a) && kept.contains(b) && kept.contains(&format!("{a}{b}")));
     bpe.bpe_merges = Some(merges);
     write("load", "bpe-resealed", &[[1u8].as_slice(), &bpe.bytes()].concat());
+    // load: a SentencePiece Unigram file (format 1.9) cut to 300 pieces, with the smallest
+    // charsmap (the real one is 240 kB, over the load target's input limit).
+    let full = FpModel::with_unigram_tokenizer_json(include_str!("data/unigram/tokenizer.json"), Head::Regression, 1);
+    let mut uni = FpModel::random(bpe_config, Head::Regression, 1);
+    // The first 299 pieces, then `<mask>` (XLM-R's last piece).
+    uni.vocab = full.vocab[..keep - 1].to_vec();
+    uni.vocab.push("<mask>".into());
+    let mut u = full.unigram.clone().unwrap();
+    u.scores.truncate(keep - 1);
+    u.scores.push(0.0);
+    u.charsmap = Some(vec![4, 0, 0, 0, 0, 0, 0, 0]);
+    uni.unigram = Some(u);
+    write("load", "unigram-resealed", &[[1u8].as_slice(), &uni.bytes()].concat());
     // tokenizer: flags (bit 0 truncate, bit 1 pair, bit 2 run, bit 3 byte-level BPE, high nibble
-    // limit), u16 split, text.
-    let texts: [(u8, &str); 9] = [
+    // limit; 15 = the Unigram model), u16 split, text.
+    let texts: [(u8, &str); 12] = [
         (0x00, "Hello, world!"),
         (0x37, "The café's naïve résumé — ÀÉÎ 你好世界 a\u{0301}"),
         (0x26, "unbelievable tokenization of [MASK] and [SEP] tokens"),
@@ -71,6 +84,9 @@ fn checked_in_fuzz_seeds_are_current() {
         (0x08, "It's   they'll  we've\u{3000}<mask> <s>x</s> 12abc!!"),
         (0x3f, "Größere Straßen 東京 \u{1F9D1}\u{200D}\u{1F4BB} a <mask> b"),
         (0x0c, "\r\n\t  \u{00a0}\u{2028}'S'LL''ve"),
+        (0xf1, "Wo ist der Bahnhof? ｆｕｌｌ ｗｉｄｔｈ ﬁle Ａ\u{301}"),
+        (0xf7, "Быстрая лиса и 東京 🎉 e\u{301}\u{327}  <mask>  क्ष 👩🏽\u{200d}💻 🇩🇪🇫 ▁▁x\u{3000}\t"),
+        (0xfb, "\u{1100}\u{1161}\u{11a8} ｶ\u{3099} ①\u{301} \u{0}\u{7} \u{2A6D6}\u{2A6D6} <s></s><unk>"),
     ];
     for (i, (flags, t)) in texts.iter().enumerate() {
         let split = (t.len() / 2) as u16;

@@ -1,18 +1,21 @@
-//! The tokenizers (WordPiece, and byte-level BPE when flag bit 3 is set) on arbitrary bytes
+//! The tokenizers (WordPiece; byte-level BPE when flag bit 3 is set, SentencePiece Unigram when
+//! the length nibble is 15) on arbitrary bytes
 //! (lossily made UTF-8, as the C API rejects invalid UTF-8 before tokenizing), single texts and
 //! pairs, every limit and truncation policy.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use q8bert::tokenizer::{Encoding, Truncation};
-use q8bert_fuzz::{bpe_text_model, text_model, Input};
+use q8bert_fuzz::{bpe_text_model, text_model, unigram_text_model, Input};
 
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
     let flags = inp.u8();
-    let model = if flags & 8 != 0 { bpe_text_model() } else { text_model() };
+    let unigram = flags >> 4 == 15;
+    let model = if unigram { unigram_text_model() } else if flags & 8 != 0 { bpe_text_model() } else { text_model() };
     let max_len = match flags >> 4 {
         0 => usize::MAX,
+        15 if flags & 8 != 0 => usize::MAX,
         n => n as usize * 3 - 2,
     };
     let split = inp.u16() as usize;
@@ -26,8 +29,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(enc.ids.len() <= max_len && enc.ids.len() == enc.type_ids.len());
         let vocab = model.config().vocab_size as i32;
         assert!(enc.ids.iter().all(|&i| (0..vocab).contains(&i)));
-        if flags & 8 != 0 {
-            assert!(enc.type_ids.iter().all(|&t| t == 0), "byte-level BPE gives one token type");
+        if flags & 8 != 0 || unigram {
+            assert!(enc.type_ids.iter().all(|&t| t == 0), "byte-level BPE and Unigram give one token type");
         }
     }
     let mut ids = Vec::new();

@@ -60,6 +60,26 @@ pub fn bpe_text_model() -> &'static Model<'static> {
     M.get_or_init(|| Model::from_bytes(bpe_text_bytes().bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap())
 }
 
+/// A tiny one-layer XLM-R-style regression model over the SentencePiece Unigram of
+/// tests/data/unigram/tokenizer.json (format 1.9, with its charsmap), for text input.
+pub fn unigram_text_bytes() -> &'static Aligned {
+    static B: OnceLock<Aligned> = OnceLock::new();
+    B.get_or_init(|| {
+        let mut m = FpModel::with_unigram_tokenizer_json(include_str!("../../tests/data/unigram/tokenizer.json"), Head::Regression, 7);
+        m.config.num_layers = 1;
+        m.layers.truncate(1);
+        m.layer_activations.truncate(1);
+        m.int8_attention.truncate(1);
+        m.int8_values.truncate(1);
+        Aligned::new(&m.bytes())
+    })
+}
+
+pub fn unigram_text_model() -> &'static Model<'static> {
+    static M: OnceLock<Model<'static>> = OnceLock::new();
+    M.get_or_init(|| Model::from_bytes(unigram_text_bytes().bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap())
+}
+
 /// Byte reader for structured inputs: returns zeros once the data runs out.
 pub struct Input<'a>(pub &'a [u8]);
 
