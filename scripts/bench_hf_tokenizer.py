@@ -21,6 +21,7 @@ from tokenizers import BertWordPieceTokenizer, Tokenizer  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 VOCAB = os.path.join(ROOT, "tests", "data", "vocab.txt")
 BPE = os.path.join(ROOT, "tests", "data", "bpe", "tokenizer.json")
+UNIGRAM = os.path.join(ROOT, "tests", "data", "unigram", "tokenizer.json")
 SST2 = "/work/shared/data/glue/SST-2"
 
 
@@ -53,9 +54,9 @@ def main():
     sents = sentences()
     nbytes = sum(len(s.encode("utf-8")) for s in sents)
     print(f"tokenizers {tokenizers.__version__}; SST-2 train+dev: {len(sents)} sentences, {nbytes} bytes")
-    bpe = Tokenizer.from_file(BPE)  # byte-level BPE, RoBERTa's pipeline
-    for name, lower in (("uncased", True), ("cased", False), ("bpe", None)):
-        tok = bpe if lower is None else BertWordPieceTokenizer(VOCAB, lowercase=lower, strip_accents=lower)
+    files = {"bpe": BPE, "unigram": UNIGRAM}  # RoBERTa's and XLM-R's pipelines
+    for name, lower in (("uncased", True), ("cased", False), ("bpe", None), ("unigram", None)):
+        tok = Tokenizer.from_file(files[name]) if lower is None else BertWordPieceTokenizer(VOCAB, lowercase=lower, strip_accents=lower)
         tok.enable_truncation(max_length=512, strategy="longest_first")
         tok.encode_batch(sents[:1000])  # warm up
         for mode, fn in (("encode_batch", lambda: tok.encode_batch(sents)),
