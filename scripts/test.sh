@@ -70,7 +70,8 @@ if has rust; then
   cargo check --quiet --features op-timing --example bench_e2e
   # The runtime core (format, model, kernels, forward pass, tokenizer) builds with core + alloc only.
   cargo build -p q8bert --lib --no-default-features --quiet
-  echo "no_std build: ok"
+  cargo build -p q8bert --lib --no-default-features --features text --quiet
+  echo "no_std build (with and without text input): ok"
 fi
 if has bindings; then
   echo "=== stage: bindings"

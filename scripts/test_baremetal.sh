@@ -13,6 +13,10 @@ for target in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
     -Zbuild-std=core,alloc --target "$target" -- -D warnings
   echo "no_std core for $target: builds with -D warnings"
 done
+# The tokenizers (feature `text`) are no_std too.
+/usr/bin/cargo rustc -p q8bert --lib --no-default-features --features text --quiet \
+  -Zbuild-std=core,alloc --target thumbv6m-none-eabi -- -D warnings
+echo "no_std core with text input for thumbv6m-none-eabi: builds with -D warnings"
 /usr/bin/cargo rustc -p q8bert --lib --no-default-features --quiet -Zbuild-std=core,alloc \
   --target thumbv8m.main-none-eabihf -- -D warnings -C target-feature=+mve,+dsp --cfg q8bert_helium
 echo "no_std core for thumbv8m.main-none-eabihf with Helium: builds with -D warnings"
@@ -50,6 +54,19 @@ run_board() { # target, QEMU command...
     $1 == "instructions" && $2 == "gemm" { split($3, s, "x"); printf "  gemm %s (%s kernel): %.0f instructions, %.2f per MAC\n", $3, $4, $5, $5 / (s[1] * s[2] * s[3]) }' "$log"
 }
 run_board thumbv7em-none-eabihf qemu-system-arm -M mps2-an386 -cpu cortex-m4 -semihosting
+# q8bert's own code in that firmware (opt-level "s", LTO): text symbols of the q8bert crate and
+# the generic code instantiated for it, the firmware's own functions left out.
+nm=$(command -v llvm-nm || ls /usr/bin/llvm-nm-* 2>/dev/null | sort -V | tail -1 || true)
+if [ -n "$nm" ]; then
+  "$nm" -S -C "$CARGO_TARGET_DIR/thumbv7em-none-eabihf/release/q8bert-firmware" | python3 -c '
+import sys
+total = 0
+for line in sys.stdin:
+    f = line.split(None, 3)
+    if len(f) == 4 and f[2] in "tT" and "q8bert" in f[3] and "q8bert_firmware::" not in f[3]:
+        total += int(f[1], 16)
+print("  q8bert code in the M4 firmware: %d bytes (%.1f KiB; target 64 KiB)" % (total, total / 1024))'
+fi
 # Cortex-M55 with its DSP and Helium (MVE) extensions, hence the arm-helium kernel.
 CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-feature=+mve,+dsp --cfg q8bert_helium" \
   run_board thumbv8m.main-none-eabihf qemu-system-arm -M mps3-an547 -cpu cortex-m55 -semihosting

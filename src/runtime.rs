@@ -4,14 +4,19 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+#[cfg(feature = "text")]
 use alloc::vec::Vec;
 
 use crate::bert::{self, Input, Workspace};
 use crate::error::{bail, Result, Status};
 use crate::format::{FileIndex, MetaValue, TensorInfo};
 use crate::kernels::Kernel;
-use crate::model::{cast, choose_kernel, Config, HeadConfig, HeadKind, ModelLayout, Options};
-use crate::tokenizer::{Charsmap, Encoding, Merges, Unigram, TokenizeError, Tokenizer, TokenizerSettings, Truncation, Vocab};
+use crate::model::{choose_kernel, Config, HeadConfig, ModelLayout, Options};
+#[cfg(feature = "text")]
+use crate::model::{cast, HeadKind};
+use crate::tokenizer::{TokenizerSettings, Truncation};
+#[cfg(feature = "text")]
+use crate::tokenizer::{Charsmap, Encoding, Merges, TokenizeError, Tokenizer, Unigram, Vocab};
 
 enum Storage<'a> {
     Borrowed(&'a [u8]),
@@ -35,6 +40,7 @@ pub const MAX_THREADS: usize = 1024;
 /// A loaded model. `'a` is the lifetime of a caller-provided buffer (`'static` for files).
 pub struct Model<'a> {
     // Declared before `storage` so it is dropped first: it borrows the storage's bytes.
+    #[cfg(feature = "text")]
     tokenizer: Tokenizer<'a>,
     storage: Storage<'a>,
     index: FileIndex,
@@ -69,7 +75,9 @@ impl<'a> Model<'a> {
         let kernel = choose_kernel(options.kernel)?;
         let index = FileIndex::parse(bytes, options.verify_checksum)?;
         let layout = ModelLayout::resolve(&index, bytes)?;
+        #[cfg(feature = "text")]
         let vocab = Vocab::from_parts(cast(bytes, &layout.vocab_offsets), &bytes[layout.vocab_bytes.clone()], cast(bytes, &layout.vocab_hash))?;
+        #[cfg(feature = "text")]
         let tokenizer = match (&layout.bpe_merges, &layout.unigram) {
             (Some(range), _) => Tokenizer::with_merges(vocab, Merges::from_table(cast(bytes, range), vocab.len())?, layout.tokenizer.clone())?,
             (None, Some(u)) => {
@@ -91,6 +99,7 @@ impl<'a> Model<'a> {
         }
         let num_threads = if options.num_threads == 0 { default_threads() } else { options.num_threads };
         Ok(Model {
+            #[cfg(feature = "text")]
             tokenizer,
             max_seq_len: if options.max_seq_len == 0 { layout.text_limit.unwrap_or(layout.config.max_position_embeddings) } else { options.max_seq_len },
             truncation: options.truncation.unwrap_or(if layout.text_limit.is_some() { Truncation::LongestFirst } else { Truncation::Error }),
@@ -214,11 +223,6 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// The model's WordPiece tokenizer (vocabulary and settings from the file).
-    pub fn tokenizer(&self) -> &Tokenizer<'_> {
-        &self.tokenizer
-    }
-
     /// What text input longer than `max_seq_len` does.
     pub fn truncation(&self) -> Truncation {
         self.truncation
@@ -227,6 +231,17 @@ impl<'a> Model<'a> {
     /// Longest token sequence accepted for text input (special tokens included).
     pub fn max_seq_len(&self) -> usize {
         self.max_seq_len
+    }
+
+}
+
+/// Text input: tokenization and the text runs (the `text` feature, on with `std`).
+#[cfg(feature = "text")]
+impl<'a> Model<'a> {
+    /// The model's tokenizer (WordPiece, byte-level BPE or Unigram; vocabulary and settings
+    /// from the file).
+    pub fn tokenizer(&self) -> &Tokenizer<'_> {
+        &self.tokenizer
     }
 
     /// Tokenizes one text or text pair into `[CLS] a [SEP] (b [SEP])` with the model's
@@ -375,6 +390,7 @@ pub enum Prompt<'p> {
     Text(&'p str),
 }
 
+#[cfg(feature = "text")]
 fn tokenize_error(e: TokenizeError) -> crate::Error {
     match e {
         TokenizeError::TooLong { needed, max } => crate::Error::new(

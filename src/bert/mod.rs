@@ -154,12 +154,14 @@ pub struct Workspace {
     dq: Vec<f32>,
     pooled: Vec<f32>,
     /// Buffers of `Model::run_text`.
+    #[cfg(feature = "text")]
     pub(crate) text: TextScratch,
     /// One workspace per task of the sequence-parallel path.
     per_task: Vec<Workspace>,
 }
 
 /// Token buffers for text input, reused across calls.
+#[cfg(feature = "text")]
 #[derive(Default)]
 pub(crate) struct TextScratch {
     pub encodings: Vec<crate::tokenizer::Encoding>,
