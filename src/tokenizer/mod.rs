@@ -384,9 +384,9 @@ impl<'a> Tokenizer<'a> {
     /// become [UNK]); byte-level pieces are the raw text GPT-2's regex splits off.
     pub fn words(&self, text: &str, mut f: impl FnMut(&str)) {
         if let Some(u) = &self.unigram {
-            let mut scratch = UnigramScratch::default();
+            let mut normalized = alloc::string::String::new();
             self.split_specials(text, |part| match part {
-                Part::Text(t) => u.pieces(t, &mut scratch, |piece, _, _| f(piece)),
+                Part::Text(t) => u.pieces(t, &mut normalized, &mut f),
                 Part::Special(id) => f(self.vocab.token(id).unwrap_or("")),
             });
             return;
@@ -426,7 +426,7 @@ impl<'a> Tokenizer<'a> {
             let mut scratch = UnigramScratch::default();
             let unk = self.settings.unk_id;
             self.split_specials(text, |part| match part {
-                Part::Text(t) => u.pieces(t, &mut scratch, |piece, best, path| u.encode_piece(&self.vocab, unk, piece, best, path, out)),
+                Part::Text(t) => u.encode_segment(&self.vocab, unk, t, &mut scratch, out),
                 Part::Special(id) => out.push(id as i32),
             });
             return;

@@ -183,11 +183,18 @@ pub struct Unigram<'a> {
     pub collapse_spaces: bool,
 }
 
-/// Buffers reused across pieces.
+/// Buffers reused across segments: the normalized text and the Viterbi lattice.
 #[derive(Default)]
 pub struct UnigramScratch {
     normalized: String,
+    lattice: Lattice,
+}
+
+#[derive(Default)]
+pub struct Lattice {
+    /// `best[e]` = (score, start, id) of the best path ending at byte `e`.
     best: Vec<(f64, u32, u32)>,
+    /// The chosen pieces, last first: (start, end, id).
     path: Vec<(u32, u32, u32)>,
 }
 
@@ -231,9 +238,14 @@ impl<'a> Unigram<'a> {
         }
     }
 
-    /// Calls `f` with each Metaspace piece of a segment (before normalization).
-    pub fn pieces(&self, text: &str, scratch: &mut UnigramScratch, mut f: impl FnMut(&str, &mut Vec<(f64, u32, u32)>, &mut Vec<(u32, u32, u32)>)) {
-        let norm = &mut scratch.normalized;
+    /// Appends the ids of a text segment (between special tokens).
+    pub fn encode_segment(&self, vocab: &Vocab<'_>, unk_id: u32, text: &str, scratch: &mut UnigramScratch, out: &mut Vec<i32>) {
+        let UnigramScratch { normalized, lattice } = scratch;
+        self.pieces(text, normalized, |piece| self.encode_piece(vocab, unk_id, piece, lattice, out));
+    }
+
+    /// Calls `f` with each Metaspace piece of a text segment (`norm` is scratch space).
+    pub fn pieces(&self, text: &str, norm: &mut String, mut f: impl FnMut(&str)) {
         norm.clear();
         self.normalize(text, norm);
         if norm.is_empty() {
@@ -250,19 +262,19 @@ impl<'a> Unigram<'a> {
         let mut start = 0;
         for (i, _) in spaced.match_indices(METASPACE) {
             if i > start {
-                f(&spaced[start..i], &mut scratch.best, &mut scratch.path);
+                f(&spaced[start..i]);
             }
             start = i;
         }
-        f(&spaced[start..], &mut scratch.best, &mut scratch.path);
+        f(&spaced[start..]);
     }
 
     /// Appends the ids of the best segmentation of one piece.
-    pub fn encode_piece(&self, vocab: &Vocab<'_>, unk_id: u32, piece: &str, best: &mut Vec<(f64, u32, u32)>, path: &mut Vec<(u32, u32, u32)>, out: &mut Vec<i32>) {
+    pub fn encode_piece(&self, vocab: &Vocab<'_>, unk_id: u32, piece: &str, lattice: &mut Lattice, out: &mut Vec<i32>) {
         const NONE: u32 = u32::MAX;
+        let Lattice { best, path } = lattice;
         let bytes = piece.as_bytes();
         let n = bytes.len();
-        // best[e] = (score, start, id) of the best path ending at byte e.
         best.clear();
         best.resize(n + 1, (0.0, NONE, 0));
         let mut start = 0;
