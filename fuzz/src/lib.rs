@@ -45,13 +45,8 @@ pub fn text_model() -> &'static Model<'static> {
 pub fn bpe_text_bytes() -> &'static Aligned {
     static B: OnceLock<Aligned> = OnceLock::new();
     B.get_or_init(|| {
-        let mut m = FpModel::with_bpe_tokenizer_json(include_str!("../../tests/data/bpe/tokenizer.json"), Head::Regression, 6);
-        m.config.num_layers = 1;
-        m.layers.truncate(1);
-        m.layer_activations.truncate(1);
-        m.int8_attention.truncate(1);
-        m.int8_values.truncate(1);
-        Aligned::new(&m.bytes())
+        let m = FpModel::with_bpe_tokenizer_json(include_str!("../../tests/data/bpe/tokenizer.json"), Head::Regression, 6);
+        Aligned::new(&one_layer(m).bytes())
     })
 }
 
@@ -65,19 +60,24 @@ pub fn bpe_text_model() -> &'static Model<'static> {
 pub fn unigram_text_bytes() -> &'static Aligned {
     static B: OnceLock<Aligned> = OnceLock::new();
     B.get_or_init(|| {
-        let mut m = FpModel::with_unigram_tokenizer_json(include_str!("../../tests/data/unigram/tokenizer.json"), Head::Regression, 7);
-        m.config.num_layers = 1;
-        m.layers.truncate(1);
-        m.layer_activations.truncate(1);
-        m.int8_attention.truncate(1);
-        m.int8_values.truncate(1);
-        Aligned::new(&m.bytes())
+        let m = FpModel::with_unigram_tokenizer_json(include_str!("../../tests/data/unigram/tokenizer.json"), Head::Regression, 7);
+        Aligned::new(&one_layer(m).bytes())
     })
 }
 
 pub fn unigram_text_model() -> &'static Model<'static> {
     static M: OnceLock<Model<'static>> = OnceLock::new();
     M.get_or_init(|| Model::from_bytes(unigram_text_bytes().bytes(), &Options { num_threads: 1, ..Default::default() }).unwrap())
+}
+
+/// The model cut to its first layer (text fuzzing needs the tokenizer, not depth).
+fn one_layer(mut m: FpModel) -> FpModel {
+    m.config.num_layers = 1;
+    m.layers.truncate(1);
+    m.layer_activations.truncate(1);
+    m.int8_attention.truncate(1);
+    m.int8_values.truncate(1);
+    m
 }
 
 /// Byte reader for structured inputs: returns zeros once the data runs out.

@@ -219,20 +219,7 @@ impl TextTokenizer {
     /// special tokens (`config`'s unk/cls/sep/pad/mask: RoBERTa's `<unk>`, `<s>`, `</s>`, `<pad>`,
     /// `<mask>`).
     pub fn new_bpe(vocab: Vec<String>, merges: Vec<(String, String)>, add_prefix_space: bool, config: TokenizerFileConfig) -> Result<Self> {
-        let id = |t: &str| -> Result<u32> {
-            vocab.iter().position(|v| v == t).map(|i| i as u32).with_context(|| format!("special token {t:?} not in vocab"))
-        };
-        let settings = tok::TokenizerSettings {
-            do_lower_case: false,
-            strip_accents: false,
-            tokenize_chinese_chars: false,
-            unk_id: id(&config.unk_token)?,
-            cls_id: id(&config.cls_token)?,
-            sep_id: id(&config.sep_token)?,
-            pad_id: id(&config.pad_token)?,
-            max_input_chars_per_word: 100,
-            kind: tok::TokenizerKind::ByteLevelBpe { add_prefix_space },
-        };
+        let settings = roberta_settings(&vocab, &config, tok::TokenizerKind::ByteLevelBpe { add_prefix_space })?;
         let encoded = tok::encode_vocab(&vocab).map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
         let rows = tok::encode_merges(&encoded.vocab().map_err(|e| anyhow::anyhow!("vocab: {e}"))?, &merges).map_err(|(i, _)| {
             anyhow::anyhow!("merge {} ({:?} {:?}): its parts or their concatenation are not in the vocabulary", i + 1, merges[i].0, merges[i].1)
@@ -243,20 +230,7 @@ impl TextTokenizer {
     /// A SentencePiece Unigram tokenizer from its pieces (by id), their scores, the normalizer's
     /// charsmap and XLM-RoBERTa's special tokens in `config`.
     pub fn new_unigram(vocab: Vec<String>, unigram: UnigramFiles, config: TokenizerFileConfig) -> Result<Self> {
-        let id = |t: &str| -> Result<u32> {
-            vocab.iter().position(|v| v == t).map(|i| i as u32).with_context(|| format!("special token {t:?} not in vocab"))
-        };
-        let settings = tok::TokenizerSettings {
-            do_lower_case: false,
-            strip_accents: false,
-            tokenize_chinese_chars: false,
-            unk_id: id(&config.unk_token)?,
-            cls_id: id(&config.cls_token)?,
-            sep_id: id(&config.sep_token)?,
-            pad_id: id(&config.pad_token)?,
-            max_input_chars_per_word: 100,
-            kind: tok::TokenizerKind::Unigram,
-        };
+        let settings = roberta_settings(&vocab, &config, tok::TokenizerKind::Unigram)?;
         let encoded = tok::encode_vocab(&vocab).map_err(|e| anyhow::anyhow!("vocab: {e}"))?;
         let scores = tok::encode_scores(&unigram.scores);
         let charsmap = unigram.charsmap.as_deref().map(tok::Charsmap::from_bytes).transpose().map_err(|e| anyhow::anyhow!("precompiled_charsmap: {e}"))?;
@@ -447,6 +421,23 @@ fn parse_bpe_tokenizer_json(t: &serde_json::Value) -> Result<(Vec<String>, Vec<(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((vocab, merges, pre["add_prefix_space"].as_bool().unwrap_or(false), cls_sep))
+}
+
+/// Settings of a RoBERTa-family tokenizer (no WordPiece normalization) whose special tokens are
+/// `config`'s.
+fn roberta_settings(vocab: &[String], config: &TokenizerFileConfig, kind: tok::TokenizerKind) -> Result<tok::TokenizerSettings> {
+    let id = |t: &str| -> Result<u32> { vocab.iter().position(|v| v == t).map(|i| i as u32).with_context(|| format!("special token {t:?} not in vocab")) };
+    Ok(tok::TokenizerSettings {
+        do_lower_case: false,
+        strip_accents: false,
+        tokenize_chinese_chars: false,
+        unk_id: id(&config.unk_token)?,
+        cls_id: id(&config.cls_token)?,
+        sep_id: id(&config.sep_token)?,
+        pad_id: id(&config.pad_token)?,
+        max_input_chars_per_word: 100,
+        kind,
+    })
 }
 
 /// RoBERTa's special tokens (unk, cls, sep, pad, mask), overridden by tokenizer_config.json
