@@ -208,8 +208,11 @@ pub struct ModelBuilder {
     /// Per layer: max|v| for int8 P·V, if requested.
     value_ranges: Vec<Option<f32>>,
     pooler: Option<Vec<Tensor>>,
-    /// Embedding head: Dense layer tensors and activation.
-    dense: Option<(Vec<Tensor>, DenseActivation)>,
+    /// Embedding head: each Dense layer's tensors and activation, in order.
+    dense: Vec<(Vec<Tensor>, DenseActivation)>,
+    /// Embedding head: pooling modes concatenated (set by `pooling_modes`); empty = the
+    /// head's one mode.
+    pooling_modes: Vec<Pooling>,
     classifier: Option<Vec<Tensor>>,
     metadata: Vec<(String, MetaValue)>,
     /// `bert.hidden_act`, as the checkpoint names it (one of [`crate::model::Activation::NAMES`]).
@@ -246,7 +249,8 @@ impl ModelBuilder {
             attention_ranges,
             value_ranges,
             pooler: None,
-            dense: None,
+            dense: Vec::new(),
+            pooling_modes: Vec::new(),
             classifier: None,
             metadata: Vec::new(),
             hidden_act: "gelu".to_string(),
@@ -444,8 +448,26 @@ impl ModelBuilder {
         Ok(self)
     }
 
-    /// An embedding head's Dense layer after the pooling (sentence-transformers' `Dense`
-    /// module): `out` x H weights, then `activation`, then the head's normalization if any.
+    /// Several pooling modes whose vectors are concatenated in this order (sentence-transformers'
+    /// Pooling with several `pooling_mode_*` flags; format 1.10): the pooled vector is H wide per
+    /// mode. Replaces the embedding head's one mode; call it before `dense`.
+    pub fn pooling_modes(&mut self, modes: &[Pooling]) -> Result<&mut Self> {
+        if !matches!(self.head, Head::Embedding { .. }) {
+            bail!(Status::InvalidArgument, "only an embedding head pools");
+        }
+        if !self.dense.is_empty() {
+            bail!(Status::InvalidArgument, "set the pooling modes before the Dense layers: the first layer's input is their width");
+        }
+        if modes.is_empty() || modes.iter().enumerate().any(|(i, m)| modes[..i].contains(m)) {
+            bail!(Status::InvalidArgument, "pooling modes {modes:?} must be one or more distinct modes");
+        }
+        self.pooling_modes = modes.to_vec();
+        Ok(self)
+    }
+
+    /// Adds a Dense layer after the pooling (sentence-transformers' `Dense` module): `out` x
+    /// K weights, then `activation`. The first layer's K is the pooled width (H per pooling
+    /// mode), each next one's the previous layer's `out`; the head's normalization comes last.
     pub fn dense(&mut self, l: Linear<'_>, out: usize, activation: DenseActivation) -> Result<&mut Self> {
         if !matches!(self.head, Head::Embedding { .. }) {
             bail!(Status::InvalidArgument, "only an embedding head has a Dense layer");
@@ -453,8 +475,16 @@ impl ModelBuilder {
         if out == 0 {
             bail!(Status::InvalidArgument, "a Dense layer needs at least one output");
         }
-        let (g, h) = (self.scheme(), self.h());
-        self.dense = Some((linear_tensors("dense", &[l], out, h, g)?, activation));
+        if self.dense.len() == crate::model::MAX_DENSE_LAYERS {
+            bail!(Status::InvalidArgument, "an embedding head chains at most {} Dense layers", crate::model::MAX_DENSE_LAYERS);
+        }
+        let k = match self.dense.last() {
+            Some((tensors, _)) => tensors[0].dims[0] as usize,
+            None => self.h() * self.pooling_modes.len().max(1),
+        };
+        let g = self.scheme();
+        let name = crate::model::dense_name(self.dense.len());
+        self.dense.push((linear_tensors(&name, &[l], out, k, g)?, activation));
         Ok(self)
     }
 
@@ -504,8 +534,14 @@ impl ModelBuilder {
             Head::TokenStates => ("token_states", None, None),
         };
         w.metadata(keys::HEAD_KIND, MetaValue::Str(kind.into()));
-        if let Some(p) = pooling {
-            w.metadata(keys::HEAD_POOLING, MetaValue::Str(p.name().into()));
+        match (pooling, self.pooling_modes.as_slice()) {
+            (Some(p), []) => w.metadata(keys::HEAD_POOLING, MetaValue::Str(p.name().into())),
+            (Some(_), [p]) => w.metadata(keys::HEAD_POOLING, MetaValue::Str(p.name().into())),
+            (Some(_), modes) => {
+                w.metadata(keys::HEAD_POOLING, MetaValue::StrArray(modes.iter().map(|p| p.name().to_string()).collect()));
+                w.version_minor(w.minor().max(10));
+            }
+            (None, _) => {}
         }
         if let Some(n) = normalize {
             w.metadata(keys::HEAD_NORMALIZE, MetaValue::Bool(n));
@@ -596,9 +632,16 @@ impl ModelBuilder {
                 _ => bail!(Status::InvalidArgument, "a {kind} head needs pooler and classifier weights"),
             }
         }
-        if let (Head::Embedding { .. }, Some((tensors, activation))) = (&self.head, &self.dense) {
-            all.extend(tensors.iter());
-            w.metadata(keys::HEAD_DENSE_ACTIVATION, MetaValue::Str(activation.name().into()));
+        if matches!(self.head, Head::Embedding { .. }) {
+            match self.dense.as_slice() {
+                [] => {}
+                [(_, activation)] => w.metadata(keys::HEAD_DENSE_ACTIVATION, MetaValue::Str(activation.name().into())),
+                chain => {
+                    w.metadata(keys::HEAD_DENSE_ACTIVATION, MetaValue::StrArray(chain.iter().map(|(_, a)| a.name().to_string()).collect()));
+                    w.version_minor(w.minor().max(10));
+                }
+            }
+            all.extend(self.dense.iter().flat_map(|(tensors, _)| tensors.iter()));
         }
         for t in all {
             w.tensor(&t.name, t.dtype, &t.dims, t.bytes.clone());

@@ -75,6 +75,8 @@ const MAX_LAYERS: u32 = 256;
 const MAX_VOCAB: u32 = 1 << 24;
 const MAX_LABELS: usize = 1 << 16;
 const MAX_DENSE_OUT: usize = MAX_DIM as usize;
+/// Most Dense layers an embedding head chains.
+pub const MAX_DENSE_LAYERS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Config {
@@ -171,6 +173,18 @@ pub enum Pooling {
     LastToken,
 }
 
+/// The pooling names a file may give, for error messages.
+const POOLING_NAMES: &str = "mean, cls, max, mean_sqrt_len, weighted_mean, last_token";
+
+/// Tensor prefix of an embedding head's Dense layer `i`: `dense`, then `dense.1`, `dense.2`, ...
+pub fn dense_name(i: usize) -> String {
+    if i == 0 {
+        "dense".to_string()
+    } else {
+        alloc::format!("dense.{i}")
+    }
+}
+
 impl Pooling {
     pub const ALL: [Pooling; 6] = [Pooling::Mean, Pooling::Cls, Pooling::Max, Pooling::MeanSqrtLen, Pooling::WeightedMean, Pooling::LastToken];
 
@@ -238,9 +252,12 @@ pub struct HeadConfig {
     pub kind: HeadKind,
     /// Label names (classification); empty otherwise.
     pub labels: Vec<String>,
-    pub pooling: Pooling,
-    /// Embedding head: a Dense layer (tensors `dense.*`) after the pooling, and its activation.
-    pub dense: Option<DenseActivation>,
+    /// Embedding head: the pooling modes, their vectors concatenated in this order
+    /// (sentence-transformers' Pooling with several `pooling_mode_*` set; format 1.10). One or more.
+    pub pooling: Vec<Pooling>,
+    /// Embedding head: the Dense layers after the pooling (tensors `dense.*`, `dense.1.*`, ...;
+    /// sentence-transformers' chained `Dense` modules), each one's activation. Empty: none.
+    pub dense: Vec<DenseActivation>,
     pub normalize: bool,
     /// After the pooler of a classification or regression head (tanh otherwise).
     pub pooler_activation: PoolerActivation,
@@ -357,8 +374,9 @@ pub struct ModelLayout {
     pub layers: Vec<LayerRefs>,
     pub pooler: Option<LinearRef>,
     pub classifier: Option<LinearRef>,
-    /// The embedding head's Dense layer, [out, H].
-    pub dense: Option<LinearRef>,
+    /// The embedding head's Dense layers in order: the first [out, pooled width], each next
+    /// one [out, previous out].
+    pub dense: Vec<LinearRef>,
     /// Per-row inputs are quantized with a zero point too (format 1.4): the row's [min, max]
     /// onto -127..=127 instead of [-max|x|, max|x|].
     pub per_row_zero_points: bool,
@@ -635,28 +653,44 @@ impl ModelLayout {
             _ => Vec::new(),
         };
         let pooling = match index.metadata.get(keys::HEAD_POOLING) {
-            None => Pooling::Mean,
-            Some(MetaValue::Str(s)) if Pooling::from_name(s).is_some() => Pooling::from_name(s).unwrap(),
-            Some(v) => bail!(Status::BadConfig, "head.pooling {v} must be one of mean, cls, max, mean_sqrt_len, weighted_mean, last_token"),
+            None => alloc::vec![Pooling::Mean],
+            Some(MetaValue::Str(s)) if Pooling::from_name(s).is_some() => alloc::vec![Pooling::from_name(s).unwrap()],
+            Some(MetaValue::StrArray(names)) => {
+                needs_minor(index, 10, "several pooling modes (head.pooling as a list)")?;
+                let modes: Vec<Pooling> = names.iter().filter_map(|n| Pooling::from_name(n)).collect();
+                let distinct = modes.iter().enumerate().all(|(i, m)| !modes[..i].contains(m));
+                if names.is_empty() || modes.len() != names.len() || !distinct {
+                    bail!(Status::BadConfig, "head.pooling {:?} must list distinct modes from {}", names, POOLING_NAMES);
+                }
+                modes
+            }
+            Some(v) => bail!(Status::BadConfig, "head.pooling {v} must be one of {POOLING_NAMES}, or a list of them"),
         };
         let normalize = match index.metadata.get(keys::HEAD_NORMALIZE) {
             None => false,
             Some(_) => meta_bool(index, keys::HEAD_NORMALIZE)?,
         };
-        let dense_activation = match index.metadata.get(keys::HEAD_DENSE_ACTIVATION) {
-            None => None,
-            Some(MetaValue::Str(s)) if DenseActivation::from_name(s).is_some() => DenseActivation::from_name(s),
-            Some(v) => bail!(Status::BadConfig, "{} {v} must be \"identity\" or \"tanh\"", keys::HEAD_DENSE_ACTIVATION),
+        let dense_activation: Vec<DenseActivation> = match index.metadata.get(keys::HEAD_DENSE_ACTIVATION) {
+            None => Vec::new(),
+            Some(MetaValue::Str(s)) if DenseActivation::from_name(s).is_some() => alloc::vec![DenseActivation::from_name(s).unwrap()],
+            Some(MetaValue::StrArray(names)) => {
+                needs_minor(index, 10, "a chain of Dense layers (head.dense.activation as a list)")?;
+                let chain: Vec<DenseActivation> = names.iter().filter_map(|n| DenseActivation::from_name(n)).collect();
+                if names.is_empty() || names.len() > MAX_DENSE_LAYERS || chain.len() != names.len() {
+                    bail!(Status::BadConfig, "{} {:?} must list 1 to {MAX_DENSE_LAYERS} activations, each \"identity\" or \"tanh\"", keys::HEAD_DENSE_ACTIVATION, names);
+                }
+                chain
+            }
+            Some(v) => bail!(Status::BadConfig, "{} {v} must be \"identity\" or \"tanh\", or a list of them", keys::HEAD_DENSE_ACTIVATION),
         };
         let has_dense = index.tensor_by_name.contains_key("dense.weight");
-        let dense_activation = match (kind, has_dense, dense_activation) {
-            (HeadKind::Embedding, true, Some(a)) => Some(a),
-            (HeadKind::Embedding, false, None) => None,
-            (HeadKind::Embedding, true, None) => bail!(Status::MissingMetadata, "the embedding head's Dense layer needs {:?}", keys::HEAD_DENSE_ACTIVATION),
-            (HeadKind::Embedding, false, Some(_)) => bail!(Status::MissingTensor, "{:?} is set but tensor \"dense.weight\" is missing", keys::HEAD_DENSE_ACTIVATION),
-            (_, _, Some(_)) => bail!(Status::BadConfig, "only an embedding head has a Dense layer ({:?})", keys::HEAD_DENSE_ACTIVATION),
-            (_, _, None) => None, // a stray dense.* tensor is refused below as unknown
-        };
+        match (kind, has_dense, dense_activation.is_empty()) {
+            (HeadKind::Embedding, true, true) => bail!(Status::MissingMetadata, "the embedding head's Dense layer needs {:?}", keys::HEAD_DENSE_ACTIVATION),
+            (HeadKind::Embedding, false, false) => bail!(Status::MissingTensor, "{:?} is set but tensor \"dense.weight\" is missing", keys::HEAD_DENSE_ACTIVATION),
+            (HeadKind::Embedding, _, _) => {}
+            (_, _, false) => bail!(Status::BadConfig, "only an embedding head has a Dense layer ({:?})", keys::HEAD_DENSE_ACTIVATION),
+            (_, _, true) => {} // a stray dense.* tensor is refused below as unknown
+        }
         let include_prompt = match index.metadata.get(keys::HEAD_INCLUDE_PROMPT) {
             None => true,
             Some(_) => meta_bool(index, keys::HEAD_INCLUDE_PROMPT)?,
@@ -706,16 +740,21 @@ impl ModelLayout {
             }
             _ => (None, None),
         };
-        let dense = match head.dense {
-            Some(_) => {
-                let n = match r.index.tensor("dense.weight").map(|t| t.dims.clone()).as_deref() {
-                    Some([n, _]) if *n >= 1 && *n <= MAX_DENSE_OUT as u64 => *n as usize,
-                    _ => bail!(Status::WrongShape, "tensor \"dense.weight\" must be [out, {h}] with 1 <= out <= {MAX_DENSE_OUT}"),
-                };
-                Some(r.linear("dense", n, h)?)
-            }
-            None => None,
-        };
+        // Dense layers: the first reads the pooled vector (H per pooling mode), each next one
+        // the previous one's output.
+        let mut dense = Vec::new();
+        let mut width = h * head.pooling.len();
+        for i in 0..head.dense.len() {
+            let name = dense_name(i);
+            let weight = alloc::format!("{name}.weight");
+            let n = match r.index.tensor(&weight).map(|t| t.dims.clone()).as_deref() {
+                Some([n, _]) if *n >= 1 && *n <= MAX_DENSE_OUT as u64 => *n as usize,
+                Some(_) => bail!(Status::WrongShape, "tensor {weight:?} must be [out, {width}] with 1 <= out <= {MAX_DENSE_OUT}"),
+                None => bail!(Status::MissingTensor, "the head has {} Dense layers but tensor {weight:?} is missing", head.dense.len()),
+            };
+            dense.push(r.linear(&name, n, width)?);
+            width = n;
+        }
 
         // Vocabulary and tokenizer settings.
         let offsets = r.index.tensor("tokenizer.vocab.offsets").map(|t| t.dims.clone());
@@ -892,6 +931,11 @@ impl ModelLayout {
             .chain(self.dense.iter())
     }
 
+    /// Width of an embedding head's pooled vector: H per pooling mode.
+    pub fn pooled_dim(&self) -> usize {
+        self.config.hidden_size * self.head.pooling.len()
+    }
+
     /// How many linear layers quantize their input per row at run time (format 1.2).
     pub fn per_row_linears(&self) -> usize {
         self.linears().filter(|l| l.input.is_per_row()).count()
@@ -917,7 +961,7 @@ impl ModelLayout {
         match self.head.kind {
             HeadKind::Classification => self.head.labels.len(),
             HeadKind::Regression => 1,
-            HeadKind::Embedding => self.dense.as_ref().map_or(self.config.hidden_size, |d| d.n),
+            HeadKind::Embedding => self.dense.last().map_or(self.pooled_dim(), |d| d.n),
             HeadKind::TokenStates => seq_len * self.config.hidden_size,
         }
     }

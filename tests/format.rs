@@ -780,9 +780,43 @@ fn more_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
     ]
 }
 
+/// An embedding model pooling with cls and mean into two chained Dense layers (format 1.10).
+fn chained_head() -> Vec<u8> {
+    use q8bert::builder::{DenseActivation, Pooling};
+    FpModel::random(tiny_config(), Head::Embedding { pooling: Pooling::Mean, normalize: true }, 990)
+        .with_pooling_modes(&[Pooling::Cls, Pooling::Mean])
+        .with_dense(16, DenseActivation::Tanh, 991)
+        .with_dense(8, DenseActivation::Identity, 992)
+        .bytes()
+}
+
+/// Pooling lists and Dense chains (format 1.10) that do not fit together.
+fn head_list_cases() -> Vec<(&'static str, Vec<u8>, Status)> {
+    let strs = |v: &[&str]| MetaValue::StrArray(v.iter().map(|s| s.to_string()).collect());
+    let with = |minor: u16, key: &'static str, v: MetaValue| rewrite(&chained_head(), minor, move |_, m| set_meta(m, key, v));
+    vec![
+        ("pooling list in a 1.9 file", with(9, "head.pooling", strs(&["cls", "mean"])), Status::UnsupportedVersion),
+        ("Dense chain in a 1.9 file", rewrite(&chained_head(), 9, |_, m| set_meta(m, "head.pooling", MetaValue::Str("cls".into()))), Status::UnsupportedVersion),
+        ("repeated pooling mode", with(10, "head.pooling", strs(&["cls", "cls"])), Status::BadConfig),
+        ("unknown pooling mode in a list", with(10, "head.pooling", strs(&["cls", "median"])), Status::BadConfig),
+        ("empty pooling list", with(10, "head.pooling", strs(&[])), Status::BadConfig),
+        ("first Dense layer narrower than the pooled vector", with(10, "head.pooling", MetaValue::Str("cls".into())), Status::WrongShape),
+        ("more Dense activations than layers", with(10, "head.dense.activation", strs(&["tanh", "identity", "tanh"])), Status::MissingTensor),
+        ("fewer Dense activations than layers", with(10, "head.dense.activation", MetaValue::Str("tanh".into())), Status::UnknownTensor),
+        ("unknown Dense activation in a list", with(10, "head.dense.activation", strs(&["tanh", "gelu"])), Status::BadConfig),
+        ("nine Dense activations", with(10, "head.dense.activation", strs(&["tanh"; 9])), Status::BadConfig),
+        ("second Dense layer's input is not the first's output", rewrite(&chained_head(), 10, |t, _| {
+            // dense.1 as [8, 12] (packed: 16 rows of 12), its input no longer the first layer's 16.
+            let e = find(t, "dense.1.weight");
+            e.dims[1] = 12;
+            e.bytes.truncate(16 * 12);
+        }), Status::WrongShape),
+    ]
+}
+
 /// Every named bad file, with whether it is loaded with full payload verification.
 fn bad_files() -> Vec<(&'static str, Vec<u8>, Status, bool)> {
-    let mut all: Vec<_> = [header_cases(), directory_cases(), model_cases(), more_cases()].into_iter().flatten().map(|(n, b, s)| (n, b, s, false)).collect();
+    let mut all: Vec<_> = [header_cases(), directory_cases(), model_cases(), more_cases(), head_list_cases()].into_iter().flatten().map(|(n, b, s)| (n, b, s, false)).collect();
     let mut p = valid();
     let first_weight = u64_at(&p, 64) as usize;
     p[first_weight] ^= 0x10;

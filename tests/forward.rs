@@ -677,9 +677,47 @@ fn dense_embedding_head_matches_reference() {
         let bytes = fp.bytes();
         let buf = Aligned::new(&bytes);
         let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
-        assert_eq!(model.head().dense, Some(activation));
+        assert_eq!(model.head().dense, vec![activation]);
         assert_eq!(model.output_len(3, 9), 3 * out, "one {out}-float vector per sequence");
         check_against_reference(&fp, TOLERANCE);
+    }
+}
+
+/// sentence-transformers' Pooling with several modes concatenates their vectors, and a model
+/// may chain several Dense modules (format 1.10): several modes alone, several modes into a
+/// chain of two and of three layers (wider, narrower, identity and tanh), static and per-row
+/// inputs, against the f64 reference; bit-identical on every kernel; `output_len` is the
+/// pooled width (H per mode) or the last layer's.
+#[test]
+fn pooling_modes_and_dense_chains_match_reference() {
+    use q8bert::builder::DenseActivation::{Identity, Tanh};
+    let h = tiny_config().hidden_size as usize;
+    let cases: [(&[Pooling], &[(usize, q8bert::builder::DenseActivation)], bool, bool); 5] = [
+        (&[Pooling::Cls, Pooling::Mean], &[], true, false),
+        (&[Pooling::Max, Pooling::Mean, Pooling::MeanSqrtLen, Pooling::WeightedMean, Pooling::LastToken], &[], false, true),
+        (&[Pooling::Mean], &[(40, Tanh), (12, Identity)], true, false),
+        (&[Pooling::Cls, Pooling::Max], &[(24, Identity), (48, Tanh)], false, true),
+        (&[Pooling::Mean, Pooling::Cls], &[(20, Tanh), (20, Tanh), (8, Identity)], true, true),
+    ];
+    for (i, (modes, chain, normalize, per_row)) in cases.into_iter().enumerate() {
+        let mut fp = FpModel::random(tiny_config(), Head::Embedding { pooling: Pooling::Mean, normalize }, 900 + i as u64).with_pooling_modes(modes);
+        for (j, &(out, activation)) in chain.iter().enumerate() {
+            fp = fp.with_dense(out, activation, 950 + (10 * i + j) as u64);
+        }
+        if per_row {
+            fp = fp.with_per_row_inputs();
+        }
+        let bytes = fp.bytes();
+        let buf = Aligned::new(&bytes);
+        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+        assert_eq!(model.head().pooling, modes.to_vec());
+        assert_eq!(model.head().dense, chain.iter().map(|c| c.1).collect::<Vec<_>>());
+        let width = chain.last().map_or(h * modes.len(), |c| c.0);
+        assert_eq!(model.output_len(3, 9), 3 * width, "case {i}");
+        let one_layer_one_mode = modes.len() == 1 && chain.len() <= 1;
+        assert_eq!(u16::from_le_bytes([bytes[10], bytes[11]]) >= 10, !one_layer_one_mode, "case {i}: only lists need format 1.10");
+        check_against_reference(&fp, TOLERANCE);
+        assert_kernels_identical(&fp, 3, 9);
     }
 }
 

@@ -61,12 +61,21 @@ fn working_memory_bounds_what_a_run_allocates() {
     let models = heads.iter().map(|h| (h.clone(), false, false)).chain([(heads[0].clone(), true, false)]).chain(heads.iter().map(|h| (h.clone(), false, true)));
     // Plus an embedding head with a Dense layer wider than H (its rows come from the pooled buffer).
     let models = models.chain([(Head::Embedding { pooling: Pooling::Max, normalize: true }, false, false)]);
+    // Plus three pooling modes into a chain of three Dense layers (format 1.10): the first layer's
+    // input (3 H) is wider than a token row, the second layer the widest output.
+    let models = models.chain([(Head::Embedding { pooling: Pooling::Cls, normalize: false }, false, false)]);
     // Plus dynamic int8 attention (format 1.6) with per-row inputs, on a classifier and token states.
     let dynamic = [Head::Classification { labels: vec!["a".into(), "b".into()] }, Head::TokenStates];
     let models = models.map(|(h, i, p)| (h, i, p, false)).chain(dynamic.into_iter().map(|h| (h, false, true, true)));
     for (head, int8_attention, per_row, dynamic_attention) in models {
         let fp = FpModel::random(config, head.clone(), 4);
         let fp = if matches!(head, Head::Embedding { pooling: Pooling::Max, .. }) { fp.with_dense(96, q8bert::builder::DenseActivation::Tanh, 5) } else { fp };
+        let fp = if matches!(head, Head::Embedding { pooling: Pooling::Cls, .. }) {
+            use q8bert::builder::DenseActivation::{Identity, Tanh};
+            fp.with_pooling_modes(&[Pooling::Cls, Pooling::Mean, Pooling::Max]).with_dense(40, Tanh, 6).with_dense(600, Identity, 7).with_dense(24, Tanh, 8)
+        } else {
+            fp
+        };
         let fp = if int8_attention { fp.with_int8_attention(2.0, 2.0).with_int8_values(2.0) } else { fp };
         let fp = if per_row { fp.with_per_row_inputs() } else { fp };
         let fp = if dynamic_attention { fp.with_dynamic_attention() } else { fp };

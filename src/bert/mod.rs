@@ -223,6 +223,17 @@ fn max_linear_n(layout: &ModelLayout) -> (usize, usize) {
     ((3 * c.hidden_size).max(c.intermediate_size).max(classes), classes)
 }
 
+/// Widest input of an embedding head's Dense layers (0 without).
+fn max_dense_k(layout: &ModelLayout) -> usize {
+    layout.dense.iter().map(|d| d.k).max().unwrap_or(0)
+}
+
+/// Floats per sequence of the `pooled` buffer of an embedding head with Dense layers: the
+/// pooled vector, and two outputs of the widest layer (the layers write them in turn).
+fn dense_pooled_len(layout: &ModelLayout) -> usize {
+    layout.pooled_dim() + 2 * layout.dense.iter().map(|d| d.n).max().unwrap_or(0)
+}
+
 /// Upper bound of the heap bytes one run allocates for `batch` sequences of `seq_len` tokens
 /// on `threads` threads, with a fresh workspace (docs/HARDENING.md has the formula). None on
 /// overflow.
@@ -247,10 +258,12 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
     let (h, dh) = (c.hidden_size, c.head_dim());
     let (max_n, classes) = max_linear_n(layout);
     let t = batch.checked_mul(seq_len)?;
-    let pooled = match &layout.dense {
-        Some(d) => batch.checked_mul(h.checked_add(d.n)?)?,
-        None if layout.classifier.is_some() => batch.checked_mul(h)?,
-        None => 0,
+    let pooled = if !layout.dense.is_empty() {
+        batch.checked_mul(dense_pooled_len(layout))?
+    } else if layout.classifier.is_some() {
+        batch.checked_mul(h)?
+    } else {
+        0
     };
     let (int8, int8_values) = (layout.int8_scores(), layout.int8_values());
     let per_row = layout.per_row_linears() > 0;
@@ -284,7 +297,7 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
     let bytes = [
         t.checked_mul(12)?,                                                  // tokens
         batch.checked_add(1)?.checked_mul(8)?,                               // seq_start
-        t.checked_mul(ops::padded_k(h))?,                                    // xq
+        t.checked_mul(ops::padded_k(h))?.max(batch.checked_mul(ops::padded_k(max_dense_k(layout)))?), // xq
         t.checked_mul(ops::padded_k(c.intermediate_size))?,                  // inter_q
         // Task lists of the parallel regions (blocks, slots, attention items).
         batch.checked_add(threads.checked_mul(4)?)?.checked_add(max_linear_blocks(t, threads))?.checked_mul(128)?.checked_add(4096)?,
@@ -658,7 +671,7 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     }
     try_resize(&mut ws.tmp, t * h)?;
     try_resize(&mut ws.inter_q, t * padded_k(inter))?;
-    try_resize(&mut ws.xq, t * padded_k(h))?;
+    try_resize(&mut ws.xq, (t * padded_k(h)).max(input.batch * padded_k(max_dense_k(layout))))?;
     try_resize(&mut ws.acc, (t * (3 * h).max(inter)).max(input.batch * classes))?;
     try_resize(&mut ws.dq, max_n)?;
     if layout.per_row_linears() > 0 {
@@ -666,8 +679,8 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
         try_resize(&mut ws.inter_row_inv, t)?;
         try_resize(&mut ws.epilogue, max_linear_blocks(t, par.threads()) * max_n)?;
     }
-    if let Some(d) = &layout.dense {
-        try_resize(&mut ws.pooled, input.batch * (h + d.n))?;
+    if !layout.dense.is_empty() {
+        try_resize(&mut ws.pooled, input.batch * dense_pooled_len(layout))?;
     } else if layout.classifier.is_some() {
         try_resize(&mut ws.pooled, input.batch * h)?;
     }

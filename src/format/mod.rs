@@ -19,7 +19,7 @@ pub const MAGIC: [u8; 8] = *b"Q8BERT\0\x1a";
 /// quantization of linear layers; writers write the lowest
 /// version that can hold what a file uses, so 1.0 readers keep reading 1.0-style files.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 9;
+pub const VERSION_MINOR: u16 = 10;
 /// Size of the fixed header; the metadata section starts right after it.
 pub const HEADER_SIZE: usize = 128;
 /// Every tensor starts at a multiple of this (from the start of the file).

@@ -105,8 +105,10 @@ pub struct FpModel {
     pub layers: Vec<FpLayer>,
     pub pooler: FpLinear,
     pub classifier: FpLinear,
-    /// Embedding head: a Dense layer after the pooling (sentence-transformers' Dense module).
-    pub dense: Option<(FpLinear, builder::DenseActivation)>,
+    /// Embedding head: Dense layers after the pooling (sentence-transformers' Dense modules).
+    pub dense: Vec<(FpLinear, builder::DenseActivation)>,
+    /// Embedding head: several pooling modes concatenated (format 1.10); empty = the head's one.
+    pub pooling_modes: Vec<builder::Pooling>,
     /// Per-row inputs also get a zero point (format 1.4).
     pub per_row_zero_points: bool,
     /// Byte-level BPE merges (`merges.txt` order): the vocabulary is then a BPE one.
@@ -167,7 +169,8 @@ impl FpModel {
             layers,
             pooler: FpLinear::random(&mut rng, h, h, 4.0),
             classifier: FpLinear::random(&mut rng, n_out, h, 1.0),
-            dense: None,
+            dense: Vec::new(),
+            pooling_modes: Vec::new(),
             per_row_zero_points: false,
             config,
             head,
@@ -284,10 +287,21 @@ impl FpModel {
         self
     }
 
-    /// Adds a random Dense layer (H -> `out`) after the embedding head's pooling.
+    /// Adds a random Dense layer (pooled width or the previous layer's -> `out`) after the
+    /// embedding head's pooling.
     pub fn with_dense(mut self, out: usize, activation: builder::DenseActivation, seed: u64) -> FpModel {
-        let h = self.config.hidden_size as usize;
-        self.dense = Some((FpLinear::random(&mut Rng::new(seed), out, h, 1.5), activation));
+        let k = match self.dense.last() {
+            Some((d, _)) => d.n,
+            None => self.config.hidden_size as usize * self.pooling_modes.len().max(1),
+        };
+        self.dense.push((FpLinear::random(&mut Rng::new(seed), out, k, 1.5), activation));
+        self
+    }
+
+    /// Pools with several modes, concatenated in this order (call before `with_dense`).
+    pub fn with_pooling_modes(mut self, modes: &[builder::Pooling]) -> FpModel {
+        assert!(self.dense.is_empty(), "pooling modes set the first Dense layer's width");
+        self.pooling_modes = modes.to_vec();
         self
     }
 
@@ -348,7 +362,10 @@ impl FpModel {
             b.pooler(self.pooler.view()).unwrap();
             b.classifier(self.classifier.view()).unwrap();
         }
-        if let Some((d, activation)) = &self.dense {
+        if !self.pooling_modes.is_empty() {
+            b.pooling_modes(&self.pooling_modes).unwrap();
+        }
+        for (d, activation) in &self.dense {
             b.dense(d.view(), d.n, *activation).unwrap();
         }
         b.per_row_zero_points(self.per_row_zero_points);
@@ -641,18 +658,22 @@ fn forward_f64(m: &FpModel, ids: &[i32], types: &[i32], quantize: bool) -> Vec<f
             ref_linear_q(quantize, &m.classifier, &pooled, g, range(m.classifier.input_max))
         }
         Head::Embedding { pooling, normalize } => {
-            let mut out: Vec<f64> = match pooling {
-                builder::Pooling::Cls => x[..h].to_vec(),
-                builder::Pooling::LastToken => x[(t - 1) * h..t * h].to_vec(),
-                builder::Pooling::Mean => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).sum::<f64>() / t as f64).collect(),
-                builder::Pooling::MeanSqrtLen => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).sum::<f64>() / (t as f64).sqrt()).collect(),
-                builder::Pooling::Max => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).fold(f64::NEG_INFINITY, f64::max)).collect(),
-                builder::Pooling::WeightedMean => {
-                    let total = (t * (t + 1) / 2) as f64;
-                    (0..h).map(|d| (0..t).map(|i| (i + 1) as f64 * x[i * h + d]).sum::<f64>() / total).collect()
-                }
-            };
-            if let Some((d, activation)) = &m.dense {
+            let modes = if m.pooling_modes.is_empty() { vec![*pooling] } else { m.pooling_modes.clone() };
+            let mut out: Vec<f64> = Vec::new();
+            for mode in modes {
+                out.extend(match mode {
+                    builder::Pooling::Cls => x[..h].to_vec(),
+                    builder::Pooling::LastToken => x[(t - 1) * h..t * h].to_vec(),
+                    builder::Pooling::Mean => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).sum::<f64>() / t as f64).collect(),
+                    builder::Pooling::MeanSqrtLen => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).sum::<f64>() / (t as f64).sqrt()).collect(),
+                    builder::Pooling::Max => (0..h).map(|d| (0..t).map(|i| x[i * h + d]).fold(f64::NEG_INFINITY, f64::max)).collect::<Vec<f64>>(),
+                    builder::Pooling::WeightedMean => {
+                        let total = (t * (t + 1) / 2) as f64;
+                        (0..h).map(|d| (0..t).map(|i| (i + 1) as f64 * x[i * h + d]).sum::<f64>() / total).collect()
+                    }
+                });
+            }
+            for (d, activation) in &m.dense {
                 out = ref_linear_q(quantize, d, &out, g, range(d.input_max));
                 if *activation == builder::DenseActivation::Tanh {
                     out.iter_mut().for_each(|v| *v = v.tanh());
