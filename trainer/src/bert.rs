@@ -418,8 +418,8 @@ pub struct Bert {
     /// Q, K and V are fake-quantized and the probabilities rounded to u8 (scale 255) before
     /// Q·Kᵀ and P·V, as the runtime will.
     pub int8_attention: bool,
-    /// A sentence-transformers Dense module after the pooling (embedding models only).
-    pub dense: Option<crate::dense::DenseModule>,
+    /// sentence-transformers Dense modules after the pooling, in order (embedding models only).
+    pub dense: Vec<crate::dense::DenseModule>,
 }
 
 /// Where the classifier of a sequence head came from.
@@ -623,7 +623,7 @@ impl Bert {
                 Some(ClsHead { pooler, pooler_relu: cfg.is_distilbert(), classifier, pooler_in: Default::default(), classifier_in: Default::default() })
             }
         };
-        Ok(Bert { cfg, embeddings, layers, head, spare_pooler: pooler, head_init, int8_attention: false, dense: None })
+        Ok(Bert { cfg, embeddings, layers, head, spare_pooler: pooler, head_init, int8_attention: false, dense: Vec::new() })
     }
 
     /// A randomly initialised model (tests).

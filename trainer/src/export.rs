@@ -53,7 +53,7 @@ pub fn export_embedding(
     _model: &crate::bert::Bert,
     _tok: &TextTokenizer,
     path: &Path,
-    _pooling: crate::fidelity::Pooling,
+    _pooling: crate::fidelity::Poolings,
     _normalize: bool,
     _scheme: crate::quant::Scheme,
     _meta: &TrainMeta,
@@ -318,10 +318,13 @@ mod with_runtime {
         ]
     };
 
-    pub fn export_embedding(model: &Bert, tok: &TextTokenizer, path: &Path, pooling: crate::fidelity::Pooling, normalize: bool, scheme: Scheme, meta: &TrainMeta) -> Result<()> {
-        let pooling = POOLINGS.iter().find(|(p, _)| *p == pooling).map(|&(_, r)| r).unwrap();
-        let mut b = builder(model, tok, qb::Head::Embedding { pooling, normalize }, scheme, meta)?;
-        if let Some(d) = &model.dense {
+    pub fn export_embedding(model: &Bert, tok: &TextTokenizer, path: &Path, pooling: crate::fidelity::Poolings, normalize: bool, scheme: Scheme, meta: &TrainMeta) -> Result<()> {
+        let modes: Vec<qb::Pooling> = pooling.as_slice().iter().map(|&m| POOLINGS.iter().find(|(p, _)| *p == m).map(|&(_, r)| r).unwrap()).collect();
+        let mut b = builder(model, tok, qb::Head::Embedding { pooling: modes[0], normalize }, scheme, meta)?;
+        if modes.len() > 1 {
+            b.pooling_modes(&modes).map_err(err)?;
+        }
+        for d in &model.dense {
             let activation = if d.tanh { qb::DenseActivation::Tanh } else { qb::DenseActivation::Identity };
             b.dense(qb::Linear { weight: &d.weight, bias: &d.bias, input_max: d.input_max.max(1e-6) }, d.out_features, activation).map_err(err)?;
         }
@@ -390,7 +393,8 @@ mod with_runtime {
         let head = rt.head();
         let output = match head.kind {
             HeadKind::Embedding => {
-                let pooling = POOLINGS.iter().find(|(_, r)| *r == head.pooling).map(|&(p, _)| p).unwrap();
+                let modes: Vec<crate::fidelity::Pooling> = head.pooling.iter().map(|&m| POOLINGS.iter().find(|(_, r)| *r == m).map(|&(p, _)| p).unwrap()).collect();
+                let pooling = crate::fidelity::Poolings::new(&modes).with_context(|| format!("{}: pooling modes {:?} repeat", path.display(), head.pooling))?;
                 Output::Embedding { pooling, normalize: head.normalize }
             }
             HeadKind::Classification => Output::Classification { labels: head.labels.len() },

@@ -25,11 +25,56 @@ pub enum Pooling {
     LastToken,
 }
 
+/// One or more pooling modes whose vectors are concatenated in this order (sentence-transformers'
+/// Pooling with several modes set). A small copyable list, so [`Output`] stays `Copy`.
+#[derive(Clone, Copy)]
+pub struct Poolings {
+    modes: [Pooling; 6],
+    len: usize,
+}
+
+impl Poolings {
+    /// 1 to 6 distinct modes, or None.
+    pub fn new(modes: &[Pooling]) -> Option<Poolings> {
+        if modes.is_empty() || modes.len() > 6 || modes.iter().enumerate().any(|(i, m)| modes[..i].contains(m)) {
+            return None;
+        }
+        let mut all = [Pooling::Mean; 6];
+        all[..modes.len()].copy_from_slice(modes);
+        Some(Poolings { modes: all, len: modes.len() })
+    }
+
+    pub fn as_slice(&self) -> &[Pooling] {
+        &self.modes[..self.len]
+    }
+}
+
+impl From<Pooling> for Poolings {
+    fn from(p: Pooling) -> Poolings {
+        Poolings { modes: [p; 6], len: 1 }
+    }
+}
+
+// Equality and printing see the listed modes only, not the unused slots.
+impl PartialEq for Poolings {
+    fn eq(&self, other: &Poolings) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Poolings {}
+
+impl std::fmt::Debug for Poolings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
 /// What the packed model outputs, as far as the comparison is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Sentence embeddings: compared by cosine.
-    Embedding { pooling: Pooling, normalize: bool },
+    Embedding { pooling: Poolings, normalize: bool },
     /// Class logits: compared by argmax agreement and logit differences.
     Classification { labels: usize },
     /// One score per row: compared by absolute difference and correlation.
@@ -176,15 +221,17 @@ pub fn fp32_outputs(model: &Bert, tok: &TextTokenizer, rows: &[Example], output:
     for idx in data.sorted_batches(batch_size.max(1)) {
         let (batch, _) = data.batch(&idx, pad)?;
         let values: Vec<Vec<f32>> = match output {
-            Output::Embedding { pooling, normalize } if model.dense.is_some() => {
-                let dense = model.dense.as_ref().unwrap();
-                let mut rows: Vec<Vec<f32>> = pooled(model, &batch, &ctx, pooling, false)?.iter().map(|r| dense.apply(r)).collect();
+            Output::Embedding { pooling, normalize } if !model.dense.is_empty() => {
+                let mut rows = pooled(model, &batch, &ctx, pooling, false)?;
+                for dense in &model.dense {
+                    rows = rows.iter().map(|r| dense.apply(r)).collect();
+                }
                 if normalize {
                     rows.iter_mut().for_each(|r| l2_normalize(r));
                 }
                 rows
             }
-            Output::Embedding { pooling: Pooling::Mean, normalize } => model.mean_pooled(&batch, &ctx, normalize)?.to_vec2()?,
+            Output::Embedding { pooling, normalize } if pooling == Pooling::Mean.into() => model.mean_pooled(&batch, &ctx, normalize)?.to_vec2()?,
             Output::Embedding { pooling, normalize } => pooled(model, &batch, &ctx, pooling, normalize)?,
             Output::Classification { .. } | Output::Regression => model.logits(&batch, &ctx)?.to_vec2()?,
         };
@@ -200,8 +247,9 @@ fn l2_normalize(r: &mut [f32]) {
     r.iter_mut().for_each(|v| *v /= n);
 }
 
-/// Pools each row's unmasked token states (right-padded batches) as sentence-transformers does.
-pub fn pooled(model: &Bert, batch: &Batch, ctx: &Ctx, pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
+/// Pools each row's unmasked token states (right-padded batches) as sentence-transformers does,
+/// one vector per mode, concatenated.
+pub fn pooled(model: &Bert, batch: &Batch, ctx: &Ctx, pooling: Poolings, normalize: bool) -> Result<Vec<Vec<f32>>> {
     let h = model.cfg.hidden_size;
     let x: Vec<Vec<Vec<f32>>> = model.encode(batch, ctx)?.reshape((batch.batch, batch.seq, h))?.to_vec3()?;
     let mask: Vec<Vec<f32>> = batch.attention_mask.to_vec2()?;
@@ -212,14 +260,18 @@ pub fn pooled(model: &Bert, batch: &Batch, ctx: &Ctx, pooling: Pooling, normaliz
             let n = mask.iter().filter(|&&m| m > 0.0).count().max(1);
             let tokens = &tokens[..n];
             let sum = |weight: &dyn Fn(usize) -> f32| (0..h).map(|d| tokens.iter().enumerate().map(|(i, t)| weight(i) * t[d]).sum::<f32>()).collect::<Vec<f32>>();
-            match pooling {
-                Pooling::Cls => tokens[0].clone(),
-                Pooling::LastToken => tokens[n - 1].clone(),
-                Pooling::Max => (0..h).map(|d| tokens.iter().map(|t| t[d]).fold(f32::NEG_INFINITY, f32::max)).collect(),
-                Pooling::Mean => sum(&|_| 1.0).into_iter().map(|v| v / n as f32).collect(),
-                Pooling::MeanSqrtLen => sum(&|_| 1.0).into_iter().map(|v| v / (n as f32).sqrt()).collect(),
-                Pooling::WeightedMean => sum(&|i| (i + 1) as f32).into_iter().map(|v| v / (n * (n + 1) / 2) as f32).collect(),
-            }
+            pooling
+                .as_slice()
+                .iter()
+                .flat_map(|mode| match mode {
+                    Pooling::Cls => tokens[0].clone(),
+                    Pooling::LastToken => tokens[n - 1].clone(),
+                    Pooling::Max => (0..h).map(|d| tokens.iter().map(|t| t[d]).fold(f32::NEG_INFINITY, f32::max)).collect(),
+                    Pooling::Mean => sum(&|_| 1.0).into_iter().map(|v| v / n as f32).collect(),
+                    Pooling::MeanSqrtLen => sum(&|_| 1.0).into_iter().map(|v| v / (n as f32).sqrt()).collect(),
+                    Pooling::WeightedMean => sum(&|i| (i + 1) as f32).into_iter().map(|v| v / (n * (n + 1) / 2) as f32).collect(),
+                })
+                .collect()
         })
         .collect();
     if normalize {
@@ -237,8 +289,8 @@ pub fn load_fp32(dir: &Path, output: Output) -> Result<Bert> {
         Output::Regression => Some(1),
     };
     let mut model = Bert::load(dir, labels, 0)?;
-    if labels.is_none() {
-        model.dense = crate::dense::find(dir, model.cfg.hidden_size)?;
+    if let Output::Embedding { pooling, .. } = output {
+        model.dense = crate::dense::find(dir, model.cfg.hidden_size * pooling.as_slice().len())?;
     }
     if labels.is_some() && model.head_init != Some(HeadInit::Loaded) {
         bail!("{}: the packed model has a {}-output head but the checkpoint has no classifier of that shape", dir.display(), labels.unwrap_or(0));

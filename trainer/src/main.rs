@@ -405,8 +405,8 @@ struct StModule {
 
 /// What a sentence-transformers directory (modules.json) asks of the packed model.
 struct StHead {
-    /// The Pooling module's mode.
-    pooling: trainer::fidelity::Pooling,
+    /// The Pooling module's modes, concatenated in this order.
+    pooling: trainer::fidelity::Poolings,
     /// A Normalize module follows the pooling.
     normalize: bool,
     /// The Transformer module's `max_seq_length` (sentence_bert_config.json): the model's text
@@ -452,26 +452,7 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     let text = std::fs::read_to_string(&pool_config)
         .with_context(|| format!("reading {} (the Pooling module that {} names)", pool_config.display(), p.display()))?;
     let cfg: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", pool_config.display()))?;
-    let flag = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-    use trainer::fidelity::Pooling as P;
-    let modes = [
-        ("pooling_mode_cls_token", P::Cls),
-        ("pooling_mode_mean_tokens", P::Mean),
-        ("pooling_mode_max_tokens", P::Max),
-        ("pooling_mode_mean_sqrt_len_tokens", P::MeanSqrtLen),
-        ("pooling_mode_weightedmean_tokens", P::WeightedMean),
-        ("pooling_mode_lasttoken", P::LastToken),
-    ];
-    let on: Vec<_> = modes.iter().filter(|(k, _)| flag(k)).collect();
-    let pooling = match on.as_slice() {
-        [(_, p)] => *p,
-        [] => bail!("{}: no pooling mode is set (one of {} must be true)", pool_config.display(), modes.map(|m| m.0).join(", ")),
-        several => bail!(
-            "{}: {} are all set; sentence-transformers concatenates several pooling modes, which the runtime does not implement (it pools with one)",
-            pool_config.display(),
-            several.iter().map(|m| m.0).collect::<Vec<_>>().join(" and ")
-        ),
-    };
+    let pooling = pooling_modes(&cfg, &pool_config)?;
     let normalize = mods.iter().any(|m| m.ty.ends_with(".Normalize"));
     // sentence-transformers reads max_seq_length from the Transformer module's folder.
     let transformer_path = mods.iter().find(|m| m.ty.ends_with(".Transformer")).map(|m| m.path.as_str()).unwrap_or("");
@@ -493,6 +474,51 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     };
     let (prompts, default_prompt) = st_prompts(dir)?;
     Ok(Some(StHead { pooling, normalize, max_seq_length, do_lower_case, prompts, default_prompt, include_prompt }))
+}
+
+/// The Pooling module's modes, in the order their vectors are concatenated: `pooling_mode` (a
+/// name or a list; sentence-transformers 6 writes it) or, in older configs, the
+/// `pooling_mode_*` flags, in sentence-transformers' fixed order (cls, max, mean,
+/// mean_sqrt_len_tokens, weightedmean, lasttoken).
+fn pooling_modes(cfg: &serde_json::Value, pool_config: &Path) -> Result<trainer::fidelity::Poolings> {
+    use trainer::fidelity::Pooling as P;
+    let names = [("cls", P::Cls), ("max", P::Max), ("mean", P::Mean), ("mean_sqrt_len_tokens", P::MeanSqrtLen), ("weightedmean", P::WeightedMean), ("lasttoken", P::LastToken)];
+    let flags = [
+        "pooling_mode_cls_token",
+        "pooling_mode_max_tokens",
+        "pooling_mode_mean_tokens",
+        "pooling_mode_mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens",
+        "pooling_mode_lasttoken",
+    ];
+    let modes: Vec<P> = match cfg.get("pooling_mode") {
+        Some(serde_json::Value::String(_)) | Some(serde_json::Value::Array(_)) => {
+            let listed: Vec<&serde_json::Value> = match cfg.get("pooling_mode") {
+                Some(serde_json::Value::Array(a)) => a.iter().collect(),
+                Some(v) => vec![v],
+                None => unreachable!(),
+            };
+            let mut modes = Vec::new();
+            for v in listed {
+                let name = v.as_str().unwrap_or("");
+                let Some(&(_, m)) = names.iter().find(|(n, _)| *n == name) else {
+                    bail!("{}: pooling_mode {v} is not one of {}", pool_config.display(), names.map(|n| n.0).join(", "));
+                };
+                modes.push(m);
+            }
+            modes
+        }
+        None | Some(serde_json::Value::Null) => {
+            let flag = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+            let on: Vec<P> = flags.iter().zip(names).filter(|(k, _)| flag(k)).map(|(_, (_, m))| m).collect();
+            if on.is_empty() {
+                bail!("{}: no pooling mode is set (pooling_mode, or one of {} true)", pool_config.display(), flags.join(", "));
+            }
+            on
+        }
+        Some(v) => bail!("{}: pooling_mode {v} is not a mode name or a list of them", pool_config.display()),
+    };
+    trainer::fidelity::Poolings::new(&modes).with_context(|| format!("{}: pooling modes {modes:?} must be one or more, each once", pool_config.display()))
 }
 
 /// The named prompts of `config_sentence_transformers.json` (e5's and bge's "query: ") and its
@@ -608,23 +634,27 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         meta.exclude_prompt = !st.include_prompt;
     }
     if head == "embedding" {
-        let (pooling, normalize) = st.as_ref().map_or((trainer::fidelity::Pooling::Mean, true), |s| (s.pooling, s.normalize));
+        let (pooling, normalize) = st.as_ref().map_or((trainer::fidelity::Pooling::Mean.into(), true), |s| (s.pooling, s.normalize));
         let mut model = Bert::load(&transformer_dir(&a.model), None, 0)?;
         model.int8_attention = a.int8_attention;
-        model.dense = trainer::dense::find(&a.model, model.cfg.hidden_size)?;
+        model.dense = trainer::dense::find(&a.model, model.cfg.hidden_size * pooling.as_slice().len())?;
         calibrate(&model, &data, tok.pad_id(), 16, a.calibration_batches)?;
-        if model.dense.is_some() {
-            // The Dense layer's static input range (the paper's scheme): the largest pooled value
-            // over the calibration batches, as the encoder's ranges are calibrated.
+        if !model.dense.is_empty() {
+            // Each Dense layer's static input range (the paper's scheme): the largest value of
+            // its fp32 input over the calibration batches, as the encoder's ranges are calibrated.
             let ctx = trainer::bert::Ctx::eval(false, trainer::quant::Scheme::Q8BERT);
-            let mut input_max = 0.0f32;
+            let mut input_max = vec![0.0f32; model.dense.len()];
             for idx in data.sorted_batches(16).into_iter().take(a.calibration_batches.max(1)) {
                 let (batch, _) = data.batch(&idx, tok.pad_id())?;
-                for row in trainer::fidelity::pooled(&model, &batch, &ctx, pooling, false)? {
-                    input_max = row.iter().fold(input_max, |m, v| m.max(v.abs()));
+                let mut rows = trainer::fidelity::pooled(&model, &batch, &ctx, pooling, false)?;
+                for (layer, max) in model.dense.iter().zip(input_max.iter_mut()) {
+                    *max = rows.iter().flatten().fold(*max, |m, v| m.max(v.abs()));
+                    rows = rows.iter().map(|r| layer.apply(r)).collect();
                 }
             }
-            model.dense.as_mut().unwrap().input_max = input_max;
+            for (layer, max) in model.dense.iter_mut().zip(input_max) {
+                layer.input_max = max;
+            }
         }
         trainer::export::export_embedding(&model, &tok, &a.output, pooling, normalize, scheme, &meta)?;
     } else {

@@ -67,7 +67,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn each_activation_converts_and_matches_the_fp32_forward() {
-    let output = Output::Embedding { pooling: Pooling::Mean, normalize: true };
+    let output = Output::Embedding { pooling: Pooling::Mean.into(), normalize: true };
     let rows = texts();
     for (act, scheme) in [("gelu", "per-token"), ("gelu_new", "per-token"), ("gelu_pytorch_tanh", "q8bert"), ("relu", "per-token"), ("relu", "q8bert")] {
         let dir = tmp(&format!("{act}-{scheme}"));

@@ -112,7 +112,7 @@ fn distilbert_fp32_forward_matches_an_independent_reference() {
         save_distilbert(&Bert::random(config(), labels, 3).unwrap(), &dir, labels);
         let output = match labels {
             Some(n) => Output::Classification { labels: n },
-            None => Output::Embedding { pooling: Pooling::Mean, normalize: false },
+            None => Output::Embedding { pooling: Pooling::Mean.into(), normalize: false },
         };
         let model = load_fp32(&dir, output).unwrap();
         assert!(model.cfg.is_distilbert());
@@ -172,7 +172,7 @@ fn distilbert_converts_and_runs_in_int8() {
             }
             None => {
                 assert_eq!(m.head().kind, q8bert::HeadKind::Embedding);
-                Output::Embedding { pooling: Pooling::Mean, normalize: true }
+                Output::Embedding { pooling: Pooling::Mean.into(), normalize: true }
             }
         };
         let rows = texts();

@@ -71,8 +71,8 @@ fn fidelity_report_matches_a_direct_computation() {
         let meta = Default::default();
         let output = match labels {
             None => {
-                trainer::export::export_embedding(&model, &tok, &q8b, Pooling::Mean, true, scheme, &meta).unwrap();
-                Output::Embedding { pooling: Pooling::Mean, normalize: true }
+                trainer::export::export_embedding(&model, &tok, &q8b, Pooling::Mean.into(), true, scheme, &meta).unwrap();
+                Output::Embedding { pooling: Pooling::Mean.into(), normalize: true }
             }
             Some(1) => {
                 trainer::export::export_classifier(&model, &tok, trainer::data::Task::Regression, &q8b, scheme, &meta, None).unwrap();
@@ -146,7 +146,7 @@ fn fidelity_refuses_a_checkpoint_without_the_classifier() {
     save_hf(&model, &hf, None);
     let e = load_fp32(&hf, Output::Classification { labels: 2 }).err().expect("must refuse");
     assert!(format!("{e}").contains("no classifier"), "{e}");
-    assert!(load_fp32(&hf, Output::Embedding { pooling: Pooling::Mean, normalize: false }).is_ok());
+    assert!(load_fp32(&hf, Output::Embedding { pooling: Pooling::Mean.into(), normalize: false }).is_ok());
 }
 
 /// Truncation is counted against the untruncated length, for single texts and pairs.

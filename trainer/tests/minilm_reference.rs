@@ -83,7 +83,7 @@ fn minilm_ptq_embedding_close_to_transformers() {
         model.int8_attention = int8_attention;
         calibrate(&model, &Dataset { rows: tok.encode_all(&ex, 128).unwrap() }, 0, 16, 4).unwrap();
         let path = std::env::temp_dir().join(format!("minilm-ptq-{}-{}-{int8_attention}.q8b", std::process::id(), scheme.name()));
-        trainer::export::export_embedding(&model, &tok, &path, trainer::fidelity::Pooling::Mean, true, scheme, &Default::default()).unwrap();
+        trainer::export::export_embedding(&model, &tok, &path, trainer::fidelity::Pooling::Mean.into(), true, scheme, &Default::default()).unwrap();
         let rt = q8bert::Model::open(&path, &q8bert::Options::default()).unwrap();
         let (bsz, seq) = (r["batch"].as_u64().unwrap() as usize, r["seq"].as_u64().unwrap() as usize);
         let ids: Vec<i32> = ints(&r["input_ids"]).into_iter().map(|x| x as i32).collect();

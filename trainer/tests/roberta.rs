@@ -118,7 +118,7 @@ fn reference(dir: &Path, rows: &[Example]) -> Vec<Vec<f64>> {
 fn output_of(labels: Option<usize>) -> Output {
     match labels {
         Some(n) => Output::Classification { labels: n },
-        None => Output::Embedding { pooling: Pooling::Mean, normalize: false },
+        None => Output::Embedding { pooling: Pooling::Mean.into(), normalize: false },
     }
 }
 
@@ -281,7 +281,7 @@ fn roberta_converts_and_runs_in_int8() {
             }
             None => {
                 assert_eq!(m.head().kind, q8bert::HeadKind::Embedding);
-                Output::Embedding { pooling: Pooling::Mean, normalize: true }
+                Output::Embedding { pooling: Pooling::Mean.into(), normalize: true }
             }
         };
         let rows = texts(pairs);

@@ -43,7 +43,7 @@ fn families_match_transformers() {
             .zip(&pairs)
             .map(|(a, b)| Example { text_a: a.clone(), text_b: with_pairs.then(|| b.clone()), label: 0.0 })
             .collect();
-        let output = if with_pairs { Output::Classification { labels: 3 } } else { Output::Embedding { pooling: Pooling::Mean, normalize: false } };
+        let output = if with_pairs { Output::Classification { labels: 3 } } else { Output::Embedding { pooling: Pooling::Mean.into(), normalize: false } };
         let want: Vec<Vec<f32>> =
             case["outputs"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()).collect();
 
