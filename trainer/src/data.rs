@@ -176,6 +176,7 @@ impl TextTokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         match crate::model_dir::subword_files(dir)? {
             Some(crate::model_dir::SubwordFiles::UnigramTokenizerJson(p)) => return Self::from_unigram_json(dir, &p),
+            Some(crate::model_dir::SubwordFiles::WordPieceTokenizerJson(p)) => return Self::from_wordpiece_json(dir, &p),
             Some(t) => return Self::from_bpe_files(dir, t),
             None => {}
         }
@@ -238,6 +239,24 @@ impl TextTokenizer {
         Ok(TextTokenizer { vocab, config, encoded, settings, bpe: None, unigram: Some(unigram) })
     }
 
+    /// BERT's WordPiece from tokenizer.json (a directory without vocab.txt, as transformers 5
+    /// saves it): the vocabulary from `model.vocab`, the normalization from its BertNormalizer
+    /// (which the fast tokenizer follows, whatever tokenizer_config.json says), special tokens
+    /// from tokenizer_config.json.
+    fn from_wordpiece_json(dir: &Path, path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let t: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let cfg_path = dir.join("tokenizer_config.json");
+        let mut config: TokenizerFileConfig = if cfg_path.is_file() {
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?)
+                .with_context(|| format!("parsing {}", cfg_path.display()))?
+        } else {
+            serde_json::from_str("{}")?
+        };
+        let vocab = parse_wordpiece_tokenizer_json(&t, &mut config).with_context(|| format!("{}", path.display()))?;
+        Self::new(vocab, config).with_context(|| format!("{} with {}", path.display(), cfg_path.display()))
+    }
+
     fn from_unigram_json(dir: &Path, path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let t: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
@@ -290,7 +309,7 @@ impl TextTokenizer {
                     .collect::<Result<Vec<_>>>()?;
                 (v, m, merges)
             }
-            crate::model_dir::SubwordFiles::UnigramTokenizerJson(p) => bail!("{}: not a BPE tokenizer", p.display()),
+            crate::model_dir::SubwordFiles::UnigramTokenizerJson(p) | crate::model_dir::SubwordFiles::WordPieceTokenizerJson(p) => bail!("{}: not a BPE tokenizer", p.display()),
         };
         let [unk, cls, sep, pad, mask] = names;
         let config = TokenizerFileConfig {
@@ -462,6 +481,43 @@ fn roberta_special_tokens(dir: &Path) -> Result<[String; 5]> {
         }
     }
     Ok(names.map(|(_, v)| v))
+}
+
+/// Tokens by id of a BERT WordPiece tokenizer.json, its BertNormalizer's settings and unk token
+/// written into `config`. Anything but BERT's pipeline (BertNormalizer, BertPreTokenizer,
+/// WordPiece with `##` and 100 characters per word) is refused by name.
+fn parse_wordpiece_tokenizer_json(t: &serde_json::Value, config: &mut TokenizerFileConfig) -> Result<Vec<String>> {
+    let m = &t["model"];
+    if m["continuing_subword_prefix"].as_str().unwrap_or("##") != "##" || m["max_input_chars_per_word"].as_u64().unwrap_or(100) != 100 {
+        bail!("WordPiece continuing_subword_prefix {} / max_input_chars_per_word {} are not supported (BERT's: \"##\", 100)", m["continuing_subword_prefix"], m["max_input_chars_per_word"]);
+    }
+    let norm = &t["normalizer"];
+    match norm["type"].as_str() {
+        Some("BertNormalizer") => {
+            if norm["clean_text"].as_bool() == Some(false) {
+                bail!("normalizer BertNormalizer with clean_text false is not supported");
+            }
+            config.do_lower_case = norm["lowercase"].as_bool().unwrap_or(true);
+            config.strip_accents = norm["strip_accents"].as_bool();
+            config.tokenize_chinese_chars = norm["handle_chinese_chars"].as_bool().unwrap_or(true);
+        }
+        _ => bail!("normalizer {} is not supported; a WordPiece tokenizer.json needs BERT's BertNormalizer", norm["type"]),
+    }
+    if t["pre_tokenizer"]["type"].as_str() != Some("BertPreTokenizer") {
+        bail!("pre_tokenizer {} is not supported; a WordPiece tokenizer.json needs BERT's BertPreTokenizer", t["pre_tokenizer"]["type"]);
+    }
+    if let Some(unk) = m["unk_token"].as_str() {
+        config.unk_token = unk.to_string();
+    }
+    let map = m["vocab"].as_object().context("model.vocab is not a map of token -> id")?;
+    let mut vocab = vec![None; map.len()];
+    for (token, id) in map {
+        match id.as_u64().map(|i| i as usize) {
+            Some(i) if i < vocab.len() && vocab[i].is_none() => vocab[i] = Some(token.clone()),
+            _ => bail!("model.vocab: id {id} of {token:?} is not a unique id below the vocabulary size {}", map.len()),
+        }
+    }
+    Ok(vocab.into_iter().map(|t| t.expect("ids 0..n each taken once")).collect())
 }
 
 /// Pieces by id, the Unigram model, the unk token and `(cls, sep)` of an XLM-RoBERTa style

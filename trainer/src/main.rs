@@ -468,6 +468,21 @@ fn sentence_transformers_head(dir: &Path) -> Result<Option<StHead>> {
     } else {
         (None, false)
     };
+    // Without max_seq_length (sentence-transformers 6 no longer writes it), the limit is the
+    // tokenizer's model_max_length (tokenizer_config.json), as sentence-transformers reads it;
+    // `text_limit` caps it at the position table (transformers' "no limit" is 1e30).
+    let max_seq_length = match max_seq_length {
+        Some(n) => Some(n),
+        None => {
+            let tc = dir.join(transformer_path).join("tokenizer_config.json");
+            let v: serde_json::Value = if tc.is_file() {
+                serde_json::from_str(&std::fs::read_to_string(&tc).with_context(|| format!("reading {}", tc.display()))?).with_context(|| format!("parsing {}", tc.display()))?
+            } else {
+                serde_json::Value::Null
+            };
+            v.get("model_max_length").and_then(|n| n.as_f64()).filter(|&n| n >= 2.0).map(|n| n.min(u32::MAX as f64) as usize)
+        }
+    };
     let include_prompt = match cfg.get("include_prompt") {
         None | Some(serde_json::Value::Null) => true,
         Some(v) => v.as_bool().with_context(|| format!("{}: include_prompt {v} is not true or false", pool_config.display()))?,
@@ -573,7 +588,7 @@ fn transformer_dir(dir: &Path) -> PathBuf {
 /// position table (sentence-transformers cannot go past it either), with a note when lowered.
 fn text_limit(st: Option<&StHead>, positions: usize) -> Option<u32> {
     let n = st?.max_seq_length?;
-    if n > positions {
+    if n > positions && n < 1 << 20 {
         eprintln!("note: max_seq_length {n} (sentence_bert_config.json) is more than the model's {positions} positions; recording {positions}");
     }
     Some(n.min(positions) as u32)

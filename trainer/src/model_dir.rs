@@ -191,10 +191,13 @@ pub enum SubwordFiles {
     BpeVocabMerges { vocab: PathBuf, merges: PathBuf },
     /// SentencePiece Unigram (XLM-RoBERTa), from tokenizer.json only.
     UnigramTokenizerJson(PathBuf),
+    /// WordPiece from tokenizer.json when there is no vocab.txt (transformers 5 saves only
+    /// tokenizer.json).
+    WordPieceTokenizerJson(PathBuf),
 }
 
-/// The byte-level BPE or Unigram files of a directory without vocab.txt: tokenizer.json whose
-/// model is BPE or Unigram, or vocab.json + merges.txt. None for a WordPiece directory.
+/// The tokenizer files of a directory without vocab.txt: tokenizer.json whose model is BPE,
+/// Unigram or WordPiece, or vocab.json + merges.txt. None for a directory with vocab.txt.
 pub fn subword_files(dir: &Path) -> Result<Option<SubwordFiles>> {
     check_is_dir(dir)?;
     if dir.join("vocab.txt").is_file() {
@@ -208,7 +211,8 @@ pub fn subword_files(dir: &Path) -> Result<Option<SubwordFiles>> {
         match t["model"]["type"].as_str() {
             Some("BPE") => return Ok(Some(SubwordFiles::BpeTokenizerJson(tj))),
             Some("Unigram") => return Ok(Some(SubwordFiles::UnigramTokenizerJson(tj))),
-            Some("WordPiece") | None => return Ok(None),
+            Some("WordPiece") => return Ok(Some(SubwordFiles::WordPieceTokenizerJson(tj))),
+            None => return Ok(None),
             Some(other) => bail!(
                 "{}: tokenizer model {other} is not supported; supported: WordPiece (BERT, DistilBERT: vocab.txt), byte-level BPE (RoBERTa: tokenizer.json, or vocab.json + merges.txt) and SentencePiece Unigram (XLM-RoBERTa: tokenizer.json)",
                 tj.display()

@@ -187,3 +187,43 @@ fn an_unsupported_module_is_refused_by_name() {
     assert!(err.contains("Transformer, Pooling, Dense, Normalize"), "{err}");
     assert!(!dir.join("model.q8b").exists());
 }
+
+/// A directory as sentence-transformers 6 with transformers 5 saves it: no vocab.txt (the
+/// WordPiece vocabulary and its BertNormalizer are in tokenizer.json) and no max_seq_length in
+/// sentence_bert_config.json (the limit is the tokenizer's model_max_length). The packed model
+/// tokenizes as the vocab.txt directory does and keeps that limit; a tokenizer.json with another
+/// normalizer is refused by name.
+#[test]
+fn tokenizer_json_only_directory_keeps_vocabulary_case_and_limit() {
+    let with_txt = tmp("st5");
+    write_st(&with_txt, Some(8), &[]);
+    let dir = tmp("st6");
+    write_st(&dir, None, &[]);
+    std::fs::remove_file(dir.join("vocab.txt")).unwrap();
+    std::fs::write(dir.join("sentence_bert_config.json"), r#"{"transformer_task": "feature-extraction", "module_output_name": "token_embeddings"}"#).unwrap();
+    std::fs::write(dir.join("tokenizer_config.json"), r#"{"model_max_length": 8, "do_lower_case": false, "unk_token": "[UNK]"}"#).unwrap();
+    let ids: serde_json::Map<String, serde_json::Value> = vocab().into_iter().enumerate().map(|(i, t)| (t, serde_json::json!(i))).collect();
+    let tokenizer = |normalizer: serde_json::Value| {
+        serde_json::json!({
+            "normalizer": normalizer,
+            "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": ids},
+        })
+        .to_string()
+    };
+    // lowercase true here (tokenizer_config.json says false): the fast tokenizer follows tokenizer.json.
+    std::fs::write(dir.join("tokenizer.json"), tokenizer(serde_json::json!({"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true}))).unwrap();
+    for d in [&with_txt, &dir] {
+        let (ok, err) = quantize(d);
+        assert!(ok, "{}: {err}", d.display());
+    }
+    let opts = q8bert::Options { truncation: Some(q8bert::tokenizer::Truncation::LongestFirst), ..Default::default() };
+    let (a, b) = (q8bert::Model::open(with_txt.join("model.q8b"), &opts).unwrap(), q8bert::Model::open(dir.join("model.q8b"), &opts).unwrap());
+    assert_eq!(b.layout().text_limit, Some(8), "model_max_length is the limit");
+    assert_eq!(embed(&a, LONG), embed(&b, LONG));
+    assert_eq!(embed(&b, "THE Cat SAT"), embed(&b, "the cat sat"), "BertNormalizer lowercase");
+    std::fs::write(dir.join("tokenizer.json"), tokenizer(serde_json::json!({"type": "NFKC"}))).unwrap();
+    let (ok, err) = quantize(&dir);
+    assert!(!ok);
+    assert!(err.contains("normalizer \"NFKC\" is not supported"), "{err}");
+}
