@@ -2,13 +2,17 @@
 """Tiny random BERT, DistilBERT, RoBERTa and XLM-RoBERTa models written and run by Hugging Face
 `transformers` itself, for trainer/tests/transformers_parity.rs.
 
-The test environment has no PyTorch (PyPI's Linux wheel pulls gigabytes of CUDA), so the models
-are transformers' Flax implementations (transformers 4.57, jax CPU). Each is initialised at
-random by transformers, its parameters are written as a PyTorch-layout model.safetensors (Flax
-`kernel` [in, out] -> `weight` [out, in], `embedding` and LayerNorm `scale` -> `weight`, the same
-names otherwise), with config.json from `config.save_pretrained` and the family's tokenizer files
-from tests/data. transformers then runs the forward pass on texts tokenized by Hugging Face
-`tokenizers`, and the outputs (mean-pooled last hidden state, or logits) go to outputs.json.
+Two frameworks, the same cases:
+- PyTorch, when torch imports (transformers 5 has only PyTorch models): transformers initialises
+  each model at random, `save_pretrained` writes it, and its PyTorch forward gives the outputs.
+  Not a test dependency (PyPI's Linux torch wheel pulls gigabytes of CUDA); run it with
+  Q8BERT_HF_PYTHON set to a Python that has torch (docs/MODELS.md has the figures).
+- Flax otherwise (the test environment: transformers 4.57, jax CPU): the parameters are written
+  as a PyTorch-layout model.safetensors (Flax `kernel` [in, out] -> `weight` [out, in],
+  `embedding` and LayerNorm `scale` -> `weight`, the same names otherwise), with config.json from
+  `config.save_pretrained`.
+Either way the family's tokenizer files come from tests/data, texts are tokenized by Hugging
+Face `tokenizers`, and the outputs (mean-pooled last hidden state, or logits) go to outputs.json.
 
 Usage: transformers_reference.py OUT_DIR   (writes OUT_DIR/<case>/ and OUT_DIR/outputs.json)
 """
@@ -18,11 +22,15 @@ import shutil
 import sys
 
 import numpy as np
-from flax.traverse_util import flatten_dict
-from safetensors.numpy import save_file
 from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer
 import transformers as tf
+
+try:
+    import torch
+    FRAMEWORK = "torch"
+except ImportError:
+    FRAMEWORK = "flax"
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 DATA = os.path.join(ROOT, "tests", "data")
@@ -33,13 +41,13 @@ TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermed
 
 FAMILIES = {
     # family: (config class, base model, classifier, tokenizer files, extra config)
-    "bert": (tf.BertConfig, tf.FlaxBertModel, tf.FlaxBertForSequenceClassification, ["vocab.txt"],
+    "bert": (tf.BertConfig, "BertModel", "BertForSequenceClassification", ["vocab.txt"],
              dict(max_position_embeddings=64, type_vocab_size=2)),
-    "distilbert": (tf.DistilBertConfig, tf.FlaxDistilBertModel, tf.FlaxDistilBertForSequenceClassification, ["vocab.txt"],
+    "distilbert": (tf.DistilBertConfig, "DistilBertModel", "DistilBertForSequenceClassification", ["vocab.txt"],
                    dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64)),
-    "roberta": (tf.RobertaConfig, tf.FlaxRobertaModel, tf.FlaxRobertaForSequenceClassification, ["bpe/tokenizer.json"],
+    "roberta": (tf.RobertaConfig, "RobertaModel", "RobertaForSequenceClassification", ["bpe/tokenizer.json"],
                 dict(max_position_embeddings=66, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)),
-    "xlm-roberta": (tf.XLMRobertaConfig, tf.FlaxXLMRobertaModel, tf.FlaxXLMRobertaForSequenceClassification, ["unigram/tokenizer.json"],
+    "xlm-roberta": (tf.XLMRobertaConfig, "XLMRobertaModel", "XLMRobertaForSequenceClassification", ["unigram/tokenizer.json"],
                     dict(max_position_embeddings=66, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)),
 }
 
@@ -52,6 +60,7 @@ def tokenizer(family):
 
 def torch_layout(params):
     """Flax parameter tree -> PyTorch state dict (names and layouts)."""
+    from flax.traverse_util import flatten_dict
     out = {}
     for path, v in flatten_dict(params).items():
         name, v = ".".join(path), np.asarray(v, dtype=np.float32)
@@ -74,22 +83,31 @@ def run_case(out_dir, family, head, seed):
     config = cfg_cls(vocab_size=vocab, **kw)
     if pairs:
         config.num_labels = 3
-        config.architectures = [classifier.__name__[len("Flax"):]]
-    else:
-        config.architectures = [base.__name__[len("Flax"):]]
+    config.architectures = [classifier if pairs else base]
     config.initializer_range = 0.2  # larger than BERT's 0.02, so attention is far from uniform
-    model = (classifier if pairs else base)(config, seed=seed)
-    # transformers initialises biases to 0 and LayerNorm to (1, 0): perturb them so that a bias
-    # or a LayerNorm read from the wrong place would show.
-    rng = np.random.default_rng(seed)
-    import jax
-    model.params = jax.tree_util.tree_map_with_path(
-        lambda path, v: v + rng.normal(0, 0.1, v.shape).astype(v.dtype)
-        if path[-1].key in ("bias", "scale") else v, model.params)
     d = os.path.join(out_dir, f"{family}-{head}")
     os.makedirs(d, exist_ok=True)
-    config.save_pretrained(d)
-    save_file(torch_layout(model.params), os.path.join(d, "model.safetensors"))
+    rng = np.random.default_rng(seed)
+    # transformers initialises biases to 0 and LayerNorm to (1, 0): perturb them so that a bias
+    # or a LayerNorm read from the wrong place would show.
+    if FRAMEWORK == "torch":
+        torch.manual_seed(seed)
+        model = getattr(tf, classifier if pairs else base)(config).eval()
+        with torch.no_grad():
+            for m in model.modules():
+                for p in ([m.weight, m.bias] if isinstance(m, torch.nn.LayerNorm) else [m.bias] if isinstance(m, torch.nn.Linear) else []):
+                    if p is not None:
+                        p.add_(torch.from_numpy(rng.normal(0, 0.1, tuple(p.shape)).astype(np.float32)))
+        model.save_pretrained(d)
+    else:
+        import jax
+        from safetensors.numpy import save_file
+        model = getattr(tf, "Flax" + (classifier if pairs else base))(config, seed=seed)
+        model.params = jax.tree_util.tree_map_with_path(
+            lambda path, v: v + rng.normal(0, 0.1, v.shape).astype(v.dtype)
+            if path[-1].key in ("bias", "scale") else v, model.params)
+        config.save_pretrained(d)
+        save_file(torch_layout(model.params), os.path.join(d, "model.safetensors"))
     for f in files:
         shutil.copy(os.path.join(DATA, f), os.path.join(d, os.path.basename(f)))
     # Hugging Face tokenization, padded with the model's pad id.
@@ -101,10 +119,18 @@ def run_case(out_dir, family, head, seed):
     mask = np.zeros_like(ids)
     for i, e in enumerate(encs):
         ids[i, :len(e.ids)], types[i, :len(e.ids)], mask[i, :len(e.ids)] = e.ids, e.type_ids, 1
-    args = dict(attention_mask=mask, params=model.params, train=False)
-    if family != "distilbert":
-        args["token_type_ids"] = types
-    res = model(ids, **args)
+    if FRAMEWORK == "torch":
+        args = dict(attention_mask=torch.from_numpy(mask).long())
+        if family != "distilbert":
+            args["token_type_ids"] = torch.from_numpy(types).long()
+        with torch.no_grad():
+            out = model(torch.from_numpy(ids).long(), **args)
+        res = type("Out", (), {k: getattr(out, k).numpy() for k in ("logits", "last_hidden_state") if getattr(out, k, None) is not None})
+    else:
+        args = dict(attention_mask=mask, params=model.params, train=False)
+        if family != "distilbert":
+            args["token_type_ids"] = types
+        res = model(ids, **args)
     if pairs:
         vecs = np.asarray(res.logits, dtype=np.float64)
     else:
@@ -123,7 +149,7 @@ def main():
         for head in ("base", "classifier"):
             cases.append(run_case(out_dir, family, head, seed))
     with open(os.path.join(out_dir, "outputs.json"), "w") as f:
-        json.dump({"transformers": tf.__version__, "texts": TEXTS, "pairs": PAIRS, "cases": cases}, f)
+        json.dump({"transformers": tf.__version__, "framework": FRAMEWORK, "texts": TEXTS, "pairs": PAIRS, "cases": cases}, f)
 
 
 if __name__ == "__main__":
