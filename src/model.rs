@@ -8,7 +8,9 @@ use core::ops::Range;
 use crate::error::{bail, Error, Result, Status};
 use crate::format::{DType, FileIndex, MetaValue, TensorInfo};
 use crate::kernels::{Kernel, KernelKind};
-use crate::tokenizer::{TokenizerKind, TokenizerSettings, Truncation, Vocab};
+#[cfg(feature = "text")]
+use crate::tokenizer::Vocab;
+use crate::tokenizer::{TokenizerKind, TokenizerSettings, Truncation};
 
 /// Metadata keys the runtime reads. Everything else in the file is free-form.
 pub mod keys {
@@ -175,6 +177,15 @@ pub enum Pooling {
 
 /// The pooling names a file may give, for error messages.
 const POOLING_NAMES: &str = "mean, cls, max, mean_sqrt_len, weighted_mean, last_token";
+
+/// Each name of a metadata list parsed by `from_name`; None if one is unknown.
+fn parse_names<T>(names: &[String], from_name: fn(&str) -> Option<T>) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        out.push(from_name(n)?);
+    }
+    Some(out)
+}
 
 /// Tensor prefix of an embedding head's Dense layer `i`: `dense`, then `dense.1`, `dense.2`, ...
 pub fn dense_name(i: usize) -> String {
@@ -657,12 +668,10 @@ impl ModelLayout {
             Some(MetaValue::Str(s)) if Pooling::from_name(s).is_some() => alloc::vec![Pooling::from_name(s).unwrap()],
             Some(MetaValue::StrArray(names)) => {
                 needs_minor(index, 10, "several pooling modes (head.pooling as a list)")?;
-                let modes: Vec<Pooling> = names.iter().filter_map(|n| Pooling::from_name(n)).collect();
-                let distinct = modes.iter().enumerate().all(|(i, m)| !modes[..i].contains(m));
-                if names.is_empty() || modes.len() != names.len() || !distinct {
-                    bail!(Status::BadConfig, "head.pooling {:?} must list distinct modes from {}", names, POOLING_NAMES);
+                match parse_names(names, Pooling::from_name) {
+                    Some(modes) if !modes.is_empty() && modes.iter().enumerate().all(|(i, m)| !modes[..i].contains(m)) => modes,
+                    _ => bail!(Status::BadConfig, "head.pooling must list distinct modes from {POOLING_NAMES}"),
                 }
-                modes
             }
             Some(v) => bail!(Status::BadConfig, "head.pooling {v} must be one of {POOLING_NAMES}, or a list of them"),
         };
@@ -675,11 +684,10 @@ impl ModelLayout {
             Some(MetaValue::Str(s)) if DenseActivation::from_name(s).is_some() => alloc::vec![DenseActivation::from_name(s).unwrap()],
             Some(MetaValue::StrArray(names)) => {
                 needs_minor(index, 10, "a chain of Dense layers (head.dense.activation as a list)")?;
-                let chain: Vec<DenseActivation> = names.iter().filter_map(|n| DenseActivation::from_name(n)).collect();
-                if names.is_empty() || names.len() > MAX_DENSE_LAYERS || chain.len() != names.len() {
-                    bail!(Status::BadConfig, "{} {:?} must list 1 to {MAX_DENSE_LAYERS} activations, each \"identity\" or \"tanh\"", keys::HEAD_DENSE_ACTIVATION, names);
+                match parse_names(names, DenseActivation::from_name) {
+                    Some(chain) if !chain.is_empty() && chain.len() <= MAX_DENSE_LAYERS => chain,
+                    _ => bail!(Status::BadConfig, "{} must list 1 to {MAX_DENSE_LAYERS} activations, each \"identity\" or \"tanh\"", keys::HEAD_DENSE_ACTIVATION),
                 }
-                chain
             }
             Some(v) => bail!(Status::BadConfig, "{} {v} must be \"identity\" or \"tanh\", or a list of them", keys::HEAD_DENSE_ACTIVATION),
         };
@@ -777,6 +785,9 @@ impl ModelLayout {
             Some([n]) => r.get("tokenizer.vocab.hash", DType::U32, &[*n as usize])?.range.clone(),
             _ => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.hash\" is missing or not 1-D"),
         };
+        // The tokenizer tables' contents are checked only where text input can read them
+        // (feature `text`); their bounds and dtypes are checked above either way.
+        #[cfg(feature = "text")]
         if let Err(e) = Vocab::from_parts(cast(file, &vocab_offsets), &file[vocab_bytes.clone()], cast(file, &vocab_hash)) {
             bail!(Status::BadVocab, "{}", e.message());
         }
@@ -807,6 +818,7 @@ impl ModelLayout {
                             None => bail!(Status::MissingTensor, "tensor \"tokenizer.bpe.merges\" is missing (tokenizer.kind is byte_level_bpe)"),
                         };
                         let range = r.get("tokenizer.bpe.merges", DType::U32, &[rows, 4])?.range.clone();
+                        #[cfg(feature = "text")]
                         if let Err(e) = crate::tokenizer::Merges::from_table(cast(file, &range), v_plus_1 - 1) {
                             bail!(Status::BadVocab, "{}", e.message());
                         }
@@ -826,16 +838,19 @@ impl ModelLayout {
                             Some([n]) => Some(r.get("tokenizer.unigram.charsmap", DType::U8, &[*n as usize])?.range.clone()),
                             Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.unigram.charsmap\" must be 1-D"),
                         };
-                        let map = match &charsmap {
-                            Some(range) => match crate::tokenizer::Charsmap::from_bytes(&file[range.clone()]) {
-                                Ok(m) => Some(m),
-                                Err(e) => bail!(Status::BadVocab, "{}", e.message()),
-                            },
-                            None => None,
-                        };
                         let collapse_spaces = meta_bool(index, keys::TOK_COLLAPSE_SPACES)?;
-                        if let Err(e) = crate::tokenizer::Unigram::new(vocab_len, cast(file, &scores), map, collapse_spaces) {
-                            bail!(Status::BadVocab, "{}", e.message());
+                        #[cfg(feature = "text")]
+                        {
+                            let map = match &charsmap {
+                                Some(range) => match crate::tokenizer::Charsmap::from_bytes(&file[range.clone()]) {
+                                    Ok(m) => Some(m),
+                                    Err(e) => bail!(Status::BadVocab, "{}", e.message()),
+                                },
+                                None => None,
+                            };
+                            if let Err(e) = crate::tokenizer::Unigram::new(vocab_len, cast(file, &scores), map, collapse_spaces) {
+                                bail!(Status::BadVocab, "{}", e.message());
+                            }
                         }
                         unigram = Some(UnigramRefs { scores, charsmap, collapse_spaces });
                         None
