@@ -65,7 +65,10 @@ for line in sys.stdin:
     f = line.split(None, 3)
     if len(f) == 4 and f[2] in "tT" and "q8bert" in f[3] and "q8bert_firmware::" not in f[3]:
         total += int(f[1], 16)
-print("  q8bert code in the M4 firmware: %d bytes (%.1f KiB; target 64 KiB)" % (total, total / 1024))'
+print("  q8bert code in the M4 firmware: %d bytes (%.1f KiB; target 64 KiB)" % (total, total / 1024))
+# The issue 21 target: a regression fails the stage (the list of symbols: llvm-nm -S -C --size-sort).
+if total > 64 * 1024:
+    sys.exit("FAIL: q8bert code in the M4 firmware is over 64 KiB; docs/EMBEDDED.md has how it was brought back under")'
 fi
 # Cortex-M55 with its DSP and Helium (MVE) extensions, hence the arm-helium kernel.
 CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-feature=+mve,+dsp --cfg q8bert_helium" \
