@@ -485,7 +485,7 @@ fn roberta_special_tokens(dir: &Path) -> Result<[String; 5]> {
 
 /// Tokens by id of a BERT WordPiece tokenizer.json, its BertNormalizer's settings and unk token
 /// written into `config`. Anything but BERT's pipeline (BertNormalizer, BertPreTokenizer,
-/// WordPiece with `##` and 100 characters per word) is refused by name.
+/// WordPiece with `##` and 100 characters per word, `[CLS] a [SEP] b [SEP]`) is refused by name.
 fn parse_wordpiece_tokenizer_json(t: &serde_json::Value, config: &mut TokenizerFileConfig) -> Result<Vec<String>> {
     let m = &t["model"];
     if m["continuing_subword_prefix"].as_str().unwrap_or("##") != "##" || m["max_input_chars_per_word"].as_u64().unwrap_or(100) != 100 {
@@ -508,6 +508,33 @@ fn parse_wordpiece_tokenizer_json(t: &serde_json::Value, config: &mut TokenizerF
     }
     if let Some(unk) = m["unk_token"].as_str() {
         config.unk_token = unk.to_string();
+    }
+    // BERT's `[CLS] a [SEP] b [SEP]` with type ids 0 then 1, as the runtime builds it.
+    let post = &t["post_processor"];
+    let (cls, sep): (Option<String>, Option<String>) = match post["type"].as_str() {
+        Some("BertProcessing") => (post["cls"][0].as_str().map(str::to_string), post["sep"][0].as_str().map(str::to_string)),
+        Some("TemplateProcessing") => {
+            let items = |k: &str| -> Vec<String> {
+                post[k].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().map(|x| {
+                    match (x["SpecialToken"]["id"].as_str(), x["Sequence"]["id"].as_str(), x["SpecialToken"]["type_id"].as_u64().or(x["Sequence"]["type_id"].as_u64())) {
+                        (Some(s), _, Some(t)) => format!("{s}:{t}"),
+                        (_, Some(seq), Some(t)) => format!("${seq}:{t}"),
+                        _ => "?".into(),
+                    }
+                }).collect()
+            };
+            match (items("single").as_slice(), items("pair").as_slice()) {
+                ([c, a, s], [c2, a2, s2, b, s3]) if a == "$A:0" && a2 == "$A:0" && b == "$B:1" && c == c2 && s == s2 && c.ends_with(":0") && s.ends_with(":0") && s3.strip_suffix(":1") == s.strip_suffix(":0") => {
+                    (c.strip_suffix(":0").map(str::to_string), s.strip_suffix(":0").map(str::to_string))
+                }
+                (single, pair) => bail!("post_processor TemplateProcessing {single:?} / {pair:?} is not supported; BERT's is [CLS] $A [SEP] / [CLS] $A [SEP] $B:1 [SEP]:1"),
+            }
+        }
+        _ => bail!("post_processor {} is not supported; a WordPiece tokenizer.json needs BERT's [CLS] a [SEP] b [SEP] (TemplateProcessing or BertProcessing)", post["type"]),
+    };
+    if let (Some(cls), Some(sep)) = (cls, sep) {
+        config.cls_token = cls;
+        config.sep_token = sep;
     }
     let map = m["vocab"].as_object().context("model.vocab is not a map of token -> id")?;
     let mut vocab = vec![None; map.len()];

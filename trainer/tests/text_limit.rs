@@ -203,16 +203,23 @@ fn tokenizer_json_only_directory_keeps_vocabulary_case_and_limit() {
     std::fs::write(dir.join("sentence_bert_config.json"), r#"{"transformer_task": "feature-extraction", "module_output_name": "token_embeddings"}"#).unwrap();
     std::fs::write(dir.join("tokenizer_config.json"), r#"{"model_max_length": 8, "do_lower_case": false, "unk_token": "[UNK]"}"#).unwrap();
     let ids: serde_json::Map<String, serde_json::Value> = vocab().into_iter().enumerate().map(|(i, t)| (t, serde_json::json!(i))).collect();
-    let tokenizer = |normalizer: serde_json::Value| {
+    let special = |id: &str, t: u64| serde_json::json!({"SpecialToken": {"id": id, "type_id": t}});
+    let seq = |id: &str, t: u64| serde_json::json!({"Sequence": {"id": id, "type_id": t}});
+    let bert_post = serde_json::json!({"type": "TemplateProcessing",
+        "single": [special("[CLS]", 0), seq("A", 0), special("[SEP]", 0)],
+        "pair": [special("[CLS]", 0), seq("A", 0), special("[SEP]", 0), seq("B", 1), special("[SEP]", 1)]});
+    let tokenizer = |normalizer: serde_json::Value, post: &serde_json::Value| {
         serde_json::json!({
             "normalizer": normalizer,
             "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "post_processor": post,
             "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": ids},
         })
         .to_string()
     };
     // lowercase true here (tokenizer_config.json says false): the fast tokenizer follows tokenizer.json.
-    std::fs::write(dir.join("tokenizer.json"), tokenizer(serde_json::json!({"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true}))).unwrap();
+    let bert_normalizer = serde_json::json!({"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true});
+    std::fs::write(dir.join("tokenizer.json"), tokenizer(bert_normalizer.clone(), &bert_post)).unwrap();
     for d in [&with_txt, &dir] {
         let (ok, err) = quantize(d);
         assert!(ok, "{}: {err}", d.display());
@@ -222,8 +229,19 @@ fn tokenizer_json_only_directory_keeps_vocabulary_case_and_limit() {
     assert_eq!(b.layout().text_limit, Some(8), "model_max_length is the limit");
     assert_eq!(embed(&a, LONG), embed(&b, LONG));
     assert_eq!(embed(&b, "THE Cat SAT"), embed(&b, "the cat sat"), "BertNormalizer lowercase");
-    std::fs::write(dir.join("tokenizer.json"), tokenizer(serde_json::json!({"type": "NFKC"}))).unwrap();
-    let (ok, err) = quantize(&dir);
-    assert!(!ok);
-    assert!(err.contains("normalizer \"NFKC\" is not supported"), "{err}");
+    // Refused by name: another normalizer, a post-processor without [SEP] after the pair, none.
+    let no_final_sep = serde_json::json!({"type": "TemplateProcessing",
+        "single": [special("[CLS]", 0), seq("A", 0), special("[SEP]", 0)],
+        "pair": [special("[CLS]", 0), seq("A", 0), special("[SEP]", 0), seq("B", 1)]});
+    let refused = [
+        (tokenizer(serde_json::json!({"type": "NFKC"}), &bert_post), "normalizer \"NFKC\" is not supported"),
+        (tokenizer(bert_normalizer.clone(), &no_final_sep), "post_processor TemplateProcessing"),
+        (tokenizer(bert_normalizer, &serde_json::Value::Null), "post_processor null is not supported"),
+    ];
+    for (json, message) in refused {
+        std::fs::write(dir.join("tokenizer.json"), json).unwrap();
+        let (ok, err) = quantize(&dir);
+        assert!(!ok);
+        assert!(err.contains(message), "{message}: {err}");
+    }
 }
