@@ -181,7 +181,15 @@ fn large_k_and_blocking() {
         Case::random(&mut rng, 400, 20, 100, 0),
         Case::random(&mut rng, 777, 49, 770, 12),
         Case::random(&mut rng, 128, 96, 768, 0), // BERT-like tile
+        // Several AMX column blocks (384 KiB of weights each), the next one prefetched.
+        Case::random(&mut rng, 40, 700, 768, 0),
+        Case::random(&mut rng, 33, 300, 3100, 0), // and two k blocks with a k tail
     ];
+    let mut sub = Case::random(&mut rng, 17, 600, 770, 8);
+    sub.n_begin = 48;
+    sub.n_end = 590;
+    let mut cases = cases;
+    cases.push(sub);
     check_all_kernels("large_k_and_blocking", &cases);
 }
 

@@ -249,7 +249,9 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
         // Keys padded to whole register tiles; the padding lanes are computed and ignored.
         let len_p = padded_keys(len);
         let block = SCORE_BLOCK.min(n);
-        let mut scores = alloc::vec![0.0f32; QUERY_ROWS * len_p];
+        // The probabilities of a whole block of queries: its scores are all computed (K^T in L1)
+        // before its P·V (the head's values in L1).
+        let mut scores = alloc::vec![0.0f32; block.next_multiple_of(QUERY_ROWS) * len_p];
         let mut q = alloc::vec![0.0f32; if matches!(keys, Keys::F32 { .. }) { QUERY_ROWS * dh } else { 0 }];
         // int8 scores: the block's queries and their int32 scores.
         let (mut q8, mut acc) = match keys {
@@ -273,8 +275,16 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
             Qkv::F32(x) => x,
             Qkv::I8(_) => &[],
         };
+        // fp32 P·V: the current head's value rows, contiguous. In place, rows 3H floats apart
+        // fall into a quarter of L1's sets and are re-read from L2 by every group of queries.
+        let mut v_head = alloc::vec![0.0f32; if matches!(values, Values::F32) { len * dh } else { 0 }];
         for hd in 0..heads {
             let (qo, vo) = (hd * dh, 2 * h + hd * dh);
+            if matches!(values, Values::F32) {
+                timed!(Op::AttentionValues, for (j, row) in v_head.chunks_exact_mut(dh).enumerate() {
+                    row.copy_from_slice(&qkv_f32[(a + j) * 3 * h + vo..(a + j) * 3 * h + vo + dh]);
+                });
+            }
             if let (true, Keys::I8 { ranges: Some(m), .. }) = (dynamic, keys) {
                 for (j, (ki, vi)) in k_inv.iter_mut().zip(v_inv.iter_mut()).enumerate() {
                     *ki = 1.0 / ops::per_row_scale(m.row(a + j, heads + hd));
@@ -298,6 +308,7 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
                 }
                 for r0 in (s0..s0 + brows).step_by(QUERY_ROWS) {
                     let rows = QUERY_ROWS.min(s0 + brows - r0);
+                    let scores = &mut scores[(r0 - s0) * len_p..(r0 - s0 + QUERY_ROWS) * len_p];
                     match keys {
                         Keys::F32 { key_t } => {
                             let kt = &key_t[kt0 + hd * dh * len_p..kt0 + (hd + 1) * dh * len_p];
@@ -306,7 +317,7 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
                                 let i = r0 + r.min(rows - 1);
                                 q[r * dh..(r + 1) * dh].copy_from_slice(&qkv_f32[i * 3 * h + qo..i * 3 * h + qo + dh]);
                             }
-                            timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, kt, len_p, &mut scores));
+                            timed!(Op::AttentionScores, query_key_scores(&cx.kernel, &q, dh, kt, len_p, scores));
                             timed!(Op::AttentionSoftmax, for r in 0..rows {
                                 ops::softmax_scaled(&mut scores[r * len_p..r * len_p + len], inv_sqrt_dh);
                             });
@@ -325,11 +336,7 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
                         }
                     }
                     match values {
-                        Values::F32 => {
-                            let c0 = (r0 - i0) * h + hd * dh;
-                            let v_rows = &qkv_f32[a * 3 * h + vo..];
-                            timed!(Op::AttentionValues, weighted_values(&cx.kernel, &scores, len_p, len, rows, v_rows, 3 * h, dh, &mut out[c0..], h));
-                        }
+                        Values::F32 => {}
                         Values::I8 { .. } => timed!(Op::AttentionValues, for r in 0..rows {
                             let p_row = &mut p8[(r0 - s0 + r) * len..(r0 - s0 + r + 1) * len];
                             let p = &mut scores[r * len_p..r * len_p + len];
@@ -345,6 +352,14 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
                             p_scales[r0 - s0 + r] = scale;
                             ops::quantize_probabilities(p, scale, p_row);
                         }),
+                    }
+                }
+                if let Values::F32 = values {
+                    for r0 in (s0..s0 + brows).step_by(QUERY_ROWS) {
+                        let rows = QUERY_ROWS.min(s0 + brows - r0);
+                        let c0 = (r0 - i0) * h + hd * dh;
+                        let p = &scores[(r0 - s0) * len_p..(r0 - s0 + QUERY_ROWS) * len_p];
+                        timed!(Op::AttentionValues, weighted_values(&cx.kernel, p, len_p, len, rows, &v_head, dh, dh, &mut out[c0..], h));
                     }
                 }
                 if let Values::I8 { packed, sums, value_scale } = values {

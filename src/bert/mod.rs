@@ -273,9 +273,11 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         max_n,                                                               // dq
         pooled,                                                              // pooled
         // attention: K^T of every sequence over keys padded to KEY_TILE; per task the scores
-        // of QUERY_ROWS queries and their query rows
+        // of a block of queries, QUERY_ROWS query rows, and one head's value rows
         batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)?,
-        threads.checked_mul(padded_keys(seq_len).checked_mul(QUERY_ROWS)?.checked_add(QUERY_ROWS * dh)?)?,
+        threads.checked_mul(
+            padded_keys(seq_len).checked_mul(SCORE_BLOCK)?.checked_add(QUERY_ROWS * dh)?.checked_add(seq_len.checked_mul(dh)?)?,
+        )?,
         // int8 attention: key sums of every sequence and head, and per task the int32 scores of
         // a block of queries
         if int8 { t.checked_mul(c.num_heads)? } else { 0 },
@@ -474,7 +476,7 @@ const LINEAR_TASK_MIN_ROWS: usize = 24;
 const LINEAR_TASK_MAX_ROWS: usize = 96;
 /// The same for the AMX kernel (rows a multiple of its 16-row tiles; never more tasks than
 /// [`max_linear_blocks`] allows, since its minimum is not below `LINEAR_TASK_MIN_ROWS`).
-const AMX_TASK_ACC_BYTES: usize = 1 << 20;
+const AMX_TASK_ACC_BYTES: usize = 4 << 20;
 const AMX_TASK_MIN_ROWS: usize = 32;
 const AMX_TASK_MAX_ROWS: usize = 256;
 const AMX_TASK_ROW_ALIGN: usize = 16;
@@ -483,8 +485,10 @@ const AMX_TASK_ROW_ALIGN: usize = 16;
 /// the accumulators of a block are read back from cache; at least one block per thread, and a
 /// whole number of rounds over the threads (the pool hands blocks out as threads free up).
 ///
-/// The AMX kernel's tasks are taller (whole 16-row tiles, 1 MiB of accumulators): its GEMM is
-/// fast enough that streaming a layer's weights once per short task would bound it.
+/// The AMX kernel's tasks are taller (whole 16-row tiles, 4 MiB of accumulators: a 256-token
+/// sub-batch is one task for every BERT-base layer). Its GEMM waits on the weights whenever
+/// they stream from memory, so each pass over them should serve as many rows as possible
+/// (BERT-base 8x128 on one thread: 1 MiB tasks streamed 2.5x the bytes and ran 1.07x slower).
 fn linear_blocks(rows: usize, threads: usize, n: usize, kernel: Kernel) -> Vec<(usize, usize)> {
     let (acc_bytes, min_rows, max_rows, align) = if kernel.kind() == KernelKind::Amx {
         (AMX_TASK_ACC_BYTES, AMX_TASK_MIN_ROWS, AMX_TASK_MAX_ROWS, AMX_TASK_ROW_ALIGN)
@@ -794,10 +798,10 @@ mod tests {
                 }
             }
         }
-        // 8 x 128 tokens into FFN-in (n 3072) on one thread: 24-row tasks, or 80 on AMX.
+        // 8 x 128 tokens into FFN-in (n 3072) on one thread: 24-row tasks, or 256 on AMX.
         assert_eq!(linear_blocks(1024, 1, 3072, Kernel::scalar())[0].1, 24);
         if let Some(amx) = Kernel::new(KernelKind::Amx) {
-            assert_eq!(linear_blocks(1024, 1, 3072, amx)[0].1, 80);
+            assert_eq!(linear_blocks(1024, 1, 3072, amx)[0].1, 256);
         }
     }
 
