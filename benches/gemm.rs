@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use q8bert::kernels::{pack_weights, probe, weight_sums, Kernel, KernelKind};
 
-const SHAPES: [(usize, usize, usize); 7] = [
+const SHAPES: [(usize, usize, usize); 10] = [
     (128, 768, 768),
     (128, 768, 3072),
     (128, 3072, 768),
@@ -23,6 +23,11 @@ const SHAPES: [(usize, usize, usize); 7] = [
     (64, 768, 768),
     (24, 768, 3072),
     (64, 3072, 768),
+    // The AMX kernel's tasks: a whole 256-token sub-batch (4 MiB of accumulators): QKV, FFN in,
+    // FFN out (attention output: (256, 768, 768)).
+    (256, 768, 2304),
+    (256, 768, 3072),
+    (256, 3072, 768),
 ];
 
 struct Problem {
