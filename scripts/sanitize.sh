@@ -25,7 +25,7 @@ if [ "$what" = all ] || [ "$what" = asan ]; then
   RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:quarantine_size_mb=32" \
     "${lock[@]}" cargo +nightly test -p q8bert --target x86_64-unknown-linux-gnu --target-dir target/asan \
     --lib --test format --test forward --test kernels --test text --test hardening --test working_memory \
-    --test tokenizer_fuzz --test tokenizer_alloc
+    --test tokenizer_fuzz --test tokenizer_alloc --test arena
 fi
 
 if [ "$what" = all ] || [ "$what" = c ]; then

@@ -8,6 +8,7 @@
 //! - [`ops`]: fp32 math shared by all kernels (LayerNorm, softmax, GELU, requantization).
 //! - [`bert`]: the forward pass; [`runtime`]: the [`Model`] handle users hold.
 //! - [`tokenizer`]: BERT WordPiece driven by the vocabulary stored in the file.
+//! - [`arena`]: the caller's one byte buffer as the allocator (feature `arena`, firmware).
 //! - [`builder`] (std): quantizes fp32 weights into a model file.
 //! - `ffi` (std): the C ABI declared in `include/q8bert.h`; the workspace member `capi/` builds
 //!   it as libq8bert.so / libq8bert.a, so this crate is an rlib only (firmware can depend on it).
@@ -16,6 +17,8 @@
 
 extern crate alloc;
 
+/// cbindgen:ignore
+pub mod arena;
 pub mod error;
 /// cbindgen:ignore
 pub mod format;

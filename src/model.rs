@@ -435,10 +435,12 @@ fn meta_bool(index: &FileIndex, key: &str) -> Result<bool> {
 }
 
 /// Named prompts (name, text) and the index of the default one.
+#[cfg(feature = "text")]
 type NamedPrompts = (Vec<(String, String)>, Option<usize>);
 
 /// The named prompts and the default one (an index into them), checked: names and texts in
 /// pairs, names unique and non-empty, the default among them.
+#[cfg(feature = "text")]
 fn read_prompts(index: &FileIndex) -> Result<NamedPrompts> {
     let list = |key: &str| match index.metadata.get(key) {
         None => Ok(None),
@@ -502,7 +504,7 @@ struct TensorResolver<'i> {
 
 impl<'i> TensorResolver<'i> {
     fn get(&mut self, name: &str, dtype: DType, dims: &[usize]) -> Result<&'i TensorInfo> {
-        let Some(&i) = self.index.tensor_by_name.get(name) else {
+        let Some(i) = self.index.tensor_index(name) else {
             bail!(Status::MissingTensor, "tensor {name:?} is missing");
         };
         let t = &self.index.tensors[i];
@@ -526,7 +528,7 @@ impl<'i> TensorResolver<'i> {
     fn linear(&mut self, prefix: &str, n: usize, k: usize) -> Result<LinearRef> {
         let weight = self.get(&alloc::format!("{prefix}.weight"), DType::I8P16K4, &[n, k])?.range.clone();
         let scale_name = alloc::format!("{prefix}.weight_scale");
-        let Some(&si) = self.index.tensor_by_name.get(&scale_name) else {
+        let Some(si) = self.index.tensor_index(&scale_name) else {
             bail!(Status::MissingTensor, "tensor {scale_name:?} is missing");
         };
         let groups = self.index.tensors[si].dims.first().copied().unwrap_or(0) as usize;
@@ -540,10 +542,10 @@ impl<'i> TensorResolver<'i> {
         // No input scale: the input is quantized per row at run time (1.2), and the bias is f32.
         let scale_name = alloc::format!("{prefix}.input_scale");
         let bias_name = alloc::format!("{prefix}.bias");
-        let (input, bias) = if self.index.tensor_by_name.contains_key(&scale_name) {
+        let (input, bias) = if self.index.tensor_index(&scale_name).is_some() {
             let s = self.scale(&scale_name)?;
             (InputQuant::Static(s), self.get(&bias_name, DType::I32, &[n])?.range.clone())
-        } else if self.index.tensor_by_name.get(&bias_name).is_some_and(|&i| self.index.tensors[i].dtype == DType::F32) {
+        } else if self.index.tensor_index(&bias_name).is_some_and(|i| self.index.tensors[i].dtype == DType::F32) {
             if self.index.version_minor < 2 {
                 bail!(Status::UnsupportedVersion, "{prefix} quantizes its input per row (f32 bias, no input_scale), which needs format version 1.2; the file says {}.{}", self.index.version_major, self.index.version_minor);
             }
@@ -578,7 +580,7 @@ impl<'i> TensorResolver<'i> {
 
     /// An optional f32 [1] scale that only a file of version 1.1 or later may carry.
     fn optional_scale_1_1(&mut self, name: &str) -> Result<Option<f32>> {
-        if !self.index.tensor_by_name.contains_key(name) {
+        if self.index.tensor_index(name).is_none() {
             return Ok(None);
         }
         if self.index.version_minor < 1 {
@@ -597,7 +599,7 @@ impl<'i> TensorResolver<'i> {
     fn embedding(&mut self, prefix: &str, rows: usize, h: usize) -> Result<EmbeddingRef> {
         let table = self.get(&alloc::format!("{prefix}.weight"), DType::I8, &[rows, h])?.range.clone();
         let name = alloc::format!("{prefix}.scale");
-        let Some(&si) = self.index.tensor_by_name.get(&name) else {
+        let Some(si) = self.index.tensor_index(&name) else {
             bail!(Status::MissingTensor, "tensor {name:?} is missing");
         };
         let per_row = rows > 1 && self.index.tensors[si].dims.as_slice() == [rows as u64];
@@ -691,7 +693,7 @@ impl ModelLayout {
             }
             Some(v) => bail!(Status::BadConfig, "{} {v} must be \"identity\" or \"tanh\", or a list of them", keys::HEAD_DENSE_ACTIVATION),
         };
-        let has_dense = index.tensor_by_name.contains_key("dense.weight");
+        let has_dense = index.tensor_index("dense.weight").is_some();
         match (kind, has_dense, dense_activation.is_empty()) {
             (HeadKind::Embedding, true, true) => bail!(Status::MissingMetadata, "the embedding head's Dense layer needs {:?}", keys::HEAD_DENSE_ACTIVATION),
             (HeadKind::Embedding, false, false) => bail!(Status::MissingTensor, "{:?} is set but tensor \"dense.weight\" is missing", keys::HEAD_DENSE_ACTIVATION),
@@ -870,7 +872,11 @@ impl ModelLayout {
                 Some(n as usize)
             }
         };
+        // Prompts are read (and checked) only where text input can use them (feature `text`).
+        #[cfg(feature = "text")]
         let (prompts, default_prompt) = read_prompts(index)?;
+        #[cfg(not(feature = "text"))]
+        let (prompts, default_prompt) = (Vec::new(), None);
         let vocab_len = v_plus_1 - 1;
         for (name, id) in [
             ("unk", tokenizer.unk_id),

@@ -3,18 +3,17 @@
 //! then exits QEMU. scripts/test_baremetal.sh compares the digests with the host's.
 //!
 //! Output and exit: Arm semihosting (`bkpt 0xab`) on Cortex-M, the 16550 UART and the SiFive
-//! test device on the RISC-V `virt` board. Memory: a bump allocator over a static buffer (the
-//! runtime's heap path; a caller-given arena is issue 21's next step).
+//! test device on the RISC-V `virt` board. Memory: no allocator of its own; q8bert's `arena`
+//! feature makes one static buffer (the caller's arena) the only memory anything allocates.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-use core::alloc::{GlobalAlloc, Layout};
-use core::cell::UnsafeCell;
 use core::fmt::Write;
 
-use q8bert::{Kernel, Model, Options};
+use q8bert::arena::{open_bound, working_bound, ARENA, RESERVE};
+use q8bert::{Input, Kernel, Options};
 
 /// The input of every run (the host uses the same ids): one sequence of 8 tokens.
 const INPUT_IDS: [i32; 8] = [2, 7, 11, 5, 19, 23, 8, 3];
@@ -76,22 +75,52 @@ fn run_all() -> Result<(), q8bert::Error> {
 }
 
 /// Runs one embedded model on `ids` and prints its output digest, the instructions its forward
-/// pass took, and its heap and stack.
+/// pass took, and its memory: the arena's peak, the arena size `open` asks for, the stack.
 fn run_model(name: &str, bytes: &[u8], ids: &[i32], per_count: f64) -> Result<(), q8bert::Error> {
-    let (heap_before, stack) = (HEAP.used(), StackProbe::paint());
-    let model = Model::from_bytes(bytes, &Options::default())?;
+    let (before, stack) = (ARENA.used(), StackProbe::paint());
+    ARENA.reset_peak();
+    let (model, mut workspace) = ARENA.open(bytes, &Options::default(), 1, ids.len())?;
+    let opened = ARENA.used() - before;
     let mut output = alloc::vec![0f32; model.output_len(1, ids.len())];
+    let input = Input { input_ids: ids, token_type_ids: None, attention_mask: None, batch: 1, seq_len: ids.len(), pooling_skip: 0 };
     let start = platform::counter();
-    model.run(ids, None, None, 1, ids.len(), &mut output)?;
+    model.run_with(&mut workspace, &input, &mut output)?;
     let counts = platform::counter().wrapping_sub(start);
-    // Heap: every byte allocated for this model (the bump allocator never reuses, so this
-    // bounds the peak from above); stack: the deepest byte below this frame that changed
-    // (taken before the printing below, whose float formatting has deep frames of its own).
-    let (heap, stack) = (HEAP.used() - heap_before, stack.used());
+    // Stack: the deepest byte below this frame that changed (taken before the printing below,
+    // whose float formatting has deep frames of its own).
+    let (peak, stack) = (ARENA.peak() - before, stack.used());
+    let needs = RESERVE + open_bound(bytes).max(opened + working_bound(&model, 1, ids.len())?);
     let _ = writeln!(Console, "{name} {:016x}", fnv1a(&output));
     let _ = writeln!(Console, "instructions {name} forward {:.0}", counts as f64 * per_count);
-    let _ = writeln!(Console, "memory {name} heap {heap} stack {stack}");
+    let _ = writeln!(Console, "memory {name} arena {peak} needs {needs} stack {stack}");
+    let digest = fnv1a(&output);
+    drop((output, workspace, model));
+    // Everything the model and its run took is back.
+    assert_eq!(ARENA.used(), before);
+    // A model that fits 64 KiB runs again in an arena of exactly the size `open` asked for.
+    if needs <= 64 << 10 && before == 0 {
+        // SAFETY: a raw pointer only (no reference); the arena is its one user.
+        let memory = unsafe { core::ptr::addr_of_mut!(ARENA_MEMORY.0) } as *mut u8;
+        // SAFETY: no block is live (checked above): the same memory, given back shorter.
+        unsafe { ARENA.provide_raw(memory, needs) };
+        let again = run_once(bytes, ids);
+        // SAFETY: as above; `run_once` dropped everything it allocated.
+        unsafe { ARENA.provide_raw(memory, ARENA_BYTES) };
+        if again? != digest {
+            return Err(q8bert::Error::new(q8bert::Status::Internal, "the rerun in a smaller arena changed the output"));
+        }
+        let _ = writeln!(Console, "rerun {name} in an arena of {needs} bytes: same digest");
+    }
     Ok(())
+}
+
+/// Opens and runs a model once in the arena as it is; the output's digest.
+fn run_once(bytes: &[u8], ids: &[i32]) -> Result<u64, q8bert::Error> {
+    let (model, mut workspace) = ARENA.open(bytes, &Options::default(), 1, ids.len())?;
+    let mut output = alloc::vec![0f32; model.output_len(1, ids.len())];
+    let input = Input { input_ids: ids, token_type_ids: None, attention_mask: None, batch: 1, seq_len: ids.len(), pooling_skip: 0 };
+    model.run_with(&mut workspace, &input, &mut output)?;
+    Ok(fnv1a(&output))
 }
 
 fn fnv1a_i32(values: &[i32]) -> u64 {
@@ -106,10 +135,12 @@ fn fnv1a_i32(values: &[i32]) -> u64 {
 }
 
 fn main() -> ! {
+    // SAFETY: the only reference ever made to ARENA_MEMORY, before anything allocates.
+    ARENA.provide(unsafe { &mut *core::ptr::addr_of_mut!(ARENA_MEMORY.0) });
     let _ = writeln!(Console, "q8bert {} on {}", q8bert::VERSION, env!("FIRMWARE_BOARD"));
     match run_all() {
         Ok(()) => {
-            let _ = writeln!(Console, "heap used {} bytes", HEAP.used());
+            let _ = writeln!(Console, "arena peak {} bytes", ARENA.peak());
             platform::exit(true)
         }
         Err(e) => {
@@ -169,47 +200,9 @@ impl Write for Console {
     }
 }
 
-/// A bump allocator over a static buffer: enough for these models (frees are not reused).
-struct Bump {
-    memory: UnsafeCell<[u8; HEAP_BYTES]>,
-    next: UnsafeCell<usize>,
-}
-
-/// 512 KiB; 16 MiB on the 64 MiB RV32 board, for the MiniLM-L3-sized model.
-const HEAP_BYTES: usize = if cfg!(target_arch = "riscv32") { 16 << 20 } else { 512 << 10 };
-
-// SAFETY: the firmware runs one thread and no interrupt handler allocates.
-unsafe impl Sync for Bump {}
-
-impl Bump {
-    fn used(&self) -> usize {
-        // SAFETY: single-threaded (see the Sync impl).
-        unsafe { *self.next.get() }
-    }
-}
-
-unsafe impl GlobalAlloc for Bump {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: single-threaded (see the Sync impl); the returned range lies in `memory`.
-        unsafe {
-            let base = self.memory.get() as *mut u8;
-            let next = &mut *self.next.get();
-            let start = (base as usize + *next).next_multiple_of(layout.align()) - base as usize;
-            match start.checked_add(layout.size()) {
-                Some(end) if end <= HEAP_BYTES => {
-                    *next = end;
-                    base.add(start)
-                }
-                _ => core::ptr::null_mut(),
-            }
-        }
-    }
-
-    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
-}
-
-#[global_allocator]
-static HEAP: Bump = Bump { memory: UnsafeCell::new([0; HEAP_BYTES]), next: UnsafeCell::new(0) };
+/// The caller's arena: 512 KiB; 16 MiB on the 64 MiB RV32 board, for the MiniLM-L3-sized model.
+const ARENA_BYTES: usize = if cfg!(target_arch = "riscv32") { 16 << 20 } else { 512 << 10 };
+static mut ARENA_MEMORY: Aligned<[u8; ARENA_BYTES]> = Aligned([0; ARENA_BYTES]);
 
 #[cfg(target_arch = "arm")]
 mod platform {

@@ -249,7 +249,7 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
         .checked_add(batch.checked_add(1)?.checked_mul(8)?)?
         .checked_add(tasks.checked_mul(core::mem::size_of::<Workspace>() + 256)?)?
         .checked_add(tasks.checked_mul(per_task)?)?;
-    Some(gathered.max(split))
+    Some(if cfg!(feature = "std") { gathered.max(split) } else { gathered })
 }
 
 /// [`working_memory`] of the operation-by-operation path.
@@ -267,6 +267,8 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
     };
     let (int8, int8_values) = (layout.int8_scores(), layout.int8_values());
     let per_row = layout.per_row_linears() > 0;
+    // Query rows of an attention block: a sequence shorter than SCORE_BLOCK is one block.
+    let score_rows = SCORE_BLOCK.min(seq_len);
     let f32s = [
         t.checked_mul(h.checked_mul(6)?)?,                                   // hidden, qkv (3x), ctx, tmp
         t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
@@ -276,19 +278,19 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         // of a block of queries, QUERY_ROWS query rows, and one head's value rows
         batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)?,
         threads.checked_mul(
-            padded_keys(seq_len).checked_mul(SCORE_BLOCK)?.checked_add(QUERY_ROWS * dh)?.checked_add(seq_len.checked_mul(dh)?)?,
+            padded_keys(seq_len).checked_mul(score_rows.next_multiple_of(QUERY_ROWS))?.checked_add(QUERY_ROWS * dh)?.checked_add(seq_len.checked_mul(dh)?)?,
         )?,
         // int8 attention: key sums of every sequence and head, and per task the int32 scores of
         // a block of queries
         if int8 { t.checked_mul(c.num_heads)? } else { 0 },
-        if int8 { threads.checked_mul(SCORE_BLOCK.checked_mul(seq_len)?)? } else { 0 },
+        if int8 { threads.checked_mul(score_rows.checked_mul(seq_len)?)? } else { 0 },
         // int8 P·V: feature sums of every sequence and head, and per task the int32 outputs of
         // a block of queries
         if int8_values { batch.checked_mul(h)? } else { 0 },
-        if int8_values { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
+        if int8_values { threads.checked_mul(score_rows * dh)? } else { 0 },
         // int8 attention: per task the S_q and probability scale of a block of queries, and
         // (dynamic) 1/S_k and 1/S_v of every key
-        if int8 || int8_values { threads.checked_mul(SCORE_BLOCK.checked_mul(2)?.checked_add(seq_len.checked_mul(2)?)?)? } else { 0 },
+        if int8 || int8_values { threads.checked_mul(score_rows.checked_mul(2)?.checked_add(seq_len.checked_mul(2)?)?)? } else { 0 },
         // dynamic int8 attention: per-head ranges of every row's Q, K, V
         if layout.dynamic_int8_attention { t.checked_mul(3 * c.num_heads)? } else { 0 },
         // per-row input scales: 1/S_x and zero point (two 4-byte words) of every row of xq and
@@ -307,19 +309,24 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         // up to 16 rows more, and 64 bytes per output column), per thread (thread-local and
         // kept, so only a thread's first large run allocates it). Three times: growing it may
         // briefly hold the old and the new block.
-        threads.checked_mul(
-            t.checked_add(16)?
-                .checked_mul(h.max(c.intermediate_size).div_ceil(64) * 64)?
-                .checked_add(max_n.checked_add(16)?.checked_mul(64)?)?
-                .checked_add(64)?
-                .checked_mul(3)?,
-        )?,
+        // The MCU kernels (other targets) keep only a row of A sign-extended: 2 bytes per k.
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            threads.checked_mul(
+                t.checked_add(16)?
+                    .checked_mul(h.max(c.intermediate_size).div_ceil(64) * 64)?
+                    .checked_add(max_n.checked_add(16)?.checked_mul(64)?)?
+                    .checked_add(64)?
+                    .checked_mul(3)?,
+            )?
+        } else {
+            threads.checked_mul(2 * h.max(c.intermediate_size).max(max_dense_k(layout)) + 64)?
+        },
         // int8 attention: packed K of every sequence and head, and per task a block of int8 queries
         if int8 { batch.checked_mul(c.num_heads)?.checked_mul(packed_len(seq_len, dh))? } else { 0 },
-        if int8 { threads.checked_mul(SCORE_BLOCK * dh)? } else { 0 },
+        if int8 { threads.checked_mul(score_rows * dh)? } else { 0 },
         // int8 P·V: packed V of every sequence and head, and per task a block of u8 probabilities
         if int8_values { batch.checked_mul(c.num_heads)?.checked_mul(packed_len(dh, seq_len))? } else { 0 },
-        if int8_values { threads.checked_mul(SCORE_BLOCK.checked_mul(seq_len)?)? } else { 0 },
+        if int8_values { threads.checked_mul(score_rows.checked_mul(seq_len)?)? } else { 0 },
         // fully int8 attention: Q, K, V as int8
         if int8 && int8_values { t.checked_mul(3 * h)? } else { 0 },
     ];
@@ -539,7 +546,10 @@ pub fn forward(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Para
         &Serial
     };
     let tasks = par.threads().max(1);
-    match split_sequences(&ws.seq_start, tasks, input.seq_len) {
+    // Without std there are no worker threads, and one thread gains from sub-batches only with
+    // AMX's caches: the firmware build leaves the split path out (its code, and its memory).
+    let parts = if cfg!(feature = "std") { split_sequences(&ws.seq_start, tasks, input.seq_len) } else { None };
+    match parts {
         Some(parts) => forward_split(layout, file, kernel, par, input, ws, output, &parts),
         None => forward_gathered(layout, file, kernel, par, input, ws, output),
     }

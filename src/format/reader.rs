@@ -31,7 +31,9 @@ pub struct FileIndex {
     pub version_minor: u16,
     pub metadata: BTreeMap<String, MetaValue>,
     pub tensors: Vec<TensorInfo>,
-    pub tensor_by_name: BTreeMap<String, usize>,
+    /// Indices into `tensors` sorted by name, for lookups by binary search (a map would hold a
+    /// second copy of every name, and its own code, on a microcontroller).
+    pub tensors_by_name: Vec<u32>,
     pub data_range: Range<usize>,
     pub header_checksum: u64,
     pub payload_checksum: u64,
@@ -205,7 +207,7 @@ impl FileIndex {
         }
 
         let metadata = parse_metadata(&file[HEADER_SIZE..dir_offset as usize], metadata_count)?;
-        let (tensors, tensor_by_name) =
+        let (tensors, tensors_by_name) =
             parse_directory(&file[dir_offset as usize..dir_end], tensor_count, file, data_offset)?;
 
         if verify_payload {
@@ -220,7 +222,7 @@ impl FileIndex {
             version_minor,
             metadata,
             tensors,
-            tensor_by_name,
+            tensors_by_name,
             data_range: data_offset..file.len(),
             header_checksum: stored_header_checksum,
             payload_checksum,
@@ -228,7 +230,40 @@ impl FileIndex {
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensor_by_name.get(name).map(|&i| &self.tensors[i])
+        self.tensor_index(name).map(|i| &self.tensors[i])
+    }
+
+    /// The position of tensor `name` in `tensors`.
+    pub fn tensor_index(&self, name: &str) -> Option<usize> {
+        let at = self.tensors_by_name.binary_search_by(|&i| self.tensors[i as usize].name.as_str().cmp(name)).ok()?;
+        Some(self.tensors_by_name[at] as usize)
+    }
+}
+
+/// Sorts `v` by `less` in O(n log n) with no allocation: a few hundred bytes of code, where
+/// `sort_unstable_by` is 4 KiB on a microcontroller (docs/EMBEDDED.md).
+fn heapsort_by(v: &mut [u32], less: impl Fn(u32, u32) -> bool) {
+    // Moves v[root] down until both children are smaller, in the heap v[..end].
+    let sift_down = |v: &mut [u32], mut root: usize, end: usize| loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            return;
+        }
+        if child + 1 < end && less(v[child], v[child + 1]) {
+            child += 1;
+        }
+        if !less(v[root], v[child]) {
+            return;
+        }
+        v.swap(root, child);
+        root = child;
+    };
+    for root in (0..v.len() / 2).rev() {
+        sift_down(v, root, v.len());
+    }
+    for end in (1..v.len()).rev() {
+        v.swap(0, end);
+        sift_down(v, 0, end);
     }
 }
 
@@ -282,7 +317,7 @@ fn parse_metadata(section: &[u8], count: usize) -> Result<BTreeMap<String, MetaV
     Ok(map)
 }
 
-type Directory = (Vec<TensorInfo>, BTreeMap<String, usize>);
+type Directory = (Vec<TensorInfo>, Vec<u32>);
 
 fn parse_directory(section: &[u8], count: usize, file: &[u8], data_offset: usize) -> Result<Directory> {
     let file_len = file.len();
@@ -297,7 +332,6 @@ fn parse_directory(section: &[u8], count: usize, file: &[u8], data_offset: usize
     if tensors.try_reserve_exact(count).is_err() {
         bail!(Status::OutOfMemory, "cannot allocate the directory of {count} tensors");
     }
-    let mut by_name = BTreeMap::new();
     let mut expected_offset: u64 = 0; // relative to the data section
     for _ in 0..count {
         let name = c.string(MAX_NAME_LEN, e, "tensor name")?;
@@ -345,9 +379,6 @@ fn parse_directory(section: &[u8], count: usize, file: &[u8], data_offset: usize
         if file[prev_end_abs..abs_start].iter().any(|&b| b != 0) {
             bail!(Status::HoleOrTrailingBytes, "tensor {name:?}: alignment padding before it is not zero");
         }
-        if by_name.insert(name.clone(), tensors.len()).is_some() {
-            bail!(Status::DuplicateName, "tensor {name:?} appears twice");
-        }
         tensors.push(TensorInfo { name, dtype, dims, range: abs_start..abs_end });
         expected_offset = end;
     }
@@ -356,6 +387,12 @@ fn parse_directory(section: &[u8], count: usize, file: &[u8], data_offset: usize
     }
     if expected_offset != data_size {
         bail!(Status::HoleOrTrailingBytes, "data section is {data_size} bytes but tensors end at {expected_offset}");
+    }
+    // count <= section bytes / 37, so indices fit u32.
+    let mut by_name: Vec<u32> = (0..tensors.len() as u32).collect();
+    heapsort_by(&mut by_name, |a, b| tensors[a as usize].name < tensors[b as usize].name);
+    if let Some(w) = by_name.windows(2).find(|w| tensors[w[0] as usize].name == tensors[w[1] as usize].name) {
+        bail!(Status::DuplicateName, "tensor {:?} appears twice", tensors[w[1] as usize].name);
     }
     Ok((tensors, by_name))
 }
