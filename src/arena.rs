@@ -307,14 +307,16 @@ pub fn open_bound(bytes: &[u8]) -> usize {
     // the names formatted while resolving, each freed before the next; an error message.
     let layers = 2 * (size_of::<crate::model::LayerRefs>() + block) * (shape.tensors / 16 + 1);
     let tokenizer = if cfg!(feature = "text") { text_bound(&shape) } else { 0 };
-    size_of::<Model>() + 1024 + metadata + tensors + copies + layers + tokenizer
+    // Each term is at most a small multiple of the file's length: only the tokenizer's can
+    // come near usize::MAX (a file near the address space's size).
+    (size_of::<Model>() + 1024 + metadata + tensors + copies + layers).saturating_add(tokenizer)
 }
 
 /// What the tokenizer builds at open (the `text` feature): its tables are sized by the
 /// vocabulary's tensors, and take at most 1.25 times their bytes (measured: WordPiece 0.9,
 /// byte-level BPE 0.5, Unigram 0.2, tests/arena.rs).
 fn text_bound(shape: &FileShape) -> usize {
-    shape.tokenizer_tensor_bytes + shape.tokenizer_tensor_bytes / 4 + 8192
+    shape.tokenizer_tensor_bytes.saturating_add(shape.tokenizer_tensor_bytes / 4).saturating_add(8192)
 }
 
 /// Counts read from a model file without allocating.
@@ -342,7 +344,7 @@ impl FileShape {
         shape.metadata_bytes = metadata.len();
         // A file the walks cannot follow fails to parse at open: the counts above bound that.
         let _ = shape.walk_metadata(metadata);
-        if shape.walk_directory(directory).is_none() {
+        if shape.walk_directory(directory, bytes.len()).is_none() {
             shape.name_bytes = directory.len();
         }
         // The parser refuses counts its sections cannot hold (9 and 37 bytes per entry).
@@ -379,7 +381,7 @@ impl FileShape {
         Some(())
     }
 
-    fn walk_directory(&mut self, section: &[u8]) -> Option<()> {
+    fn walk_directory(&mut self, section: &[u8], file_len: usize) -> Option<()> {
         let mut c = Walk { bytes: section, pos: 0 };
         for _ in 0..self.tensors.min(section.len() / 37) {
             let len = c.u32()?;
@@ -392,7 +394,8 @@ impl FileShape {
             c.skip(8)?; // offset
             let size = c.u64()?;
             if name.starts_with(b"tokenizer.") {
-                self.tokenizer_tensor_bytes = self.tokenizer_tensor_bytes.saturating_add(size);
+                // No tensor is larger than its file (a bad size fails the parse after).
+                self.tokenizer_tensor_bytes = self.tokenizer_tensor_bytes.saturating_add(size.min(file_len));
             }
         }
         Some(())

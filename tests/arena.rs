@@ -242,3 +242,26 @@ fn too_small_an_arena_is_a_clear_error_that_allocates_nothing() {
     // No memory at all.
     assert!(matches!(Arena::new().open(buf.bytes(), &one(), 1, 8), Err(ArenaError::NoMemory)));
 }
+
+#[test]
+fn open_bound_of_a_corrupt_file_is_a_number() {
+    // Every header count, section size and tensor size at its largest, and a truncated file:
+    // the walk stops, the bound saturates, nothing panics (debug builds check overflow).
+    let bytes = FpModel::with_real_vocab(Head::TokenStates, 13).bytes();
+    let mut huge = bytes.clone();
+    for b in &mut huge[24..80] {
+        *b = 0xff;
+    }
+    let _ = open_bound(&huge);
+    // The vocabulary bytes' size field (rank 1: after the name come dtype, rank, one dim,
+    // offset) at u64::MAX: the tokenizer's term saturates instead of overflowing.
+    let mut sizes = bytes.clone();
+    let name = b"tokenizer.vocab.bytes";
+    let at = sizes.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4 + 4 + 8 + 8;
+    sizes[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let bound = open_bound(&sizes);
+    assert!(bound >= open_bound(&bytes), "{bound}");
+    for len in [0, 10, 128, 200, bytes.len() / 2] {
+        let _ = open_bound(&bytes[..len]);
+    }
+}
