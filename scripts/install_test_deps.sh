@@ -45,6 +45,11 @@ if ! command -v qemu-system-arm >/dev/null || ! command -v qemu-system-riscv32 >
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-arm qemu-system-misc lld-22
 fi
+# llvm-nm: the stage's count of q8bert's code in the M4 firmware.
+if ! { command -v llvm-nm || ls /usr/bin/llvm-nm-*; } >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends llvm
+fi
 python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest
 # Hugging Face transformers' own forward passes for trainer/tests/transformers_parity.rs: its Flax
 # models on jax CPU (PyPI's PyTorch wheel pulls gigabytes of CUDA).

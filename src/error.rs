@@ -163,6 +163,14 @@ impl Error {
     pub fn new(status: Status, message: impl Into<String>) -> Self {
         Error { status, message: message.into() }
     }
+
+    /// `bail!`'s constructor: out of line and cold, so each of the crate's ~170 error sites is a
+    /// call with its arguments rather than an inlined `format!` (flash on a microcontroller).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn formatted(status: Status, message: core::fmt::Arguments<'_>) -> Self {
+        Error { status, message: alloc::fmt::format(message) }
+    }
 }
 
 impl fmt::Display for Error {
@@ -179,7 +187,7 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 /// `return Err(Error::new(status, format!(...)))` in one line.
 macro_rules! bail {
     ($status:expr, $($arg:tt)+) => {
-        return Err($crate::error::Error::new($status, alloc::format!($($arg)+)))
+        return Err($crate::error::Error::formatted($status, format_args!($($arg)+)))
     };
 }
 pub(crate) use bail;

@@ -394,6 +394,17 @@ pub struct ModelLayout {
     /// Every layer computes QKᵀ and P·V in int8 with scales taken at run time (format 1.6):
     /// each query row its own, K and V one per sequence and head (127 / max|x|).
     pub dynamic_int8_attention: bool,
+    /// Where the tokenizer's tables are (feature `text`: only text input reads them).
+    #[cfg(feature = "text")]
+    pub tokenizer_tables: TokenizerTables,
+}
+
+/// The tokenizer's tables in the file, checked at open.
+#[cfg(feature = "text")]
+#[derive(Debug, Clone)]
+pub struct TokenizerTables {
+    /// Pieces in the vocabulary (the offsets tensor has one more entry).
+    pub vocab_len: usize,
     pub vocab_offsets: Range<usize>,
     pub vocab_bytes: Range<usize>,
     pub vocab_hash: Range<usize>,
@@ -404,11 +415,85 @@ pub struct ModelLayout {
     pub unigram: Option<UnigramRefs>,
 }
 
+#[cfg(feature = "text")]
 #[derive(Debug, Clone)]
 pub struct UnigramRefs {
     pub scores: Range<usize>,
     pub charsmap: Option<Range<usize>>,
     pub collapse_spaces: bool,
+}
+
+#[cfg(feature = "text")]
+impl TokenizerTables {
+    /// Finds the tables of a tokenizer of `kind` and checks their contents (the vocabulary's
+    /// offsets, hash and pieces, BPE merges, Unigram scores and charsmap).
+    fn resolve(r: &mut TensorResolver, file: &[u8], vocab_size: usize, kind: TokenizerKind, collapse_spaces: bool) -> Result<TokenizerTables> {
+        let offsets = r.index.tensor("tokenizer.vocab.offsets").map(|t| t.dims.clone());
+        let v_plus_1 = match offsets.as_deref() {
+            Some([n]) => *n as usize,
+            Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.vocab.offsets\" must be 1-D"),
+            None => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.offsets\" is missing"),
+        };
+        if v_plus_1 < 2 || v_plus_1 - 1 > vocab_size {
+            bail!(Status::BadVocab, "vocabulary has {} tokens; the embedding table has {} rows", v_plus_1.saturating_sub(1), vocab_size);
+        }
+        let vocab_len = v_plus_1 - 1;
+        let vocab_offsets = r.get("tokenizer.vocab.offsets", DType::U32, &[v_plus_1])?.range.clone();
+        let bytes_len = r.index.tensor("tokenizer.vocab.bytes").map(|t| t.dims.clone());
+        let vocab_bytes = match bytes_len.as_deref() {
+            Some([n]) => r.get("tokenizer.vocab.bytes", DType::U8, &[*n as usize])?.range.clone(),
+            _ => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.bytes\" is missing or not 1-D"),
+        };
+        let hash_len = r.index.tensor("tokenizer.vocab.hash").map(|t| t.dims.clone());
+        let vocab_hash = match hash_len.as_deref() {
+            Some([n]) => r.get("tokenizer.vocab.hash", DType::U32, &[*n as usize])?.range.clone(),
+            _ => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.hash\" is missing or not 1-D"),
+        };
+        if let Err(e) = Vocab::from_parts(cast(file, &vocab_offsets), &file[vocab_bytes.clone()], cast(file, &vocab_hash)) {
+            bail!(Status::BadVocab, "{}", e.message());
+        }
+        let mut bpe_merges = None;
+        let mut unigram = None;
+        match kind {
+            TokenizerKind::WordPiece => {}
+            TokenizerKind::ByteLevelBpe { .. } => {
+                let rows = match r.index.tensor("tokenizer.bpe.merges").map(|t| t.dims.clone()).as_deref() {
+                    Some([n, 4]) => *n as usize,
+                    Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.bpe.merges\" must be [n, 4]"),
+                    None => bail!(Status::MissingTensor, "tensor \"tokenizer.bpe.merges\" is missing (tokenizer.kind is byte_level_bpe)"),
+                };
+                let range = r.get("tokenizer.bpe.merges", DType::U32, &[rows, 4])?.range.clone();
+                if let Err(e) = crate::tokenizer::Merges::from_table(cast(file, &range), vocab_len) {
+                    bail!(Status::BadVocab, "{}", e.message());
+                }
+                bpe_merges = Some(range);
+            }
+            TokenizerKind::Unigram => {
+                let scores = match r.index.tensor("tokenizer.unigram.scores").map(|t| t.dims.clone()).as_deref() {
+                    Some([n, 2]) if *n as usize == vocab_len => r.get("tokenizer.unigram.scores", DType::U32, &[vocab_len, 2])?.range.clone(),
+                    Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.unigram.scores\" must be [{vocab_len}, 2] (one f64 per vocabulary piece)"),
+                    None => bail!(Status::MissingTensor, "tensor \"tokenizer.unigram.scores\" is missing (tokenizer.kind is unigram)"),
+                };
+                let charsmap = match r.index.tensor("tokenizer.unigram.charsmap").map(|t| t.dims.clone()).as_deref() {
+                    None => None,
+                    Some([n]) => Some(r.get("tokenizer.unigram.charsmap", DType::U8, &[*n as usize])?.range.clone()),
+                    Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.unigram.charsmap\" must be 1-D"),
+                };
+                let map = match &charsmap {
+                    Some(range) => match crate::tokenizer::Charsmap::from_bytes(&file[range.clone()]) {
+                        Ok(m) => Some(m),
+                        Err(e) => bail!(Status::BadVocab, "{}", e.message()),
+                    },
+                    None => None,
+                };
+                if let Err(e) = crate::tokenizer::Unigram::new(vocab_len, cast(file, &scores), map, collapse_spaces) {
+                    bail!(Status::BadVocab, "{}", e.message());
+                }
+                unigram = Some(UnigramRefs { scores, charsmap, collapse_spaces });
+            }
+        }
+        Ok(TokenizerTables { vocab_len, vocab_offsets, vocab_bytes, vocab_hash, bpe_merges, unigram })
+    }
 }
 
 /// Reads the four-byte-aligned little-endian slice `r` of `file` as `T` values.
@@ -418,19 +503,31 @@ pub(crate) fn cast<'f, T: bytemuck::Pod>(file: &'f [u8], r: &Range<usize>) -> &'
     bytemuck::cast_slice(&file[r.clone()])
 }
 
+/// MISSING_METADATA: `key` is absent (`found` None) or not of the type `want`. One cold
+/// function for every metadata read (flash on a microcontroller).
+#[cold]
+#[inline(never)]
+fn wrong_metadata(key: &str, want: &str, found: Option<&MetaValue>) -> Error {
+    let message = match found {
+        None => alloc::format!("required metadata {key:?} is missing"),
+        Some(v) => alloc::format!("metadata {key:?} must be a {want}, found the {} {v}", v.type_name()),
+    };
+    Error::new(Status::MissingMetadata, message)
+}
+
 fn meta_u32(index: &FileIndex, key: &str) -> Result<u32> {
     match index.metadata.get(key) {
         Some(MetaValue::U32(v)) => Ok(*v),
-        Some(other) => bail!(Status::MissingMetadata, "metadata {key:?} must be a u32, found {other:?}"),
-        None => bail!(Status::MissingMetadata, "required metadata {key:?} is missing"),
+        Some(other) => Err(wrong_metadata(key, "u32", Some(other))),
+        None => Err(wrong_metadata(key, "", None)),
     }
 }
 
 fn meta_bool(index: &FileIndex, key: &str) -> Result<bool> {
     match index.metadata.get(key) {
         Some(MetaValue::Bool(v)) => Ok(*v),
-        Some(other) => bail!(Status::MissingMetadata, "metadata {key:?} must be a bool, found {other:?}"),
-        None => bail!(Status::MissingMetadata, "required metadata {key:?} is missing"),
+        Some(other) => Err(wrong_metadata(key, "bool", Some(other))),
+        None => Err(wrong_metadata(key, "", None)),
     }
 }
 
@@ -445,7 +542,7 @@ fn read_prompts(index: &FileIndex) -> Result<NamedPrompts> {
     let list = |key: &str| match index.metadata.get(key) {
         None => Ok(None),
         Some(MetaValue::StrArray(v)) => Ok(Some(v)),
-        Some(other) => bail!(Status::MissingMetadata, "metadata {key:?} must be a string array, found {other:?}"),
+        Some(other) => Err(wrong_metadata(key, "string array", Some(other))),
     };
     let prompts: Vec<(String, String)> = match (list(keys::TOK_PROMPT_NAMES)?, list(keys::TOK_PROMPT_TEXTS)?) {
         (None, None) => Vec::new(),
@@ -482,8 +579,8 @@ fn needs_minor(index: &FileIndex, minor: u16, what: &str) -> Result<()> {
 fn meta_str<'i>(index: &'i FileIndex, key: &str) -> Result<&'i str> {
     match index.metadata.get(key) {
         Some(MetaValue::Str(v)) => Ok(v),
-        Some(other) => bail!(Status::MissingMetadata, "metadata {key:?} must be a string, found {other:?}"),
-        None => bail!(Status::MissingMetadata, "required metadata {key:?} is missing"),
+        Some(other) => Err(wrong_metadata(key, "string", Some(other))),
+        None => Err(wrong_metadata(key, "", None)),
     }
 }
 
@@ -516,6 +613,15 @@ impl<'i> TensorResolver<'i> {
         }
         self.used[i] = true;
         Ok(t)
+    }
+
+    /// Marks every tensor whose name starts with `prefix` as part of the model without
+    /// checking it (the tokenizer's tables where nothing reads them).
+    #[cfg(not(feature = "text"))]
+    fn accept_unread(&mut self, prefix: &str) {
+        for (used, t) in self.used.iter_mut().zip(&self.index.tensors) {
+            *used |= t.name.starts_with(prefix);
+        }
     }
 
     fn scale(&mut self, name: &str) -> Result<f32> {
@@ -766,34 +872,8 @@ impl ModelLayout {
             width = n;
         }
 
-        // Vocabulary and tokenizer settings.
-        let offsets = r.index.tensor("tokenizer.vocab.offsets").map(|t| t.dims.clone());
-        let v_plus_1 = match offsets.as_deref() {
-            Some([n]) => *n as usize,
-            Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.vocab.offsets\" must be 1-D"),
-            None => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.offsets\" is missing"),
-        };
-        if v_plus_1 < 2 || v_plus_1 - 1 > config.vocab_size {
-            bail!(Status::BadVocab, "vocabulary has {} tokens; the embedding table has {} rows", v_plus_1.saturating_sub(1), config.vocab_size);
-        }
-        let vocab_offsets = r.get("tokenizer.vocab.offsets", DType::U32, &[v_plus_1])?.range.clone();
-        let bytes_len = r.index.tensor("tokenizer.vocab.bytes").map(|t| t.dims.clone());
-        let vocab_bytes = match bytes_len.as_deref() {
-            Some([n]) => r.get("tokenizer.vocab.bytes", DType::U8, &[*n as usize])?.range.clone(),
-            _ => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.bytes\" is missing or not 1-D"),
-        };
-        let hash_len = r.index.tensor("tokenizer.vocab.hash").map(|t| t.dims.clone());
-        let vocab_hash = match hash_len.as_deref() {
-            Some([n]) => r.get("tokenizer.vocab.hash", DType::U32, &[*n as usize])?.range.clone(),
-            _ => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.hash\" is missing or not 1-D"),
-        };
-        // The tokenizer tables' contents are checked only where text input can read them
-        // (feature `text`); their bounds and dtypes are checked above either way.
-        #[cfg(feature = "text")]
-        if let Err(e) = Vocab::from_parts(cast(file, &vocab_offsets), &file[vocab_bytes.clone()], cast(file, &vocab_hash)) {
-            bail!(Status::BadVocab, "{}", e.message());
-        }
-        let tokenizer = TokenizerSettings {
+        // Tokenizer settings, then (feature `text`) its tables.
+        let mut tokenizer = TokenizerSettings {
             do_lower_case: meta_bool(index, keys::TOK_LOWER_CASE)?,
             strip_accents: meta_bool(index, keys::TOK_STRIP_ACCENTS)?,
             tokenize_chinese_chars: meta_bool(index, keys::TOK_CHINESE_CHARS)?,
@@ -804,63 +884,35 @@ impl ModelLayout {
             pad_id: meta_u32(index, keys::TOK_PAD_ID)?,
             kind: TokenizerKind::WordPiece,
         };
-        let mut tokenizer = tokenizer;
-        let mut unigram = None;
-        let bpe_merges = match index.metadata.get(keys::TOK_KIND) {
-            None => None,
-            Some(v) => {
-                needs_minor(index, 8, keys::TOK_KIND)?;
-                match v {
-                    MetaValue::Str(v) if v == "wordpiece" => None,
-                    MetaValue::Str(v) if v == "byte_level_bpe" => {
-                        tokenizer.kind = TokenizerKind::ByteLevelBpe { add_prefix_space: meta_bool(index, keys::TOK_ADD_PREFIX_SPACE)? };
-                        let rows = match r.index.tensor("tokenizer.bpe.merges").map(|t| t.dims.clone()).as_deref() {
-                            Some([n, 4]) => *n as usize,
-                            Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.bpe.merges\" must be [n, 4]"),
-                            None => bail!(Status::MissingTensor, "tensor \"tokenizer.bpe.merges\" is missing (tokenizer.kind is byte_level_bpe)"),
-                        };
-                        let range = r.get("tokenizer.bpe.merges", DType::U32, &[rows, 4])?.range.clone();
-                        #[cfg(feature = "text")]
-                        if let Err(e) = crate::tokenizer::Merges::from_table(cast(file, &range), v_plus_1 - 1) {
-                            bail!(Status::BadVocab, "{}", e.message());
-                        }
-                        Some(range)
-                    }
-                    MetaValue::Str(v) if v == "unigram" => {
-                        needs_minor(index, 9, "tokenizer.kind unigram")?;
-                        tokenizer.kind = TokenizerKind::Unigram;
-                        let vocab_len = v_plus_1 - 1;
-                        let scores = match r.index.tensor("tokenizer.unigram.scores").map(|t| t.dims.clone()).as_deref() {
-                            Some([n, 2]) if *n as usize == vocab_len => r.get("tokenizer.unigram.scores", DType::U32, &[vocab_len, 2])?.range.clone(),
-                            Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.unigram.scores\" must be [{vocab_len}, 2] (one f64 per vocabulary piece)"),
-                            None => bail!(Status::MissingTensor, "tensor \"tokenizer.unigram.scores\" is missing (tokenizer.kind is unigram)"),
-                        };
-                        let charsmap = match r.index.tensor("tokenizer.unigram.charsmap").map(|t| t.dims.clone()).as_deref() {
-                            None => None,
-                            Some([n]) => Some(r.get("tokenizer.unigram.charsmap", DType::U8, &[*n as usize])?.range.clone()),
-                            Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.unigram.charsmap\" must be 1-D"),
-                        };
-                        let collapse_spaces = meta_bool(index, keys::TOK_COLLAPSE_SPACES)?;
-                        #[cfg(feature = "text")]
-                        {
-                            let map = match &charsmap {
-                                Some(range) => match crate::tokenizer::Charsmap::from_bytes(&file[range.clone()]) {
-                                    Ok(m) => Some(m),
-                                    Err(e) => bail!(Status::BadVocab, "{}", e.message()),
-                                },
-                                None => None,
-                            };
-                            if let Err(e) = crate::tokenizer::Unigram::new(vocab_len, cast(file, &scores), map, collapse_spaces) {
-                                bail!(Status::BadVocab, "{}", e.message());
-                            }
-                        }
-                        unigram = Some(UnigramRefs { scores, charsmap, collapse_spaces });
-                        None
-                    }
-                    v => bail!(Status::BadConfig, "{} {v} must be \"wordpiece\", \"byte_level_bpe\" or \"unigram\"", keys::TOK_KIND),
+        let mut collapse_spaces = false;
+        if let Some(v) = index.metadata.get(keys::TOK_KIND) {
+            needs_minor(index, 8, keys::TOK_KIND)?;
+            match v {
+                MetaValue::Str(v) if v == "wordpiece" => {}
+                MetaValue::Str(v) if v == "byte_level_bpe" => {
+                    tokenizer.kind = TokenizerKind::ByteLevelBpe { add_prefix_space: meta_bool(index, keys::TOK_ADD_PREFIX_SPACE)? };
                 }
+                MetaValue::Str(v) if v == "unigram" => {
+                    needs_minor(index, 9, "tokenizer.kind unigram")?;
+                    tokenizer.kind = TokenizerKind::Unigram;
+                    collapse_spaces = meta_bool(index, keys::TOK_COLLAPSE_SPACES)?;
+                }
+                v => bail!(Status::BadConfig, "{} {v} must be \"wordpiece\", \"byte_level_bpe\" or \"unigram\"", keys::TOK_KIND),
             }
-        };
+        }
+        #[cfg(feature = "text")]
+        let tables = TokenizerTables::resolve(&mut r, file, config.vocab_size, tokenizer.kind, collapse_spaces)?;
+        // Without text input nothing reads the tables: they are accepted unread (a firmware's
+        // flash holds them or not, as its model file does), and the special ids below are
+        // checked against the embedding table instead of the vocabulary.
+        #[cfg(not(feature = "text"))]
+        let _ = collapse_spaces;
+        #[cfg(not(feature = "text"))]
+        r.accept_unread("tokenizer.");
+        #[cfg(feature = "text")]
+        let vocab_len = tables.vocab_len;
+        #[cfg(not(feature = "text"))]
+        let vocab_len = config.vocab_size;
         let mask_id = meta_u32(index, keys::TOK_MASK_ID)?;
         let text_limit = match index.metadata.get(keys::TOK_MAX_SEQ_LEN) {
             None => None,
@@ -877,7 +929,6 @@ impl ModelLayout {
         let (prompts, default_prompt) = read_prompts(index)?;
         #[cfg(not(feature = "text"))]
         let (prompts, default_prompt) = (Vec::new(), None);
-        let vocab_len = v_plus_1 - 1;
         for (name, id) in [
             ("unk", tokenizer.unk_id),
             ("cls", tokenizer.cls_id),
@@ -934,11 +985,8 @@ impl ModelLayout {
             dense,
             per_row_zero_points,
             dynamic_int8_attention,
-            vocab_offsets,
-            vocab_bytes,
-            vocab_hash,
-            bpe_merges,
-            unigram,
+            #[cfg(feature = "text")]
+            tokenizer_tables: tables,
         })
     }
 

@@ -76,9 +76,11 @@ impl<'a> Model<'a> {
         let index = FileIndex::parse(bytes, options.verify_checksum)?;
         let layout = ModelLayout::resolve(&index, bytes)?;
         #[cfg(feature = "text")]
-        let vocab = Vocab::from_parts(cast(bytes, &layout.vocab_offsets), &bytes[layout.vocab_bytes.clone()], cast(bytes, &layout.vocab_hash))?;
+        let tables = &layout.tokenizer_tables;
         #[cfg(feature = "text")]
-        let tokenizer = match (&layout.bpe_merges, &layout.unigram) {
+        let vocab = Vocab::from_parts(cast(bytes, &tables.vocab_offsets), &bytes[tables.vocab_bytes.clone()], cast(bytes, &tables.vocab_hash))?;
+        #[cfg(feature = "text")]
+        let tokenizer = match (&tables.bpe_merges, &tables.unigram) {
             (Some(range), _) => Tokenizer::with_merges(vocab, Merges::from_table(cast(bytes, range), vocab.len())?, layout.tokenizer.clone())?,
             (None, Some(u)) => {
                 let charsmap = match &u.charsmap {

@@ -181,7 +181,7 @@ pub(super) enum Qkv<'a> {
 
 impl Qkv<'_> {
     /// Row `r`'s values `at..at + out.len()` as int8: requantized with `scale`, or copied.
-    #[inline(always)]
+    #[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), inline(always))]
     fn quantized(&self, r: usize, h: usize, at: usize, scale: f32, out: &mut [i8]) {
         let (start, n) = (r * 3 * h + at, out.len());
         match self {

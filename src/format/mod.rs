@@ -141,6 +141,19 @@ pub enum MetaValue {
 }
 
 impl MetaValue {
+    /// The value's type as error messages name it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            MetaValue::U32(_) => "u32",
+            MetaValue::I32(_) => "i32",
+            MetaValue::U64(_) => "u64",
+            MetaValue::F32(_) => "f32",
+            MetaValue::Bool(_) => "bool",
+            MetaValue::Str(_) => "string",
+            MetaValue::StrArray(_) => "string array",
+        }
+    }
+
     pub fn meta_type(&self) -> MetaType {
         match self {
             MetaValue::U32(_) => MetaType::U32,

@@ -366,7 +366,7 @@ pub fn fused_mul_add_f64(a: f32, b: f32, c: f32) -> f32 {
 pub const LANES: usize = 16;
 
 /// Sum with a fixed association order: 16 interleaved partial sums, then a fixed tree.
-#[inline(always)]
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), inline(always))]
 pub fn sum(v: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = v.chunks_exact(LANES);
@@ -398,7 +398,7 @@ pub fn max_i32(v: &[i32]) -> i32 {
 }
 
 /// Largest element (NEG_INFINITY for an empty slice), 16 lanes at a time so it vectorizes.
-#[inline(always)]
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), inline(always))]
 pub fn max(v: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let mut chunks = v.chunks_exact(LANES);
@@ -414,7 +414,7 @@ pub fn max(v: &[f32]) -> f32 {
 }
 
 /// Largest magnitude (0 for an empty slice; NaN is skipped), 16 lanes at a time so it vectorizes.
-#[inline(always)]
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), inline(always))]
 pub fn max_abs(v: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = v.chunks_exact(LANES);

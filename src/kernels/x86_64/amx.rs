@@ -354,7 +354,7 @@ fn pack_edges(p: &GemmArgs<'_>, i0: usize, mc: usize, tails: &mut [u8], partial:
             put(d, &row(r)[full_chunks * 64..]);
         }
     }
-    if mc % TILE_ROWS != 0 {
+    if !mc.is_multiple_of(TILE_ROWS) {
         for rr in 0..TILE_ROWS {
             let r = full_rows * TILE_ROWS + rr;
             for c in 0..p.k.div_ceil(64) {
