@@ -164,6 +164,9 @@ impl Arena {
     /// (`Model::working_memory`) fits what is left. The returned workspace grows on its first
     /// `run_with` and is reused after: run with [`Model::run_with`], not `Model::run` (which
     /// makes a workspace per call). Drop the workspace, then the model, to give the bytes back.
+    // Never inlined into the caller (a top-level call): the firmware stage counts q8bert's code
+    // by symbol, and one copy is the smallest anyway.
+    #[inline(never)]
     pub fn open<'m>(&self, bytes: &'m [u8], options: &Options, batch: usize, seq_len: usize) -> Result<(Model<'m>, Workspace), ArenaError> {
         if self.base.get().is_null() && self.capacity.get() == 0 {
             return Err(ArenaError::NoMemory);

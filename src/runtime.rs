@@ -182,6 +182,9 @@ impl<'a> Model<'a> {
     }
 
     /// Runs with caller-owned scratch memory (no allocation once `ws` has grown).
+    // Not inlined into callers: a whole forward pass (and the firmware stage counts q8bert's
+    // code by symbol).
+    #[inline(never)]
     pub fn run_with(&self, ws: &mut Workspace, input: &Input, output: &mut [f32]) -> Result<()> {
         bert::forward(&self.layout, self.storage.bytes(), self.kernel, self.parallel(), input, ws, output)
     }

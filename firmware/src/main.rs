@@ -79,6 +79,44 @@ fn run_all() -> Result<(), q8bert::Error> {
 fn run_model(name: &str, bytes: &[u8], ids: &[i32], per_count: f64) -> Result<(), q8bert::Error> {
     let (before, stack) = (ARENA.used(), StackProbe::paint());
     ARENA.reset_peak();
+    let run = run_once(bytes, ids)?;
+    // Stack: the deepest byte below this frame that changed (taken before the printing below,
+    // whose float formatting has deep frames of its own).
+    let (peak, stack) = (ARENA.peak() - before, stack.used());
+    // Everything the model and its run took is back.
+    assert_eq!(ARENA.used(), before);
+    let _ = writeln!(Console, "{name} {:016x}", run.digest);
+    let _ = writeln!(Console, "instructions {name} forward {:.0}", run.counts as f64 * per_count);
+    let _ = writeln!(Console, "memory {name} arena {peak} needs {} stack {stack}", run.needs);
+    // A model that fits 64 KiB runs again in an arena of exactly the size `open` asked for.
+    if run.needs <= 64 << 10 && before == 0 {
+        // SAFETY: a raw pointer only (no reference); the arena is its one user.
+        let memory = unsafe { core::ptr::addr_of_mut!(ARENA_MEMORY.0) } as *mut u8;
+        // SAFETY: no block is live (checked above): the same memory, given back shorter.
+        unsafe { ARENA.provide_raw(memory, run.needs) };
+        let again = run_once(bytes, ids);
+        // SAFETY: as above; `run_once` dropped everything it allocated.
+        unsafe { ARENA.provide_raw(memory, ARENA_BYTES) };
+        if again?.digest != run.digest {
+            return Err(q8bert::Error::new(q8bert::Status::Internal, "the rerun in a smaller arena changed the output"));
+        }
+        let _ = writeln!(Console, "rerun {name} in an arena of {} bytes: same digest", run.needs);
+    }
+    Ok(())
+}
+
+/// One open and run of a model in the arena as it is.
+struct Run {
+    /// The output's digest.
+    digest: u64,
+    /// Counter ticks of the run (not the open).
+    counts: u64,
+    /// The arena bytes `Arena::open` asks for at this shape.
+    needs: usize,
+}
+
+fn run_once(bytes: &[u8], ids: &[i32]) -> Result<Run, q8bert::Error> {
+    let before = ARENA.used();
     let (model, mut workspace) = ARENA.open(bytes, &Options::default(), 1, ids.len())?;
     let opened = ARENA.used() - before;
     let mut output = alloc::vec![0f32; model.output_len(1, ids.len())];
@@ -86,41 +124,8 @@ fn run_model(name: &str, bytes: &[u8], ids: &[i32], per_count: f64) -> Result<()
     let start = platform::counter();
     model.run_with(&mut workspace, &input, &mut output)?;
     let counts = platform::counter().wrapping_sub(start);
-    // Stack: the deepest byte below this frame that changed (taken before the printing below,
-    // whose float formatting has deep frames of its own).
-    let (peak, stack) = (ARENA.peak() - before, stack.used());
     let needs = RESERVE + open_bound(bytes).max(opened + working_bound(&model, 1, ids.len())?);
-    let _ = writeln!(Console, "{name} {:016x}", fnv1a(&output));
-    let _ = writeln!(Console, "instructions {name} forward {:.0}", counts as f64 * per_count);
-    let _ = writeln!(Console, "memory {name} arena {peak} needs {needs} stack {stack}");
-    let digest = fnv1a(&output);
-    drop((output, workspace, model));
-    // Everything the model and its run took is back.
-    assert_eq!(ARENA.used(), before);
-    // A model that fits 64 KiB runs again in an arena of exactly the size `open` asked for.
-    if needs <= 64 << 10 && before == 0 {
-        // SAFETY: a raw pointer only (no reference); the arena is its one user.
-        let memory = unsafe { core::ptr::addr_of_mut!(ARENA_MEMORY.0) } as *mut u8;
-        // SAFETY: no block is live (checked above): the same memory, given back shorter.
-        unsafe { ARENA.provide_raw(memory, needs) };
-        let again = run_once(bytes, ids);
-        // SAFETY: as above; `run_once` dropped everything it allocated.
-        unsafe { ARENA.provide_raw(memory, ARENA_BYTES) };
-        if again? != digest {
-            return Err(q8bert::Error::new(q8bert::Status::Internal, "the rerun in a smaller arena changed the output"));
-        }
-        let _ = writeln!(Console, "rerun {name} in an arena of {needs} bytes: same digest");
-    }
-    Ok(())
-}
-
-/// Opens and runs a model once in the arena as it is; the output's digest.
-fn run_once(bytes: &[u8], ids: &[i32]) -> Result<u64, q8bert::Error> {
-    let (model, mut workspace) = ARENA.open(bytes, &Options::default(), 1, ids.len())?;
-    let mut output = alloc::vec![0f32; model.output_len(1, ids.len())];
-    let input = Input { input_ids: ids, token_type_ids: None, attention_mask: None, batch: 1, seq_len: ids.len(), pooling_skip: 0 };
-    model.run_with(&mut workspace, &input, &mut output)?;
-    Ok(fnv1a(&output))
+    Ok(Run { digest: fnv1a(&output), counts, needs })
 }
 
 fn fnv1a_i32(values: &[i32]) -> u64 {
