@@ -8,8 +8,6 @@ use core::ops::Range;
 use crate::error::{bail, Error, Result, Status};
 use crate::format::{DType, FileIndex, MetaValue, TensorInfo};
 use crate::kernels::{Kernel, KernelKind};
-#[cfg(feature = "text")]
-use crate::tokenizer::Vocab;
 use crate::tokenizer::{TokenizerKind, TokenizerSettings, Truncation};
 
 /// Metadata keys the runtime reads. Everything else in the file is free-form.
@@ -399,7 +397,8 @@ pub struct ModelLayout {
     pub tokenizer_tables: TokenizerTables,
 }
 
-/// The tokenizer's tables in the file, checked at open.
+/// Where the tokenizer's tables are in the file (their contents are checked when the tokenizer
+/// is built from them at open).
 #[cfg(feature = "text")]
 #[derive(Debug, Clone)]
 pub struct TokenizerTables {
@@ -425,9 +424,10 @@ pub struct UnigramRefs {
 
 #[cfg(feature = "text")]
 impl TokenizerTables {
-    /// Finds the tables of a tokenizer of `kind` and checks their contents (the vocabulary's
-    /// offsets, hash and pieces, BPE merges, Unigram scores and charsmap).
-    fn resolve(r: &mut TensorResolver, file: &[u8], vocab_size: usize, kind: TokenizerKind, collapse_spaces: bool) -> Result<TokenizerTables> {
+    /// Finds the tables of a tokenizer of `kind` and checks their names, dtypes and shapes.
+    /// Their contents (the vocabulary's offsets, hash and pieces, BPE merges, Unigram scores and
+    /// charsmap) are checked once, by building the tokenizer from them (`Model::from_bytes`).
+    fn resolve(r: &mut TensorResolver, vocab_size: usize, kind: TokenizerKind, collapse_spaces: bool) -> Result<TokenizerTables> {
         let offsets = r.index.tensor("tokenizer.vocab.offsets").map(|t| t.dims.clone());
         let v_plus_1 = match offsets.as_deref() {
             Some([n]) => *n as usize,
@@ -449,9 +449,6 @@ impl TokenizerTables {
             Some([n]) => r.get("tokenizer.vocab.hash", DType::U32, &[*n as usize])?.range.clone(),
             _ => bail!(Status::MissingTensor, "tensor \"tokenizer.vocab.hash\" is missing or not 1-D"),
         };
-        if let Err(e) = Vocab::from_parts(cast(file, &vocab_offsets), &file[vocab_bytes.clone()], cast(file, &vocab_hash)) {
-            bail!(Status::BadVocab, "{}", e.message());
-        }
         let mut bpe_merges = None;
         let mut unigram = None;
         match kind {
@@ -462,11 +459,7 @@ impl TokenizerTables {
                     Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.bpe.merges\" must be [n, 4]"),
                     None => bail!(Status::MissingTensor, "tensor \"tokenizer.bpe.merges\" is missing (tokenizer.kind is byte_level_bpe)"),
                 };
-                let range = r.get("tokenizer.bpe.merges", DType::U32, &[rows, 4])?.range.clone();
-                if let Err(e) = crate::tokenizer::Merges::from_table(cast(file, &range), vocab_len) {
-                    bail!(Status::BadVocab, "{}", e.message());
-                }
-                bpe_merges = Some(range);
+                bpe_merges = Some(r.get("tokenizer.bpe.merges", DType::U32, &[rows, 4])?.range.clone());
             }
             TokenizerKind::Unigram => {
                 let scores = match r.index.tensor("tokenizer.unigram.scores").map(|t| t.dims.clone()).as_deref() {
@@ -479,16 +472,6 @@ impl TokenizerTables {
                     Some([n]) => Some(r.get("tokenizer.unigram.charsmap", DType::U8, &[*n as usize])?.range.clone()),
                     Some(_) => bail!(Status::WrongShape, "tensor \"tokenizer.unigram.charsmap\" must be 1-D"),
                 };
-                let map = match &charsmap {
-                    Some(range) => match crate::tokenizer::Charsmap::from_bytes(&file[range.clone()]) {
-                        Ok(m) => Some(m),
-                        Err(e) => bail!(Status::BadVocab, "{}", e.message()),
-                    },
-                    None => None,
-                };
-                if let Err(e) = crate::tokenizer::Unigram::new(vocab_len, cast(file, &scores), map, collapse_spaces) {
-                    bail!(Status::BadVocab, "{}", e.message());
-                }
                 unigram = Some(UnigramRefs { scores, charsmap, collapse_spaces });
             }
         }
@@ -901,7 +884,7 @@ impl ModelLayout {
             }
         }
         #[cfg(feature = "text")]
-        let tables = TokenizerTables::resolve(&mut r, file, config.vocab_size, tokenizer.kind, collapse_spaces)?;
+        let tables = TokenizerTables::resolve(&mut r, config.vocab_size, tokenizer.kind, collapse_spaces)?;
         // Without text input nothing reads the tables: they are accepted unread (a firmware's
         // flash holds them or not, as its model file does), and the special ids below are
         // checked against the embedding table instead of the vocabulary.
