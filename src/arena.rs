@@ -21,7 +21,7 @@ use core::mem::{align_of, size_of};
 use core::ptr;
 
 use crate::error::Status;
-use crate::format::{HEADER_SIZE, MAX_RANK};
+use crate::format::{header_at, HEADER_SIZE, MAX_RANK};
 use crate::{Error, Model, Options, Workspace};
 
 /// Bytes at the end of the arena only requests of at most this size may use: an allocation
@@ -340,8 +340,8 @@ impl FileShape {
     fn read(bytes: &[u8]) -> FileShape {
         let word = |at: usize| bytes.get(at..at + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
         let dword = |at: usize| bytes.get(at..at + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()) as usize);
-        let mut shape = FileShape { metadata_entries: word(24), tensors: word(28), ..FileShape::default() };
-        let (meta_size, dir_offset, dir_size) = (dword(40), dword(48), dword(56));
+        let mut shape = FileShape { metadata_entries: word(header_at::METADATA_COUNT), tensors: word(header_at::TENSOR_COUNT), ..FileShape::default() };
+        let (meta_size, dir_offset, dir_size) = (dword(header_at::METADATA_SIZE), dword(header_at::DIRECTORY_OFFSET), dword(header_at::DIRECTORY_SIZE));
         let metadata = bytes.get(HEADER_SIZE..HEADER_SIZE.saturating_add(meta_size)).unwrap_or(&[]);
         let directory = bytes.get(dir_offset..dir_offset.saturating_add(dir_size)).unwrap_or(&[]);
         shape.metadata_bytes = metadata.len();

@@ -22,6 +22,15 @@ pub const VERSION_MAJOR: u16 = 1;
 pub const VERSION_MINOR: u16 = 10;
 /// Size of the fixed header; the metadata section starts right after it.
 pub const HEADER_SIZE: usize = 128;
+/// Byte offsets of the header fields read by both the reader and `arena::open_bound`
+/// (little-endian u32 counts, u64 sizes and offsets; docs/FORMAT.md has the whole header).
+pub(crate) mod header_at {
+    pub const METADATA_COUNT: usize = 24;
+    pub const TENSOR_COUNT: usize = 28;
+    pub const METADATA_SIZE: usize = 40;
+    pub const DIRECTORY_OFFSET: usize = 48;
+    pub const DIRECTORY_SIZE: usize = 56;
+}
 /// Every tensor starts at a multiple of this (from the start of the file).
 pub const ALIGNMENT: usize = 64;
 /// Byte range of the header checksum field, excluded from the bytes it covers.

@@ -164,12 +164,12 @@ impl FileIndex {
         if file[96..HEADER_SIZE].iter().any(|&b| b != 0) {
             bail!(Status::BadHeader, "reserved header bytes 96..128 are not zero");
         }
-        let metadata_count = le_u32(file, 24) as usize;
-        let tensor_count = le_u32(file, 28) as usize;
+        let metadata_count = le_u32(file, header_at::METADATA_COUNT) as usize;
+        let tensor_count = le_u32(file, header_at::TENSOR_COUNT) as usize;
         let metadata_offset = le_u64(file, 32);
-        let metadata_size = le_u64(file, 40);
-        let dir_offset = le_u64(file, 48);
-        let dir_size = le_u64(file, 56);
+        let metadata_size = le_u64(file, header_at::METADATA_SIZE);
+        let dir_offset = le_u64(file, header_at::DIRECTORY_OFFSET);
+        let dir_size = le_u64(file, header_at::DIRECTORY_SIZE);
         let data_offset = le_u64(file, 64);
         let data_size = le_u64(file, 72);
         let stored_header_checksum = le_u64(file, 80);
