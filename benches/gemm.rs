@@ -105,7 +105,7 @@ fn peak_gops(kind: KernelKind) -> Option<f64> {
 
 fn criterion_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak");
-    for kind in [KernelKind::Amx, KernelKind::Avx512Vnni, KernelKind::AvxVnni] {
+    for kind in [KernelKind::Amx, KernelKind::Avx512Vnni, KernelKind::AvxVnni, KernelKind::Avx2] {
         if let Some(ops) = probe::run(kind, 1) {
             g.throughput(Throughput::Elements(ops * PROBE_ITERS));
             g.bench_function(kind.name(), |b| b.iter(|| probe::run(kind, PROBE_ITERS)));
@@ -209,13 +209,16 @@ fn summary() {
     if let Some(p) = peak256 {
         println!("peak probe avx-vnni    (ymm dpbusd, 12 chains): {p:7.1} GOPS (median)");
     }
+    if let Some(p) = peak_gops(KernelKind::Avx2) {
+        println!("peak probe avx2        (ymm maddubs step, 8 chains): {p:7.1} GOPS (median)");
+    }
     if let Some(p) = peak_gops(KernelKind::NeonI8mm) {
         println!("peak probe neon-i8mm   (smmla, 16 chains):      {p:7.1} GOPS (median)");
     }
     if let Some(p) = peak_gops(KernelKind::NeonDotprod) {
         println!("peak probe neon-dotprod (sdot, 16 chains):      {p:7.1} GOPS (median)");
     }
-    let Some(peak_kind) = [KernelKind::Amx, KernelKind::Avx512Vnni, KernelKind::AvxVnni, KernelKind::NeonI8mm, KernelKind::NeonDotprod]
+    let Some(peak_kind) = [KernelKind::Amx, KernelKind::Avx512Vnni, KernelKind::AvxVnni, KernelKind::Avx2, KernelKind::NeonI8mm, KernelKind::NeonDotprod]
         .into_iter()
         .find(|&k| probe::run(k, 1).is_some())
     else {

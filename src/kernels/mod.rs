@@ -230,6 +230,11 @@ impl Kernel {
             // SAFETY: Avx512Vnni and Amx kernels exist only where AVX-512 F was detected.
             return unsafe { x86_64::attention_avx512::scores_tile(q, dh, kt, kt_stride, out) };
         }
+        #[cfg(target_arch = "x86_64")]
+        if matches!(self.kind, KernelKind::AvxVnni | KernelKind::Avx2) {
+            // SAFETY: these kernels exist only where AVX2 and FMA were detected.
+            return unsafe { x86_64::attention_avx2::scores_tile(q, dh, kt, kt_stride, out) };
+        }
         #[cfg(target_arch = "aarch64")]
         if self.kind != KernelKind::Scalar {
             // SAFETY: NEON (with its fused vector multiply-add) is part of every aarch64 CPU.
@@ -246,6 +251,11 @@ impl Kernel {
         if self.has_avx512() {
             // SAFETY: Avx512Vnni and Amx kernels exist only where AVX-512 F was detected.
             return unsafe { x86_64::attention_avx512::values_tile::<W>(p, p_stride, len, v, v_stride, out) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if matches!(self.kind, KernelKind::AvxVnni | KernelKind::Avx2) {
+            // SAFETY: these kernels exist only where AVX2 and FMA were detected.
+            return unsafe { x86_64::attention_avx2::values_tile::<W>(p, p_stride, len, v, v_stride, out) };
         }
         #[cfg(target_arch = "aarch64")]
         if self.kind != KernelKind::Scalar {
@@ -426,6 +436,9 @@ pub mod probe {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             super::KernelKind::AvxVnni => Some(unsafe { super::x86_64::probe::dpbusd_ymm(iters) }),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            super::KernelKind::Avx2 => Some(unsafe { super::x86_64::probe::maddubs_ymm(iters) }),
             #[cfg(target_arch = "aarch64")]
             // SAFETY: FEAT_DotProd was checked just above.
             super::KernelKind::NeonDotprod => Some(unsafe { super::aarch64::probe::sdot(iters) }),

@@ -1,6 +1,7 @@
 //! x86-64 SIMD kernels. All `#[target_feature]` code of the kernels module lives here.
 
 pub(crate) mod amx;
+pub(crate) mod attention_avx2;
 pub(crate) mod attention_avx512;
 pub(crate) mod avx2;
 pub(crate) mod avx512_vnni;

@@ -1,5 +1,6 @@
 //! Peak probes: many independent `vpdpbusd` chains with register operands only, so the
-//! loop is bound by the VNNI ports alone. Used by benches to express GOPS as % of peak.
+//! loop is bound by the VNNI ports alone (on CPUs without VNNI, the AVX2 kernel's own
+//! four-instruction step). Used by benches to express GOPS as % of peak.
 
 use core::arch::x86_64::*;
 
@@ -58,4 +59,43 @@ pub(crate) unsafe fn dpbusd_ymm(iters: u64) -> u64 {
     unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
     core::hint::black_box(lanes);
     iters * (12 * UNROLL) as u64 * 32 * 2
+}
+
+/// Returns int8 ops executed by chains of the AVX2 kernel's step (`vpsignb`, `vpmaddubsw`,
+/// `vpmaddwd`, `vpaddd`: 32 signed MACs), register operands only: the int8 peak of a CPU
+/// without VNNI, bound by its vector ALU ports rather than by one dot-product instruction.
+///
+/// # Safety
+/// CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn maddubs_ymm(iters: u64) -> u64 {
+    const C: usize = 8;
+    let mut a = _mm256_set1_epi32(core::hint::black_box(0x0102_0304));
+    let ones = _mm256_set1_epi16(1);
+    let mut w = [_mm256_setzero_si256(); C];
+    for (i, x) in w.iter_mut().enumerate() {
+        *x = _mm256_set1_epi32(core::hint::black_box(0x0101_0101 * (i as i32 + 1)));
+    }
+    let mut acc = [_mm256_setzero_si256(); C];
+    for _ in 0..iters {
+        for _ in 0..UNROLL {
+            for (x, &w) in acc.iter_mut().zip(&w) {
+                let prod16 = _mm256_maddubs_epi16(a, _mm256_sign_epi8(w, a));
+                *x = _mm256_add_epi32(*x, _mm256_madd_epi16(prod16, ones));
+            }
+            // An opaque copy of `a` each step: unlike the VNNI probes, the products do not
+            // depend on the accumulators, so LLVM would hoist them out of the loop.
+            // SAFETY: an empty asm block that only claims to change a register.
+            unsafe { core::arch::asm!("/* {0} */", inout(ymm_reg) a, options(nomem, nostack, preserves_flags)) };
+        }
+    }
+    let mut s = _mm256_setzero_si256();
+    for x in acc {
+        s = _mm256_add_epi32(s, x);
+    }
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` is 32 writable bytes; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
+    core::hint::black_box(lanes);
+    iters * (C * UNROLL) as u64 * 32 * 2
 }
