@@ -1,6 +1,8 @@
 //! AVX2 kernel for CPUs without VNNI: s8 x s8 via the sign trick, no +128 offset:
 //! vpmaddubsw(|a|, sign(w, a)) gives a*w pairs (|sum| <= 2*127*127 fits i16, no saturation),
 //! vpmaddwd by 1 widens to i32 sums of 4. Tile: MR rows x one panel (two ymm halves).
+//! The packed A block is followed by a copy holding |a|, made once per block, so the inner
+//! step does not take the absolute value of each broadcast again for every panel.
 
 use core::arch::x86_64::*;
 
@@ -24,7 +26,8 @@ const A_BLOCK_BYTES: usize = 1 << 19;
 pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u8>) {
     let kcg = k_block_groups(p.k4, KC_MAX_GROUPS);
     let mc_max = m_block_rows(p.m, kcg * 4, A_BLOCK_BYTES, MR);
-    let buf = aligned_scratch(scratch, mc_max * kcg * 4);
+    let block_len = mc_max * kcg.div_ceil(16) * 64;
+    let buf = aligned_scratch(scratch, 2 * block_len);
     let mut blocks = Vec::with_capacity(mc_max / MR + TAILS.len() * 2);
     let wps = p.k4 * 64;
     debug_assert!(p.w.len() >= p.n_end.div_ceil(PANEL) * wps);
@@ -39,7 +42,9 @@ pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u
         while g0 < p.k4 {
             let kg = (p.k4 - g0).min(kcg);
             let kc_pad = kg.div_ceil(16) * 64;
-            pack_a_block(p, i0, &blocks, g0 * 4, kc_pad, 0, buf);
+            let (packed, packed_abs) = buf.split_at_mut(block_len);
+            pack_a_block(p, i0, &blocks, g0 * 4, kc_pad, 0, packed);
+            abs_bytes(packed, packed_abs);
             let mut j = p.n_begin;
             while j < p.n_end {
                 let t = Tile {
@@ -53,16 +58,17 @@ pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u
                 // SAFETY: row i0 < m, col j < n_end: inside `out`.
                 let o0 = unsafe { out_ptr.add(i0 * p.out_stride + j) };
                 for &(r0, rows) in &blocks {
-                    debug_assert!((r0 + rows) * kc_pad <= buf.len());
-                    // SAFETY: block r0 packed at r0 * kc_pad with kg groups; rows < m;
-                    // target features enabled here.
+                    debug_assert!((r0 + rows) * kc_pad <= block_len);
+                    // SAFETY: block r0 packed at r0 * kc_pad with kg groups, its |a| copy at
+                    // the same offset of the second half; rows < m; target features enabled here.
                     unsafe {
                         let a = buf.as_ptr().add(r0 * kc_pad);
+                        let a_abs = a.add(block_len);
                         let o = o0.add(r0 * p.out_stride);
                         match rows {
-                            4 => micro::<4>(a, &t, o),
-                            2 => micro::<2>(a, &t, o),
-                            1 => micro::<1>(a, &t, o),
+                            4 => micro::<4>(a, a_abs, &t, o),
+                            2 => micro::<2>(a, a_abs, &t, o),
+                            1 => micro::<1>(a, a_abs, &t, o),
                             _ => unreachable!("row tile {rows} not in MR/TAILS"),
                         }
                     }
@@ -72,6 +78,14 @@ pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u
             g0 += kg;
         }
         i0 += mc;
+    }
+}
+
+/// `dst[i] = |src[i]|` as unsigned bytes (-128 gives 128, as `vpabsb` does).
+#[target_feature(enable = "avx2")]
+fn abs_bytes(src: &[u8], dst: &mut [u8]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = (s as i8).unsigned_abs();
     }
 }
 
@@ -128,10 +142,10 @@ unsafe fn store16(p: *mut i32, cols: usize, m: &[__m256i; 2], v: [__m256i; 2]) {
 /// R rows x one panel microkernel.
 ///
 /// # Safety
-/// AVX2 available; `a` holds R rows x ceil(kg/16) chunks; `t.w` has `kg` groups;
-/// `o` valid for R rows of stride `t.os`, `t.cols` columns.
+/// AVX2 available; `a` and `a_abs` hold R rows x ceil(kg/16) chunks (`a_abs` the bytes' absolute
+/// values); `t.w` has `kg` groups; `o` valid for R rows of stride `t.os`, `t.cols` columns.
 #[target_feature(enable = "avx2")]
-unsafe fn micro<const R: usize>(a: *const u8, t: &Tile, o: *mut i32) {
+unsafe fn micro<const R: usize>(a: *const u8, a_abs: *const u8, t: &Tile, o: *mut i32) {
     let masks = half_masks(t.cols);
     let mut acc = [[_mm256_setzero_si256(); 2]; R];
     // No offset, so no wsum correction: the first k block starts from zero.
@@ -144,13 +158,13 @@ unsafe fn micro<const R: usize>(a: *const u8, t: &Tile, o: *mut i32) {
 
     let ones = _mm256_set1_epi16(1);
     macro_rules! step {
-        ($ap:expr, $wp:expr) => {{
+        ($ap:expr, $aap:expr, $wp:expr) => {{
             // SAFETY: one 64-byte group of the panel.
             let w = unsafe { [_mm256_loadu_si256($wp.cast()), _mm256_loadu_si256($wp.add(32).cast())] };
             for (r, row) in acc.iter_mut().enumerate() {
-                // SAFETY: 4 bytes of row r in the current chunk of packed A.
+                // SAFETY: 4 bytes of row r in the current chunk of packed A and of its |a| copy.
                 let b = _mm256_set1_epi32(unsafe { $ap.add(r * 64).cast::<i32>().read_unaligned() });
-                let babs = _mm256_abs_epi8(b);
+                let babs = _mm256_set1_epi32(unsafe { $aap.add(r * 64).cast::<i32>().read_unaligned() });
                 for (x, w) in row.iter_mut().zip(w) {
                     let prod16 = _mm256_maddubs_epi16(babs, _mm256_sign_epi8(w, b));
                     *x = _mm256_add_epi32(*x, _mm256_madd_epi16(prod16, ones));
@@ -159,20 +173,21 @@ unsafe fn micro<const R: usize>(a: *const u8, t: &Tile, o: *mut i32) {
         }};
     }
 
-    let mut ap = a;
+    let (mut ap, mut aap) = (a, a_abs);
     let mut wp = t.w;
     for _ in 0..t.kg / 16 {
         for g in 0..16 {
             // g < 16 stays inside this chunk / these 16 groups.
-            step!(ap.wrapping_add(g * 4), wp.wrapping_add(g * 64));
+            step!(ap.wrapping_add(g * 4), aap.wrapping_add(g * 4), wp.wrapping_add(g * 64));
         }
         // Next chunk (R rows x 64 B) and 16 groups; at most one past the end.
         ap = ap.wrapping_add(R * 64);
+        aap = aap.wrapping_add(R * 64);
         wp = wp.wrapping_add(16 * 64);
     }
     for g in 0..t.kg % 16 {
         // The last, partial chunk holds kg % 16 groups.
-        step!(ap.wrapping_add(g * 4), wp.wrapping_add(g * 64));
+        step!(ap.wrapping_add(g * 4), aap.wrapping_add(g * 4), wp.wrapping_add(g * 64));
     }
 
     for (r, row) in acc.iter().enumerate() {
