@@ -8,13 +8,17 @@
 //! and an exp, plus a series near 0; copied below, only here) against the current one,
 //! alternating the two in the same run so that clock changes and other tenants hit both alike.
 //!
+//! The fp32 attention tiles (scores of 4 query rows against 64 keys, and the probability-weighted
+//! sum of 128 value rows, for 64-wide heads) of each kernel are timed against the portable
+//! reference tiles, which is what the AVX2 and AVX-VNNI kernels ran before they had their own.
+//!
 //! `cargo bench --bench ops` runs criterion, then the summary; `-- --summary-only` just the summary.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use q8bert::kernels::{Kernel, KernelKind};
+use q8bert::kernels::{attention, Kernel, KernelKind};
 use q8bert::ops::{self, math};
 
 const N_GELU: usize = 3072;
@@ -214,6 +218,54 @@ impl Rows {
     }
 }
 
+/// Attention tiles of a 64-wide head and 128 keys, the BERT-base and MiniLM shape.
+struct AttentionTiles {
+    q: Vec<f32>,
+    kt: Vec<f32>,
+    p: Vec<f32>,
+    v: Vec<f32>,
+    scores: [[f32; attention::KEY_TILE]; attention::QUERY_ROWS],
+    values: [[f32; attention::VALUE_TILE]; attention::QUERY_ROWS],
+}
+
+impl AttentionTiles {
+    const DH: usize = 64;
+    const KEYS: usize = 128;
+    /// Multiply-adds of one `scores` call (both key tiles) and of one `values` call.
+    const MACS: usize = attention::QUERY_ROWS * Self::DH * Self::KEYS;
+
+    fn new() -> AttentionTiles {
+        let mut r = rng(0x9E37_79B9_7F4A_7C15);
+        let mut fill = |n: usize| (0..n).map(|_| r()).collect::<Vec<f32>>();
+        AttentionTiles {
+            q: fill(attention::QUERY_ROWS * Self::DH),
+            kt: fill(Self::DH * Self::KEYS),
+            p: fill(attention::QUERY_ROWS * Self::KEYS),
+            v: fill(Self::KEYS * Self::DH),
+            scores: [[0.0; attention::KEY_TILE]; attention::QUERY_ROWS],
+            values: [[0.0; attention::VALUE_TILE]; attention::QUERY_ROWS],
+        }
+    }
+    fn scores(&mut self, kern: Option<&Kernel>) {
+        for j0 in (0..Self::KEYS).step_by(attention::KEY_TILE) {
+            let kt = black_box(&self.kt[j0..]);
+            match kern {
+                Some(k) => k.attention_scores_tile(&self.q, Self::DH, kt, Self::KEYS, &mut self.scores),
+                None => attention::scores_tile_reference(&self.q, Self::DH, kt, Self::KEYS, &mut self.scores),
+            }
+        }
+        black_box(&self.scores);
+    }
+    fn values(&mut self, kern: Option<&Kernel>) {
+        let v = black_box(&self.v);
+        match kern {
+            Some(k) => k.attention_values_tile(&self.p, Self::KEYS, Self::KEYS, v, Self::DH, &mut self.values),
+            None => attention::values_tile_reference(&self.p, Self::KEYS, Self::KEYS, v, Self::DH, &mut self.values),
+        }
+        black_box(&self.values);
+    }
+}
+
 /// One kernel per fp32 code path: AVX-512, AVX2 (also what AVX-VNNI runs), baseline (scalar).
 fn kernels() -> Vec<Kernel> {
     [KernelKind::Avx512Vnni, KernelKind::Avx2, KernelKind::Scalar].into_iter().filter_map(Kernel::new).collect()
@@ -308,6 +360,27 @@ fn summary() {
             median(act),
             median(q),
             median(all)
+        );
+    }
+    println!(
+        "attention tiles, dh {} and {} keys: GFLOP/s of the kernel's tiles and of the reference tiles, samples interleaved (medians)",
+        AttentionTiles::DH,
+        AttentionTiles::KEYS
+    );
+    let mut tiles = AttentionTiles::new();
+    let gflops = |ns_per_mac: f64| 2.0 / ns_per_mac;
+    for kern in kernels() {
+        let n = AttentionTiles::MACS;
+        let t = Duration::from_millis(1000);
+        let [s, s_ref, ..] = interleaved(&mut tiles, |a| a.scores(Some(&kern)), |a| a.scores(None), n, t);
+        let [v, v_ref, ..] = interleaved(&mut tiles, |a| a.values(Some(&kern)), |a| a.values(None), n, t);
+        println!(
+            "{:<12} scores {:>7.1} (reference {:>6.1})  values {:>7.1} (reference {:>6.1})",
+            kern.kind().name(),
+            gflops(s),
+            gflops(s_ref),
+            gflops(v),
+            gflops(v_ref)
         );
     }
     println!("softmax on {N_SOFTMAX}, layer_norm on {N_LN} (medians of ~0.5 ms samples)");
