@@ -28,7 +28,9 @@ What it does:
      OpenVINO int8 and CTranslate2 int8 back to back, then releases the lock so that others can
      build between points. The order of the peers rotates from one pass to the next.
   4. Writes a markdown page (default docs/BENCHMARKS.md; /tmp/q8bert-bench/BENCHMARKS.md with
-     --quick unless --out is given) and an SVG chart bench_latency.svg beside it.
+     --quick unless --out is given) and an SVG chart beside it: bench_latency.svg for a page named
+     BENCHMARKS.md, bench_latency_<suffix>.svg for BENCHMARKS_<SUFFIX>.md (so a page for another
+     machine does not overwrite the main page's chart).
 
 Do not wrap this script in `flock /tmp/q8bert-build.lock ...`: it takes the lock itself, per point.
 (If it is wrapped anyway, it sees that an ancestor holds the lock and does not take it again.)
@@ -1039,6 +1041,13 @@ def _is_qop(op_type):
     return op_type.startswith(("Q", "DynamicQuantize", "MatMulInteger", "ConvInteger"))
 
 
+def chart_name(page):
+    """bench_latency.svg beside BENCHMARKS.md; bench_latency_zen3.svg beside BENCHMARKS_ZEN3.md."""
+    stem = os.path.splitext(os.path.basename(page))[0]
+    suffix = stem.split("_", 1)[1].lower() if "_" in stem else ""
+    return f"bench_latency_{suffix}.svg" if suffix else "bench_latency.svg"
+
+
 def write_page(path, svg_name, ctx):
     m, v, res, det = ctx["machine"], ctx["versions"], ctx["results"], ctx["details"]
     flags = m["flags"]
@@ -1338,7 +1347,7 @@ def main():
 
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    svg = os.path.join(os.path.dirname(out), "bench_latency.svg")
+    svg = os.path.join(os.path.dirname(out), chart_name(out))
     raw = os.path.join(CACHE, "last_results.json")
     machine, versions = machine_info(), tool_versions()
     n_points = args.passes * len(args.models) * len(args.points) * len(args.threads)
