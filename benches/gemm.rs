@@ -210,7 +210,7 @@ fn summary() {
         println!("peak probe avx-vnni    (ymm dpbusd, 12 chains): {p:7.1} GOPS (median)");
     }
     if let Some(p) = peak_gops(KernelKind::Avx2) {
-        println!("peak probe avx2        (ymm maddubs step, 8 chains): {p:7.1} GOPS (median)");
+        println!("peak probe avx2        (ymm maddubs, 6 chains): {p:7.1} GOPS (median)");
     }
     if let Some(p) = peak_gops(KernelKind::NeonI8mm) {
         println!("peak probe neon-i8mm   (smmla, 16 chains):      {p:7.1} GOPS (median)");

@@ -16,7 +16,8 @@ const MR: usize = 4;
 const TAILS: [usize; 2] = [2, 1];
 /// One panel per strip: 64 B per group, 384 groups = 24 KiB of L1.
 const KC_MAX_GROUPS: usize = 384;
-/// Packed A block budget (L2).
+/// Packed A block budget; its |a| copy doubles the footprint (so 1 MiB, twice a Zen 3 core's
+/// L2: half this budget measured slower there, the weights' panel being what must stay close).
 const A_BLOCK_BYTES: usize = 1 << 19;
 
 /// # Safety
@@ -44,7 +45,8 @@ pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u
             let kc_pad = kg.div_ceil(16) * 64;
             let (packed, packed_abs) = buf.split_at_mut(block_len);
             pack_a_block(p, i0, &blocks, g0 * 4, kc_pad, 0, packed);
-            abs_bytes(packed, packed_abs);
+            // Only the rows of this block: mc rows of kc_pad bytes from offset 0.
+            abs_bytes(&packed[..mc * kc_pad], &mut packed_abs[..mc * kc_pad]);
             let mut j = p.n_begin;
             while j < p.n_end {
                 let t = Tile {
