@@ -50,14 +50,7 @@ pub(crate) unsafe fn dpbusd_ymm(iters: u64) -> u64 {
             }
         }
     }
-    let mut s = _mm256_setzero_si256();
-    for x in acc {
-        s = _mm256_add_epi32(s, x);
-    }
-    let mut lanes = [0i32; 8];
-    // SAFETY: `lanes` is 32 writable bytes; storeu has no alignment requirement.
-    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
-    core::hint::black_box(lanes);
+    keep_ymm(&acc);
     iters * (12 * UNROLL) as u64 * 32 * 2
 }
 
@@ -91,13 +84,16 @@ pub(crate) unsafe fn maddubs_ymm(iters: u64) -> u64 {
             unsafe { core::arch::asm!("/* {0} */", inout(ymm_reg) a, options(nomem, nostack, preserves_flags)) };
         }
     }
-    let mut s = _mm256_setzero_si256();
-    for x in acc {
-        s = _mm256_add_epi32(s, x);
-    }
+    keep_ymm(&acc);
+    iters * (C * UNROLL) as u64 * 32 * 2
+}
+
+/// Sums the accumulators and hands the lanes to `black_box`, so the chains are not dead code.
+#[target_feature(enable = "avx2")]
+fn keep_ymm(acc: &[__m256i]) {
+    let s = acc.iter().fold(_mm256_setzero_si256(), |s, &x| _mm256_add_epi32(s, x));
     let mut lanes = [0i32; 8];
     // SAFETY: `lanes` is 32 writable bytes; storeu has no alignment requirement.
     unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), s) };
     core::hint::black_box(lanes);
-    iters * (C * UNROLL) as u64 * 32 * 2
 }
