@@ -409,6 +409,10 @@ extern "C" {
 
 /*
  Fills `opts` with the defaults: auto kernel, one thread per core, no extra verification.
+ A NULL `opts` does nothing.
+
+ # Safety
+ `opts` is NULL or points to writable storage for a `q8bert_options`.
  */
 void q8bert_options_init(struct q8bert_options *opts);
 

@@ -102,9 +102,11 @@ fn ten_thousand_create_free_cycles_keep_rss_flat() {
     let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     let mem = Aligned::new(&tiny());
     let mut opts = std::mem::MaybeUninit::<q8bert_options>::uninit();
-    q8bert_options_init(opts.as_mut_ptr());
-    // SAFETY: initialized just above.
-    let mut opts = unsafe { opts.assume_init() };
+    // SAFETY: writable storage for the options, which the call initializes.
+    let mut opts = unsafe {
+        q8bert_options_init(opts.as_mut_ptr());
+        opts.assume_init()
+    };
     let cycle = |i: usize, opts: &mut q8bert_options| unsafe {
         // Alternate file (memory map) and buffer, one and two threads; run once each time.
         opts.num_threads = 1 + (i % 10 == 0) as u32;

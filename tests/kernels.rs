@@ -507,9 +507,11 @@ fn forcing_a_kernel_runs_it_or_is_refused() {
     for kind in KernelKind::ALL {
         let rust = Model::from_bytes(buf.bytes(), &Options { kernel: Some(kind), ..Default::default() });
         let mut opts = std::mem::MaybeUninit::<q8bert_options>::uninit();
-        q8bert_options_init(opts.as_mut_ptr());
-        // SAFETY: initialized just above.
-        let mut opts = unsafe { opts.assume_init() };
+        // SAFETY: writable storage for the options, which the call initializes.
+        let mut opts = unsafe {
+            q8bert_options_init(opts.as_mut_ptr());
+            opts.assume_init()
+        };
         opts.kernel = kind as u32;
         let mut m = std::ptr::null_mut();
         // SAFETY: valid buffer, options and output pointer.

@@ -84,9 +84,11 @@ fn by_default_a_model_with_a_limit_truncates_and_one_without_fails() {
         (Q8BERT_FLAG_TRUNCATE | Q8BERT_FLAG_NO_TRUNCATE, None),
     ] {
         let mut opts = std::mem::MaybeUninit::<q8bert_options>::zeroed();
-        q8bert_options_init(opts.as_mut_ptr());
-        // SAFETY: q8bert_options_init filled every field.
-        let mut opts = unsafe { opts.assume_init() };
+        // SAFETY: writable storage for the options; q8bert_options_init fills every field.
+        let mut opts = unsafe {
+            q8bert_options_init(opts.as_mut_ptr());
+            opts.assume_init()
+        };
         opts.flags = flags;
         let mut model = std::ptr::null_mut();
         // SAFETY: valid buffer, options and out-pointer.

@@ -113,9 +113,11 @@ fn working_memory_bounds_what_a_run_allocates() {
 fn q8bert_c(buf: &Aligned, threads: usize) -> *mut q8bert::ffi::q8bert_model {
     use q8bert::ffi::*;
     let mut o = std::mem::MaybeUninit::<q8bert_options>::uninit();
-    q8bert_options_init(o.as_mut_ptr());
-    // SAFETY: initialized just above.
-    let mut o = unsafe { o.assume_init() };
+    // SAFETY: writable storage for the options, which the call initializes.
+    let mut o = unsafe {
+        q8bert_options_init(o.as_mut_ptr());
+        o.assume_init()
+    };
     o.num_threads = threads as u32;
     let mut m = std::ptr::null_mut();
     // SAFETY: the buffer outlives the model (freed in the caller before the buffer drops).

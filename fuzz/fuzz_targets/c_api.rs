@@ -21,9 +21,11 @@ unsafe impl Sync for Shared {}
 
 fn open(bytes: &'static Aligned) -> *mut q8bert_model {
     let mut opts = std::mem::MaybeUninit::<q8bert_options>::uninit();
-    q8bert_options_init(opts.as_mut_ptr());
-    // SAFETY: initialized just above.
-    let mut opts = unsafe { opts.assume_init() };
+    // SAFETY: writable storage for the options, which the call initializes.
+    let mut opts = unsafe {
+        q8bert_options_init(opts.as_mut_ptr());
+        opts.assume_init()
+    };
     opts.num_threads = 1;
     let mut m = null_mut();
     let b = bytes.bytes();

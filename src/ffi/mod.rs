@@ -236,8 +236,12 @@ fn finish_create(model: Model<'static>, model_out: *mut *mut q8bert_model) -> Re
 }
 
 /// Fills `opts` with the defaults: auto kernel, one thread per core, no extra verification.
+/// A NULL `opts` does nothing.
+///
+/// # Safety
+/// `opts` is NULL or points to writable storage for a `q8bert_options`.
 #[no_mangle]
-pub extern "C" fn q8bert_options_init(opts: *mut q8bert_options) {
+pub unsafe extern "C" fn q8bert_options_init(opts: *mut q8bert_options) {
     // SAFETY: a non-NULL opts points to writable q8bert_options storage (caller's contract).
     if let Some(o) = unsafe { opts.as_mut() } {
         *o = q8bert_options {
