@@ -621,7 +621,7 @@ impl<'i> TensorResolver<'i> {
             bail!(Status::MissingTensor, "tensor {scale_name:?} is missing");
         };
         let groups = self.index.tensors[si].dims.first().copied().unwrap_or(0) as usize;
-        if groups == 0 || groups > n || n % groups != 0 {
+        if groups == 0 || groups > n || !n.is_multiple_of(groups) {
             bail!(Status::WrongShape, "tensor {scale_name:?} has {groups} scales; it needs a divisor of {n} (1 per tensor, {n} per channel)");
         }
         let weight_scale = self.get(&scale_name, DType::F32, &[groups])?.range.clone();
@@ -741,7 +741,7 @@ impl ModelLayout {
             },
             hidden_act,
         };
-        if config.hidden_size % config.num_heads != 0 {
+        if !config.hidden_size.is_multiple_of(config.num_heads) {
             bail!(Status::BadConfig, "hidden_size {} is not a multiple of num_heads {}", config.hidden_size, config.num_heads);
         }
 
@@ -1020,7 +1020,7 @@ impl ModelLayout {
 }
 
 /// How to open a model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Worker threads for one run; 0 = one per available core.
     pub num_threads: usize,
@@ -1036,12 +1036,6 @@ pub struct Options {
     /// `None` (default): the model's own behaviour, which is truncation when the file records a
     /// text limit (a sentence-transformers model cuts its input there) and an error otherwise.
     pub truncation: Option<Truncation>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { num_threads: 0, kernel: None, verify_checksum: false, max_seq_len: 0, truncation: None }
-    }
 }
 
 pub(crate) fn choose_kernel(requested: Option<KernelKind>) -> Result<Kernel> {

@@ -69,7 +69,7 @@ impl<'a> Model<'a> {
         // value borrowing it beyond this function (`tokenizer`) is dropped before `storage`;
         // `Model::tokenizer` hands it out only for the lifetime of `&self`.
         let bytes: &'a [u8] = unsafe { &*(storage.bytes() as *const [u8]) };
-        if bytes.as_ptr() as usize % 4 != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
             bail!(Status::MisalignedBuffer, "model buffer starts at {:p}, which is not 4-byte aligned", bytes.as_ptr());
         }
         let kernel = choose_kernel(options.kernel)?;

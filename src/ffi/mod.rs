@@ -407,7 +407,7 @@ pub unsafe extern "C" fn q8bert_run(
             return Err(Error::new(Status::BufferTooSmall, format!("output_len is {output_len} floats, {needed} are needed")));
         }
         let out = unsafe { util::slice_from_mut(output, output_len, "output")? };
-        m.model.run(ids, types, mask, batch, seq_len, out).map_err(Into::into)
+        m.model.run(ids, types, mask, batch, seq_len, out)
     })
 }
 

@@ -39,7 +39,7 @@ pub(super) unsafe fn slice_from<'a, T>(p: *const T, len: usize, name: &str) -> R
         return Err(Error::new(Status::NullArgument, format!("{name} must not be NULL")));
     }
     check_len::<T>(len, name)?;
-    if (p as usize) % std::mem::align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::new(Status::InvalidArgument, format!("{name} is not aligned for its element type")));
     }
     // SAFETY: non-NULL, aligned, size fits isize; validity and lifetime are the caller's contract.
@@ -53,7 +53,7 @@ pub(super) unsafe fn slice_from_mut<'a, T>(p: *mut T, len: usize, name: &str) ->
         return Err(Error::new(Status::NullArgument, format!("{name} must not be NULL")));
     }
     check_len::<T>(len, name)?;
-    if (p as usize) % std::mem::align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::new(Status::InvalidArgument, format!("{name} is not aligned for its element type")));
     }
     // SAFETY: as above, plus exclusive access per the caller's contract.

@@ -19,7 +19,7 @@ pub struct Merges<'a> {
 
 impl<'a> Merges<'a> {
     pub fn from_table(rows: &'a [u32], vocab_len: usize) -> Result<Self, VocabError> {
-        if rows.len() % 4 != 0 {
+        if !rows.len().is_multiple_of(4) {
             return Err(VocabError::BadMerges);
         }
         let n = rows.len() / 4;

@@ -30,7 +30,7 @@ impl<'a> Charsmap<'a> {
         let size = bytes.get(..4).ok_or(VocabError::BadUnigram)?;
         let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
         let rest = &bytes[4..];
-        if size % 4 != 0 || size == 0 || size > rest.len() {
+        if !size.is_multiple_of(4) || size == 0 || size > rest.len() {
             return Err(VocabError::BadUnigram);
         }
         let replacements = core::str::from_utf8(&rest[size..]).map_err(|_| VocabError::BadUnigram)?;
