@@ -211,6 +211,27 @@ fn summary() {
     }
     if let Some(p) = peak_gops(KernelKind::Avx2) {
         println!("peak probe avx2        (ymm maddubs, 6 chains): {p:7.1} GOPS (median)");
+        if peak512.is_none() && peak256.is_none() {
+            // Without VNNI: the saturating u8 x s8 step other runtimes use, for comparison only,
+            // sampled alternately with the exact step so that the ratio survives a noisy host.
+            let (mut exact, mut unsigned) = (Vec::new(), Vec::new());
+            let gops = |f: &dyn Fn() -> u64| {
+                let t = Instant::now();
+                let ops = f();
+                ops as f64 / t.elapsed().as_secs_f64() / 1e9
+            };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(1) || exact.len() < 5 {
+                exact.push(gops(&|| probe::run(KernelKind::Avx2, PROBE_ITERS).unwrap()));
+                unsigned.push(gops(&|| probe::run_unsigned_avx2_reference(PROBE_ITERS).unwrap()));
+            }
+            let ratios: Vec<f64> = unsigned.iter().zip(&exact).map(|(u, e)| u / e).collect();
+            println!(
+                "  reference: the same step without vpsignb (u8 x s8, saturating; not exact, not used): {:.1} GOPS, {:.2}x the exact step (median of alternated samples)",
+                median(unsigned),
+                median(ratios)
+            );
+        }
     }
     if let Some(p) = peak_gops(KernelKind::NeonI8mm) {
         println!("peak probe neon-i8mm   (smmla, 16 chains):      {p:7.1} GOPS (median)");

@@ -539,3 +539,23 @@ fn forcing_a_kernel_runs_it_or_is_refused() {
     // Every build lacks the other architecture's kernels at least.
     assert!(refused >= 3, "only {refused} kernels refused");
 }
+
+#[test]
+fn peak_probes_count_ops_linearly_and_only_where_available() {
+    use q8bert::kernels::probe;
+    for kind in KernelKind::ALL {
+        let (one, three) = (probe::run(kind, 1), probe::run(kind, 3));
+        if Kernel::new(kind).is_none() {
+            assert_eq!((one, three), (None, None), "{} probe ran on a CPU without it", kind.name());
+        }
+        if let (Some(one), Some(three)) = (one, three) {
+            assert!(one > 0 && three == 3 * one, "{}: {one} ops for 1 iteration, {three} for 3", kind.name());
+        }
+    }
+    let reference = (probe::run_unsigned_avx2_reference(1), probe::run_unsigned_avx2_reference(3));
+    match Kernel::new(KernelKind::Avx2) {
+        // 6 chains x 4 steps x 32 MACs x 2 ops per iteration, as the AVX2 probe.
+        Some(_) => assert_eq!(reference, (Some(1536), Some(4608))),
+        None => assert_eq!(reference, (None, None)),
+    }
+}

@@ -448,6 +448,19 @@ pub mod probe {
             _ => None,
         }
     }
+
+    /// A reference ceiling, not a q8bert kernel's: the AVX2 step without the sign instruction
+    /// (u8 activations times s8 weights, 16-bit pair sums that saturate), which runtimes with
+    /// zero-point activations run on CPUs without VNNI. Int8 ops done, or `None` without AVX2.
+    pub fn run_unsigned_avx2_reference(iters: u64) -> Option<u64> {
+        super::Kernel::new(super::KernelKind::Avx2)?;
+        let _ = iters;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 was checked just above.
+        return Some(unsafe { super::x86_64::probe::maddubs_unsigned_ymm(iters) });
+        #[allow(unreachable_code)]
+        None
+    }
 }
 
 /// Packs rows of A for the SIMD kernels: for each row block of `rows` rows starting at
