@@ -412,7 +412,8 @@ extern "C" {
  A NULL `opts` does nothing.
 
  # Safety
- `opts` is NULL or points to writable storage for a `q8bert_options`.
+ `opts` is NULL or points to writable, aligned storage for a `q8bert_options`, which need not
+ be initialized.
  */
 void q8bert_options_init(struct q8bert_options *opts);
 

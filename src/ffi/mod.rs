@@ -239,19 +239,23 @@ fn finish_create(model: Model<'static>, model_out: *mut *mut q8bert_model) -> Re
 /// A NULL `opts` does nothing.
 ///
 /// # Safety
-/// `opts` is NULL or points to writable storage for a `q8bert_options`.
+/// `opts` is NULL or points to writable, aligned storage for a `q8bert_options`, which need not
+/// be initialized.
 #[no_mangle]
 pub unsafe extern "C" fn q8bert_options_init(opts: *mut q8bert_options) {
-    // SAFETY: a non-NULL opts points to writable q8bert_options storage (caller's contract).
-    if let Some(o) = unsafe { opts.as_mut() } {
-        *o = q8bert_options {
-            struct_size: std::mem::size_of::<q8bert_options>() as u32,
-            num_threads: 0,
-            kernel: Q8BERT_KERNEL_AUTO,
-            flags: 0,
-            max_seq_len: 0,
-        };
+    if opts.is_null() {
+        return;
     }
+    let defaults = q8bert_options {
+        struct_size: std::mem::size_of::<q8bert_options>() as u32,
+        num_threads: 0,
+        kernel: Q8BERT_KERNEL_AUTO,
+        flags: 0,
+        max_seq_len: 0,
+    };
+    // SAFETY: non-NULL, aligned and writable (caller's contract); a raw write, since the
+    // storage may be uninitialized (no reference to it is made).
+    unsafe { opts.write(defaults) };
 }
 
 /// Opens a model file by memory-mapping it. `opts` may be NULL for defaults. On success
