@@ -1,8 +1,9 @@
 //! Single-thread GEMM throughput on the BERT-base shapes (M=128, and the row tasks of a batch), per kernel, against the
 //! int8 peak measured in the same run by a register-only probe: `tdpbssd` for the AMX kernel,
-//! `vpdpbusd` for the other x86-64 ones, `smmla` or `sdot` on aarch64 (none for AVX2-only or
-//! NEON-only CPUs: criterion's GOPS only). Each kernel is set against its own instruction's
-//! probe where it has one.
+//! `vpdpbusd` for the other x86-64 ones, the AVX2 kernel's own four-instruction step on CPUs
+//! without VNNI (plus, for reference, the saturating three-instruction step other runtimes run
+//! there), `smmla` or `sdot` on aarch64 (none for NEON-only CPUs: criterion's GOPS only). Each
+//! kernel is set against its own instruction's probe where it has one.
 //!
 //! `cargo bench --bench gemm` runs criterion, then prints a summary table (GOPS, % of peak).
 //! `cargo bench --bench gemm -- --summary-only` prints just the table.

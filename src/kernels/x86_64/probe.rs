@@ -1,6 +1,7 @@
 //! Peak probes: many independent `vpdpbusd` chains with register operands only, so the
 //! loop is bound by the VNNI ports alone (on CPUs without VNNI, the AVX2 kernel's own
-//! four-instruction step). Used by benches to express GOPS as % of peak.
+//! four-instruction step). Used by benches to express GOPS as % of peak. One probe is no
+//! kernel's: the saturating three-instruction AVX2 step, a reference for comparisons only.
 
 use core::arch::x86_64::*;
 
