@@ -63,6 +63,24 @@ pub(crate) unsafe fn dpbusd_ymm(iters: u64) -> u64 {
 /// CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn maddubs_ymm(iters: u64) -> u64 {
+    maddubs_chains::<true>(iters)
+}
+
+/// Returns int8 ops executed by chains of the step without `vpsignb` (`vpmaddubsw` on an
+/// unsigned activation, `vpmaddwd`, `vpaddd`): what runtimes with u8 activations and a zero point
+/// run on CPUs without VNNI, whose 16-bit pair sums saturate. q8bert cannot use it (its results
+/// are exact and the same on every kernel); benches print it as the ceiling those runtimes have.
+///
+/// # Safety
+/// CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn maddubs_unsigned_ymm(iters: u64) -> u64 {
+    maddubs_chains::<false>(iters)
+}
+
+/// The two AVX2 probes' chains: the step with `vpsignb` (`SIGNED`) or without it.
+#[target_feature(enable = "avx2")]
+fn maddubs_chains<const SIGNED: bool>(iters: u64) -> u64 {
     // 6 chains: 6 accumulators + 6 weights + `a` + `ones` fit the 16 ymm registers (8 spilled
     // two accumulators to the stack, and their chains ran through store-to-load forwarding).
     const C: usize = 6;
@@ -76,42 +94,17 @@ pub(crate) unsafe fn maddubs_ymm(iters: u64) -> u64 {
     for _ in 0..iters {
         for _ in 0..UNROLL {
             for (x, &w) in acc.iter_mut().zip(&w) {
-                let prod16 = _mm256_maddubs_epi16(a, _mm256_sign_epi8(w, a));
-                *x = _mm256_add_epi32(*x, _mm256_madd_epi16(prod16, ones));
+                let signed = if SIGNED { _mm256_sign_epi8(w, a) } else { w };
+                *x = _mm256_add_epi32(*x, _mm256_madd_epi16(_mm256_maddubs_epi16(a, signed), ones));
+                if !SIGNED {
+                    // Without the sign step LLVM computed products of later rounds early and
+                    // spilled accumulators to the stack; a fresh opaque `a` per chain stops it.
+                    // SAFETY: an empty asm block that only claims to change a register.
+                    unsafe { core::arch::asm!("/* {0} */", inout(ymm_reg) a, options(nomem, nostack, preserves_flags)) };
+                }
             }
             // An opaque copy of `a` each step: unlike the VNNI probes, the products do not
             // depend on the accumulators, so LLVM would hoist them out of the loop.
-            // SAFETY: an empty asm block that only claims to change a register.
-            unsafe { core::arch::asm!("/* {0} */", inout(ymm_reg) a, options(nomem, nostack, preserves_flags)) };
-        }
-    }
-    keep_ymm(&acc);
-    iters * (C * UNROLL) as u64 * 32 * 2
-}
-
-/// Returns int8 ops executed by chains of the step without `vpsignb` (`vpmaddubsw` on an
-/// unsigned activation, `vpmaddwd`, `vpaddd`): what runtimes with u8 activations and a zero point
-/// run on CPUs without VNNI, whose 16-bit pair sums saturate. q8bert cannot use it (its results
-/// are exact and the same on every kernel); benches print it as the ceiling those runtimes have.
-///
-/// # Safety
-/// CPU must support AVX2.
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn maddubs_unsigned_ymm(iters: u64) -> u64 {
-    // Same register budget and opaque copy as `maddubs_ymm`, one instruction fewer per step.
-    const C: usize = 6;
-    let mut a = _mm256_set1_epi32(core::hint::black_box(0x0102_0304));
-    let ones = _mm256_set1_epi16(1);
-    let mut w = [_mm256_setzero_si256(); C];
-    for (i, x) in w.iter_mut().enumerate() {
-        *x = _mm256_set1_epi32(core::hint::black_box(0x0101_0101 * (i as i32 + 1)));
-    }
-    let mut acc = [_mm256_setzero_si256(); C];
-    for _ in 0..iters {
-        for _ in 0..UNROLL {
-            for (x, &w) in acc.iter_mut().zip(&w) {
-                *x = _mm256_add_epi32(*x, _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), ones));
-            }
             // SAFETY: an empty asm block that only claims to change a register.
             unsafe { core::arch::asm!("/* {0} */", inout(ymm_reg) a, options(nomem, nostack, preserves_flags)) };
         }
