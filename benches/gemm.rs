@@ -216,15 +216,10 @@ fn summary() {
             // Without VNNI: the saturating u8 x s8 step other runtimes use, for comparison only,
             // sampled alternately with the exact step so that the ratio survives a noisy host.
             let (mut exact, mut unsigned) = (Vec::new(), Vec::new());
-            let gops = |f: &dyn Fn() -> u64| {
-                let t = Instant::now();
-                let ops = f();
-                ops as f64 / t.elapsed().as_secs_f64() / 1e9
-            };
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(1) || exact.len() < 5 {
-                exact.push(gops(&|| probe::run(KernelKind::Avx2, PROBE_ITERS).unwrap()));
-                unsigned.push(gops(&|| probe::run_unsigned_avx2_reference(PROBE_ITERS).unwrap()));
+                exact.push(gops_of(&mut || probe::run(KernelKind::Avx2, PROBE_ITERS).unwrap()));
+                unsigned.push(gops_of(&mut || probe::run_unsigned_avx2_reference(PROBE_ITERS).unwrap()));
             }
             let ratios: Vec<f64> = unsigned.iter().zip(&exact).map(|(u, e)| u / e).collect();
             println!(
