@@ -11,7 +11,8 @@
 //! embedding scales (format 1.4, the post-training default of `trainer quantize`;
 //! `--symmetric-rows`: without the zero points, format 1.3), else per-tensor weights,
 //! static scales and one scale per embedding table. `--dynamic-attention` adds int8 QKᵀ and
-//! P·V with run-time scales (format 1.6).
+//! P·V with run-time scales (format 1.6). `--weight-bits 7` packs 7-bit weights
+//! (`trainer quantize --weight-bits 7`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,7 +61,8 @@ fn view(p: &(Vec<f32>, Vec<f32>)) -> builder::Linear<'_> {
     builder::Linear { weight: &p.0, bias: &p.1, input_max: 4.0 }
 }
 
-fn build(config: BertConfig, int8_attention: bool, per_token: bool, symmetric_rows: bool, dynamic_attention: bool, path: &PathBuf) {
+#[allow(clippy::too_many_arguments)]
+fn build(config: BertConfig, int8_attention: bool, per_token: bool, symmetric_rows: bool, dynamic_attention: bool, weight_bits: u8, path: &PathBuf) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (h, i) = (config.hidden_size as usize, config.intermediate_size as usize);
     let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -78,6 +80,7 @@ fn build(config: BertConfig, int8_attention: bool, per_token: bool, symmetric_ro
         b.per_row_zero_points(!symmetric_rows);
     }
     b.dynamic_int8_attention(dynamic_attention);
+    b.weight_bits(weight_bits).unwrap();
     let ln = (vec![1.0f32; h], vec![0.0f32; h]);
     let ln_view = || builder::LayerNorm { gamma: &ln.0, beta: &ln.1 };
     let (word, pos, typ) = (rng.vec(30522 * h, 0.1), rng.vec(512 * h, 0.1), rng.vec(2 * h, 0.1));
@@ -127,16 +130,18 @@ fn main() {
     let symmetric_rows = std::env::args().any(|a| a == "--symmetric-rows");
     // --dynamic-attention: QKᵀ and P·V in int8 with run-time scales (format 1.6).
     let dynamic_attention = std::env::args().any(|a| a == "--dynamic-attention");
+    let weight_bits: u8 = arg("--weight-bits").map_or(8, |v| v.parse().unwrap());
     let variant = format!(
-        "{}{}{}{}",
+        "{}{}{}{}{}",
         if int8_attention { "-int8-attention" } else { "" },
         if dynamic_attention { "-dynamic-attention" } else { "" },
         if per_token { "-per-token" } else { "" },
-        if per_token && symmetric_rows { "-symmetric" } else { "" }
+        if per_token && symmetric_rows { "-symmetric" } else { "" },
+        if weight_bits == 8 { String::new() } else { format!("-w{weight_bits}") }
     );
     let path = dir.join(format!("{shape_name}{variant}-v{}.q8b", q8bert::format::VERSION_MINOR));
     if !path.exists() {
-        build(shape(&shape_name), int8_attention, per_token, symmetric_rows, dynamic_attention, &path);
+        build(shape(&shape_name), int8_attention, per_token, symmetric_rows, dynamic_attention, weight_bits, &path);
     }
     let model = Model::open(&path, &Options { num_threads: threads, kernel, ..Default::default() }).unwrap();
     let ids: Vec<i32> = (0..batch * seq).map(|i| if i % seq == 0 { 2 } else { 5 + (i as i32 * 7919) % 30000 }).collect();

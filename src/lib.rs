@@ -45,7 +45,7 @@ pub mod threads;
 
 pub use bert::{Input, Workspace};
 pub use error::{Error, Result, Status};
-pub use kernels::{Kernel, KernelKind};
+pub use kernels::{Kernel, KernelKind, WeightRange};
 pub use model::{AttentionScales, Config, HeadConfig, HeadKind, Options, Pooling};
 pub use runtime::{Model, Prompt};
 

@@ -7,7 +7,7 @@ use core::ops::Range;
 
 use crate::error::{bail, Error, Result, Status};
 use crate::format::{DType, FileIndex, MetaValue, TensorInfo};
-use crate::kernels::{Kernel, KernelKind};
+use crate::kernels::{Kernel, KernelKind, WeightRange};
 use crate::tokenizer::{TokenizerKind, TokenizerSettings, Truncation};
 
 /// Metadata keys the runtime reads. Everything else in the file is free-form.
@@ -291,6 +291,9 @@ pub struct LinearRef {
     /// i32 [n] at scale S_w * S_x for a static input, f32 [n] for a per-row input.
     pub bias: Range<usize>,
     pub weight_sum: Range<usize>,
+    /// Whether the weights fit 7 bits, found when the file is opened (some kernels are
+    /// faster then; the results are the same).
+    pub weight_range: WeightRange,
 }
 
 /// How a linear layer quantizes its input activations.
@@ -647,7 +650,8 @@ impl<'i> TensorResolver<'i> {
             bail!(Status::MissingTensor, "tensor {scale_name:?} is missing (a linear layer needs it, or an f32 bias for per-row input quantization)");
         };
         let weight_sum = self.get(&alloc::format!("{prefix}.weight_sum"), DType::I32, &[n])?.range.clone();
-        Ok(LinearRef { n, k, weight, weight_scale, groups, input, bias, weight_sum })
+        let weight_range = WeightRange::of(&self.file[weight.clone()]);
+        Ok(LinearRef { n, k, weight, weight_scale, groups, input, bias, weight_sum, weight_range })
     }
 
     /// The optional query/key scales of int8 attention: both or neither, and only in a file

@@ -546,6 +546,45 @@ fn every_kernel_gives_bit_identical_outputs() {
     }
 }
 
+/// 7-bit weights (`weight_bits(7)`): the model finds every linear layer's weights narrow when
+/// it opens the file, every kernel (the AVX2 one through its unsigned step) gives the scalar
+/// kernel's bits, and the error against the unquantized model stays within a small factor of
+/// the 8-bit one (about 2x with per-row inputs, where the weights' rounding dominates it).
+#[test]
+fn seven_bit_weights_are_found_and_run_bit_identically() {
+    use q8bert::WeightRange;
+    for (seed, per_row, granularity) in [(71, false, WeightGranularity::PerTensor), (72, true, WeightGranularity::PerChannel)] {
+        let mut fp = FpModel::random(tiny_config(), Head::TokenStates, seed);
+        if per_row {
+            fp = fp.with_per_row_inputs().with_per_row_zero_points();
+        }
+        fp.granularity = granularity;
+        let eight = fp.clone();
+        fp.weight_bits = 7;
+        let bytes = fp.bytes();
+        let buf = Aligned::new(&bytes);
+        let model = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+        for l in &model.layout().layers {
+            for lin in [&l.qkv, &l.attention_output, &l.intermediate, &l.output] {
+                assert_eq!(lin.weight_range, WeightRange::Narrow, "7-bit weights of a {}x{} layer", lin.n, lin.k);
+            }
+        }
+        let bytes8 = eight.bytes();
+        let buf8 = Aligned::new(&bytes8);
+        let model8 = Model::from_bytes(buf8.bytes(), &Options::default()).unwrap();
+        assert!(model8.layout().layers.iter().all(|l| l.intermediate.weight_range == WeightRange::Full), "8-bit weights are full range");
+        assert_kernels_identical(&fp, 4, 24);
+        let ids = [3, 7, 12, 20, 25, 31];
+        let (e7, e8) = (max_error_vs_float(&fp, &ids), max_error_vs_float(&eight, &ids));
+        eprintln!("max |int8 - fp32|: 8-bit weights {e8:.4}, 7-bit {e7:.4}");
+        // The weights' rounding step doubles; scales that did not match the 7-bit codes would
+        // put every output off by about half its value.
+        assert!(e7 < 3.0 * e8, "7-bit error {e7} vs 8-bit {e8}");
+    }
+    let mut b = FpModel::random(tiny_config(), Head::TokenStates, 73).builder();
+    assert!(b.weight_bits(6).is_err() && b.weight_bits(9).is_err());
+}
+
 #[test]
 fn every_thread_count_gives_bit_identical_outputs() {
     for (i, head) in heads().into_iter().enumerate() {

@@ -4,7 +4,7 @@
 mod common;
 
 use q8bert::kernels::{
-    pack_weights, packed_len, weight_sums, Kernel, KernelKind, KGROUP, PANEL,
+    pack_weights, packed_len, weight_sums, Kernel, KernelKind, WeightRange, KGROUP, PANEL,
 };
 
 /// Fixed-seed xorshift64* so failures reproduce.
@@ -87,12 +87,13 @@ impl Case {
 
 const SENTINEL: i32 = 0x5A5A_5A5A;
 
-/// Runs `kernel` on `c`; untouched output elements keep SENTINEL.
+/// Runs `kernel` on `c`; untouched output elements keep SENTINEL. Weights that fit 7 bits
+/// are passed as [`WeightRange::Narrow`], as the model does.
 fn run(kernel: &Kernel, c: &Case) -> Vec<i32> {
     let wp = pack_weights(&c.w, c.n, c.k);
     let ws = weight_sums(&c.w, c.n, c.k);
     let mut out = vec![SENTINEL; c.m * c.out_stride];
-    kernel.gemm_i8(&c.a, c.a_stride, c.m, &wp, &ws, c.n, c.k, c.n_begin, c.n_end, &mut out, c.out_stride);
+    kernel.gemm_i8_ranged(WeightRange::of(&wp), &c.a, c.a_stride, c.m, &wp, &ws, c.n, c.k, c.n_begin, c.n_end, &mut out, c.out_stride);
     out
 }
 
@@ -226,6 +227,48 @@ fn extremes_no_overflow_or_saturation() {
         }
     }
     check_all_kernels("extremes", &cases);
+}
+
+/// Weights in -63..=63 take the AVX2 kernel's unsigned step (A + 128 times W, whose 16-bit
+/// pair sums reach 2 * 255 * 63 at the extremes): exact on every kernel, over random shapes,
+/// the extremes, and k long enough for several k blocks.
+#[test]
+fn narrow_weights_are_exact() {
+    let mut rng = Rng(0x7B17);
+    let mut cases: Vec<Case> = (0..120)
+        .map(|_| {
+            let (m, n, k, pad) = (1 + rng.below(40), 1 + rng.below(100), 1 + rng.below(900), rng.below(20));
+            let mut c = Case::random(&mut rng, m, n, k, pad);
+            c.w.iter_mut().for_each(|w| *w = (rng.below(127) as i32 - 63) as i8);
+            c
+        })
+        .collect();
+    for (av, wv) in [(127i8, 63i8), (-127, -63), (127, -63), (-127, 63)] {
+        cases.push(Case::filled(13, 35, 3072, |_, _| av, |_, _| wv));
+        cases.push(Case::filled(5, 17, 1601, |_, _| av, |_, _| wv));
+    }
+    cases.push(Case::filled(9, 33, 2000, |i, kk| if (i + kk) % 2 == 0 { 127 } else { -127 }, |j, kk| if (j + kk) % 3 == 0 { -63 } else { 63 }));
+    for c in &cases {
+        assert_eq!(WeightRange::of(&pack_weights(&c.w, c.n, c.k)), WeightRange::Narrow, "{}", c.desc());
+        assert_eq!(run(&Kernel::scalar(), c), naive(c), "scalar vs naive on {}", c.desc());
+    }
+    check_all_kernels("narrow_weights", &cases);
+}
+
+/// `WeightRange::of` says Narrow only when no byte is outside -63..=63, wherever the wider one
+/// is (in or across its 1024-byte blocks).
+#[test]
+fn weight_range_finds_any_wider_value() {
+    assert_eq!(WeightRange::of(&[]), WeightRange::Narrow);
+    let narrow: Vec<u8> = (0..5000i32).map(|i| (i % 127 - 63) as i8 as u8).collect();
+    assert_eq!(WeightRange::of(&narrow), WeightRange::Narrow);
+    for at in [0, 1, 1023, 1024, 2047, 4999] {
+        for wide in [64i8, -64, 127, -127, -128] {
+            let mut w = narrow.clone();
+            w[at] = wide as u8;
+            assert_eq!(WeightRange::of(&w), WeightRange::Full, "{wide} at {at}");
+        }
+    }
 }
 
 #[test]

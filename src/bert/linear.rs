@@ -166,7 +166,7 @@ impl Ctx<'_> {
                 }
                 (LinearIn::F32(_), None) => unreachable!("fp32 input always has a quantization buffer"),
             };
-            timed!(gemm_op, self.kernel.gemm_i8(a, kp, nrows, w, wsum, n, k, 0, n, acc_part, n));
+            timed!(gemm_op, self.kernel.gemm_i8_ranged(lin.weight_range, a, kp, nrows, w, wsum, n, k, 0, n, acc_part, n));
             let epilogue_op = match (&out_part, residual) {
                 (OutPart::I8(_), _) => Op::GeluRequantize,
                 (OutPart::I8Thirds(_), _) => Op::DequantizeBias,

@@ -56,6 +56,41 @@ pub fn weight_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
     (0..n).map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum()).collect()
 }
 
+/// What the kernels may assume about the values of a packed weight matrix, beyond the GEMM
+/// contract (-127..=127). Results are the same either way; only the speed differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightRange {
+    /// Any value in -127..=127.
+    #[default]
+    Full,
+    /// Every value in -63..=63 (7-bit weights: `trainer quantize --weight-bits 7`). On CPUs
+    /// without VNNI the AVX2 kernel then feeds `vpmaddubsw` the activations + 128 directly,
+    /// whose 16-bit pair sums (at most 2 * 255 * 63) cannot saturate: three instructions per
+    /// 32 multiply-adds instead of the sign trick's four. Other kernels ignore it.
+    Narrow,
+}
+
+impl WeightRange {
+    /// The largest magnitude of a [`WeightRange::Narrow`] weight.
+    pub const NARROW_MAX: i8 = 63;
+
+    /// `Narrow` if every byte of `w` (a packed matrix: its zero padding is in range) read as
+    /// i8 is within ±[`Self::NARROW_MAX`], else `Full`. Stops at the first block holding a
+    /// wider value, so a full-range matrix costs a few cache lines.
+    pub fn of(w: &[u8]) -> WeightRange {
+        // v + 63 (wrapping, as u8) <= 126 exactly when v is in -63..=63; a max per block
+        // vectorizes where `all` (one early exit per byte) would not.
+        let narrow = w.chunks(1024).all(|block| {
+            block.iter().fold(0u8, |m, &v| m.max(v.wrapping_add(Self::NARROW_MAX as u8))) <= 2 * Self::NARROW_MAX as u8
+        });
+        if narrow {
+            WeightRange::Narrow
+        } else {
+            WeightRange::Full
+        }
+    }
+}
+
 /// Which implementation a [`Kernel`] runs. Discriminants are stable (stored/logged by callers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -174,6 +209,8 @@ pub(crate) struct GemmArgs<'a> {
     pub n_begin: usize,
     pub n_end: usize,
     pub out_stride: usize,
+    /// What the caller promises about the values of `w`.
+    pub range: WeightRange,
 }
 
 impl Kernel {
@@ -283,6 +320,29 @@ impl Kernel {
         out: &mut [i32],
         out_stride: usize,
     ) {
+        self.gemm_i8_ranged(WeightRange::Full, a, a_stride, m, w_packed, wsum, n, k, n_begin, n_end, out, out_stride)
+    }
+
+    /// [`Kernel::gemm_i8`] for weights whose values `range` describes (the same result, faster
+    /// on some CPUs for [`WeightRange::Narrow`]). `range` must be true of `w_packed`, as
+    /// [`WeightRange::of`] finds it: a `Narrow` claim for wider weights gives wrong results
+    /// on the AVX2 kernel (never undefined behaviour); debug builds check it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_i8_ranged(
+        &self,
+        range: WeightRange,
+        a: &[i8],
+        a_stride: usize,
+        m: usize,
+        w_packed: &[u8],
+        wsum: &[i32],
+        n: usize,
+        k: usize,
+        n_begin: usize,
+        n_end: usize,
+        out: &mut [i32],
+        out_stride: usize,
+    ) {
         #[cfg(feature = "std")]
         {
             use core::cell::RefCell;
@@ -293,23 +353,19 @@ impl Kernel {
             let _ = SCRATCH.try_with(|s| {
                 if let Ok(mut s) = s.try_borrow_mut() {
                     let (a, w, ws, o) = args.take().unwrap();
-                    self.gemm_i8_with_scratch(
-                        a, a_stride, m, w, ws, n, k, n_begin, n_end, o, out_stride, &mut s,
-                    );
+                    self.gemm_i8_in(range, a, a_stride, m, w, ws, n, k, n_begin, n_end, o, out_stride, &mut s);
                 }
             });
             // TLS being torn down or re-entered: fall back to a private buffer.
             if let Some((a, w, ws, o)) = args {
                 let mut s = Vec::new();
-                self.gemm_i8_with_scratch(a, a_stride, m, w, ws, n, k, n_begin, n_end, o, out_stride, &mut s);
+                self.gemm_i8_in(range, a, a_stride, m, w, ws, n, k, n_begin, n_end, o, out_stride, &mut s);
             }
         }
         #[cfg(not(feature = "std"))]
         {
             let mut s = Vec::new();
-            self.gemm_i8_with_scratch(
-                a, a_stride, m, w_packed, wsum, n, k, n_begin, n_end, out, out_stride, &mut s,
-            );
+            self.gemm_i8_in(range, a, a_stride, m, w_packed, wsum, n, k, n_begin, n_end, out, out_stride, &mut s);
         }
     }
 
@@ -317,6 +373,26 @@ impl Kernel {
     #[allow(clippy::too_many_arguments)]
     pub fn gemm_i8_with_scratch(
         &self,
+        a: &[i8],
+        a_stride: usize,
+        m: usize,
+        w_packed: &[u8],
+        wsum: &[i32],
+        n: usize,
+        k: usize,
+        n_begin: usize,
+        n_end: usize,
+        out: &mut [i32],
+        out_stride: usize,
+        scratch: &mut Vec<u8>,
+    ) {
+        self.gemm_i8_in(WeightRange::Full, a, a_stride, m, w_packed, wsum, n, k, n_begin, n_end, out, out_stride, scratch)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_i8_in(
+        &self,
+        range: WeightRange,
         a: &[i8],
         a_stride: usize,
         m: usize,
@@ -339,6 +415,7 @@ impl Kernel {
             packed_len(n, k)
         );
         assert!(wsum.len() >= n_end, "gemm_i8: wsum.len() {} < n_end {n_end}", wsum.len());
+        debug_assert!(range == WeightRange::Full || WeightRange::of(&w_packed[..packed_len(n, k)]) == range, "gemm_i8: weights wider than {range:?}");
         if m == 0 || n_begin == n_end {
             return;
         }
@@ -373,6 +450,7 @@ impl Kernel {
             n_begin,
             n_end,
             out_stride,
+            range,
         };
         match self.kind {
             KernelKind::Scalar => {

@@ -83,6 +83,8 @@ pub struct FpModel {
     pub config: BertConfig,
     pub head: Head,
     pub granularity: WeightGranularity,
+    /// 8, or 7 (`ModelBuilder::weight_bits`).
+    pub weight_bits: u8,
     /// One scale per embedding table, or per row (format 1.3).
     pub embedding_granularity: EmbeddingGranularity,
     /// Static (per-layer) or per-row input scales of the head's linear layers...
@@ -175,6 +177,7 @@ impl FpModel {
             config,
             head,
             granularity: WeightGranularity::PerTensor,
+            weight_bits: 8,
             embedding_granularity: EmbeddingGranularity::PerTable,
             activations: ActivationQuant::Static,
             layer_activations: vec![ActivationQuant::Static; config.num_layers as usize],
@@ -327,6 +330,7 @@ impl FpModel {
         }
         let mut b = ModelBuilder::new(self.config, self.head.clone(), tokenizer);
         b.weight_granularity(self.granularity);
+        b.weight_bits(self.weight_bits).unwrap();
         b.embedding_granularity(self.embedding_granularity);
         b.embeddings(builder::Embeddings { word: &self.word, position: &self.pos, token_type: &self.typ, layer_norm: self.eln.view() })
             .unwrap();

@@ -5,7 +5,7 @@
 //! applied as a rank-1 matmul `ones[N,1] · b[1,out]` because the gradient of a broadcast add is a
 //! sum over the leading dimension, which candle computes with a slow scalar loop.
 
-use crate::quant::{abs_max, fake_quant, fake_quant_per_row, row_abs_max, scale_for, RangeTracker, Scales, Scheme, QMAX_I32, QMAX_I8};
+use crate::quant::{abs_max, fake_quant, fake_quant_per_row, row_abs_max, scale_for, scale_to, RangeTracker, Scales, Scheme, QMAX_I32, QMAX_I8};
 use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -294,14 +294,15 @@ pub fn qlinear(x: &Tensor, parts: &[&Linear], tracker: &RangeTracker, ctx: &Ctx)
         let per_row = ctx.scheme.per_row_inputs;
         let sx = if per_row { 1.0 } else { scale_for(tracker.get().context("quantized forward before the input range was observed")?) };
         for p in parts {
+            let qmax = ctx.scheme.weight_qmax();
             let sw: Vec<f32> = if ctx.scheme.per_channel {
-                row_abs_max(&p.weight)?.into_iter().map(scale_for).collect()
+                row_abs_max(&p.weight)?.into_iter().map(|m| scale_to(m, qmax)).collect()
             } else {
-                vec![scale_for(abs_max(&p.weight)?)]
+                vec![scale_to(abs_max(&p.weight)?, qmax)]
             };
             let in_dim = p.weight.dims()[1];
             let sb: Vec<f32> = sw.iter().map(|s| s * sx).collect();
-            ws.push(fake_quant(&p.weight, Scales { scales: sw.into(), inner: in_dim }, QMAX_I8)?);
+            ws.push(fake_quant(&p.weight, Scales { scales: sw.into(), inner: in_dim }, qmax)?);
             bs.push(if per_row { p.bias.as_tensor().clone() } else { fake_quant(&p.bias, Scales { scales: sb.into(), inner: 1 }, QMAX_I32)? });
         }
         if per_row && ctx.scheme.per_row_zero_points {

@@ -195,6 +195,7 @@ mod with_runtime {
         b.activation_quant(if scheme.per_row_inputs { qb::ActivationQuant::PerRow } else { qb::ActivationQuant::Static });
         b.embedding_granularity(if scheme.per_row_embeddings { qb::EmbeddingGranularity::PerRow } else { qb::EmbeddingGranularity::PerTable });
         b.per_row_zero_points(scheme.per_row_zero_points);
+        b.weight_bits(scheme.weight_bits)?;
         let e = &model.embeddings;
         let (word, pos, tt) = (vec_of(&e.word)?, vec_of(&e.position)?, vec_of(&e.token_type)?);
         let eln = OwnedLn::new(&e.layer_norm)?;

@@ -113,6 +113,10 @@ struct FineTuneArgs {
     /// One weight scale per output row instead of per tensor (with --scheme q8bert).
     #[arg(long)]
     per_channel: bool,
+    /// Weight bits: 8, or 7 (-63..=63: about twice the weights' rounding error, and on CPUs
+    /// without VNNI the GEMMs run ~1.4x faster, docs/PERFORMANCE.md). Same file format.
+    #[arg(long, default_value_t = 8)]
+    weight_bits: u8,
     /// Quantization simulated in QAT and packed: "q8bert" (the paper: per-tensor weights, static
     /// EMA activation ranges, int32 bias) or "per-token" (per-channel weights, a scale and a zero
     /// point per token computed at run time for every linear input, fp32 bias, a scale per
@@ -233,6 +237,10 @@ struct QuantizeArgs {
     /// One weight scale per output row (with --scheme q8bert; per-token always has it).
     #[arg(long)]
     per_channel: bool,
+    /// Weight bits: 8, or 7 (-63..=63: about twice the weights' rounding error, and on CPUs
+    /// without VNNI the GEMMs run ~1.4x faster, docs/PERFORMANCE.md). Same file format.
+    #[arg(long, default_value_t = 8)]
+    weight_bits: u8,
     /// int8 attention scores (see `fine-tune --int8-attention`).
     #[arg(long)]
     int8_attention: bool,
@@ -329,7 +337,7 @@ fn fine_tune(a: FineTuneArgs) -> Result<()> {
         distill_alpha: a.distill_alpha,
         act_range: trainer::train::ActRange::parse(&a.act_range)?,
         fp32: a.fp32,
-        scheme: trainer::quant::Scheme::parse(&a.scheme, a.per_channel)?,
+        scheme: trainer::quant::Scheme::parse(&a.scheme, a.per_channel)?.with_weight_bits(a.weight_bits)?,
         int8_attention: a.int8_attention,
         max_grad_norm: a.max_grad_norm,
         dropout: a.dropout,
@@ -596,7 +604,7 @@ fn text_limit(st: Option<&StHead>, positions: usize) -> Option<u32> {
 
 fn quantize(a: QuantizeArgs) -> Result<()> {
     set_threads(a.threads);
-    let scheme = trainer::quant::Scheme::parse(&a.scheme, a.per_channel)?;
+    let scheme = trainer::quant::Scheme::parse(&a.scheme, a.per_channel)?.with_weight_bits(a.weight_bits)?;
     let cfg = trainer::model_dir::check(&transformer_dir(&a.model))?;
     let st = sentence_transformers_head(&a.model)?;
     let mut tok = TextTokenizer::from_dir(&transformer_dir(&a.model))?;
@@ -640,6 +648,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         ("qat.int8_attention".into(), trainer::export::MetaEntry::Bool(a.int8_attention)),
         ("qat.dynamic_int8_attention".into(), trainer::export::MetaEntry::Bool(a.dynamic_int8_attention)),
         ("qat.scheme".into(), trainer::export::MetaEntry::Str(scheme.name().into())),
+        ("qat.weight_bits".into(), trainer::export::MetaEntry::U32(scheme.weight_bits.into())),
     ];
     let mut meta = trainer::export::TrainMeta { entries: meta_base, text_limit: text_limit(st.as_ref(), cfg.max_position_embeddings), ..Default::default() };
     meta.dynamic_int8_attention = a.dynamic_int8_attention;

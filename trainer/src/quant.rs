@@ -21,16 +21,18 @@ pub struct Scheme {
     pub per_row_embeddings: bool,
     /// Per-row inputs with a zero point too: each row's [min, max] onto -127..=127 (format 1.4).
     pub per_row_zero_points: bool,
+    /// 8 (-127..=127) or 7 (-63..=63, `--weight-bits 7`: faster GEMMs on CPUs without VNNI).
+    pub weight_bits: u8,
 }
 
 impl Scheme {
     /// The Q8BERT paper: per-tensor weights, static activation ranges (EMA in training).
-    pub const Q8BERT: Scheme = Scheme { per_channel: false, per_row_inputs: false, per_row_embeddings: false, per_row_zero_points: false };
+    pub const Q8BERT: Scheme = Scheme { per_channel: false, per_row_inputs: false, per_row_embeddings: false, per_row_zero_points: false, weight_bits: 8 };
     /// `q8bert` with per-channel weights (`--per-channel`).
-    pub const Q8BERT_PER_CHANNEL: Scheme = Scheme { per_channel: true, per_row_inputs: false, per_row_embeddings: false, per_row_zero_points: false };
+    pub const Q8BERT_PER_CHANNEL: Scheme = Scheme { per_channel: true, ..Self::Q8BERT };
     /// Per-channel weights, a scale and a zero point per token computed at run time for every
     /// linear input (formats 1.2 and 1.4) and a scale per embedding row (1.3): the default.
-    pub const PER_TOKEN: Scheme = Scheme { per_channel: true, per_row_inputs: true, per_row_embeddings: true, per_row_zero_points: true };
+    pub const PER_TOKEN: Scheme = Scheme { per_channel: true, per_row_inputs: true, per_row_embeddings: true, per_row_zero_points: true, weight_bits: 8 };
     /// `per-token` without the zero points (format 1.3, what runtimes before 1.4 read).
     pub const PER_TOKEN_SYMMETRIC: Scheme = Scheme { per_row_zero_points: false, ..Self::PER_TOKEN };
 
@@ -41,6 +43,21 @@ impl Scheme {
             "per-token" | "dynamic" => Ok(Self::PER_TOKEN),
             "per-token-symmetric" => Ok(Self::PER_TOKEN_SYMMETRIC),
             _ => anyhow::bail!("unknown quantization scheme {name:?} (q8bert, per-token, per-token-symmetric)"),
+        }
+    }
+
+    /// The same scheme with weights of `bits` bits (8 or 7).
+    pub fn with_weight_bits(self, bits: u8) -> anyhow::Result<Self> {
+        anyhow::ensure!(bits == 8 || bits == 7, "--weight-bits must be 8 or 7, not {bits}");
+        Ok(Scheme { weight_bits: bits, ..self })
+    }
+
+    /// The largest weight code: 127, or 63 for 7-bit weights (the runtime's `WeightRange::NARROW_MAX`).
+    pub fn weight_qmax(&self) -> f32 {
+        if self.weight_bits == 7 {
+            q8bert::WeightRange::NARROW_MAX as f32
+        } else {
+            QMAX_I8
         }
     }
 
@@ -74,8 +91,13 @@ pub fn quantize_value(x: f32, scale: f32, qmax: f32) -> f32 {
 /// Scale so that `max_abs` maps to 127. A zero range (all-zero tensor) gets scale 1 so that
 /// quantization is the identity on zeros instead of dividing by zero.
 pub fn scale_for(max_abs: f32) -> f32 {
+    scale_to(max_abs, QMAX_I8)
+}
+
+/// Scale so that `max_abs` maps to `qmax` (1 for a zero range), as the packer computes it.
+pub fn scale_to(max_abs: f32, qmax: f32) -> f32 {
     if max_abs > 0.0 && max_abs.is_finite() {
-        QMAX_I8 / max_abs
+        qmax / max_abs
     } else {
         1.0
     }

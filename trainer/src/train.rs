@@ -558,6 +558,7 @@ impl crate::export::TrainMeta {
             ("qat.start_step".into(), U64(o.qat_start_step as u64)),
             ("qat.per_channel".into(), Bool(o.scheme.per_channel)),
             ("qat.scheme".into(), Str(o.scheme.name().into())),
+            ("qat.weight_bits".into(), U32(o.scheme.weight_bits.into())),
             ("qat.int8_attention".into(), Bool(o.int8_attention)),
             ("qat.act_range".into(), Str(o.act_range.name().into())),
             ("qat.calibrate_batches".into(), U64(o.calibrate_batches as u64)),

@@ -42,8 +42,11 @@ fn packed_model_agrees_with_fake_quantized_forward() {
         (Scheme::PER_TOKEN, false),
         (Scheme::PER_TOKEN, true),
         (Scheme::PER_TOKEN_SYMMETRIC, false),
+        // 7-bit weights: the simulation and the packer round to the same 63 codes.
+        (Scheme::PER_TOKEN.with_weight_bits(7).unwrap(), false),
+        (Scheme::Q8BERT.with_weight_bits(7).unwrap(), true),
     ] {
-        let per_channel = scheme.name();
+        let per_channel = format!("{}-w{}", scheme.name(), scheme.weight_bits);
         let vocab = tiny_vocab(40);
         let mut cfg = BertConfig::tiny(vocab.len());
         cfg.hidden_size = 32;
@@ -86,6 +89,8 @@ fn packed_model_agrees_with_fake_quantized_forward() {
         let embeddings = if scheme.per_row_embeddings { "embedding scales: one per row" } else { "embedding scales: one per table" };
         assert!(listing.contains(version) && listing.contains(scores) && listing.contains(activations) && listing.contains(embeddings), "inspect says:\n{listing}");
         assert_eq!(packed.layout().per_row_linears() > 0, scheme.per_row_inputs, "per-row inputs iff the scheme has them");
+        let narrow = packed.layout().layers.iter().all(|l| [&l.qkv, &l.attention_output, &l.intermediate, &l.output].iter().all(|lin| lin.weight_range == q8bert::WeightRange::Narrow));
+        assert_eq!(narrow, scheme.weight_bits == 7, "the runtime finds 7-bit weights iff they were asked for");
         if int8_attention {
             // The simulation of int8 attention is what the runtime matches: without it the
             // trainer's outputs are further from the packed model than with it.
