@@ -3,7 +3,9 @@
 //! `vpdpbusd` for the other x86-64 ones, the AVX2 kernel's own four-instruction step on CPUs
 //! without VNNI (plus, for reference, the saturating three-instruction step other runtimes run
 //! there), `smmla` or `sdot` on aarch64 (none for NEON-only CPUs: criterion's GOPS only). Each
-//! kernel is set against its own instruction's probe where it has one.
+//! kernel is set against its own instruction's probe where it has one. Where 7-bit weights
+//! make a kernel faster (AVX2 without VNNI, `WeightRange::Narrow`), an extra row or bench
+//! ("avx2 7-bit") runs it on weights in -63..=63.
 //!
 //! `cargo bench --bench gemm` runs criterion, then prints a summary table (GOPS, % of peak).
 //! `cargo bench --bench gemm -- --summary-only` prints just the table.
@@ -12,7 +14,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use q8bert::kernels::{pack_weights, probe, weight_sums, Kernel, KernelKind};
+use q8bert::kernels::{pack_weights, probe, weight_sums, Kernel, KernelKind, WeightRange};
 
 const SHAPES: [(usize, usize, usize); 10] = [
     (128, 768, 768),
@@ -42,10 +44,20 @@ struct Problem {
     w_off: usize,
     ws: Vec<i32>,
     out: Vec<i32>,
+    range: WeightRange,
 }
 
 impl Problem {
     fn new(m: usize, k: usize, n: usize) -> Problem {
+        Problem::with_weights(m, k, n, WeightRange::Full)
+    }
+
+    /// The same problem with its weights halved into -63..=63 (7-bit weights).
+    fn narrow(m: usize, k: usize, n: usize) -> Problem {
+        Problem::with_weights(m, k, n, WeightRange::Narrow)
+    }
+
+    fn with_weights(m: usize, k: usize, n: usize, range: WeightRange) -> Problem {
         let mut s = 0x9E37_79B9_7F4A_7C15u64;
         let mut rnd = move || {
             s ^= s << 13;
@@ -54,19 +66,21 @@ impl Problem {
             ((s % 255) as i32 - 127) as i8
         };
         let a: Vec<i8> = (0..m * k).map(|_| rnd()).collect();
-        let w: Vec<i8> = (0..n * k).map(|_| rnd()).collect();
+        let halve = range == WeightRange::Narrow;
+        let w: Vec<i8> = (0..n * k).map(|_| if halve { rnd() / 2 } else { rnd() }).collect();
         let packed = pack_weights(&w, n, k);
         let mut wp = vec![0u8; packed.len() + 128];
         let shift: usize = std::env::var("GEMM_W_OFFSET").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
         let w_off = wp.as_ptr().align_offset(64) + shift % 64;
         wp[w_off..w_off + packed.len()].copy_from_slice(&packed);
-        Problem { m, k, n, a, wp, w_off, ws: weight_sums(&w, n, k), out: vec![0; m * n] }
+        Problem { m, k, n, a, wp, w_off, ws: weight_sums(&w, n, k), out: vec![0; m * n], range }
     }
     fn ops(&self) -> u64 {
         2 * (self.m * self.k * self.n) as u64
     }
     fn run(&mut self, kern: &Kernel) {
-        kern.gemm_i8(
+        kern.gemm_i8_ranged(
+            self.range,
             black_box(&self.a),
             self.k,
             self.m,
@@ -129,6 +143,10 @@ fn criterion_benches(c: &mut Criterion) {
                 g.sample_size(50).measurement_time(Duration::from_secs(3));
             }
             g.bench_function(BenchmarkId::from_parameter(kind.name()), |b| b.iter(|| p.run(&kern)));
+            if kern.gains_from_narrow_weights() {
+                let mut p7 = Problem::narrow(m, k, n);
+                g.bench_function(BenchmarkId::from_parameter(format!("{}-7bit", kind.name())), |b| b.iter(|| p7.run(&kern)));
+            }
         }
         g.finish();
     }
@@ -251,12 +269,18 @@ fn summary() {
         "shape (M,K,N)", "kernel", "GOPS", "best", "peak", "%med", "%best"
     );
     for (m, k, n) in summary_shapes() {
-        let mut p = Problem::new(m, k, n);
-        for kind in summary_kinds() {
+        let (mut full, mut narrow) = (Problem::new(m, k, n), Problem::narrow(m, k, n));
+        let runs = summary_kinds().into_iter().flat_map(|kind| {
+            let narrow_too = Kernel::new(kind).is_some_and(|k| k.gains_from_narrow_weights());
+            [(kind, false), (kind, true)].into_iter().take(if narrow_too { 2 } else { 1 })
+        });
+        for (kind, seven_bit) in runs.collect::<Vec<_>>() {
             let Some(kern) = Kernel::new(kind) else {
                 println!("{:<16} {:<12} SKIPPED: not detected", format!("({m},{k},{n})"), kind.name());
                 continue;
             };
+            let p = if seven_bit { &mut narrow } else { &mut full };
+            let name = if seven_bit { format!("{} 7-bit", kind.name()) } else { kind.name().to_string() };
             let ops = p.ops();
             // Enough repetitions for ~1 ms samples.
             let once = gops_of(&mut || {
@@ -278,7 +302,7 @@ fn summary() {
             println!(
                 "{:<16} {:<12} {:>8.1} {:>8.1} {:>8.1} {:>8.1}% {:>8.1}%",
                 format!("({m},{k},{n})"),
-                kind.name(),
+                name,
                 med,
                 best,
                 pk,

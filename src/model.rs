@@ -291,8 +291,8 @@ pub struct LinearRef {
     /// i32 [n] at scale S_w * S_x for a static input, f32 [n] for a per-row input.
     pub bias: Range<usize>,
     pub weight_sum: Range<usize>,
-    /// Whether the weights fit 7 bits, found when the file is opened (some kernels are
-    /// faster then; the results are the same).
+    /// Whether the weights fit 7 bits: `Full` until [`ModelLayout::find_narrow_weights`] looks
+    /// (some kernels are faster on narrow weights; the results are the same).
     pub weight_range: WeightRange,
 }
 
@@ -650,8 +650,7 @@ impl<'i> TensorResolver<'i> {
             bail!(Status::MissingTensor, "tensor {scale_name:?} is missing (a linear layer needs it, or an f32 bias for per-row input quantization)");
         };
         let weight_sum = self.get(&alloc::format!("{prefix}.weight_sum"), DType::I32, &[n])?.range.clone();
-        let weight_range = WeightRange::of(&self.file[weight.clone()]);
-        Ok(LinearRef { n, k, weight, weight_scale, groups, input, bias, weight_sum, weight_range })
+        Ok(LinearRef { n, k, weight, weight_scale, groups, input, bias, weight_sum, weight_range: WeightRange::Full })
     }
 
     /// The optional query/key scales of int8 attention: both or neither, and only in a file
@@ -975,6 +974,19 @@ impl ModelLayout {
             #[cfg(feature = "text")]
             tokenizer_tables: tables,
         })
+    }
+
+    /// Marks the linear layers whose weights all fit 7 bits (`trainer quantize --weight-bits
+    /// 7`), if `kernel` runs those faster: a scan of the weights that stops at the first wider
+    /// byte. Other kernels skip it, so their open time does not change.
+    pub fn find_narrow_weights(&mut self, file: &[u8], kernel: Kernel) {
+        if !kernel.gains_from_narrow_weights() {
+            return;
+        }
+        let layers = self.layers.iter_mut().flat_map(|l| [&mut l.qkv, &mut l.attention_output, &mut l.intermediate, &mut l.output]);
+        for lin in layers.chain(self.pooler.iter_mut()).chain(self.classifier.iter_mut()).chain(self.dense.iter_mut()) {
+            lin.weight_range = WeightRange::of(&file[lin.weight.clone()]);
+        }
     }
 
     /// Every linear layer, encoder first, then the head's.

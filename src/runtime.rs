@@ -74,7 +74,8 @@ impl<'a> Model<'a> {
         }
         let kernel = choose_kernel(options.kernel)?;
         let index = FileIndex::parse(bytes, options.verify_checksum)?;
-        let layout = ModelLayout::resolve(&index, bytes)?;
+        let mut layout = ModelLayout::resolve(&index, bytes)?;
+        layout.find_narrow_weights(bytes, kernel);
         #[cfg(feature = "text")]
         let tables = &layout.tokenizer_tables;
         #[cfg(feature = "text")]

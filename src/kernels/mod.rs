@@ -232,6 +232,12 @@ impl Kernel {
         self.kind
     }
 
+    /// Whether [`WeightRange::Narrow`] weights make this kernel faster (only AVX2 without VNNI,
+    /// where they save the sign step), so that callers scan weights only where it pays.
+    pub fn gains_from_narrow_weights(&self) -> bool {
+        self.kind == KernelKind::Avx2
+    }
+
     /// Whether this kernel's CPU level has AVX-512 (F/BW/VL/DQ): its fp32 code runs 16 wide.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
