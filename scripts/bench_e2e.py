@@ -1201,7 +1201,8 @@ def write_page(path, svg_name, ctx):
         if "q8bert-w7" in ctx["peers"]:
             L += [f"{c['title']}, the per-token pack with 7-bit weights (`trainer quantize "
                   "--weight-bits 7`; on CPUs without VNNI its GEMMs take three instructions per 32 "
-                  "multiply-adds instead of four) against every int8 peer:", "",
+                  "multiply-adds instead of four) against every int8 peer (✓: >= "
+                  f"{TARGET_VS_OV}x, issue 20's target for every peer):", "",
                   "| batch x seq | threads | q8bert 7-bit ms | vs q8bert per-token | "
                   "vs OpenVINO int8 | vs ORT int8 | vs CTranslate2 int8 |",
                   "|---|---:|---:|---:|---:|---:|---:|"]

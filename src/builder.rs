@@ -794,7 +794,8 @@ fn linear_tensors(prefix: &str, parts: &[Linear<'_>], n_part: usize, k: usize, s
         };
         for (r, row) in p.weight.chunks_exact(k).enumerate() {
             let sw = row_scales[if row_scales.len() == 1 { 0 } else { r }];
-            q.extend(row.iter().map(|&x| quantize_value(x, sw)));
+            // (A finite weight already rounds within ±weight_max; the clamp covers the rest.)
+            q.extend(row.iter().map(|&x| quantize_value(x, sw).clamp(-weight_max as i8, weight_max as i8)));
             let b = (p.bias[r] as f64 * sw as f64 * sx as f64).round_ties_even();
             bias.push(b.clamp(i32::MIN as f64, i32::MAX as f64) as i32);
         }

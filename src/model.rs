@@ -979,7 +979,7 @@ impl ModelLayout {
     /// Marks the linear layers whose weights all fit 7 bits (`trainer quantize --weight-bits
     /// 7`), if `kernel` runs those faster: a scan of the weights that stops at the first wider
     /// byte. Other kernels skip it, so their open time does not change.
-    pub fn find_narrow_weights(&mut self, file: &[u8], kernel: Kernel) {
+    pub(crate) fn find_narrow_weights(&mut self, file: &[u8], kernel: Kernel) {
         if !kernel.gains_from_narrow_weights() {
             return;
         }

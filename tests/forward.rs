@@ -553,8 +553,19 @@ fn every_kernel_gives_bit_identical_outputs() {
 #[test]
 fn seven_bit_weights_are_found_and_run_bit_identically() {
     use q8bert::{KernelKind, WeightRange};
-    for (seed, per_row, granularity) in [(71, false, WeightGranularity::PerTensor), (72, true, WeightGranularity::PerChannel)] {
-        let mut fp = FpModel::random(tiny_config(), Head::TokenStates, seed);
+    // Token states, and heads with their own linear layers (pooler and classifier; Dense).
+    let cases = [
+        (71, false, WeightGranularity::PerTensor, Head::TokenStates),
+        (72, true, WeightGranularity::PerChannel, Head::TokenStates),
+        (74, true, WeightGranularity::PerChannel, heads()[0].clone()),
+        (75, false, WeightGranularity::PerChannel, Head::Embedding { pooling: Pooling::Mean, normalize: true }),
+    ];
+    for (seed, per_row, granularity, head) in cases {
+        let dense = matches!(head, Head::Embedding { .. });
+        let mut fp = FpModel::random(tiny_config(), head, seed);
+        if dense {
+            fp = fp.with_dense(24, q8bert::builder::DenseActivation::Tanh, seed + 100);
+        }
         if per_row {
             fp = fp.with_per_row_inputs().with_per_row_zero_points();
         }
@@ -563,6 +574,8 @@ fn seven_bit_weights_are_found_and_run_bit_identically() {
         fp.weight_bits = 7;
         let bytes = fp.bytes();
         let buf = Aligned::new(&bytes);
+        let bytes8 = eight.bytes();
+        let buf8 = Aligned::new(&bytes8);
         // Only a kernel that gains from them looks for narrow weights (AVX2 without VNNI).
         for kind in KernelKind::ALL.into_iter().filter(|&k| q8bert::Kernel::new(k).is_some()) {
             let options = Options { kernel: Some(kind), ..Default::default() };
@@ -571,8 +584,6 @@ fn seven_bit_weights_are_found_and_run_bit_identically() {
             for lin in model.layout().linears() {
                 assert_eq!(lin.weight_range, want, "7-bit weights of a {}x{} layer, kernel {}", lin.n, lin.k, kind.name());
             }
-            let bytes8 = eight.bytes();
-            let buf8 = Aligned::new(&bytes8);
             let model8 = Model::from_bytes(buf8.bytes(), &options).unwrap();
             assert!(model8.layout().linears().all(|l| l.weight_range == WeightRange::Full), "8-bit weights are full range");
         }

@@ -248,11 +248,35 @@ fn narrow_weights_are_exact() {
         cases.push(Case::filled(5, 17, 1601, |_, _| av, |_, _| wv));
     }
     cases.push(Case::filled(9, 33, 2000, |i, kk| if (i + kk) % 2 == 0 { 127 } else { -127 }, |j, kk| if (j + kk) % 3 == 0 { -63 } else { 63 }));
+    // Column ranges not starting at 0 (the weight sums are indexed by absolute column),
+    // output rows wider than the range, and enough rows and k for several row and k blocks
+    // (the -128 * wsum start is redone for every row block's first k block).
+    let narrowed = |mut c: Case, rng: &mut Rng| {
+        c.w.iter_mut().for_each(|w| *w = (rng.below(127) as i32 - 63) as i8);
+        c
+    };
+    for (n_begin, n_end, out_stride) in [(48, 100, 100), (16, 33, 120), (96, 97, 130)] {
+        let mut c = narrowed(Case::random(&mut rng, 14, 100, 77, 3), &mut rng);
+        (c.n_begin, c.n_end, c.out_stride) = (n_begin, n_end, out_stride);
+        cases.push(c);
+    }
+    cases.push(narrowed(Case::random(&mut rng, 777, 49, 3100, 12), &mut rng));
     for c in &cases {
         assert_eq!(WeightRange::of(&pack_weights(&c.w, c.n, c.k)), WeightRange::Narrow, "{}", c.desc());
         assert_eq!(run(&Kernel::scalar(), c), naive(c), "scalar vs naive on {}", c.desc());
     }
     check_all_kernels("narrow_weights", &cases);
+}
+
+/// A Narrow claim for weights that are not is a caller bug: debug builds catch it.
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "weights wider than Narrow")]
+fn false_narrow_claim_is_caught_in_debug_builds() {
+    let c = Case::filled(2, 16, 8, |_, _| 1, |_, kk| if kk == 3 { 64 } else { 1 });
+    let (wp, ws) = (pack_weights(&c.w, c.n, c.k), weight_sums(&c.w, c.n, c.k));
+    let mut out = vec![0; c.m * c.n];
+    Kernel::scalar().gemm_i8_ranged(WeightRange::Narrow, &c.a, c.a_stride, c.m, &wp, &ws, c.n, c.k, 0, c.n, &mut out, c.n);
 }
 
 /// `WeightRange::of` says Narrow only when no byte is outside -63..=63, wherever the wider one

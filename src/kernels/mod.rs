@@ -59,6 +59,7 @@ pub fn weight_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
 /// What the kernels may assume about the values of a packed weight matrix, beyond the GEMM
 /// contract (-127..=127). Results are the same either way; only the speed differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum WeightRange {
     /// Any value in -127..=127.
     #[default]

@@ -279,7 +279,7 @@ impl LayerNorm {
 
 /// y = x W^T + b for one or several linears sharing the same input (fused Q/K/V), with the
 /// runtime's quantization simulated when `ctx.quant`: x with S_x = 127/EMA(max|x|), each W with
-/// S_w = 127/max|W| (per tensor, or per output row), bias rounded at scale S_w*S_x; or, with
+/// S_w = 127/max|W| (63/max|W| with 7-bit weights; per tensor, or per output row), bias rounded at scale S_w*S_x; or, with
 /// per-row inputs, each row of x with its own S_x = 127/max|row| and the bias kept in fp32.
 pub fn qlinear(x: &Tensor, parts: &[&Linear], tracker: &RangeTracker, ctx: &Ctx) -> Result<Tensor> {
     let n = x.dims2()?.0;

@@ -113,8 +113,8 @@ struct FineTuneArgs {
     /// One weight scale per output row instead of per tensor (with --scheme q8bert).
     #[arg(long)]
     per_channel: bool,
-    /// Weight bits: 8, or 7 (-63..=63: about twice the weights' rounding error, and on CPUs
-    /// without VNNI the GEMMs run ~1.4x faster, docs/PERFORMANCE.md). Same file format.
+    /// Weight bits: 8, or 7 (-63..=63: about twice the weights' rounding error; on x86 CPUs
+    /// with AVX2 but no VNNI the GEMMs run ~1.4x faster, docs/PERFORMANCE.md). Same format.
     #[arg(long, default_value_t = 8)]
     weight_bits: u8,
     /// Quantization simulated in QAT and packed: "q8bert" (the paper: per-tensor weights, static
@@ -237,8 +237,8 @@ struct QuantizeArgs {
     /// One weight scale per output row (with --scheme q8bert; per-token always has it).
     #[arg(long)]
     per_channel: bool,
-    /// Weight bits: 8, or 7 (-63..=63: about twice the weights' rounding error, and on CPUs
-    /// without VNNI the GEMMs run ~1.4x faster, docs/PERFORMANCE.md). Same file format.
+    /// Weight bits: 8, or 7 (-63..=63: about twice the weights' rounding error; on x86 CPUs
+    /// with AVX2 but no VNNI the GEMMs run ~1.4x faster, docs/PERFORMANCE.md). Same format.
     #[arg(long, default_value_t = 8)]
     weight_bits: u8,
     /// int8 attention scores (see `fine-tune --int8-attention`).

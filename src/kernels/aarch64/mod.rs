@@ -133,7 +133,7 @@ pub(crate) trait Tier {
 ///
 /// # Safety
 /// The CPU has `T`'s features. `p` and `out` satisfy the bounds checked by
-/// `Kernel::gemm_i8_with_scratch` (k > 0, m > 0, non-empty column range).
+/// `Kernel::gemm_i8_in` (k > 0, m > 0, non-empty column range).
 pub(crate) unsafe fn gemm<T: Tier>(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u8>) {
     let kcg = k_block_groups(p.k4, KC_MAX_GROUPS);
     let a_row_max = (kcg * 4).next_multiple_of(T::KB);

@@ -117,7 +117,7 @@ impl Tier for Neon {
 }
 
 /// NEON is part of every aarch64 CPU, so this is safe to call; `p` and `out` as checked by
-/// `Kernel::gemm_i8_with_scratch`.
+/// `Kernel::gemm_i8_in`.
 pub(crate) fn gemm(p: &super::GemmArgs<'_>, out: &mut [i32], scratch: &mut alloc::vec::Vec<u8>) {
     // SAFETY: the Neon tier needs no feature beyond the aarch64 baseline; the bounds were
     // checked by the caller and are asserted again in the driver.

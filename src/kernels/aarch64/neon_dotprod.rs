@@ -125,7 +125,7 @@ impl Tier for NeonDotprod {
 }
 
 /// # Safety
-/// FEAT_DotProd available; `p` and `out` as checked by `Kernel::gemm_i8_with_scratch`.
+/// FEAT_DotProd available; `p` and `out` as checked by `Kernel::gemm_i8_in`.
 pub(crate) unsafe fn gemm(p: &super::GemmArgs<'_>, out: &mut [i32], scratch: &mut alloc::vec::Vec<u8>) {
     // SAFETY: forwarded.
     unsafe { super::gemm::<NeonDotprod>(p, out, scratch) }

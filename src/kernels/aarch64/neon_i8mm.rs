@@ -269,7 +269,7 @@ impl Tier for NeonI8mm {
 }
 
 /// # Safety
-/// FEAT_I8MM available; `p` and `out` as checked by `Kernel::gemm_i8_with_scratch`.
+/// FEAT_I8MM available; `p` and `out` as checked by `Kernel::gemm_i8_in`.
 pub(crate) unsafe fn gemm(p: &super::GemmArgs<'_>, out: &mut [i32], scratch: &mut alloc::vec::Vec<u8>) {
     // SAFETY: forwarded.
     unsafe { super::gemm::<NeonI8mm>(p, out, scratch) }

@@ -82,7 +82,7 @@ macro_rules! tdpbssd {
 /// # Safety
 /// The CPU must support AMX-TILE and AMX-INT8 and the OS must have granted this process the
 /// tile data state (checked by `detect::amx_int8`). `p` and `out` must satisfy the bounds
-/// checked by `Kernel::gemm_i8_with_scratch` (k > 0, m > 0, non-empty column range).
+/// checked by `Kernel::gemm_i8_in` (k > 0, m > 0, non-empty column range).
 pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u8>) {
     let chunks = p.k.div_ceil(64);
     let full_chunks = p.k / 64;

@@ -26,7 +26,7 @@ const A_BLOCK_BYTES: usize = 1 << 19;
 
 /// # Safety
 /// CPU must support AVX2. `p` and `out` must satisfy the bounds checked by
-/// `Kernel::gemm_i8_with_scratch` (k > 0, m > 0, non-empty column range).
+/// `Kernel::gemm_i8_in` (k > 0, m > 0, non-empty column range).
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u8>) {
     // SAFETY: forwarded from the caller.
@@ -36,11 +36,11 @@ pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u
     }
 }
 
-/// [`gemm`] for full-range weights (sign trick) or, with `NARROW`, weights in -63..=63.
+/// [`gemm`] for full-range weights (sign trick) or, with `NARROW`, weights in -63..=63 (wider
+/// ones give wrong sums, `vpmaddubsw` saturating, but nothing unsafe).
 ///
 /// # Safety
-/// As for [`gemm`]; with `NARROW`, every weight must be in -63..=63 (else results are wrong,
-/// though memory-safe: `vpmaddubsw` saturates).
+/// As for [`gemm`].
 #[target_feature(enable = "avx2")]
 unsafe fn gemm_in<const NARROW: bool>(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u8>) {
     let kcg = k_block_groups(p.k4, KC_MAX_GROUPS);

@@ -27,7 +27,7 @@ const A_BLOCK_BYTES: usize = 1 << 20;
 
 /// # Safety
 /// CPU must support AVX512F/BW/VNNI. `p` and `out` must satisfy the bounds checked by
-/// `Kernel::gemm_i8_with_scratch` (k > 0, m > 0, non-empty column range).
+/// `Kernel::gemm_i8_in` (k > 0, m > 0, non-empty column range).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) unsafe fn gemm(p: &GemmArgs<'_>, out: &mut [i32], scratch: &mut Vec<u8>) {
     let kcg = k_block_groups(p.k4, KC_MAX_GROUPS);
