@@ -528,6 +528,36 @@ fn attention_tiles_match_reference_bit_for_bit() {
     }
 }
 
+/// The K^T block transpose: every kernel copies each element to its transposed place and
+/// writes nothing else, for several strides (K rows are 3H floats apart in the forward pass).
+#[test]
+fn transpose_block_matches_reference() {
+    use q8bert::kernels::attention::{transpose_block_reference, TRANSPOSE_BLOCK as N};
+    let mut rng = Rng(0x7A25_0B10);
+    for &(src_stride, dst_stride) in &[(16usize, 16usize), (2304, 144), (17, 33), (1152, 128)] {
+        let src: Vec<f32> = (0..(N - 1) * src_stride + N).map(|_| rng.below(1 << 20) as f32 - 524288.0).collect();
+        let mut want = vec![-1.0f32; (N - 1) * dst_stride + N];
+        transpose_block_reference(&src, src_stride, &mut want, dst_stride);
+        for (i, &x) in want.iter().enumerate() {
+            let (c, r) = (i / dst_stride, i % dst_stride);
+            if r < N {
+                assert_eq!(x, src[r * src_stride + c], "reference at column {c}, row {r}");
+            } else {
+                assert_eq!(x, -1.0, "reference wrote past the block at {i}");
+            }
+        }
+        for kind in KernelKind::ALL {
+            let Some(kernel) = Kernel::new(kind) else {
+                eprintln!("SKIPPED: kernel {} is not available on this CPU", kind.name());
+                continue;
+            };
+            let mut got = vec![-1.0f32; want.len()];
+            kernel.transpose_block(&src, src_stride, &mut got, dst_stride);
+            assert_eq!(got, want, "kernel {}, strides {src_stride}/{dst_stride}", kind.name());
+        }
+    }
+}
+
 /// Exactly the kernels this CPU has are available. `Q8BERT_EXPECT_KERNELS` (a comma list of
 /// names; scripts/test_aarch64.sh sets it for each emulated CPU) gives the set; without it, on
 /// aarch64 Linux, the CPU's features in /proc/cpuinfo (asimddp, i8mm) decide. A CPU without

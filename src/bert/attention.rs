@@ -2,6 +2,7 @@
 //! V packed for int8 P·V, and softmax(QKᵀ/√d)·V per sequence and head in blocks of query rows.
 
 use super::*;
+use crate::kernels::attention::TRANSPOSE_BLOCK;
 use crate::model::AttentionScales;
 
 /// K of every sequence and head transposed to [dh][len_p] (keys padded to whole tiles, padding
@@ -26,12 +27,18 @@ pub(super) fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_st
         let kt = pieces[i].take();
         let (a, len, len_p, hd) = tasks[i];
         let ko = h + hd * dh;
-        // 16 keys at a time, so each K^T row gets one whole cache line per block. (Most of the
-        // remaining cost is reading K: a layer's QKV rows are out of cache by now.)
-        const BLOCK: usize = 16;
+        // 16 keys at a time, so each K^T row gets one whole cache line per block: square
+        // blocks through the kernel's transpose, the rest (the last keys, features past a
+        // multiple of 16) one float at a time.
+        const BLOCK: usize = TRANSPOSE_BLOCK;
         for j0 in (0..len).step_by(BLOCK) {
             let keys = (len - j0).min(BLOCK);
-            for d in 0..dh {
+            let square = if keys == BLOCK { dh - dh % BLOCK } else { 0 };
+            for d0 in (0..square).step_by(BLOCK) {
+                let src = &qkv[(a + j0) * 3 * h + ko + d0..];
+                cx.kernel.transpose_block(src, 3 * h, &mut kt[d0 * len_p + j0..], len_p);
+            }
+            for d in square..dh {
                 let dst = &mut kt[d * len_p + j0..d * len_p + j0 + keys];
                 for (jj, out) in dst.iter_mut().enumerate() {
                     *out = qkv[(a + j0 + jj) * 3 * h + ko + d];

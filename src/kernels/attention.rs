@@ -51,6 +51,30 @@ pub fn values_tile_reference<const W: usize>(p: &[f32], p_stride: usize, len: us
     }
 }
 
+/// Side of the square blocks [`transpose_block_reference`] transposes (one 16-float vector).
+pub const TRANSPOSE_BLOCK: usize = 16;
+
+/// `dst[c*dst_stride + r] = src[r*src_stride + c]` for `r, c < TRANSPOSE_BLOCK`: a plain copy,
+/// so every kernel's version gives these bits. Attention's keys go into K^T this way.
+///
+/// Panics unless both slices hold `TRANSPOSE_BLOCK` rows of their stride (the last row
+/// `TRANSPOSE_BLOCK` long).
+pub fn transpose_block_reference(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+    check_transpose(src.len(), src_stride, dst.len(), dst_stride);
+    for r in 0..TRANSPOSE_BLOCK {
+        for c in 0..TRANSPOSE_BLOCK {
+            dst[c * dst_stride + r] = src[r * src_stride + c];
+        }
+    }
+}
+
+pub(crate) fn check_transpose(src_len: usize, src_stride: usize, dst_len: usize, dst_stride: usize) {
+    const N: usize = TRANSPOSE_BLOCK;
+    assert!(src_stride >= N && dst_stride >= N, "transpose block: strides {src_stride}/{dst_stride}");
+    assert!(src_len >= (N - 1) * src_stride + N, "transpose block: src has {src_len} values");
+    assert!(dst_len >= (N - 1) * dst_stride + N, "transpose block: dst has {dst_len} values");
+}
+
 pub(crate) fn check_scores(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize) {
     assert!(dh > 0 && kt_stride >= KEY_TILE, "scores tile: dh {dh}, stride {kt_stride}");
     assert!(q.len() >= QUERY_ROWS * dh, "scores tile: q has {} values", q.len());

@@ -287,6 +287,18 @@ impl Kernel {
         attention::scores_tile_reference(q, dh, kt, kt_stride, out)
     }
 
+    /// A [`attention::TRANSPOSE_BLOCK`]-square block of `src` transposed into `dst`; same bits
+    /// as [`attention::transpose_block_reference`] (a copy).
+    #[inline]
+    pub fn transpose_block(&self, src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if self.has_avx512() {
+            // SAFETY: Avx512Vnni and Amx kernels exist only where AVX-512 F was detected.
+            return unsafe { x86_64::attention_avx512::transpose_block(src, src_stride, dst, dst_stride) };
+        }
+        attention::transpose_block_reference(src, src_stride, dst, dst_stride)
+    }
+
     /// Probability-weighted sum of `len` value rows for `QUERY_ROWS` rows and `W` features
     /// (`VALUE_TILE` or `VALUE_TILE_HALF`); same bits as [`attention::values_tile_reference`].
     #[inline]

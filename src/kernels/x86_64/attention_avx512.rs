@@ -4,7 +4,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::kernels::attention::{check_scores, check_values, KEY_TILE, QUERY_ROWS, VALUE_TILE};
+use crate::kernels::attention::{check_scores, check_transpose, check_values, KEY_TILE, QUERY_ROWS, TRANSPOSE_BLOCK, VALUE_TILE};
 
 
 /// See `scores_tile_reference`.
@@ -64,5 +64,49 @@ pub(crate) unsafe fn values_tile<const W: usize>(p: &[f32], p_stride: usize, len
             // SAFETY: W / 16 vectors of 16 floats fill the W-float row exactly.
             unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * c), a) };
         }
+    }
+}
+
+/// See `transpose_block_reference`: 16 row loads, four rounds of 16 shuffles, 16 row stores
+/// (the scalar copy reads one float per instruction from rows 3H floats apart).
+///
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn transpose_block(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+    check_transpose(src.len(), src_stride, dst.len(), dst_stride);
+    let mut r = [_mm512_setzero_ps(); TRANSPOSE_BLOCK];
+    for (i, x) in r.iter_mut().enumerate() {
+        // SAFETY: check_transpose guarantees i*src_stride + 16 <= src.len() for i < 16.
+        *x = unsafe { _mm512_loadu_ps(src.as_ptr().add(i * src_stride)) };
+    }
+    let mut t = [_mm512_setzero_ps(); TRANSPOSE_BLOCK];
+    // Pairs of rows interleaved by element, then by element pair: each 128-bit lane l of
+    // r[4g + i] holds column 4l + i of rows 4g..4g+3.
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for g in 0..4 {
+        let (a, b, c, d) = (_mm512_castps_pd(t[4 * g]), _mm512_castps_pd(t[4 * g + 1]), _mm512_castps_pd(t[4 * g + 2]), _mm512_castps_pd(t[4 * g + 3]));
+        r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    // Then the 128-bit lanes: even lanes of two groups, odd lanes, twice.
+    for h in 0..2 {
+        for i in 0..4 {
+            t[8 * h + i] = _mm512_shuffle_f32x4::<0x88>(r[8 * h + i], r[8 * h + 4 + i]);
+            t[8 * h + 4 + i] = _mm512_shuffle_f32x4::<0xdd>(r[8 * h + i], r[8 * h + 4 + i]);
+        }
+    }
+    for i in 0..8 {
+        r[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
+        r[8 + i] = _mm512_shuffle_f32x4::<0xdd>(t[i], t[8 + i]);
+    }
+    for (c, &x) in r.iter().enumerate() {
+        // SAFETY: check_transpose guarantees c*dst_stride + 16 <= dst.len() for c < 16.
+        unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(c * dst_stride), x) };
     }
 }
