@@ -487,6 +487,8 @@ const AMX_TASK_ACC_BYTES: usize = 4 << 20;
 const AMX_TASK_MIN_ROWS: usize = 32;
 const AMX_TASK_MAX_ROWS: usize = 256;
 const AMX_TASK_ROW_ALIGN: usize = 16;
+/// The AVX-512 kernel's row tile (its `MR`).
+const AVX512_TASK_ROW_ALIGN: usize = 12;
 
 /// Row blocks of a linear layer with `n` outputs: one task per block, GEMM then epilogue, so
 /// the accumulators of a block are read back from cache; at least one block per thread, and a
@@ -499,16 +501,24 @@ const AMX_TASK_ROW_ALIGN: usize = 16;
 fn linear_blocks(rows: usize, threads: usize, n: usize, kernel: Kernel) -> Vec<(usize, usize)> {
     let (acc_bytes, min_rows, max_rows, align) = if kernel.kind() == KernelKind::Amx {
         (AMX_TASK_ACC_BYTES, AMX_TASK_MIN_ROWS, AMX_TASK_MAX_ROWS, AMX_TASK_ROW_ALIGN)
-    } else if kernel.kind() == KernelKind::Avx512Vnni && threads <= 1 {
-        // Whole 12-row tiles (22 rows ran as 12 + 8 + 2): 1.02-1.03x at BERT-base 1x32 and
-        // 1x128 on Zen 5. Not with more threads, where the short last block unbalanced them.
-        (LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS, 12)
+    } else if kernel.kind() == KernelKind::Avx512Vnni {
+        (LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS, AVX512_TASK_ROW_ALIGN)
     } else {
         (LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS, 1)
     };
     let chunk = (acc_bytes / (4 * n.max(1))).clamp(min_rows, max_rows);
     let threads = threads.max(1);
     let parts = rows.div_ceil(chunk).max(threads).div_ceil(threads) * threads;
+    if align == AVX512_TASK_ROW_ALIGN {
+        // Each thread's even share of the rows in blocks of whole tiles (but its last): 22-row
+        // blocks ran as tiles of 12 + 8 + 2. The shares keep the threads balanced.
+        let share = rows.div_ceil(threads);
+        let per = share.div_ceil(parts / threads).max(1).next_multiple_of(align);
+        return (0..rows).step_by(share).flat_map(|s| {
+            let end = (s + share).min(rows);
+            (s..end).step_by(per).map(move |r| (r, per.min(end - r)))
+        }).collect();
+    }
     let per = rows.div_ceil(parts.max(1)).max(1).next_multiple_of(align);
     (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect()
 }
@@ -821,7 +831,8 @@ mod tests {
         assert_eq!(linear_blocks(128, 1, 3072, Kernel::scalar())[0].1, 22);
         if let Some(avx512) = Kernel::new(KernelKind::Avx512Vnni) {
             assert_eq!(linear_blocks(128, 1, 3072, avx512)[0].1, 24);
-            assert_eq!(linear_blocks(128, 2, 3072, avx512)[0].1, 22);
+            // Two threads: 64 rows each, as 24 + 24 + 16.
+            assert_eq!(linear_blocks(128, 2, 3072, avx512), [(0, 24), (24, 24), (48, 16), (64, 24), (88, 24), (112, 16)]);
         }
         if let Some(amx) = Kernel::new(KernelKind::Amx) {
             assert_eq!(linear_blocks(1024, 1, 3072, amx)[0].1, 256);
