@@ -242,6 +242,21 @@ impl Kernel {
     /// Whether this kernel's CPU level has AVX-512 (F/BW/VL/DQ): its fp32 code runs 16 wide.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
+    /// Rows of the x86 SIMD GEMMs' register tile: a block of rows that is a multiple of it runs
+    /// no narrower tail tiles (which load the same weights for fewer rows). 1 elsewhere: the
+    /// AMX tier has its own task sizes, and the aarch64 tiles were not measured on hardware.
+    pub(crate) fn row_tile(&self) -> usize {
+        match self.kind {
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Avx512Vnni => x86_64::avx512_vnni::MR,
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::AvxVnni => x86_64::avx_vnni::MR,
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Avx2 => x86_64::avx2::MR,
+            _ => 1,
+        }
+    }
+
     fn has_avx512(&self) -> bool {
         matches!(self.kind, KernelKind::Avx512Vnni | KernelKind::Amx)
     }

@@ -15,7 +15,7 @@ use super::super::{
 };
 
 /// Rows per microkernel tile (one broadcast register each).
-const MR: usize = 12;
+pub(crate) const MR: usize = 12;
 /// Panels (16 columns, one zmm) per microkernel tile; MR * NR accumulators + NR weights.
 const NR: usize = 2;
 /// Row tail tiles, greedy; must end in 1.

@@ -10,7 +10,7 @@ use super::super::{
     aligned_scratch, k_block_groups, m_block_rows, pack_a_block, row_blocks, GemmArgs, PANEL,
 };
 
-const MR: usize = 6;
+pub(crate) const MR: usize = 6;
 const TAILS: [usize; 3] = [4, 2, 1];
 /// One panel per strip: 64 B per group, 384 groups = 24 KiB of L1.
 const KC_MAX_GROUPS: usize = 384;
