@@ -239,9 +239,6 @@ impl Kernel {
         self.kind == KernelKind::Avx2
     }
 
-    /// Whether this kernel's CPU level has AVX-512 (F/BW/VL/DQ): its fp32 code runs 16 wide.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
     /// Rows of the x86 SIMD GEMMs' register tile: a block of rows that is a multiple of it runs
     /// no narrower tail tiles (which load the same weights for fewer rows). 1 elsewhere: the
     /// AMX tier has its own task sizes, and the aarch64 tiles were not measured on hardware.
@@ -257,6 +254,9 @@ impl Kernel {
         }
     }
 
+    /// Whether this kernel's CPU level has AVX-512 (F/BW/VL/DQ): its fp32 code runs 16 wide.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
     fn has_avx512(&self) -> bool {
         matches!(self.kind, KernelKind::Avx512Vnni | KernelKind::Amx)
     }
