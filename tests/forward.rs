@@ -523,8 +523,9 @@ fn every_kernel_gives_bit_identical_outputs() {
         assert_kernels_identical(&FpModel::random(tiny_config(), head, 31), 4, 24);
     }
     // Head sizes with every value-tile combination (48 = half + remainder, 96 = wide + half,
-    // 80 = wide + remainder) and more keys than one key tile.
-    for (i, hidden) in [96u32, 192, 160].into_iter().enumerate() {
+    // 80 = wide + remainder; 40: two 16x16 blocks of the K transpose and a scalar tail) and more
+    // keys than one key tile.
+    for (i, hidden) in [96u32, 192, 160, 80].into_iter().enumerate() {
         let mut config = tiny_config();
         (config.hidden_size, config.num_heads, config.intermediate_size, config.max_position_embeddings) = (hidden, 2, 2 * hidden, 80);
         assert_kernels_identical(&FpModel::random(config, Head::TokenStates, 32 + i as u64), 3, 70);

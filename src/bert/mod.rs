@@ -489,8 +489,9 @@ const AMX_TASK_MAX_ROWS: usize = 256;
 const AMX_TASK_ROW_ALIGN: usize = 16;
 
 /// Row blocks of a linear layer with `n` outputs: one task per block, GEMM then epilogue, so
-/// the accumulators of a block are read back from cache; at least one block per thread, and a
-/// whole number of rounds over the threads (the pool hands blocks out as threads free up).
+/// the accumulators of a block are read back from cache; at least one block per thread (but
+/// when there are fewer rows), and about a whole number of rounds over the threads (the pool
+/// hands blocks out as threads free up).
 ///
 /// The AMX kernel's tasks are taller (whole 16-row tiles, 4 MiB of accumulators: a 256-token
 /// sub-batch is one task for every BERT-base layer). Its GEMM waits on the weights whenever
@@ -507,18 +508,24 @@ fn linear_blocks(rows: usize, threads: usize, n: usize, kernel: Kernel) -> Vec<(
     let parts = rows.div_ceil(chunk).max(threads).div_ceil(threads) * threads;
     let tile = kernel.row_tile();
     if tile > 1 {
-        // Each thread's even share of the rows, in blocks of whole register tiles but its last
-        // (22-row blocks ran as AVX-512 tiles of 12 + 8 + 2; Zen 5, BERT-base 1x128: 1.05x on
-        // one and on two threads). Even shares keep the threads balanced.
+        // Rows cut into `threads` even shares, each in blocks of whole register tiles (22-row
+        // blocks ran as AVX-512 tiles of 12 + 8 + 2; Zen 5, BERT-base 1x128: 1.05x on one and
+        // on two threads). Blocks follow the shares so that the pool, handing them out in
+        // order, gives the threads about equal rows; a remainder under one tile joins the
+        // block before it rather than stream the weights again for a few rows.
         let share = rows.div_ceil(threads).max(1);
         let per = share.div_ceil(parts / threads).max(1).next_multiple_of(tile);
-        return (0..rows)
-            .step_by(share)
-            .flat_map(|s| {
-                let end = (s + share).min(rows);
-                (s..end).step_by(per).map(move |r| (r, per.min(end - r)))
-            })
-            .collect();
+        let mut blocks = Vec::with_capacity(parts);
+        for s in (0..rows).step_by(share) {
+            let end = (s + share).min(rows);
+            let mut r = s;
+            while r < end {
+                let len = if end - r < per + tile { end - r } else { per };
+                blocks.push((r, len));
+                r += len;
+            }
+        }
+        return blocks;
     }
     let per = rows.div_ceil(parts.max(1)).max(1).next_multiple_of(align);
     (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect()
@@ -799,7 +806,9 @@ mod tests {
     use super::*;
 
     /// Row blocks of a linear layer cover the rows in order, never outnumber the workspace's
-    /// bound, and on AMX are whole 16-row tiles (but the last) and taller than elsewhere.
+    /// bound, on AMX are whole 16-row tiles (but the last) and taller than elsewhere, and on one
+    /// thread with an x86 SIMD kernel whole register tiles (but the last, which also takes any
+    /// remainder shorter than a tile).
     #[test]
     fn linear_blocks_cover_rows_within_bound() {
         let kernels: Vec<Kernel> = KernelKind::ALL.into_iter().filter_map(Kernel::new).collect();
@@ -828,10 +837,13 @@ mod tests {
         }
         // 8 x 128 tokens into FFN-in (n 3072) on one thread: 24-row tasks, or 256 on AMX.
         assert_eq!(linear_blocks(1024, 1, 3072, Kernel::scalar())[0].1, 24);
-        // One sequence of 128 on one thread: 22-row blocks, or whole 12-row tiles on AVX-512.
+        // One sequence of 128 on one thread: 22-row blocks, or whole 12-row tiles on AVX-512
+        // with the last 8 rows in the last block.
         assert_eq!(linear_blocks(128, 1, 3072, Kernel::scalar())[0].1, 22);
         if let Some(avx512) = Kernel::new(KernelKind::Avx512Vnni) {
-            assert_eq!(linear_blocks(128, 1, 3072, avx512)[0].1, 24);
+            assert_eq!(linear_blocks(128, 1, 3072, avx512), [(0, 24), (24, 24), (48, 24), (72, 24), (96, 32)]);
+            // 121 rows on one thread: no 1-row block after five of 24.
+            assert_eq!(linear_blocks(121, 1, 3072, avx512).last(), Some(&(96, 25)));
             // Two threads: 64 rows each, as 24 + 24 + 16.
             assert_eq!(linear_blocks(128, 2, 3072, avx512), [(0, 24), (24, 24), (48, 16), (64, 24), (88, 24), (112, 16)]);
         }

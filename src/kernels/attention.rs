@@ -57,8 +57,8 @@ pub const TRANSPOSE_BLOCK: usize = 16;
 /// `dst[c*dst_stride + r] = src[r*src_stride + c]` for `r, c < TRANSPOSE_BLOCK`: a plain copy,
 /// so every kernel's version gives these bits. Attention's keys go into K^T this way.
 ///
-/// Panics unless both slices hold `TRANSPOSE_BLOCK` rows of their stride (the last row
-/// `TRANSPOSE_BLOCK` long).
+/// Panics unless both strides are at least `TRANSPOSE_BLOCK` and both slices hold
+/// `TRANSPOSE_BLOCK` rows of their stride (the last row `TRANSPOSE_BLOCK` long).
 pub fn transpose_block_reference(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
     check_transpose(src.len(), src_stride, dst.len(), dst_stride);
     for r in 0..TRANSPOSE_BLOCK {
