@@ -498,37 +498,37 @@ const AMX_TASK_ROW_ALIGN: usize = 16;
 /// they stream from memory, so each pass over them should serve as many rows as possible
 /// (BERT-base 8x128 on one thread: 1 MiB tasks streamed 2.5x the bytes and ran 1.07x slower).
 fn linear_blocks(rows: usize, threads: usize, n: usize, kernel: Kernel) -> Vec<(usize, usize)> {
-    let (acc_bytes, min_rows, max_rows, align) = if kernel.kind() == KernelKind::Amx {
-        (AMX_TASK_ACC_BYTES, AMX_TASK_MIN_ROWS, AMX_TASK_MAX_ROWS, AMX_TASK_ROW_ALIGN)
-    } else {
-        (LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS, 1)
-    };
-    let chunk = (acc_bytes / (4 * n.max(1))).clamp(min_rows, max_rows);
     let threads = threads.max(1);
-    let parts = rows.div_ceil(chunk).max(threads).div_ceil(threads) * threads;
-    let tile = kernel.row_tile();
-    if tile > 1 {
-        // Rows cut into `threads` even shares, each in blocks of whole register tiles (22-row
-        // blocks ran as AVX-512 tiles of 12 + 8 + 2; Zen 5, BERT-base 1x128: 1.05x on one and
-        // on two threads). Blocks follow the shares so that the pool, handing them out in
-        // order, gives the threads about equal rows; a remainder under one tile joins the
-        // block before it rather than stream the weights again for a few rows.
-        let share = rows.div_ceil(threads).max(1);
-        let per = share.div_ceil(parts / threads).max(1).next_multiple_of(tile);
-        let mut blocks = Vec::with_capacity(parts);
-        for s in (0..rows).step_by(share) {
-            let end = (s + share).min(rows);
-            let mut r = s;
-            while r < end {
-                let len = if end - r < per + tile { end - r } else { per };
-                blocks.push((r, len));
-                r += len;
-            }
-        }
-        return blocks;
+    let parts = |acc_bytes: usize, min_rows: usize, max_rows: usize| {
+        let chunk = (acc_bytes / (4 * n.max(1))).clamp(min_rows, max_rows);
+        rows.div_ceil(chunk).max(threads).div_ceil(threads) * threads
+    };
+    if kernel.kind() == KernelKind::Amx {
+        let parts = parts(AMX_TASK_ACC_BYTES, AMX_TASK_MIN_ROWS, AMX_TASK_MAX_ROWS);
+        let per = rows.div_ceil(parts).max(1).next_multiple_of(AMX_TASK_ROW_ALIGN);
+        return (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect();
     }
-    let per = rows.div_ceil(parts.max(1)).max(1).next_multiple_of(align);
-    (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect()
+    let parts = parts(LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS);
+    // Rows cut into `threads` even shares, each in blocks of whole register tiles (22-row blocks
+    // ran as AVX-512 tiles of 12 + 8 + 2; Zen 5, BERT-base 1x128: 1.05x on one and on two
+    // threads). Blocks follow the shares so that the pool, handing them out in order, gives the
+    // threads about equal rows; a remainder under one tile joins the block before it rather than
+    // stream the weights again for a few rows. (With a 1-row tile, one thread gets the plain
+    // even split.)
+    let tile = kernel.row_tile();
+    let share = rows.div_ceil(threads).max(1);
+    let per = share.div_ceil(parts / threads).max(1).next_multiple_of(tile);
+    let mut blocks = Vec::with_capacity(parts);
+    for s in (0..rows).step_by(share) {
+        let end = (s + share).min(rows);
+        let mut r = s;
+        while r < end {
+            let len = if end - r < per + tile { end - r } else { per };
+            blocks.push((r, len));
+            r += len;
+        }
+    }
+    blocks
 }
 
 /// Most blocks [`linear_blocks`] makes for `rows` rows on `threads` threads (any `n`).
