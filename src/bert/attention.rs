@@ -52,29 +52,39 @@ pub(super) fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_st
 }
 
 /// One piece of `packed` and of `sums` per (sequence, head), back to back, sized by
-/// `sizes(keys) = (bytes, sums)`, as task slots, with each task's (first key row, keys, head).
+/// `sizes(keys) = (bytes, sums)`, as task slots of consecutive heads of one sequence, with each
+/// task's (first key row, keys, first head). A sequence's heads go to one task, or on more
+/// threads than sequences to several, so every thread has work.
 #[allow(clippy::type_complexity)]
 fn per_head_pieces<'a>(
     seq_start: &[usize],
     heads: usize,
+    threads: usize,
     packed: &'a mut [u8],
     sums: &'a mut [i32],
     sizes: impl Fn(usize) -> (usize, usize),
-) -> (Vec<Slot<(&'a mut [u8], &'a mut [i32])>>, Vec<(usize, usize, usize)>) {
-    let (mut tasks, mut pieces) = (Vec::new(), Vec::new());
+) -> (Vec<Slot<Vec<(&'a mut [u8], &'a mut [i32])>>>, Vec<(usize, usize, usize)>) {
+    let sequences = seq_start.len() - 1;
+    let groups = (2 * threads).div_ceil(sequences).clamp(1, heads);
+    let per_group = heads.div_ceil(groups);
+    let (mut tasks, mut slots) = (Vec::new(), Vec::new());
     let (mut rest, mut rest_sums) = (packed, sums);
     for w in seq_start.windows(2) {
         let (a, len) = (w[0], w[1] - w[0]);
         let (bytes, n_sums) = sizes(len);
-        for hd in 0..heads {
-            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(bytes);
-            let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(n_sums);
-            pieces.push(Slot::new((piece, piece_sums)));
-            (rest, rest_sums) = (tail, tail_sums);
-            tasks.push((a, len, hd));
+        for hd0 in (0..heads).step_by(per_group) {
+            let mut pieces = Vec::with_capacity(per_group);
+            for _ in hd0..(hd0 + per_group).min(heads) {
+                let (piece, tail) = core::mem::take(&mut rest).split_at_mut(bytes);
+                let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(n_sums);
+                pieces.push((piece, piece_sums));
+                (rest, rest_sums) = (tail, tail_sums);
+            }
+            slots.push(Slot::new(pieces));
+            tasks.push((a, len, hd0));
         }
     }
-    (pieces, tasks)
+    (slots, tasks)
 }
 
 /// max|x| of each row's Q, K and V in each head ([row][3 x heads], as the QKV epilogue wrote
@@ -110,22 +120,44 @@ fn row_scale(fixed: Option<f32>, ranges: Option<HeadMax>, r: usize, g: usize) ->
 /// activation offset. Once per layer, shared by all query blocks.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: Option<f32>, ranges: Option<HeadMax>, packed: &mut [u8], sums: &mut [i32]) {
-    let (pieces, tasks) = per_head_pieces(seq_start, heads, packed, sums, |len| (packed_len(len, dh), len));
+    let (slots, tasks) = per_head_pieces(seq_start, heads, cx.par.threads(), packed, sums, |len| (packed_len(len, dh), len));
     let k4 = dh.div_ceil(crate::kernels::KGROUP);
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
-        let (piece, piece_sums) = pieces[i].take();
-        let (a, len, hd) = tasks[i];
+        let mut pieces = slots[i].take();
+        let (a, len, hd0) = tasks[i];
         // Padding (keys past `len` in the last panel, k past dh) stays zero.
-        piece.fill(0);
+        for (piece, _) in pieces.iter_mut() {
+            piece.fill(0);
+        }
         let mut row = alloc::vec![0i8; k4 * 4];
-        let ko = h + hd * dh;
-        for (j, sum) in piece_sums.iter_mut().enumerate().take(len) {
-            qkv.quantized(a + j, h, ko, row_scale(key_scale, ranges, a + j, heads + hd), &mut row[..dh]);
-            *sum = row.iter().map(|&q| q as i32).sum();
-            // Key j is column j % 16 of panel j / 16: 4 consecutive k per 64-byte group.
-            let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
-            for (g, quad) in row.chunks_exact(4).enumerate() {
-                piece[base + g * 64..base + g * 64 + 4].copy_from_slice(bytemuck::cast_slice(quad));
+        // Key by key, each key's heads in turn: a token's row is read front to back. Head by
+        // head, every key is one cache line 3H bytes past the last, fetched at memory latency.
+        for j in 0..len {
+            for (hi, (piece, piece_sums)) in pieces.iter_mut().enumerate() {
+                let hd = hd0 + hi;
+                let ko = h + hd * dh;
+                // Already int8 (requantized by the QKV epilogue): read in place.
+                let row: &[i8] = match qkv {
+                    Qkv::I8(x) => &x[(a + j) * 3 * h + ko..(a + j) * 3 * h + ko + dh],
+                    Qkv::F32(_) => {
+                        qkv.quantized(a + j, h, ko, row_scale(key_scale, ranges, a + j, heads + hd), &mut row[..dh]);
+                        &row[..dh]
+                    }
+                };
+                piece_sums[j] = row.iter().map(|&q| q as i32).sum();
+                // Key j is column j % 16 of panel j / 16: 4 consecutive k per 64-byte group.
+                let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
+                // Whole groups as fixed-size copies (a variable length would be a memcpy call each).
+                let quads = row.chunks_exact(4);
+                let tail = quads.remainder();
+                for (g, quad) in quads.enumerate() {
+                    let quad: [i8; 4] = quad.try_into().expect("a group of 4");
+                    piece[base + g * 64..base + g * 64 + 4].copy_from_slice(&quad.map(|q| q as u8));
+                }
+                let g = dh / 4;
+                for (t, &q) in tail.iter().enumerate() {
+                    piece[base + g * 64 + t] = q as u8;
+                }
             }
         }
     })));
@@ -138,40 +170,64 @@ pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, value_scale: Option<f32>, ranges: Option<HeadMax>, packed: &mut [u8], sums: &mut [i32]) {
     use crate::kernels::{KGROUP, PANEL};
-    let (pieces, tasks) = per_head_pieces(seq_start, heads, packed, sums, |len| (packed_len(dh, len), dh));
+    let (slots, tasks) = per_head_pieces(seq_start, heads, cx.par.threads(), packed, sums, |len| (packed_len(dh, len), dh));
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
-        let (piece, piece_sums) = pieces[i].take();
-        let (a, len, hd) = tasks[i];
+        let mut pieces = slots[i].take();
+        let (a, len, hd0) = tasks[i];
         let k4 = len.div_ceil(KGROUP);
         // Padding (features past dh in the last panel, keys past len) stays zero.
-        piece.fill(0);
-        piece_sums.fill(0);
-        let vo = 2 * h + hd * dh;
+        for (piece, piece_sums) in pieces.iter_mut() {
+            piece.fill(0);
+            piece_sums.fill(0);
+        }
         // Four keys at a time, quantized as rows; feature d of the four keys is the 4-byte group
         // of column d, so the 16 columns of a panel are one 64-byte interleave of the rows.
+        // Each group of four keys for every head of the task in turn, as in `pack_keys`.
         let mut quad = alloc::vec![0i8; KGROUP * dh];
         for j0 in (0..len).step_by(KGROUP) {
             let keys = (len - j0).min(KGROUP);
-            for (jj, row) in quad.chunks_exact_mut(dh).enumerate() {
-                if jj < keys {
-                    qkv.quantized(a + j0 + jj, h, vo, row_scale(value_scale, ranges, a + j0 + jj, 2 * heads + hd), row);
-                } else {
-                    row.fill(0);
+            for (hi, (piece, piece_sums)) in pieces.iter_mut().enumerate() {
+                let hd = hd0 + hi;
+                let vo = 2 * h + hd * dh;
+                // The four value rows: in place when already int8 (and all four are keys), else
+                // requantized (or zero past the last key) into `quad`.
+                let rows: [&[i8]; KGROUP] = match qkv {
+                    Qkv::I8(x) if keys == KGROUP => core::array::from_fn(|jj| &x[(a + j0 + jj) * 3 * h + vo..(a + j0 + jj) * 3 * h + vo + dh]),
+                    _ => {
+                        for (jj, row) in quad.chunks_exact_mut(dh).enumerate() {
+                            match qkv {
+                                _ if jj >= keys => row.fill(0),
+                                Qkv::I8(x) => row.copy_from_slice(&x[(a + j0 + jj) * 3 * h + vo..(a + j0 + jj) * 3 * h + vo + dh]),
+                                Qkv::F32(_) => qkv.quantized(a + j0 + jj, h, vo, row_scale(value_scale, ranges, a + j0 + jj, 2 * heads + hd), row),
+                            }
+                        }
+                        core::array::from_fn(|jj| &quad[jj * dh..(jj + 1) * dh])
+                    }
+                };
+                let g = j0 / KGROUP;
+                for d0 in (0..dh).step_by(PANEL) {
+                    let cols = (dh - d0).min(PANEL);
+                    let at = ((d0 / PANEL) * k4 + g) * 64;
+                    let dst = &mut piece[at..at + cols * KGROUP];
+                    if cols == PANEL {
+                        // A whole panel as fixed-size arrays, so the interleave vectorizes.
+                        let col = |jj: usize| -> &[i8; PANEL] { rows[jj][d0..d0 + PANEL].try_into().expect("one panel") };
+                        let (q0, q1, q2, q3) = (col(0), col(1), col(2), col(3));
+                        let dst: &mut [u8; PANEL * KGROUP] = dst.try_into().expect("one group of a panel");
+                        for c in 0..PANEL {
+                            dst[c * KGROUP..(c + 1) * KGROUP].copy_from_slice(&[q0[c] as u8, q1[c] as u8, q2[c] as u8, q3[c] as u8]);
+                        }
+                    } else {
+                        for (c, group) in dst.chunks_exact_mut(KGROUP).enumerate() {
+                            let d = d0 + c;
+                            group.copy_from_slice(&[rows[0][d] as u8, rows[1][d] as u8, rows[2][d] as u8, rows[3][d] as u8]);
+                        }
+                    }
                 }
-            }
-            let g = j0 / KGROUP;
-            for d0 in (0..dh).step_by(PANEL) {
-                let cols = (dh - d0).min(PANEL);
-                let at = ((d0 / PANEL) * k4 + g) * 64;
-                let dst = &mut piece[at..at + cols * KGROUP];
-                let (q0, q1, q2, q3) = (&quad[d0..d0 + cols], &quad[dh + d0..dh + d0 + cols], &quad[2 * dh + d0..2 * dh + d0 + cols], &quad[3 * dh + d0..3 * dh + d0 + cols]);
-                for (c, group) in dst.chunks_exact_mut(KGROUP).enumerate() {
-                    group.copy_from_slice(&[q0[c] as u8, q1[c] as u8, q2[c] as u8, q3[c] as u8]);
-                }
-            }
-            for row in quad.chunks_exact(dh).take(keys) {
-                for (sum, &q) in piece_sums.iter_mut().zip(row) {
-                    *sum += q as i32;
+                for row in rows.iter().take(keys) {
+                    for (sum, &q) in piece_sums.iter_mut().zip(row.iter()) {
+                        *sum += q as i32;
+                    }
                 }
             }
         }

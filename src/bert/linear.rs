@@ -16,10 +16,11 @@ pub(super) enum LinearIn<'x> {
 pub(super) enum LinearOut<'o> {
     /// Store fp32 rows of N values.
     F32(&'o mut [f32]),
-    /// fp32 rows of N values, and max|y| of every `group` consecutive values of each row into
-    /// `group_max` (N / group per row): dynamic int8 attention's per-head ranges of Q, K, V,
-    /// taken while the row is in cache.
-    F32GroupMax { out: &'o mut [f32], group: usize, group_max: &'o mut [f32] },
+    /// int8 rows of N values, every `group` consecutive values of a row quantized with their
+    /// own scale `127 / max|y|` (see [`ops::per_row_scale`]), and each group's max|y| into
+    /// `group_max` (N / group per row): dynamic int8 attention's Q, K, V, each row of each head
+    /// with its own scale, quantized while the row is in cache.
+    QuantizeGroups { out: &'o mut [i8], group: usize, group_max: &'o mut [f32] },
     /// LayerNorm(y + residual) into fp32 rows.
     ResidualNorm { out: &'o mut [f32], residual: &'o [f32], ln: &'o LayerNormRef },
     /// act(y) (the model's FFN activation, GELU in BERT), quantized as the next layer's input, into rows of stride `padded_k(N)`; a
@@ -103,10 +104,10 @@ impl Ctx<'_> {
         let mut group_max_parts: Vec<Option<&mut [f32]>> = blocks.iter().map(|_| None).collect();
         let (out_parts, residual, ln): (Vec<OutPart>, _, _) = match out {
             LinearOut::F32(o) => (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None),
-            LinearOut::F32GroupMax { out: o, group: g, group_max } => {
+            LinearOut::QuantizeGroups { out: o, group: g, group_max } => {
                 group = g;
                 group_max_parts = carve(&mut group_max[..rows * (n / g)], &blocks, n / g).into_iter().map(Some).collect();
-                (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None)
+                (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::I8Groups).collect(), None, None)
             }
             LinearOut::ResidualNorm { out, residual, ln } => {
                 (carve(&mut out[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), Some(residual), Some(ln))
@@ -125,7 +126,7 @@ impl Ctx<'_> {
             }
         };
         // A dequantized row per task, for epilogues that cannot fuse dequantization with requantization.
-        let needs_epilogue_row = per_row || next.is_per_row();
+        let needs_epilogue_row = per_row || next.is_per_row() || group > 0;
         let epi_len = if needs_epilogue_row { n } else { 0 };
         resize(epilogue, blocks.len() * epi_len);
         let epi_parts: Vec<&mut [f32]> =
@@ -169,7 +170,7 @@ impl Ctx<'_> {
             timed!(gemm_op, self.kernel.gemm_i8_ranged(lin.weight_range, a, kp, nrows, w, wsum, n, k, 0, n, acc_part, n));
             let epilogue_op = match (&out_part, residual) {
                 (OutPart::I8(_), _) => Op::GeluRequantize,
-                (OutPart::I8Thirds(_), _) => Op::DequantizeBias,
+                (OutPart::I8Thirds(_) | OutPart::I8Groups(_), _) => Op::DequantizeBias,
                 (OutPart::F32(_), Some(_)) => Op::ResidualLayerNorm,
                 (OutPart::F32(_), None) => Op::DequantizeBias,
             };
@@ -187,17 +188,24 @@ impl Ctx<'_> {
                     OutPart::F32(o) => {
                         let o = &mut o[r * n..(r + 1) * n];
                         dequantize(r, acc_row, o);
-                        if let Some(gm) = group_max.as_deref_mut() {
-                            for (m, x) in gm[r * (n / group)..(r + 1) * (n / group)].iter_mut().zip(o.chunks_exact(group)) {
-                                *m = math::max_abs(x);
-                            }
-                        }
                         if let (Some(res), Some((g, be))) = (residual, ln) {
                             let res_row = &res[(r0 + r) * n..(r0 + r + 1) * n];
                             for (v, &rv) in o.iter_mut().zip(res_row) {
                                 *v += rv;
                             }
                             ops::layer_norm(o, g, be, self.eps);
+                        }
+                    }
+                    OutPart::I8Groups(o) => {
+                        dequantize(r, acc_row, epi);
+                        let gm = group_max.as_deref_mut().expect("grouped quantization comes with its ranges");
+                        let groups = o[r * n..(r + 1) * n].chunks_exact_mut(group).zip(epi.chunks_exact(group));
+                        for (m, (q, y)) in gm[r * (n / group)..(r + 1) * (n / group)].iter_mut().zip(groups) {
+                            *m = math::max_abs(y);
+                            let scale = ops::per_row_scale(*m);
+                            for (qv, &v) in q.iter_mut().zip(y) {
+                                *qv = math::quantize(v, scale);
+                            }
                         }
                     }
                     OutPart::I8Thirds(o) => {
@@ -261,4 +269,6 @@ pub(super) enum OutPart<'o> {
     F32(&'o mut [f32]),
     I8(&'o mut [i8]),
     I8Thirds(&'o mut [i8]),
+    /// int8 rows, each group of values with its own scale.
+    I8Groups(&'o mut [i8]),
 }

@@ -296,7 +296,7 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         // per-row input scales: 1/S_x and zero point (two 4-byte words) of every row of xq and
         // inter_q, and one dequantized row of the widest layer per linear task
         if per_row { t.checked_mul(4)? } else { 0 },
-        if per_row { max_linear_blocks(t, threads).checked_mul(max_n)? } else { 0 },
+        if per_row || layout.dynamic_int8_attention { max_linear_blocks(t, threads).checked_mul(max_n)? } else { 0 },
     ];
     let bytes = [
         t.checked_mul(12)?,                                                  // tokens
@@ -698,7 +698,7 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     try_resize(&mut ws.key_q, key_q_len)?;
     try_resize(&mut ws.key_sum, key_sum_len)?;
     try_resize(&mut ws.value_q, value_q_len)?;
-    if layout.layers.iter().any(|l| l.attention_scales.is_some() && l.attention_value_scale.is_some()) {
+    if layout.dynamic_int8_attention || layout.layers.iter().any(|l| l.attention_scales.is_some() && l.attention_value_scale.is_some()) {
         try_resize(&mut ws.qkv_q, t * 3 * h)?;
     }
     try_resize(&mut ws.value_sum, value_sum_len)?;
@@ -713,6 +713,10 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     if layout.per_row_linears() > 0 {
         try_resize(&mut ws.row_inv, t.max(input.batch))?;
         try_resize(&mut ws.inter_row_inv, t)?;
+    }
+    // One dequantized row per linear task: per-row inputs, and (dynamic int8 attention) the
+    // QKV epilogue, which quantizes each head's slice of the row with its own scale.
+    if layout.per_row_linears() > 0 || layout.dynamic_int8_attention {
         try_resize(&mut ws.epilogue, max_linear_blocks(t, par.threads()) * max_n)?;
     }
     if !layout.dense.is_empty() {
@@ -755,9 +759,9 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
                 Qkv::I8(&ws.qkv_q)
             }
             _ if layout.dynamic_int8_attention => {
-                let out = LinearOut::F32GroupMax { out: &mut ws.qkv, group: dh, group_max: &mut ws.head_max };
+                let out = LinearOut::QuantizeGroups { out: &mut ws.qkv_q, group: dh, group_max: &mut ws.head_max };
                 cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, bufs!(ws), out);
-                Qkv::F32(&ws.qkv)
+                Qkv::I8(&ws.qkv_q)
             }
             _ => {
                 cx.linear(Op::GemmQkv, &layer.qkv, LinearIn::F32(&ws.hidden), t, bufs!(ws), LinearOut::F32(&mut ws.qkv));
