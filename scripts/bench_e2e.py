@@ -5,7 +5,7 @@ shapes.
 Usage:
     python3 scripts/bench_e2e.py [--quick] [--out docs/BENCHMARKS.md]
         [--models bert-base,minilm] [--points 1x32,1x128,8x128,32x128] [--threads 1,2]
-        [--passes N] [--peers q8bert,q8bert-pt,q8bert-w7,q8bert-i8a,ort-int8,ort-fp32,ov-int8,ct2-int8]
+        [--passes N] [--peers q8bert,q8bert-pt,q8bert-w7,q8bert-dyn,q8bert-i8a,ort-int8,ort-fp32,ov-int8,ct2-int8]
         [--ov-graph raw|fused] [--no-q8bert | --q8bert-bin PATH]
 
 What it does:
@@ -64,9 +64,10 @@ SHAPES = {
     "minilm": dict(title="all-MiniLM-L6-v2 shape", layers=6, hidden=384, heads=12, inter=1536,
                    vocab=30522, max_pos=512, type_vocab=2),
 }
-PEERS = ("q8bert", "q8bert-pt", "q8bert-w7", "q8bert-i8a", "ort-int8", "ort-fp32", "ov-int8", "ct2-int8")
+PEERS = ("q8bert", "q8bert-pt", "q8bert-w7", "q8bert-dyn", "q8bert-i8a", "ort-int8", "ort-fp32", "ov-int8", "ct2-int8")
 PEER_TITLE = {"q8bert": "q8bert", "q8bert-pt": "q8bert per-token",
               "q8bert-w7": "q8bert per-token 7-bit weights",
+              "q8bert-dyn": "q8bert per-token dynamic int8 attention",
               "q8bert-i8a": "q8bert int8 attention", "ort-int8": "ORT int8",
               "ort-fp32": "ORT fp32", "ov-int8": "OpenVINO int8", "ct2-int8": "CTranslate2 int8"}
 TARGET_VS_INT8 = 1.5
@@ -850,7 +851,7 @@ def build_q8bert(args):
 
 
 def measure_q8bert(exe, key, batch, seq, threads, timing, int8_attention=False, per_token=False,
-                   weight_bits=8):
+                   weight_bits=8, dynamic_attention=False):
     cmd = [exe, "--shape", key, "--batch", str(batch), "--seq", str(seq), "--threads",
            str(threads), "--min-time-ms", str(int(timing.min_s * 1000))]
     if int8_attention:
@@ -859,6 +860,8 @@ def measure_q8bert(exe, key, batch, seq, threads, timing, int8_attention=False, 
         cmd.append("--per-token")
     if weight_bits != 8:
         cmd += ["--weight-bits", str(weight_bits)]
+    if dynamic_attention:
+        cmd.append("--dynamic-attention")
     try:
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                            timeout=max(120.0, 10 * timing.max_s))
@@ -953,7 +956,7 @@ def fmt_x(num, den, target):
 def write_svg(path, results, models, points, threads_list, peers=PEERS):
     """Grouped bars (log-scale latency) per model shape, one group per shape x threads."""
     import math
-    colors = {"q8bert": "#d1495b", "q8bert-pt": "#8f2d56", "q8bert-w7": "#c06c84", "q8bert-i8a": "#edae49",
+    colors = {"q8bert": "#d1495b", "q8bert-pt": "#8f2d56", "q8bert-w7": "#c06c84", "q8bert-dyn": "#6a4c93", "q8bert-i8a": "#edae49",
               "ort-int8": "#2e86ab", "ort-fp32": "#a3a9b3", "ov-int8": "#3b8b5a",
               "ct2-int8": "#8c6d31"}
     PEERS = peers  # noqa: N806 (the peers shown)
@@ -1215,6 +1218,21 @@ def write_page(path, svg_name, ctx):
                              f"{fmt_x(r.get('ort-int8'), qw, TARGET_VS_OV)} | "
                              f"{fmt_x(r.get('ct2-int8'), qw, TARGET_VS_OV)} |")
             L.append("")
+        if "q8bert-dyn" in ctx["peers"]:
+            L += [f"{c['title']}, the per-token pack with dynamic int8 attention (`trainer "
+                  "quantize --dynamic-int8-attention`, opt-in; QKᵀ and P·V through VNNI with a "
+                  "scale per row of Q, K and V in every head, docs/ACCURACY.md) against OpenVINO "
+                  f"int8 (✓: >= {TARGET_VS_OV}x):", "",
+                  "| batch x seq | threads | q8bert dynamic ms | vs q8bert per-token | "
+                  "vs OpenVINO int8 |",
+                  "|---|---:|---:|---:|---:|"]
+            for (b, s) in ctx["points"]:
+                for th in ctx["threads"]:
+                    r = res.get((key, b, s, th), {})
+                    qd = r.get("q8bert-dyn")
+                    L.append(f"| {b}x{s} | {th} | {fmt_ms(qd)} | {fmt_r(r.get('q8bert-pt'), qd)} | "
+                             f"{fmt_x(r.get('ov-int8'), qd, TARGET_VS_OV)} |")
+            L.append("")
     errs = {k: i["errors"] for k, i in ctx["peer_info"].items() if i.get("errors")}
     if errs:
         L += ["### Output error vs ORT fp32", "",
@@ -1400,6 +1418,7 @@ def main():
     loads = {}      # (key, b, s, t) -> [cores used by other processes, per pass]
     q8_flags = {"q8bert": {}, "q8bert-pt": {"per_token": True},
                 "q8bert-w7": {"per_token": True, "weight_bits": 7},
+                "q8bert-dyn": {"per_token": True, "dynamic_attention": True},
                 "q8bert-i8a": {"int8_attention": True}}
     for pas in range(args.passes):
         for key in args.models:
