@@ -1102,9 +1102,15 @@ def write_page(path, svg_name, ctx):
           f"`bench_e2e` example is given `--min-time-ms {int(t.min_s * 1000)}` and does its own "
           "warm-up.",
           "- q8bert per-token: the same weights packed as `trainer quantize` packs by default "
-          "(`bench_e2e --per-token`, format 1.3: per-channel weights, a scale per token computed "
-          "at run time for every linear layer's input, a scale per embedding row); the `q8bert` "
-          "column is the paper's scheme (per-tensor weights, static input scales).",
+          "(`bench_e2e --per-token`, format 1.4: per-channel weights, a scale and a zero point "
+          "per token computed at run time for every linear layer's input, a scale per embedding "
+          "row); the `q8bert` column is the paper's scheme (per-tensor weights, static input "
+          "scales).",
+          "- q8bert dynamic int8 attention: the per-token pack with `trainer quantize "
+          "--dynamic-int8-attention` (format 1.6, `bench_e2e --per-token --dynamic-attention`, "
+          "opt-in): Q·Kᵀ and P·V as int8 GEMMs, every row of Q, K and V in every head with its "
+          "own scale taken at run time, probabilities as u8 with their row's scale; fidelity on "
+          "real all-MiniLM-L6-v2 level with fp32 attention (docs/ACCURACY.md).",
           "- q8bert int8 attention: the same weights packed with int8 Q·Kᵀ and P·V (format 1.1, "
           "`bench_e2e --int8-attention`: Q, K, V requantized, probabilities as u8); a model must be "
           "trained with `trainer fine-tune --int8-attention` to keep its accuracy "

@@ -244,8 +244,10 @@ struct QuantizeArgs {
     /// int8 attention scores (see `fine-tune --int8-attention`).
     #[arg(long)]
     int8_attention: bool,
-    /// int8 QKᵀ and P·V with scales taken at run time (each query row its own, K and V one per
-    /// sentence and head), as the per-token scheme treats linear inputs: no calibration, format 1.6.
+    /// int8 QKᵀ and P·V with scales taken at run time (every row of Q, K and V in every head its
+    /// own, probabilities as u8 with their row's scale), as the per-token scheme treats linear
+    /// inputs: no calibration, format 1.6. Faster than fp32 attention on batches of long
+    /// sequences, slower on short ones (docs/PERFORMANCE.md, session 23).
     #[arg(long, conflicts_with = "int8_attention")]
     dynamic_int8_attention: bool,
     #[arg(long)]
