@@ -1024,6 +1024,12 @@ impl ModelLayout {
         self.dynamic_int8_attention || self.layers.iter().any(|l| l.attention_value_scale.is_some())
     }
 
+    /// Whether any layer's QKV projection writes fp32 rows: all but a fully int8 attention
+    /// (static scores and P·V) and dynamic int8 attention, whose epilogues write int8.
+    pub fn fp32_qkv(&self) -> bool {
+        !self.dynamic_int8_attention && self.layers.iter().any(|l| l.attention_scales.is_none() || l.attention_value_scale.is_none())
+    }
+
     /// Floats written per sequence for an input of `seq_len` tokens.
     pub fn output_dim(&self, seq_len: usize) -> usize {
         match self.head.kind {

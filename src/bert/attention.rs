@@ -114,12 +114,13 @@ fn row_scale(fixed: Option<f32>, ranges: Option<HeadMax>, r: usize, g: usize) ->
     }
 }
 
-/// K of every sequence and head quantized with `key_scale` (None: each key row of each head
-/// with its own, see [`row_scale`]) and packed as the weight matrix of a scores GEMM (keys as
-/// output columns, dh as the inner dimension), plus each key's sum for the kernels' +128
-/// activation offset. Once per layer, shared by all query blocks.
+/// K of every sequence and head as int8 (fp32 rows quantized with the static `key_scale`, or
+/// rows the QKV epilogue already quantized, dynamic int8 attention's each with its own scale)
+/// packed as the weight matrix of a scores GEMM (keys as output columns, dh as the inner
+/// dimension), plus each key's sum for the kernels' +128 activation offset. Once per layer,
+/// shared by all query blocks.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: Option<f32>, ranges: Option<HeadMax>, packed: &mut [u8], sums: &mut [i32]) {
+pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: Option<f32>, packed: &mut [u8], sums: &mut [i32]) {
     let (slots, tasks) = per_head_pieces(seq_start, heads, cx.par.threads(), packed, sums, |len| (packed_len(len, dh), len));
     let k4 = dh.div_ceil(crate::kernels::KGROUP);
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
@@ -129,7 +130,7 @@ pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
         for (piece, _) in pieces.iter_mut() {
             piece.fill(0);
         }
-        let mut row = alloc::vec![0i8; k4 * 4];
+        let mut row = alloc::vec![0i8; dh];
         // Key by key, each key's heads in turn: a token's row is read front to back. Head by
         // head, every key is one cache line 3H bytes past the last, fetched at memory latency.
         for j in 0..len {
@@ -140,7 +141,7 @@ pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
                 let row: &[i8] = match qkv {
                     Qkv::I8(x) => &x[(a + j) * 3 * h + ko..(a + j) * 3 * h + ko + dh],
                     Qkv::F32(_) => {
-                        qkv.quantized(a + j, h, ko, row_scale(key_scale, ranges, a + j, heads + hd), &mut row[..dh]);
+                        qkv.quantized(a + j, h, ko, key_scale.expect("fp32 K comes with a static S_k"), &mut row[..dh]);
                         &row[..dh]
                     }
                 };
@@ -148,13 +149,13 @@ pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
                 // Key j is column j % 16 of panel j / 16: 4 consecutive k per 64-byte group.
                 let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
                 // Whole groups as fixed-size copies (a variable length would be a memcpy call each).
-                let quads = row.chunks_exact(4);
+                let quads = row.chunks_exact(crate::kernels::KGROUP);
                 let tail = quads.remainder();
                 for (g, quad) in quads.enumerate() {
-                    let quad: [i8; 4] = quad.try_into().expect("a group of 4");
-                    piece[base + g * 64..base + g * 64 + 4].copy_from_slice(&quad.map(|q| q as u8));
+                    let quad: [i8; crate::kernels::KGROUP] = quad.try_into().expect("a whole group");
+                    piece[base + g * 64..base + g * 64 + crate::kernels::KGROUP].copy_from_slice(&quad.map(|q| q as u8));
                 }
-                let g = dh / 4;
+                let g = dh / crate::kernels::KGROUP;
                 for (t, &q) in tail.iter().enumerate() {
                     piece[base + g * 64 + t] = q as u8;
                 }
@@ -163,12 +164,12 @@ pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
     })));
 }
 
-/// V of every sequence and head quantized with `value_scale` (None: each value row of each
-/// head with its own, as K in [`pack_keys`]) and packed as the weight matrix of a P·V GEMM
+/// V of every sequence and head as int8 (as K in [`pack_keys`], with `value_scale`) packed as
+/// the weight matrix of a P·V GEMM
 /// (features as output columns, keys as the inner dimension), plus each feature's sum over the
 /// keys (for the probabilities' offset, see `attention`). Once per layer.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, value_scale: Option<f32>, ranges: Option<HeadMax>, packed: &mut [u8], sums: &mut [i32]) {
+pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, value_scale: Option<f32>, packed: &mut [u8], sums: &mut [i32]) {
     use crate::kernels::{KGROUP, PANEL};
     let (slots, tasks) = per_head_pieces(seq_start, heads, cx.par.threads(), packed, sums, |len| (packed_len(dh, len), dh));
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
@@ -198,7 +199,7 @@ pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start
                             match qkv {
                                 _ if jj >= keys => row.fill(0),
                                 Qkv::I8(x) => row.copy_from_slice(&x[(a + j0 + jj) * 3 * h + vo..(a + j0 + jj) * 3 * h + vo + dh]),
-                                Qkv::F32(_) => qkv.quantized(a + j0 + jj, h, vo, row_scale(value_scale, ranges, a + j0 + jj, 2 * heads + hd), row),
+                                Qkv::F32(_) => qkv.quantized(a + j0 + jj, h, vo, value_scale.expect("fp32 V comes with a static S_v"), row),
                             }
                         }
                         core::array::from_fn(|jj| &quad[jj * dh..(jj + 1) * dh])
@@ -234,8 +235,9 @@ pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start
     })));
 }
 
-/// The QKV projection's output: fp32 rows of 3H, or (fully int8 attention) int8 rows of 3H
-/// already requantized with S_q, S_k, S_v.
+/// The QKV projection's output: fp32 rows of 3H, or int8 rows of 3H already requantized by its
+/// epilogue (fully int8 attention: with S_q, S_k, S_v; dynamic: each row of each head with its
+/// own scale).
 #[derive(Clone, Copy)]
 pub(super) enum Qkv<'a> {
     F32(&'a [f32]),

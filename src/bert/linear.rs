@@ -40,7 +40,8 @@ pub(super) struct LinearBufs<'w> {
     pub(super) acc: &'w mut Vec<i32>,
     /// Per-output dequantization multipliers.
     pub(super) dq: &'w mut Vec<f32>,
-    /// One dequantized row per task, for epilogues that requantize after a per-row input.
+    /// One dequantized row per task, for epilogues that requantize after a per-row input, into
+    /// a per-row input, or per group (`QuantizeGroups`).
     pub(super) epilogue: &'w mut Vec<f32>,
 }
 

@@ -122,8 +122,10 @@ pub struct Workspace {
     /// Start of each sequence in `tokens` (batch + 1 entries).
     seq_start: Vec<usize>,
     hidden: Vec<f32>,
+    /// Q, K, V as fp32 (layers whose attention reads fp32 rows, see `ModelLayout::fp32_qkv`).
     qkv: Vec<f32>,
-    /// Q, K, V requantized by the QKV epilogue (layers with fully int8 attention).
+    /// Q, K, V requantized by the QKV epilogue (fully int8 attention with static scales, or
+    /// dynamic int8 attention: each row of each head with its own scale).
     qkv_q: Vec<i8>,
     ctx: Vec<f32>,
     tmp: Vec<f32>,
@@ -135,7 +137,7 @@ pub struct Workspace {
     /// 1/S_x of each row of `inter_q` (an FFN output layer with a per-row input scale).
     inter_row_inv: Vec<ops::RowScale>,
     /// One dequantized row per task of a linear layer whose epilogue requantizes after a
-    /// per-row input (or into one).
+    /// per-row input (or into one), or per head (dynamic int8 attention's QKV).
     epilogue: Vec<f32>,
     scores: Vec<f32>,
     /// K of every sequence and head transposed for attention: [sequence][head][dh][keys padded].
@@ -270,13 +272,14 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
     // Query rows of an attention block: a sequence shorter than SCORE_BLOCK is one block.
     let score_rows = SCORE_BLOCK.min(seq_len);
     let f32s = [
-        t.checked_mul(h.checked_mul(6)?)?,                                   // hidden, qkv (3x), ctx, tmp
+        t.checked_mul(h.checked_mul(3)?)?,                                   // hidden, ctx, tmp
+        if layout.fp32_qkv() { t.checked_mul(h.checked_mul(3)?)? } else { 0 }, // qkv (fp32)
         t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
         max_n,                                                               // dq
         pooled,                                                              // pooled
         // attention: K^T of every sequence over keys padded to KEY_TILE; per task the scores
         // of a block of queries, QUERY_ROWS query rows, and one head's value rows
-        batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)?,
+        if fp32_scores(layout) { batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)? } else { 0 },
         threads.checked_mul(
             padded_keys(seq_len).checked_mul(score_rows.next_multiple_of(QUERY_ROWS))?.checked_add(QUERY_ROWS * dh)?.checked_add(seq_len.checked_mul(dh)?)?,
         )?,
@@ -338,6 +341,11 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         total = total.checked_add(n)?;
     }
     Some(total)
+}
+
+/// Whether any layer computes fp32 attention scores (and so needs K^T).
+fn fp32_scores(layout: &ModelLayout) -> bool {
+    !layout.dynamic_int8_attention && layout.layers.iter().any(|l| l.attention_scales.is_none())
 }
 
 /// Query rows per int8 attention-scores GEMM (a multiple of `QUERY_ROWS`).
@@ -679,11 +687,13 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     // Everything the layers below grow is sized here, fallibly; their `resize` calls are then no-ops.
     let (max_n, classes) = max_linear_n(layout);
     try_resize(&mut ws.hidden, t * h)?;
-    try_resize(&mut ws.qkv, t * 3 * h)?;
+    if layout.fp32_qkv() {
+        try_resize(&mut ws.qkv, t * 3 * h)?;
+    }
     try_resize(&mut ws.ctx, t * h)?;
     let (heads, dh) = (cfg.num_heads, cfg.head_dim());
     let lens = || ws.seq_start.windows(2).map(|w| w[1] - w[0]);
-    let key_t_len: usize = if !layout.dynamic_int8_attention && layout.layers.iter().any(|l| l.attention_scales.is_none()) { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
+    let key_t_len: usize = if fp32_scores(layout) { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
     let (key_q_len, key_sum_len): (usize, usize) = if layout.int8_scores() {
         (lens().map(|len| heads * packed_len(len, dh)).sum(), t * heads)
     } else {
@@ -778,14 +788,14 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
                 Keys::F32 { key_t: &ws.key_t }
             }
             (scales, _) => {
-                pack_keys(&cx, heads, dh, h, &ws.seq_start, qkv, scales.map(|s| s.key_scale), ranges, &mut ws.key_q[..key_q_len], &mut ws.key_sum[..key_sum_len]);
+                pack_keys(&cx, heads, dh, h, &ws.seq_start, qkv, scales.map(|s| s.key_scale), &mut ws.key_q[..key_q_len], &mut ws.key_sum[..key_sum_len]);
                 Keys::I8 { packed: &ws.key_q, sums: &ws.key_sum, scales, ranges }
             }
         };
         let values = match (layer.attention_value_scale, dynamic) {
             (None, false) => Values::F32,
             (value_scale, _) => {
-                pack_values(&cx, heads, dh, h, &ws.seq_start, qkv, value_scale, ranges, &mut ws.value_q[..value_q_len], &mut ws.value_sum[..value_sum_len]);
+                pack_values(&cx, heads, dh, h, &ws.seq_start, qkv, value_scale, &mut ws.value_q[..value_q_len], &mut ws.value_sum[..value_sum_len]);
                 Values::I8 { packed: &ws.value_q, sums: &ws.value_sum, value_scale }
             }
         };
