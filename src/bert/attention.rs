@@ -51,19 +51,25 @@ pub(super) fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_st
     }));
 }
 
+/// Fixed-size copies where they vectorize (x86-64, aarch64); the MCU targets keep one generic
+/// loop per packing, for code size (docs/EMBEDDED.md).
+const WIDE_PACKING: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
 /// One piece of `packed` and of `sums` per (sequence, head), back to back, sized by
-/// `sizes(keys) = (bytes, sums)`, as task slots of consecutive heads of one sequence, with each
-/// task's (first key row, keys, first head). A sequence's heads go to one task, or on more
-/// threads than sequences to several, so every thread has work.
+/// `sizes(keys) = (bytes, sums)`, as task slots of consecutive heads of one sequence (each slot
+/// the heads' pieces together, head by head), with each task's (first key row, keys, first
+/// head, heads). A sequence's heads go to one task, or on more threads than sequences to
+/// several, so every thread has work.
 #[allow(clippy::type_complexity)]
+#[inline(never)]
 fn per_head_pieces<'a>(
     seq_start: &[usize],
     heads: usize,
     threads: usize,
     packed: &'a mut [u8],
     sums: &'a mut [i32],
-    sizes: impl Fn(usize) -> (usize, usize),
-) -> (Vec<Slot<Vec<(&'a mut [u8], &'a mut [i32])>>>, Vec<(usize, usize, usize)>) {
+    sizes: &dyn Fn(usize) -> (usize, usize),
+) -> (Vec<Slot<(&'a mut [u8], &'a mut [i32])>>, Vec<(usize, usize, usize, usize)>) {
     let sequences = seq_start.len() - 1;
     let groups = (2 * threads).div_ceil(sequences).clamp(1, heads);
     let per_group = heads.div_ceil(groups);
@@ -73,15 +79,12 @@ fn per_head_pieces<'a>(
         let (a, len) = (w[0], w[1] - w[0]);
         let (bytes, n_sums) = sizes(len);
         for hd0 in (0..heads).step_by(per_group) {
-            let mut pieces = Vec::with_capacity(per_group);
-            for _ in hd0..(hd0 + per_group).min(heads) {
-                let (piece, tail) = core::mem::take(&mut rest).split_at_mut(bytes);
-                let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(n_sums);
-                pieces.push((piece, piece_sums));
-                (rest, rest_sums) = (tail, tail_sums);
-            }
-            slots.push(Slot::new(pieces));
-            tasks.push((a, len, hd0));
+            let n = per_group.min(heads - hd0);
+            let (piece, tail) = core::mem::take(&mut rest).split_at_mut(n * bytes);
+            let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(n * n_sums);
+            (rest, rest_sums) = (tail, tail_sums);
+            slots.push(Slot::new((piece, piece_sums)));
+            tasks.push((a, len, hd0, n));
         }
     }
     (slots, tasks)
@@ -121,22 +124,38 @@ fn row_scale(fixed: Option<f32>, ranges: Option<HeadMax>, r: usize, g: usize) ->
 /// shared by all query blocks.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, key_scale: Option<f32>, packed: &mut [u8], sums: &mut [i32]) {
-    let (slots, tasks) = per_head_pieces(seq_start, heads, cx.par.threads(), packed, sums, |len| (packed_len(len, dh), len));
+    let (slots, tasks) = per_head_pieces(seq_start, heads, cx.par.threads(), packed, sums, &|len| (packed_len(len, dh), len));
     let k4 = dh.div_ceil(crate::kernels::KGROUP);
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
-        let mut pieces = slots[i].take();
-        let (a, len, hd0) = tasks[i];
+        let (pieces, pieces_sums) = slots[i].take();
+        let (a, len, hd0, n) = tasks[i];
+        let (bytes, n_sums) = (pieces.len() / n, pieces_sums.len() / n);
         // Padding (keys past `len` in the last panel, k past dh) stays zero.
-        for (piece, _) in pieces.iter_mut() {
-            piece.fill(0);
-        }
-        let mut row = alloc::vec![0i8; dh];
+        pieces.fill(0);
+        let mut row = if WIDE_PACKING { alloc::vec![0i8; dh] } else { Vec::new() };
         // Key by key, each key's heads in turn: a token's row is read front to back. Head by
         // head, every key is one cache line 3H bytes past the last, fetched at memory latency.
         for j in 0..len {
-            for (hi, (piece, piece_sums)) in pieces.iter_mut().enumerate() {
+            for hi in 0..n {
+                let (piece, piece_sums) = (&mut pieces[hi * bytes..(hi + 1) * bytes], &mut pieces_sums[hi * n_sums..(hi + 1) * n_sums]);
                 let hd = hd0 + hi;
                 let ko = h + hd * dh;
+                // Key j is column j % 16 of panel j / 16: 4 consecutive k per 64-byte group.
+                let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
+                if !WIDE_PACKING {
+                    // One scatter loop: the smallest code for the MCU targets, the same bytes.
+                    let mut sum = 0;
+                    for d in 0..dh {
+                        let q = match qkv {
+                            Qkv::I8(x) => x[(a + j) * 3 * h + ko + d],
+                            Qkv::F32(x) => math::quantize(x[(a + j) * 3 * h + ko + d], key_scale.expect("fp32 K comes with a static S_k")),
+                        };
+                        piece[base + (d / crate::kernels::KGROUP) * 64 + d % crate::kernels::KGROUP] = q as u8;
+                        sum += q as i32;
+                    }
+                    piece_sums[j] = sum;
+                    continue;
+                }
                 // Already int8 (requantized by the QKV epilogue): read in place.
                 let row: &[i8] = match qkv {
                     Qkv::I8(x) => &x[(a + j) * 3 * h + ko..(a + j) * 3 * h + ko + dh],
@@ -146,18 +165,18 @@ pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
                     }
                 };
                 piece_sums[j] = row.iter().map(|&q| q as i32).sum();
-                // Key j is column j % 16 of panel j / 16: 4 consecutive k per 64-byte group.
-                let base = (j / crate::kernels::PANEL) * k4 * 64 + (j % crate::kernels::PANEL) * 4;
-                // Whole groups as fixed-size copies (a variable length would be a memcpy call each).
-                let quads = row.chunks_exact(crate::kernels::KGROUP);
-                let tail = quads.remainder();
-                for (g, quad) in quads.enumerate() {
-                    let quad: [i8; crate::kernels::KGROUP] = quad.try_into().expect("a whole group");
-                    piece[base + g * 64..base + g * 64 + crate::kernels::KGROUP].copy_from_slice(&quad.map(|q| q as u8));
-                }
-                let g = dh / crate::kernels::KGROUP;
-                for (t, &q) in tail.iter().enumerate() {
-                    piece[base + g * 64 + t] = q as u8;
+                {
+                    // Whole groups as fixed-size copies (a variable length would be a memcpy call each).
+                    let quads = row.chunks_exact(crate::kernels::KGROUP);
+                    let tail = quads.remainder();
+                    for (g, quad) in quads.enumerate() {
+                        let quad: [i8; crate::kernels::KGROUP] = quad.try_into().expect("a whole group");
+                        piece[base + g * 64..base + g * 64 + crate::kernels::KGROUP].copy_from_slice(&quad.map(|q| q as u8));
+                    }
+                    let g = dh / crate::kernels::KGROUP;
+                    for (t, &q) in tail.iter().enumerate() {
+                        piece[base + g * 64 + t] = q as u8;
+                    }
                 }
             }
         }
@@ -171,29 +190,43 @@ pub(super) fn pack_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: &[usize], qkv: Qkv, value_scale: Option<f32>, packed: &mut [u8], sums: &mut [i32]) {
     use crate::kernels::{KGROUP, PANEL};
-    let (slots, tasks) = per_head_pieces(seq_start, heads, cx.par.threads(), packed, sums, |len| (packed_len(dh, len), dh));
+    let (slots, tasks) = per_head_pieces(seq_start, heads, cx.par.threads(), packed, sums, &|len| (packed_len(dh, len), dh));
     cx.par.for_each(tasks.len(), &|i| cx.kernel.with_fp32_simd(#[inline(always)] || timed!(Op::AttentionKeyTranspose, {
-        let mut pieces = slots[i].take();
-        let (a, len, hd0) = tasks[i];
+        let (pieces, pieces_sums) = slots[i].take();
+        let (a, len, hd0, n) = tasks[i];
+        let (bytes, n_sums) = (pieces.len() / n, pieces_sums.len() / n);
         let k4 = len.div_ceil(KGROUP);
         // Padding (features past dh in the last panel, keys past len) stays zero.
-        for (piece, piece_sums) in pieces.iter_mut() {
-            piece.fill(0);
-            piece_sums.fill(0);
-        }
+        pieces.fill(0);
+        pieces_sums.fill(0);
         // Four keys at a time, quantized as rows; feature d of the four keys is the 4-byte group
         // of column d, so the 16 columns of a panel are one 64-byte interleave of the rows.
         // Each group of four keys for every head of the task in turn, as in `pack_keys`.
-        let mut quad = alloc::vec![0i8; KGROUP * dh];
+        let mut quad = if WIDE_PACKING { alloc::vec![0i8; KGROUP * dh] } else { Vec::new() };
         for j0 in (0..len).step_by(KGROUP) {
             let keys = (len - j0).min(KGROUP);
-            for (hi, (piece, piece_sums)) in pieces.iter_mut().enumerate() {
+            for hi in 0..n {
+                let (piece, piece_sums) = (&mut pieces[hi * bytes..(hi + 1) * bytes], &mut pieces_sums[hi * n_sums..(hi + 1) * n_sums]);
                 let hd = hd0 + hi;
                 let vo = 2 * h + hd * dh;
+                if !WIDE_PACKING {
+                    // One scatter loop: the smallest code for the MCU targets, the same bytes.
+                    for j in j0..j0 + keys {
+                        for d in 0..dh {
+                            let q = match qkv {
+                                Qkv::I8(x) => x[(a + j) * 3 * h + vo + d],
+                                Qkv::F32(x) => math::quantize(x[(a + j) * 3 * h + vo + d], value_scale.expect("fp32 V comes with a static S_v")),
+                            };
+                            piece[((d / PANEL) * k4 + j / KGROUP) * 64 + (d % PANEL) * KGROUP + j % KGROUP] = q as u8;
+                            piece_sums[d] += q as i32;
+                        }
+                    }
+                    continue;
+                }
                 // The four value rows: in place when already int8 (and all four are keys), else
                 // requantized (or zero past the last key) into `quad`.
                 let rows: [&[i8]; KGROUP] = match qkv {
-                    Qkv::I8(x) if keys == KGROUP => core::array::from_fn(|jj| &x[(a + j0 + jj) * 3 * h + vo..(a + j0 + jj) * 3 * h + vo + dh]),
+                    Qkv::I8(x) if WIDE_PACKING && keys == KGROUP => core::array::from_fn(|jj| &x[(a + j0 + jj) * 3 * h + vo..(a + j0 + jj) * 3 * h + vo + dh]),
                     _ => {
                         for (jj, row) in quad.chunks_exact_mut(dh).enumerate() {
                             match qkv {
@@ -210,7 +243,7 @@ pub(super) fn pack_values(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start
                     let cols = (dh - d0).min(PANEL);
                     let at = ((d0 / PANEL) * k4 + g) * 64;
                     let dst = &mut piece[at..at + cols * KGROUP];
-                    if cols == PANEL {
+                    if WIDE_PACKING && cols == PANEL {
                         // A whole panel as fixed-size arrays, so the interleave vectorizes.
                         let col = |jj: usize| -> &[i8; PANEL] { rows[jj][d0..d0 + PANEL].try_into().expect("one panel") };
                         let (q0, q1, q2, q3) = (col(0), col(1), col(2), col(3));

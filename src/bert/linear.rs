@@ -59,7 +59,7 @@ pub(super) struct Ctx<'m> {
 /// What one task of a linear layer owns: its rows of the quantized input and their 1/S_x, the
 /// accumulators, the output, the next layer's 1/S_x (GELU into a per-row input), and one
 /// epilogue row.
-type LinearTask<'a> = ((Option<&'a mut [i8]>, Option<&'a mut [ops::RowScale]>), &'a mut [i32], OutPart<'a>, Option<&'a mut [ops::RowScale]>, &'a mut [f32], Option<&'a mut [f32]>);
+type LinearTask<'a> = ((Option<&'a mut [i8]>, Option<&'a mut [ops::RowScale]>), &'a mut [i32], OutPart<'a>, Option<&'a mut [ops::RowScale]>, &'a mut [f32]);
 
 impl Ctx<'_> {
     pub(super) fn f32s(&self, r: &core::ops::Range<usize>) -> &[f32] {
@@ -102,13 +102,12 @@ impl Ctx<'_> {
         let mut next = InputQuant::Static(0.0);
         let mut next_inv_parts: Vec<Option<&mut [ops::RowScale]>> = blocks.iter().map(|_| None).collect();
         let mut group = 0;
-        let mut group_max_parts: Vec<Option<&mut [f32]>> = blocks.iter().map(|_| None).collect();
         let (out_parts, residual, ln): (Vec<OutPart>, _, _) = match out {
             LinearOut::F32(o) => (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), None, None),
             LinearOut::QuantizeGroups { out: o, group: g, group_max } => {
                 group = g;
-                group_max_parts = carve(&mut group_max[..rows * (n / g)], &blocks, n / g).into_iter().map(Some).collect();
-                (carve(&mut o[..rows * n], &blocks, n).into_iter().map(OutPart::I8Groups).collect(), None, None)
+                let maxima = carve(&mut group_max[..rows * (n / g)], &blocks, n / g);
+                (carve(&mut o[..rows * n], &blocks, n).into_iter().zip(maxima).map(|(q, m)| OutPart::I8Groups(q, m)).collect(), None, None)
             }
             LinearOut::ResidualNorm { out, residual, ln } => {
                 (carve(&mut out[..rows * n], &blocks, n).into_iter().map(OutPart::F32).collect(), Some(residual), Some(ln))
@@ -138,15 +137,14 @@ impl Ctx<'_> {
             .zip(out_parts)
             .zip(next_inv_parts)
             .zip(epi_parts)
-            .zip(group_max_parts)
-            .map(|(((((q, a), o), ni), e), gm)| Slot::new((q, a, o, ni, e, gm)))
+            .map(|((((q, a), o), ni), e)| Slot::new((q, a, o, ni, e)))
             .collect();
         let (w, wsum, dq) = (&self.file[lin.weight.clone()], self.i32s(&lin.weight_sum), &dq[..n]);
         // Static input: int32 bias at S_w S_x. Per-row input: f32 bias.
         let (bias_i32, bias_f32): (&[i32], &[f32]) = if per_row { (&[], self.f32s(&lin.bias)) } else { (self.i32s(&lin.bias), &[]) };
         let ln = ln.map(|l| (self.f32s(&l.gamma), self.f32s(&l.beta)));
         self.par.for_each(blocks.len(), &|b| self.kernel.with_fp32_simd(#[inline(always)] || {
-            let ((xq_part, row_inv_part), acc_part, mut out_part, mut next_inv, epi, mut group_max) = slots[b].take();
+            let ((xq_part, row_inv_part), acc_part, mut out_part, mut next_inv, epi) = slots[b].take();
             let (r0, nrows) = blocks[b];
             let (a, row_inv): (&[i8], &[ops::RowScale]) = match (&x, xq_part) {
                 (LinearIn::F32(xf), Some(q)) => {
@@ -171,7 +169,7 @@ impl Ctx<'_> {
             timed!(gemm_op, self.kernel.gemm_i8_ranged(lin.weight_range, a, kp, nrows, w, wsum, n, k, 0, n, acc_part, n));
             let epilogue_op = match (&out_part, residual) {
                 (OutPart::I8(_), _) => Op::GeluRequantize,
-                (OutPart::I8Thirds(_) | OutPart::I8Groups(_), _) => Op::DequantizeBias,
+                (OutPart::I8Thirds(_) | OutPart::I8Groups(..), _) => Op::DequantizeBias,
                 (OutPart::F32(_), Some(_)) => Op::ResidualLayerNorm,
                 (OutPart::F32(_), None) => Op::DequantizeBias,
             };
@@ -197,9 +195,8 @@ impl Ctx<'_> {
                             ops::layer_norm(o, g, be, self.eps);
                         }
                     }
-                    OutPart::I8Groups(o) => {
+                    OutPart::I8Groups(o, gm) => {
                         dequantize(r, acc_row, epi);
-                        let gm = group_max.as_deref_mut().expect("grouped quantization comes with its ranges");
                         let groups = o[r * n..(r + 1) * n].chunks_exact_mut(group).zip(epi.chunks_exact(group));
                         for (m, (q, y)) in gm[r * (n / group)..(r + 1) * (n / group)].iter_mut().zip(groups) {
                             *m = math::max_abs(y);
@@ -270,6 +267,6 @@ pub(super) enum OutPart<'o> {
     F32(&'o mut [f32]),
     I8(&'o mut [i8]),
     I8Thirds(&'o mut [i8]),
-    /// int8 rows, each group of values with its own scale.
-    I8Groups(&'o mut [i8]),
+    /// int8 rows, each group of values with its own scale, and the groups' max|y|.
+    I8Groups(&'o mut [i8], &'o mut [f32]),
 }
