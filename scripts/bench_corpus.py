@@ -333,7 +333,7 @@ def write_page(path, ctx):
           f"round, {a.passes} rounds with the peers' order rotating; a cell is {ctx['n']:,} / the "
           "median seconds per pass. The script holds `/tmp/q8bert-build.lock` through a round.",
           f"- q8bert: `trainer quantize --model {ctx['model_dir_name']} --output X.q8b` "
-          "(the default pack: per-token scheme, format 1.3; the model "
+          "(the default pack: per-token scheme with per-row zero points, format 1.4; the model "
           "mean-pools and normalizes itself). Python: the wheel of this tree (`pip install "
           "./bindings/python`), `q8bert.Model(path, num_threads=T, truncate=True).encode(texts, "
           f"batch_size={a.batch})`. C: `scripts/bench_corpus_c.c` (linked to "
