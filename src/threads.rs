@@ -1,7 +1,8 @@
 //! A small persistent thread pool for parallelism inside one `run` call.
 //!
 //! One primitive: `parallel_for(n, f)` calls `f(0..n)` once each, spread over the caller and the
-//! pool's workers, and returns when all calls are done. Which thread runs a task never changes
+//! pool's workers, and returns when all calls are done (`parallel_for_worker` also tells each
+//! call which thread runs it, so tasks can reuse per-thread buffers). Which thread runs a task never changes
 //! what it computes, so results are bit-identical for any thread count. If the pool is already
 //! busy with another caller's run (a host sharing one model across threads), the second caller
 //! runs its tasks inline instead of queueing, so the machine is never oversubscribed.
@@ -11,9 +12,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 
-/// A task body with its lifetime erased; valid only while its `parallel_for` call is running.
+/// A task body `f(worker, task)` with its lifetime erased; valid only while its
+/// `parallel_for_worker` call is running.
 #[derive(Clone, Copy)]
-struct JobPtr(*const (dyn Fn(usize) + Sync));
+struct JobPtr(*const (dyn Fn(usize, usize) + Sync));
 // SAFETY: the pointee is `Sync`, and `parallel_for` keeps it alive until every worker is done.
 unsafe impl Send for JobPtr {}
 
@@ -80,7 +82,10 @@ impl ThreadPool {
         let mut workers = Vec::new();
         for i in 1..threads.max(1) {
             let shared = shared.clone();
-            let spawned = std::thread::Builder::new().name(format!("q8bert-{i}")).spawn(move || worker(&shared));
+            // Worker indices are dense (1, 2, ...) whichever spawns fail: a failed spawn leaves
+            // a gap in the names only.
+            let index = workers.len() + 1;
+            let spawned = std::thread::Builder::new().name(format!("q8bert-{i}")).spawn(move || worker(&shared, index));
             // Fewer threads than asked if the OS refuses: still correct, just less parallel.
             if let Ok(handle) = spawned {
                 workers.push(handle);
@@ -97,18 +102,25 @@ impl ThreadPool {
     /// Runs `f(i)` for every `i < n`; returns when all are done. A panic in any task is
     /// re-raised here after every thread has stopped using `f`.
     pub fn parallel_for(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        self.parallel_for_worker(n, &|_, i| f(i))
+    }
+
+    /// Runs `f(worker, i)` for every `i < n`, where `worker < self.threads()` names the thread
+    /// running the call (0: the caller). Calls with the same `worker` run one after another on
+    /// one thread, never at the same time.
+    pub fn parallel_for_worker(&self, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
         let guard = match self.in_use.try_lock() {
             Ok(g) => Some(g),
             Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         };
         if guard.is_none() || self.workers.is_empty() || n <= 1 {
-            (0..n).for_each(f);
+            (0..n).for_each(|i| f(0, i));
             return;
         }
         // SAFETY: only the lifetime is erased; `Finish` below waits for every worker to leave
         // the job before this function returns or unwinds, so `f` outlives all uses.
-        let job = JobPtr(unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(f) });
+        let job = JobPtr(unsafe { std::mem::transmute::<*const (dyn Fn(usize, usize) + Sync + '_), *const (dyn Fn(usize, usize) + Sync + 'static)>(f) });
         {
             let mut st = lock(&self.shared.state);
             self.shared.next.store(0, Ordering::Relaxed);
@@ -132,7 +144,7 @@ impl ThreadPool {
             }
         }
         let finish = Finish(&self.shared);
-        run_tasks(&self.shared.next, n, f);
+        run_tasks(&self.shared.next, n, f, 0);
         drop(finish);
         if let Some(payload) = lock(&self.shared.state).panicked.take() {
             resume_unwind(payload);
@@ -141,17 +153,18 @@ impl ThreadPool {
     }
 }
 
-fn run_tasks(next: &AtomicUsize, n: usize, f: &(dyn Fn(usize) + Sync)) {
+fn run_tasks(next: &AtomicUsize, n: usize, f: &(dyn Fn(usize, usize) + Sync), worker: usize) {
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         if i >= n {
             break;
         }
-        f(i);
+        f(worker, i);
     }
 }
 
-fn worker(shared: &Shared) {
+/// The loop of pool thread number `index` (1-based: the caller of a parallel section is 0).
+fn worker(shared: &Shared, index: usize) {
     let mut seen = 0u64;
     loop {
         spin_until(|| shared.generation.load(Ordering::Acquire) != seen);
@@ -169,7 +182,7 @@ fn worker(shared: &Shared) {
         if let Some(JobPtr(f)) = job {
             // SAFETY: the job stays alive until `active` reaches 0, which happens below.
             let f = unsafe { &*f };
-            let result = catch_unwind(AssertUnwindSafe(|| run_tasks(&shared.next, n, f)));
+            let result = catch_unwind(AssertUnwindSafe(|| run_tasks(&shared.next, n, f, index)));
             let mut st = lock(&shared.state);
             if let Err(payload) = result {
                 st.panicked.get_or_insert(payload);
@@ -207,6 +220,23 @@ mod tests {
             });
             assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
         }
+    }
+
+    #[test]
+    fn worker_indices_are_in_range_and_never_shared_by_running_tasks() {
+        let pool = ThreadPool::new(3);
+        let running: Vec<AtomicUsize> = (0..pool.threads()).map(|_| AtomicUsize::new(0)).collect();
+        let used: Vec<AtomicUsize> = (0..pool.threads()).map(|_| AtomicUsize::new(0)).collect();
+        for _ in 0..50 {
+            pool.parallel_for_worker(64, &|w, _| {
+                assert!(w < pool.threads(), "worker {w} of {}", pool.threads());
+                assert_eq!(running[w].fetch_add(1, Ordering::AcqRel), 0, "worker {w} runs two tasks at once");
+                used[w].fetch_add(1, Ordering::Relaxed);
+                std::hint::black_box((0..200).sum::<usize>());
+                running[w].fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+        assert_eq!(used.iter().map(|u| u.load(Ordering::Relaxed)).sum::<usize>(), 50 * 64);
     }
 
     #[test]

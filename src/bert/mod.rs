@@ -419,6 +419,9 @@ fn gather_tokens(layout: &ModelLayout, input: &Input, ws: &mut Workspace) -> Res
 pub trait Parallel: Sync {
     fn threads(&self) -> usize;
     fn for_each(&self, n: usize, f: &(dyn Fn(usize) + Sync));
+    /// `f(worker, i)` for `i < n`, with `worker < threads()` the thread running the call: calls
+    /// with the same `worker` never overlap, so they can share that worker's buffers.
+    fn for_each_worker(&self, n: usize, f: &(dyn Fn(usize, usize) + Sync));
 }
 
 /// The single-threaded executor (and the only one without `std`).
@@ -431,6 +434,9 @@ impl Parallel for Serial {
     fn for_each(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
         (0..n).for_each(f)
     }
+    fn for_each_worker(&self, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        (0..n).for_each(|i| f(0, i))
+    }
 }
 
 #[cfg(feature = "std")]
@@ -440,6 +446,9 @@ impl Parallel for crate::threads::ThreadPool {
     }
     fn for_each(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
         self.parallel_for(n, f)
+    }
+    fn for_each_worker(&self, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        self.parallel_for_worker(n, f)
     }
 }
 
@@ -473,6 +482,43 @@ impl<T> Slot<T> {
         assert!(first, "a task slot was taken twice");
         // SAFETY: the swap succeeded for this caller only, so this is the only access ever.
         unsafe { (*self.value.get()).take() }.expect("slot holds a value until taken")
+    }
+}
+
+/// A buffer lent to one task at a time: each worker's own (tasks of one worker never overlap,
+/// see [`Parallel::for_each_worker`]), or one task's. A second borrow while the first is out
+/// would be a scheduling bug; it panics instead of aliasing.
+struct Lent<T> {
+    value: core::cell::UnsafeCell<T>,
+    busy: core::sync::atomic::AtomicBool,
+}
+
+// SAFETY: `with` hands out the `&mut T` to one caller at a time (the flag), and `T: Send` makes
+// using it on whichever thread holds the flag sound.
+unsafe impl<T: Send> Sync for Lent<T> {}
+
+impl<T> Lent<T> {
+    fn new(v: T) -> Self {
+        Lent { value: core::cell::UnsafeCell::new(v), busy: core::sync::atomic::AtomicBool::new(false) }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        use core::sync::atomic::Ordering;
+        // Without compare-and-swap (thumbv6m) every task runs on the calling thread (see `Slot`).
+        #[cfg(target_has_atomic = "8")]
+        let free = !self.busy.swap(true, Ordering::Acquire);
+        #[cfg(not(target_has_atomic = "8"))]
+        let free = {
+            let busy = self.busy.load(Ordering::Relaxed);
+            self.busy.store(true, Ordering::Relaxed);
+            !busy
+        };
+        assert!(free, "a worker buffer was lent twice at once");
+        // SAFETY: the flag was clear and is now set by this caller, so no other `&mut` exists
+        // until it is cleared below.
+        let r = f(unsafe { &mut *self.value.get() });
+        self.busy.store(false, Ordering::Release);
+        r
     }
 }
 
@@ -818,6 +864,17 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A worker buffer keeps what a task left in it, and a second borrow while one is out
+    /// panics rather than alias it.
+    #[test]
+    fn a_lent_buffer_is_lent_to_one_caller_at_a_time() {
+        let lent = Lent::new(alloc::vec![1, 2, 3]);
+        lent.with(|v| v.push(4));
+        assert_eq!(lent.with(|v| v.clone()), [1, 2, 3, 4]);
+        let nested = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| lent.with(|_| lent.with(|_| ()))));
+        assert!(nested.is_err(), "a nested borrow must panic");
+    }
 
     /// Row blocks of a linear layer cover the rows in order, never outnumber the workspace's
     /// bound, on AMX are whole 16-row tiles (but the last) and taller than elsewhere, and on one
