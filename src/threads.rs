@@ -1,9 +1,9 @@
 //! A small persistent thread pool for parallelism inside one `run` call.
 //!
 //! One primitive: `parallel_for(n, f)` calls `f(0..n)` once each, spread over the caller and the
-//! pool's workers, and returns when all calls are done (`parallel_for_worker` also tells each
-//! call which thread runs it, so tasks can reuse per-thread buffers). Which thread runs a task never changes
-//! what it computes, so results are bit-identical for any thread count. If the pool is already
+//! pool's workers, and returns when all calls are done; `parallel_for_worker` also tells each
+//! call which thread runs it, so tasks can reuse per-thread buffers. Which thread runs a task
+//! never changes what it computes, so results are bit-identical for any thread count. If the pool is already
 //! busy with another caller's run (a host sharing one model across threads), the second caller
 //! runs its tasks inline instead of queueing, so the machine is never oversubscribed.
 
@@ -16,7 +16,8 @@ use std::thread::JoinHandle;
 /// `parallel_for_worker` call is running.
 #[derive(Clone, Copy)]
 struct JobPtr(*const (dyn Fn(usize, usize) + Sync));
-// SAFETY: the pointee is `Sync`, and `parallel_for` keeps it alive until every worker is done.
+// SAFETY: the pointee is `Sync`, and `parallel_for_worker` keeps it alive until every worker is
+// done.
 unsafe impl Send for JobPtr {}
 
 struct State {

@@ -91,9 +91,10 @@ impl Ctx<'_> {
         resize(acc, rows * n);
         let blocks = linear_blocks(rows, self.par.threads(), n, self.kernel);
         // Each worker reuses one block's worth of accumulators, which stays in its cache between
-        // tasks; fresh rows of a layer-sized buffer cost a read for ownership from memory and a
-        // write-back per line (BERT-base 8x128: 28 MB a layer). Blocks of very unequal sizes on
-        // more threads than that fits fall back to one region per block.
+        // tasks; fresh rows of a buffer sized for all the rows cost a read for ownership from
+        // memory and a write-back per line (BERT-base, a 256-token sub-batch: 7 MB a layer).
+        // Blocks too unequal for `threads x largest block` to fit in the rows, and firmware
+        // builds (no thread pool; less code), keep one region per block.
         let (workers, block_max) = (self.par.threads(), blocks.iter().map(|b| b.1).max().unwrap_or(0));
         let per_worker = cfg!(feature = "std") && workers * block_max <= rows;
         let acc_parts: Vec<Lent<&mut [i32]>> = if per_worker {
