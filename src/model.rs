@@ -1030,6 +1030,12 @@ impl ModelLayout {
         !self.dynamic_int8_attention && self.layers.iter().any(|l| l.attention_scales.is_none() || l.attention_value_scale.is_none())
     }
 
+    /// Whether any layer computes fp32 attention scores (and so needs K^T): all but layers with
+    /// static int8 scores, and none under dynamic int8 attention.
+    pub fn fp32_scores(&self) -> bool {
+        !self.dynamic_int8_attention && self.layers.iter().any(|l| l.attention_scales.is_none())
+    }
+
     /// Floats written per sequence for an input of `seq_len` tokens.
     pub fn output_dim(&self, seq_len: usize) -> usize {
         match self.head.kind {

@@ -279,7 +279,7 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         pooled,                                                              // pooled
         // attention: K^T of every sequence over keys padded to KEY_TILE; per task the scores
         // of a block of queries, QUERY_ROWS query rows, and one head's value rows
-        if fp32_scores(layout) { batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)? } else { 0 },
+        if layout.fp32_scores() { batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)? } else { 0 },
         threads.checked_mul(
             padded_keys(seq_len).checked_mul(score_rows.next_multiple_of(QUERY_ROWS))?.checked_add(QUERY_ROWS * dh)?.checked_add(seq_len.checked_mul(dh)?)?,
         )?,
@@ -341,11 +341,6 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         total = total.checked_add(n)?;
     }
     Some(total)
-}
-
-/// Whether any layer computes fp32 attention scores (and so needs K^T).
-fn fp32_scores(layout: &ModelLayout) -> bool {
-    !layout.dynamic_int8_attention && layout.layers.iter().any(|l| l.attention_scales.is_none())
 }
 
 /// Query rows per int8 attention-scores GEMM (a multiple of `QUERY_ROWS`).
@@ -469,19 +464,25 @@ impl<T> Slot<T> {
     }
 
     fn take(&self) -> T {
-        // Targets without compare-and-swap (Cortex-M0+, thumbv6m) have only load and store;
-        // `forward` runs every task on the calling thread there, so nothing races this check.
-        #[cfg(target_has_atomic = "8")]
-        let first = !self.taken.swap(true, core::sync::atomic::Ordering::AcqRel);
-        #[cfg(not(target_has_atomic = "8"))]
-        let first = {
-            let taken = self.taken.load(core::sync::atomic::Ordering::Relaxed);
-            self.taken.store(true, core::sync::atomic::Ordering::Relaxed);
-            !taken
-        };
-        assert!(first, "a task slot was taken twice");
+        assert!(claim(&self.taken), "a task slot was taken twice");
         // SAFETY: the swap succeeded for this caller only, so this is the only access ever.
         unsafe { (*self.value.get()).take() }.expect("slot holds a value until taken")
+    }
+}
+
+/// Sets `flag`; true if this caller set it (it was clear). Targets without compare-and-swap
+/// (Cortex-M0+, thumbv6m) have only load and store; `forward` runs every task on the calling
+/// thread there, so nothing races the check.
+fn claim(flag: &core::sync::atomic::AtomicBool) -> bool {
+    #[cfg(target_has_atomic = "8")]
+    {
+        !flag.swap(true, core::sync::atomic::Ordering::AcqRel)
+    }
+    #[cfg(not(target_has_atomic = "8"))]
+    {
+        let set = flag.load(core::sync::atomic::Ordering::Relaxed);
+        flag.store(true, core::sync::atomic::Ordering::Relaxed);
+        !set
     }
 }
 
@@ -503,21 +504,11 @@ impl<T> Lent<T> {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        use core::sync::atomic::Ordering;
-        // Without compare-and-swap (thumbv6m) every task runs on the calling thread (see `Slot`).
-        #[cfg(target_has_atomic = "8")]
-        let free = !self.busy.swap(true, Ordering::Acquire);
-        #[cfg(not(target_has_atomic = "8"))]
-        let free = {
-            let busy = self.busy.load(Ordering::Relaxed);
-            self.busy.store(true, Ordering::Relaxed);
-            !busy
-        };
-        assert!(free, "a worker buffer was lent twice at once");
+        assert!(claim(&self.busy), "a worker buffer was lent twice at once");
         // SAFETY: the flag was clear and is now set by this caller, so no other `&mut` exists
         // until it is cleared below.
         let r = f(unsafe { &mut *self.value.get() });
-        self.busy.store(false, Ordering::Release);
+        self.busy.store(false, core::sync::atomic::Ordering::Release);
         r
     }
 }
@@ -739,7 +730,7 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     try_resize(&mut ws.ctx, t * h)?;
     let (heads, dh) = (cfg.num_heads, cfg.head_dim());
     let lens = || ws.seq_start.windows(2).map(|w| w[1] - w[0]);
-    let key_t_len: usize = if fp32_scores(layout) { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
+    let key_t_len: usize = if layout.fp32_scores() { lens().map(|len| padded_keys(len) * h).sum() } else { 0 };
     let (key_q_len, key_sum_len): (usize, usize) = if layout.int8_scores() {
         (lens().map(|len| heads * packed_len(len, dh)).sum(), t * heads)
     } else {
