@@ -18,7 +18,7 @@ pub(super) fn transpose_keys(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_st
         let len_p = padded_keys(len);
         for hd in 0..heads {
             let (piece, tail) = core::mem::take(&mut rest).split_at_mut(dh * len_p);
-            pieces.push(Slot::new(piece));
+            pieces.push(Slot::holding(piece));
             rest = tail;
             tasks.push((a, len, len_p, hd));
         }
@@ -83,7 +83,7 @@ fn per_head_pieces<'a>(
             let (piece, tail) = core::mem::take(&mut rest).split_at_mut(n * bytes);
             let (piece_sums, tail_sums) = core::mem::take(&mut rest_sums).split_at_mut(n * n_sums);
             (rest, rest_sums) = (tail, tail_sums);
-            slots.push(Slot::new((piece, piece_sums)));
+            slots.push(Slot::holding((piece, piece_sums)));
             tasks.push((a, len, hd0, n));
         }
     }
@@ -339,7 +339,7 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
         vsums_start += heads * dh;
     }
     let blocks: Vec<(usize, usize)> = items.iter().map(|&(_, _, i0, n, _)| (i0, n)).collect();
-    let slots: Vec<Slot<&mut [f32]>> = carve(ctx, &blocks, h).into_iter().map(Slot::new).collect();
+    let slots: Vec<Slot<&mut [f32]>> = carve(ctx, &blocks, h).into_iter().map(Slot::holding).collect();
     cx.par.for_each(items.len(), &|it| cx.kernel.with_fp32_simd(#[inline(always)] || {
         let out = slots[it].take();
         let (a, b, i0, n, [kt0, kp0, ks0, vp0, vs0]) = items[it];

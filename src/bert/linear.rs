@@ -143,7 +143,7 @@ impl Ctx<'_> {
         let epi_parts: Vec<&mut [f32]> =
             if epi_len > 0 { epilogue[..blocks.len() * n].chunks_exact_mut(n).collect() } else { blocks.iter().map(|_| &mut [][..]).collect() };
         let slots: Vec<Slot<LinearTask>> =
-            xq_parts.into_iter().zip(out_parts).zip(next_inv_parts).zip(epi_parts).map(|(((q, o), ni), e)| Slot::new((q, o, ni, e))).collect();
+            xq_parts.into_iter().zip(out_parts).zip(next_inv_parts).zip(epi_parts).map(|(((q, o), ni), e)| Slot::holding((q, o, ni, e))).collect();
         let (w, wsum, dq) = (&self.file[lin.weight.clone()], self.i32s(&lin.weight_sum), &dq[..n]);
         // Static input: int32 bias at S_w S_x. Per-row input: f32 bias.
         let (bias_i32, bias_f32): (&[i32], &[f32]) = if per_row { (&[], self.f32s(&lin.bias)) } else { (self.i32s(&lin.bias), &[]) };

@@ -449,24 +449,15 @@ impl Parallel for crate::threads::ThreadPool {
 
 /// A value handed to exactly one task. Tasks own disjoint row blocks of the buffers they
 /// write, carved out before the parallel region; each task index takes its own slot once.
-struct Slot<T> {
-    value: core::cell::UnsafeCell<Option<T>>,
-    taken: core::sync::atomic::AtomicBool,
-}
-
-// SAFETY: the atomic flag lets exactly one thread move the value out and nothing else touches
-// the cell; `T: Send` makes handing the value to that thread sound.
-unsafe impl<T: Send> Sync for Slot<T> {}
+type Slot<T> = Lent<Option<T>>;
 
 impl<T> Slot<T> {
-    fn new(v: T) -> Self {
-        Slot { value: core::cell::UnsafeCell::new(Some(v)), taken: core::sync::atomic::AtomicBool::new(false) }
+    fn holding(v: T) -> Self {
+        Lent::new(Some(v))
     }
 
     fn take(&self) -> T {
-        assert!(claim(&self.taken), "a task slot was taken twice");
-        // SAFETY: the swap succeeded for this caller only, so this is the only access ever.
-        unsafe { (*self.value.get()).take() }.expect("slot holds a value until taken")
+        self.with(Option::take).expect("a task slot was taken twice")
     }
 }
 
@@ -685,7 +676,7 @@ fn forward_split(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn Pa
     for ((range, task_ws), result) in parts.iter().zip(ws.per_task.iter_mut()).zip(results.iter_mut()) {
         let (out, rest) = core::mem::take(&mut out_rest).split_at_mut(range.len() * out_dim);
         out_rest = rest;
-        slots.push(Slot::new((range.clone(), task_ws, out, result)));
+        slots.push(Slot::holding((range.clone(), task_ws, out, result)));
     }
     let sub = sub_batch(seq_len);
     par.for_each(slots.len(), &|i| {
@@ -775,7 +766,7 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     // Embeddings: (word + token type) + position, as BERT adds them, then LayerNorm.
     {
         let blocks = row_blocks(t, par.threads());
-        let slots: Vec<Slot<&mut [f32]>> = carve(&mut ws.hidden[..t * h], &blocks, h).into_iter().map(Slot::new).collect();
+        let slots: Vec<Slot<&mut [f32]>> = carve(&mut ws.hidden[..t * h], &blocks, h).into_iter().map(Slot::holding).collect();
         let (tokens, e) = (&ws.tokens, layout);
         let (g, b) = (cx.f32s(&layout.embeddings_layer_norm.gamma), cx.f32s(&layout.embeddings_layer_norm.beta));
         par.for_each(blocks.len(), &|blk| timed!(Op::Embeddings, {
@@ -865,6 +856,14 @@ mod tests {
         assert_eq!(lent.with(|v| v.clone()), [1, 2, 3, 4]);
         let nested = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| lent.with(|_| lent.with(|_| ()))));
         assert!(nested.is_err(), "a nested borrow must panic");
+    }
+
+    /// A task slot gives its value once; a second take panics.
+    #[test]
+    fn a_task_slot_is_taken_once() {
+        let slot = Slot::holding(7u8);
+        assert_eq!(slot.take(), 7);
+        assert!(std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| slot.take())).is_err(), "a second take must panic");
     }
 
     /// Row blocks of a linear layer cover the rows in order, never outnumber the workspace's
