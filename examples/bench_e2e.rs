@@ -14,7 +14,7 @@
 //! P·V with run-time scales (format 1.6). `--weight-bits 7` packs 7-bit weights
 //! (`trainer quantize --weight-bits 7`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use q8bert::builder::{self, BertConfig, Head, ModelBuilder, TokenizerConfig};
@@ -62,7 +62,7 @@ fn view(p: &(Vec<f32>, Vec<f32>)) -> builder::Linear<'_> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build(config: BertConfig, int8_attention: bool, per_token: bool, symmetric_rows: bool, dynamic_attention: bool, weight_bits: u8, path: &PathBuf) {
+fn build(config: BertConfig, int8_attention: bool, per_token: bool, symmetric_rows: bool, dynamic_attention: bool, weight_bits: u8, path: &Path) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (h, i) = (config.hidden_size as usize, config.intermediate_size as usize);
     let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

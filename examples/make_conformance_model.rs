@@ -10,7 +10,6 @@
 //! languages without a JSON parser in their standard library (C++, Java).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::fmt::Write as _;

@@ -12,7 +12,6 @@
 //! has must give the same digest (checked here).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::fmt::Write as _;

@@ -746,7 +746,9 @@ fn dense_embedding_head_matches_reference() {
 fn pooling_modes_and_dense_chains_match_reference() {
     use q8bert::builder::DenseActivation::{Identity, Tanh};
     let h = tiny_config().hidden_size as usize;
-    let cases: [(&[Pooling], &[(usize, q8bert::builder::DenseActivation)], bool, bool); 5] = [
+    // (pooling modes, Dense layers (width, activation), normalize, per-row inputs)
+    type Case<'a> = (&'a [Pooling], &'a [(usize, q8bert::builder::DenseActivation)], bool, bool);
+    let cases: [Case; 5] = [
         (&[Pooling::Cls, Pooling::Mean], &[], true, false),
         (&[Pooling::Max, Pooling::Mean, Pooling::MeanSqrtLen, Pooling::WeightedMean, Pooling::LastToken], &[], false, true),
         (&[Pooling::Mean], &[(40, Tanh), (12, Identity)], true, false),

@@ -109,9 +109,9 @@ fn ten_thousand_create_free_cycles_keep_rss_flat() {
     };
     let cycle = |i: usize, opts: &mut q8bert_options| unsafe {
         // Alternate file (memory map) and buffer, one and two threads; run once each time.
-        opts.num_threads = 1 + (i % 10 == 0) as u32;
+        opts.num_threads = 1 + i.is_multiple_of(10) as u32;
         let mut m = null_mut();
-        let s = if i % 2 == 0 {
+        let s = if i.is_multiple_of(2) {
             q8bert_create(cpath.as_ptr(), opts, &mut m)
         } else {
             q8bert_create_from_memory(mem.bytes().as_ptr(), mem.bytes().len(), opts, &mut m)

@@ -1,6 +1,5 @@
 //! Every kernel kind against the scalar reference, bit-exact, on shared cases.
 
-#[allow(dead_code)]
 mod common;
 
 use q8bert::kernels::{

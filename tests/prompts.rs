@@ -72,7 +72,7 @@ fn the_default_prompt_applies_unless_the_caller_asks_for_none() {
     assert_ne!(out, run(&m, Prompt::None, &TEXTS));
     // A model without prompts says so.
     let plain = FpModel::with_real_vocab(Head::Embedding { pooling: Pooling::Mean, normalize: true }, 31).bytes();
-    assert_eq!(u16::from_le_bytes([plain[10], plain[11]]) < 5, true, "prompts are written only when asked for");
+    assert!(u16::from_le_bytes([plain[10], plain[11]]) < 5, "prompts are written only when asked for");
     let pa = Aligned::new(&plain);
     let pm = Model::from_bytes(pa.bytes(), &Options::default()).unwrap();
     let e = pm.run_text_prompt(Prompt::Name("query"), &["x"], None, &mut out).unwrap_err();

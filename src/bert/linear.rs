@@ -59,7 +59,9 @@ pub(super) struct Ctx<'m> {
 /// What one task of a linear layer owns: its rows of the quantized input and their 1/S_x, the
 /// output, the next layer's 1/S_x (GELU into a per-row input), and one epilogue row. (The
 /// accumulators are its worker's.)
-type LinearTask<'a> = ((Option<&'a mut [i8]>, Option<&'a mut [ops::RowScale]>), OutPart<'a>, Option<&'a mut [ops::RowScale]>, &'a mut [f32]);
+type LinearTask<'a> = (InputPart<'a>, OutPart<'a>, Option<&'a mut [ops::RowScale]>, &'a mut [f32]);
+/// A task's rows of the quantized input and their 1/S_x (fp32 input only; 1/S_x per-row only).
+type InputPart<'a> = (Option<&'a mut [i8]>, Option<&'a mut [ops::RowScale]>);
 
 impl Ctx<'_> {
     pub(super) fn f32s(&self, r: &core::ops::Range<usize>) -> &[f32] {
@@ -102,7 +104,7 @@ impl Ctx<'_> {
         } else {
             carve(&mut acc[..rows * n], &blocks, n).into_iter().map(Lent::new).collect()
         };
-        let xq_parts: Vec<(Option<&mut [i8]>, Option<&mut [ops::RowScale]>)> = match x {
+        let xq_parts: Vec<InputPart> = match x {
             LinearIn::F32(_) if per_row => {
                 carve(&mut xq[..rows * kp], &blocks, kp).into_iter().zip(carve(&mut row_inv[..rows], &blocks, 1)).map(|(q, r)| (Some(q), Some(r))).collect()
             }

@@ -171,6 +171,7 @@ pub fn tanh(x: f32) -> f32 {
 /// without, [`sqrt_exact`] in integer arithmetic, which gives the same bits on every target
 /// with no f64 at all (single-precision FPUs, soft-float cores).
 #[inline]
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must take the `0` branch too.
 pub fn sqrt(x: f32) -> f32 {
     if !(x > 0.0) {
         return 0.0;
