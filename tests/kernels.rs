@@ -478,10 +478,11 @@ fn kernels_present_when_cpu_has_them() {
 }
 
 /// The fp32 attention tiles: every kernel gives the reference's bits (same sums, same order,
-/// one rounding per multiply-add), for several head sizes, key counts and strides.
+/// one rounding per multiply-add), for several head sizes, key counts and strides; the narrow
+/// scores tile gives each key the same bits as the 64-key tile.
 #[test]
 fn attention_tiles_match_reference_bit_for_bit() {
-    use q8bert::kernels::attention::{scores_tile_reference, values_tile_reference, KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
+    use q8bert::kernels::attention::{scores_tile_reference, values_tile_reference, KEY_TILE, KEY_TILE_NARROW, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
     let mut rng = Rng(0x5EED_0A77);
     let f = |rng: &mut Rng| (rng.below(2001) as f32 - 1000.0) / 337.0;
     for &(dh, stride, len) in &[(1usize, 64usize, 1usize), (8, 64, 5), (32, 128, 77), (64, 192, 130), (48, 80, 64)] {
@@ -491,6 +492,15 @@ fn attention_tiles_match_reference_bit_for_bit() {
         let v: Vec<f32> = (0..len * stride).map(|_| f(&mut rng)).collect();
         let mut want_s = [[0.0f32; KEY_TILE]; QUERY_ROWS];
         scores_tile_reference(&q, dh, &kt, stride, &mut want_s);
+        // Narrow tiles at 16-key offsets (the last one ends where `kt` does when the stride is 64).
+        let narrow_at = [0, 16, 48];
+        let mut want_narrow = [[[0.0f32; KEY_TILE_NARROW]; QUERY_ROWS]; 3];
+        for (w, &j0) in want_narrow.iter_mut().zip(&narrow_at) {
+            scores_tile_reference(&q, dh, &kt[j0..], stride, w);
+            for r in 0..QUERY_ROWS {
+                assert_eq!(w[r][..], want_s[r][j0..j0 + KEY_TILE_NARROW], "narrow reference tile at key {j0}, dh {dh}");
+            }
+        }
         let mut want_v = [[0.0f32; VALUE_TILE]; QUERY_ROWS];
         values_tile_reference(&p, stride, len.min(stride), &v, stride, &mut want_v);
         let mut want_half = [[0.0f32; VALUE_TILE_HALF]; QUERY_ROWS];
@@ -517,6 +527,11 @@ fn attention_tiles_match_reference_bit_for_bit() {
             let mut got_s = [[1.0f32; KEY_TILE]; QUERY_ROWS];
             kernel.attention_scores_tile(&q, dh, &kt, stride, &mut got_s);
             assert_eq!(got_s, want_s, "scores, kernel {}, dh {dh}", kind.name());
+            for (want, &j0) in want_narrow.iter().zip(&narrow_at) {
+                let mut got = [[1.0f32; KEY_TILE_NARROW]; QUERY_ROWS];
+                kernel.attention_scores_tile(&q, dh, &kt[j0..], stride, &mut got);
+                assert_eq!(&got, want, "narrow scores at key {j0}, kernel {}, dh {dh}", kind.name());
+            }
             let mut got_v = [[1.0f32; VALUE_TILE]; QUERY_ROWS];
             kernel.attention_values_tile(&p, stride, len.min(stride), &v, stride, &mut got_v);
             assert_eq!(got_v, want_v, "values, kernel {}, len {len}", kind.name());

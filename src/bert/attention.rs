@@ -296,7 +296,7 @@ impl Qkv<'_> {
 /// The keys of one layer's attention, as `transpose_keys` or `pack_keys` left them.
 #[derive(Clone, Copy)]
 pub(super) enum Keys<'k> {
-    /// fp32 K^T, [sequence][head][dh][keys padded to KEY_TILE].
+    /// fp32 K^T, [sequence][head][dh][keys padded by `padded_keys`].
     F32 { key_t: &'k [f32] },
     /// int8 K, [sequence][head][packed_len(len, dh)] bytes, sums [sequence][head][len]. With
     /// static `scales` every query and key shares S_q and S_k; without (dynamic), each row of
@@ -486,11 +486,22 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
 /// `scores[r][j] = q[r] . k[j]` for `QUERY_ROWS` rows and every key tile of `kt` ([dh][len_p]).
 #[inline(always)]
 fn query_key_scores(kernel: &Kernel, q: &[f32], dh: usize, kt: &[f32], len_p: usize, scores: &mut [f32]) {
+    // Whole 64-key tiles, then narrow ones for the rest (each key's sum is the same either way).
+    let wide = len_p - len_p % KEY_TILE;
     let mut tile = [[0.0f32; KEY_TILE]; QUERY_ROWS];
-    for j0 in (0..len_p).step_by(KEY_TILE) {
+    for j0 in (0..wide).step_by(KEY_TILE) {
         kernel.attention_scores_tile(q, dh, &kt[j0..], len_p, &mut tile);
         for (r, t) in tile.iter().enumerate() {
             scores[r * len_p + j0..r * len_p + j0 + KEY_TILE].copy_from_slice(t);
+        }
+    }
+    if NARROW_KEY_TILES {
+        let mut tile = [[0.0f32; KEY_TILE_NARROW]; QUERY_ROWS];
+        for j0 in (wide..len_p).step_by(KEY_TILE_NARROW) {
+            kernel.attention_scores_tile(q, dh, &kt[j0..], len_p, &mut tile);
+            for (r, t) in tile.iter().enumerate() {
+                scores[r * len_p + j0..r * len_p + j0 + KEY_TILE_NARROW].copy_from_slice(t);
+            }
         }
     }
 }

@@ -12,7 +12,7 @@
 use alloc::vec::Vec;
 
 use crate::error::{bail, Result, Status};
-use crate::kernels::attention::{KEY_TILE, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
+use crate::kernels::attention::{KEY_TILE, KEY_TILE_NARROW, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
 use crate::kernels::{Kernel, KernelKind};
 use crate::kernels::packed_len;
 use crate::model::{cast, Activation, EmbeddingRef, EmbeddingScales, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
@@ -277,7 +277,7 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
         t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
         max_n,                                                               // dq
         pooled,                                                              // pooled
-        // attention: K^T of every sequence over keys padded to KEY_TILE; per task the scores
+        // attention: K^T of every sequence over keys padded (`padded_keys`); per task the scores
         // of a block of queries, QUERY_ROWS query rows, and one head's value rows
         if layout.fp32_scores() { batch.checked_mul(padded_keys(seq_len))?.checked_mul(h)? } else { 0 },
         threads.checked_mul(
@@ -346,11 +346,17 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
 /// Query rows per int8 attention-scores GEMM (a multiple of `QUERY_ROWS`).
 const SCORE_BLOCK: usize = 64;
 
-/// Keys of a sequence padded to whole scores tiles (saturating, so the working-memory bound
-/// of an absurd length overflows into `None` there rather than wrapping).
+/// Keys of a sequence padded to whole narrow scores tiles, where the kernels vectorize them
+/// (x86-64, aarch64: 16 keys, so a 20-token sentence computes 32 scores per query, not 64);
+/// on the MCU targets to whole 64-key tiles (one tile width, less code). Saturating, so the
+/// working-memory bound of an absurd length overflows into `None` there rather than wrapping.
 fn padded_keys(len: usize) -> usize {
-    len.div_ceil(KEY_TILE).saturating_mul(KEY_TILE)
+    let tile = if NARROW_KEY_TILES { KEY_TILE_NARROW } else { KEY_TILE };
+    len.div_ceil(tile).saturating_mul(tile)
 }
+
+/// Whether the fp32 scores use narrow tiles for the keys past the last whole 64-key tile.
+const NARROW_KEY_TILES: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 /// Checks the input against the model and packs the unmasked tokens into the workspace.
 fn gather_tokens(layout: &ModelLayout, input: &Input, ws: &mut Workspace) -> Result<()> {

@@ -8,6 +8,9 @@ use crate::ops::math::fused_mul_add;
 pub const QUERY_ROWS: usize = 4;
 /// Keys per scores tile (four 16-float vectors).
 pub const KEY_TILE: usize = 64;
+/// Keys per narrow scores tile (one 16-float vector): short sequences' keys are padded to whole
+/// narrow tiles rather than to whole 64-key tiles (see `bert::padded_keys`).
+pub const KEY_TILE_NARROW: usize = 16;
 /// Value features per weighted-values tile: four 16-float vectors (a whole 64-wide head, so each
 /// probability broadcast feeds four multiply-adds), or [`VALUE_TILE_HALF`] for 32-wide heads.
 pub const VALUE_TILE: usize = 64;
@@ -17,12 +20,13 @@ pub const VALUE_TILE_HALF: usize = 32;
 /// `out[r][l] = sum_{d < dh} q[r*dh + d] * kt[d*kt_stride + l]`, summed in d order from 0.0,
 /// each step a fused multiply-add.
 ///
-/// Panics unless `q` holds `QUERY_ROWS * dh` values and `kt` `(dh-1)*kt_stride + KEY_TILE`.
-pub fn scores_tile_reference(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; KEY_TILE]; QUERY_ROWS]) {
-    check_scores(q, dh, kt, kt_stride);
-    *out = [[0.0; KEY_TILE]; QUERY_ROWS];
+/// `W` (the keys per tile) is [`KEY_TILE`] or [`KEY_TILE_NARROW`]. Panics unless `q` holds
+/// `QUERY_ROWS * dh` values and `kt` `(dh-1)*kt_stride + W`.
+pub fn scores_tile_reference<const W: usize>(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; W]; QUERY_ROWS]) {
+    check_scores::<W>(q, dh, kt, kt_stride);
+    *out = [[0.0; W]; QUERY_ROWS];
     for d in 0..dh {
-        let k = &kt[d * kt_stride..d * kt_stride + KEY_TILE];
+        let k = &kt[d * kt_stride..d * kt_stride + W];
         for (r, acc) in out.iter_mut().enumerate() {
             let qd = q[r * dh + d];
             for (a, &kv) in acc.iter_mut().zip(k) {
@@ -75,10 +79,11 @@ pub(crate) fn check_transpose(src_len: usize, src_stride: usize, dst_len: usize,
     assert!(dst_len >= (N - 1) * dst_stride + N, "transpose block: dst has {dst_len} values");
 }
 
-pub(crate) fn check_scores(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize) {
-    assert!(dh > 0 && kt_stride >= KEY_TILE, "scores tile: dh {dh}, stride {kt_stride}");
+pub(crate) fn check_scores<const W: usize>(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize) {
+    const { assert!(W == KEY_TILE || W == KEY_TILE_NARROW) };
+    assert!(dh > 0 && kt_stride >= W, "scores tile: dh {dh}, stride {kt_stride}");
     assert!(q.len() >= QUERY_ROWS * dh, "scores tile: q has {} values", q.len());
-    assert!(kt.len() >= (dh - 1) * kt_stride + KEY_TILE, "scores tile: kt has {} values", kt.len());
+    assert!(kt.len() >= (dh - 1) * kt_stride + W, "scores tile: kt has {} values", kt.len());
 }
 
 pub(crate) fn check_values<const W: usize>(p: &[f32], p_stride: usize, len: usize, v: &[f32], v_stride: usize) {

@@ -210,7 +210,8 @@ pub(crate) struct GemmArgs<'a> {
     pub n_begin: usize,
     pub n_end: usize,
     pub out_stride: usize,
-    /// What the caller promises about the values of `w`.
+    /// What the caller promises about the values of `w` (only the AVX2 kernel uses it).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub range: WeightRange,
 }
 
@@ -280,10 +281,10 @@ impl Kernel {
         f()
     }
 
-    /// Attention scores of `QUERY_ROWS` query rows against `KEY_TILE` keys; same bits as
-    /// [`attention::scores_tile_reference`].
+    /// Attention scores of `QUERY_ROWS` query rows against `W` keys ([`attention::KEY_TILE`] or
+    /// [`attention::KEY_TILE_NARROW`]); same bits as [`attention::scores_tile_reference`].
     #[inline]
-    pub fn attention_scores_tile(&self, q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; attention::KEY_TILE]; attention::QUERY_ROWS]) {
+    pub fn attention_scores_tile<const W: usize>(&self, q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; W]; attention::QUERY_ROWS]) {
         #[cfg(target_arch = "x86_64")]
         if self.has_avx512() {
             // SAFETY: Avx512Vnni and Amx kernels exist only where AVX-512 F was detected.

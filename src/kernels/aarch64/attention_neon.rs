@@ -8,13 +8,13 @@
 
 use core::arch::aarch64::*;
 
-use super::super::attention::{self, KEY_TILE, QUERY_ROWS};
+use super::super::attention::{self, QUERY_ROWS};
 
 /// Same as [`attention::scores_tile_reference`].
 #[target_feature(enable = "neon")]
-pub(crate) fn scores_tile(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; KEY_TILE]; QUERY_ROWS]) {
-    attention::check_scores(q, dh, kt, kt_stride);
-    for l0 in (0..KEY_TILE).step_by(16) {
+pub(crate) fn scores_tile<const W: usize>(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; W]; QUERY_ROWS]) {
+    attention::check_scores::<W>(q, dh, kt, kt_stride);
+    for l0 in (0..W).step_by(16) {
         let mut acc = [[vdupq_n_f32(0.0); 4]; QUERY_ROWS];
         for d in 0..dh {
             let row = &kt[d * kt_stride + l0..d * kt_stride + l0 + 16];

@@ -6,7 +6,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::kernels::attention::{check_scores, check_values, KEY_TILE, QUERY_ROWS};
+use crate::kernels::attention::{check_scores, check_values, QUERY_ROWS};
 
 /// Columns per pass: two ymm vectors.
 const STRIP: usize = 16;
@@ -16,13 +16,13 @@ const STRIP: usize = 16;
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn scores_tile(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; KEY_TILE]; QUERY_ROWS]) {
-    check_scores(q, dh, kt, kt_stride);
-    for c0 in (0..KEY_TILE).step_by(STRIP) {
+pub(crate) unsafe fn scores_tile<const W: usize>(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; W]; QUERY_ROWS]) {
+    check_scores::<W>(q, dh, kt, kt_stride);
+    for c0 in (0..W).step_by(STRIP) {
         let mut acc = [[_mm256_setzero_ps(); 2]; QUERY_ROWS];
         for d in 0..dh {
-            // SAFETY: check_scores guarantees d*kt_stride + KEY_TILE <= kt.len() for d < dh,
-            // and c0 + STRIP <= KEY_TILE.
+            // SAFETY: check_scores guarantees d*kt_stride + W <= kt.len() for d < dh,
+            // and c0 + STRIP <= W.
             let k = unsafe {
                 let p = kt.as_ptr().add(d * kt_stride + c0);
                 [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
@@ -35,7 +35,7 @@ pub(crate) unsafe fn scores_tile(q: &[f32], dh: usize, kt: &[f32], kt_stride: us
             }
         }
         for (o, acc_r) in out.iter_mut().zip(&acc) {
-            // SAFETY: c0 + 16 <= KEY_TILE, the row's length.
+            // SAFETY: c0 + 16 <= W, the row's length.
             unsafe {
                 _mm256_storeu_ps(o.as_mut_ptr().add(c0), acc_r[0]);
                 _mm256_storeu_ps(o.as_mut_ptr().add(c0 + 8), acc_r[1]);

@@ -12,25 +12,27 @@ use crate::kernels::attention::{check_scores, check_transpose, check_values, KEY
 /// # Safety
 /// The CPU must support AVX-512 F.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn scores_tile(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; KEY_TILE]; QUERY_ROWS]) {
-    check_scores(q, dh, kt, kt_stride);
-    let mut acc = [[_mm512_setzero_ps(); 4]; QUERY_ROWS];
+pub(crate) unsafe fn scores_tile<const W: usize>(q: &[f32], dh: usize, kt: &[f32], kt_stride: usize, out: &mut [[f32; W]; QUERY_ROWS]) {
+    check_scores::<W>(q, dh, kt, kt_stride);
+    // W / 16 vectors per row (4 or 1); the unused accumulators are compiled away.
+    let vecs = W / 16;
+    let mut acc = [[_mm512_setzero_ps(); KEY_TILE / 16]; QUERY_ROWS];
     for d in 0..dh {
-        // SAFETY: check_scores guarantees d*kt_stride + 64 <= kt.len() for d < dh.
-        let k = unsafe {
-            let p = kt.as_ptr().add(d * kt_stride);
-            [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)), _mm512_loadu_ps(p.add(32)), _mm512_loadu_ps(p.add(48))]
-        };
+        let mut k = [_mm512_setzero_ps(); KEY_TILE / 16];
+        for (c, x) in k.iter_mut().enumerate().take(vecs) {
+            // SAFETY: check_scores guarantees d*kt_stride + W <= kt.len() for d < dh.
+            *x = unsafe { _mm512_loadu_ps(kt.as_ptr().add(d * kt_stride + 16 * c)) };
+        }
         for (r, acc_r) in acc.iter_mut().enumerate() {
             let qd = _mm512_set1_ps(q[r * dh + d]);
-            for (a, &kv) in acc_r.iter_mut().zip(&k) {
+            for (a, &kv) in acc_r.iter_mut().zip(&k).take(vecs) {
                 *a = _mm512_fmadd_ps(qd, kv, *a);
             }
         }
     }
     for (o, acc_r) in out.iter_mut().zip(&acc) {
-        for (c, &a) in acc_r.iter().enumerate() {
-            // SAFETY: 4 x 16 floats fill the 64-float row exactly.
+        for (c, &a) in acc_r.iter().enumerate().take(vecs) {
+            // SAFETY: W / 16 vectors of 16 floats fill the W-float row exactly.
             unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * c), a) };
         }
     }
