@@ -55,6 +55,12 @@ int main(int argc, char **argv) {
           "create_from_memory: short buffer");
 
     q8bert_options_init(&opts);
+    opts.flags = Q8BERT_FLAG_HUGE_PAGES | Q8BERT_FLAG_VERIFY_CHECKSUM;
+    CHECK(q8bert_create(argv[1], &opts, &model) == Q8BERT_STATUS_OK && model != NULL, "create: a private copy (huge pages)");
+    q8bert_free(model);
+    model = NULL;
+
+    q8bert_options_init(&opts);
     opts.kernel = Q8BERT_KERNEL_SCALAR;
     opts.flags = Q8BERT_FLAG_VERIFY_CHECKSUM;
     CHECK(q8bert_create(argv[1], &opts, &model) == Q8BERT_STATUS_OK && model != NULL, "create: valid model");

@@ -12,7 +12,8 @@
 //! `--symmetric-rows`: without the zero points, format 1.3), else per-tensor weights,
 //! static scales and one scale per embedding table. `--dynamic-attention` adds int8 QKᵀ and
 //! P·V with run-time scales (format 1.6). `--weight-bits 7` packs 7-bit weights
-//! (`trainer quantize --weight-bits 7`).
+//! (`trainer quantize --weight-bits 7`). `--huge-pages` opens the model with
+//! `Options::huge_pages` (a private copy in transparent huge pages instead of the file map).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -143,7 +144,8 @@ fn main() {
     if !path.exists() {
         build(shape(&shape_name), int8_attention, per_token, symmetric_rows, dynamic_attention, weight_bits, &path);
     }
-    let model = Model::open(&path, &Options { num_threads: threads, kernel, ..Default::default() }).unwrap();
+    let huge_pages = std::env::args().any(|a| a == "--huge-pages");
+    let model = Model::open(&path, &Options { num_threads: threads, kernel, huge_pages, ..Default::default() }).unwrap();
     let ids: Vec<i32> = (0..batch * seq).map(|i| if i % seq == 0 { 2 } else { 5 + (i as i32 * 7919) % 30000 }).collect();
     let mut out = vec![0.0f32; model.output_len(batch, seq)];
     for _ in 0..3 {

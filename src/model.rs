@@ -1066,6 +1066,13 @@ pub struct Options {
     /// `None` (default): the model's own behaviour, which is truncation when the file records a
     /// text limit (a sentence-transformers model cuts its input there) and an error otherwise.
     pub truncation: Option<Truncation>,
+    /// Copy the model into this process's own memory, advised for transparent huge pages on
+    /// Linux, instead of reading the mapped file (or the caller's buffer) in place. Opening then
+    /// costs a copy of the whole file and the memory is no longer shared between processes, but
+    /// every run reads the weights through far fewer TLB entries: on a Zen 4, BERT-base 1x32
+    /// 1.09x and 8x128 1.02x, MiniLM 1.02-1.03x (docs/PERFORMANCE.md, session 25). For servers
+    /// that open once and run many batches. `std` only (ignored without it).
+    pub huge_pages: bool,
 }
 
 pub(crate) fn choose_kernel(requested: Option<KernelKind>) -> Result<Kernel> {

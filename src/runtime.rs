@@ -58,12 +58,15 @@ pub struct Model<'a> {
 
 impl<'a> Model<'a> {
     /// Opens a model held in memory. Nothing is copied: `bytes` must stay alive and unchanged
-    /// as long as the model, and must start at a 4-byte-aligned address.
+    /// as long as the model, and must start at a 4-byte-aligned address. (With
+    /// [`Options::huge_pages`] the model works on its own copy, so neither applies.)
     pub fn from_bytes(bytes: &'a [u8], options: &Options) -> Result<Model<'a>> {
         Self::from_storage(Storage::Borrowed(bytes), options)
     }
 
     fn from_storage(storage: Storage<'a>, options: &Options) -> Result<Model<'a>> {
+        #[cfg(feature = "std")]
+        let storage = if options.huge_pages && !storage.bytes().is_empty() { Storage::Mapped(copy_to_huge_pages(storage.bytes())?) } else { storage };
         // SAFETY: the bytes are either the caller's `&'a` buffer or a memory map owned by the
         // returned model. A map's address does not change when the model moves, and the only
         // value borrowing it beyond this function (`tokenizer`) is dropped before `storage`;
@@ -433,6 +436,26 @@ impl Model<'static> {
             Err(e) => bail!(Status::Io, "cannot memory-map {}: {e}", path.display()),
         };
         Self::from_storage(Storage::Mapped(map), options)
+    }
+}
+
+/// A private read-only copy of `bytes` in anonymous memory, advised for transparent huge pages
+/// where Linux offers them: a mapped file gets 4 KiB pages on ext4 and most file systems, so a
+/// BERT-base's 85 MB of weights span ~21,000 TLB entries, against ~45 in 2 MiB pages.
+#[cfg(feature = "std")]
+fn copy_to_huge_pages(bytes: &[u8]) -> Result<memmap2::Mmap> {
+    let mut map = match memmap2::MmapMut::map_anon(bytes.len()) {
+        Ok(m) => m,
+        Err(e) => bail!(Status::OutOfMemory, "cannot allocate {} bytes to copy the model into (huge_pages): {e}", bytes.len()),
+    };
+    // Best effort, before the pages are touched: without THP (disabled, or another OS) the copy
+    // still runs, in ordinary pages.
+    #[cfg(target_os = "linux")]
+    let _ = map.advise(memmap2::Advice::HugePage);
+    map.copy_from_slice(bytes);
+    match map.make_read_only() {
+        Ok(m) => Ok(m),
+        Err(e) => bail!(Status::Io, "cannot make the model copy read-only: {e}"),
     }
 }
 

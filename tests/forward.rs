@@ -415,12 +415,26 @@ fn file_and_memory_give_identical_results() {
     let bytes = std::fs::read(&path).unwrap();
     let buf = Aligned::new(&bytes);
     let from_mem = Model::from_bytes(buf.bytes(), &Options::default()).unwrap();
+    // `huge_pages`: the model is copied (so even a misaligned buffer opens) and runs the same.
+    let huge = Options { huge_pages: true, verify_checksum: true, ..Default::default() };
+    let file_copy = Model::open(&path, &huge).unwrap();
+    let mut shifted = vec![0u8; bytes.len() + 1];
+    shifted[1..].copy_from_slice(&bytes);
+    let misaligned = &shifted[1..];
+    assert_eq!(Model::from_bytes(misaligned, &Options::default()).err().map(|e| e.status), Some(Status::MisalignedBuffer));
+    let mem_copy = Model::from_bytes(misaligned, &huge).unwrap();
     let ids = [2, 8, 9, 10, 3];
-    let (mut a, mut b) = (vec![0.0; 3], vec![0.0; 3]);
-    from_file.run(&ids, None, None, 1, 5, &mut a).unwrap();
-    from_mem.run(&ids, None, None, 1, 5, &mut b).unwrap();
-    assert_eq!(a, b);
+    let run = |m: &Model| {
+        let mut out = vec![0.0; 3];
+        m.run(&ids, None, None, 1, 5, &mut out).unwrap();
+        out
+    };
+    let a = run(&from_file);
+    assert_eq!(a, run(&from_mem));
+    assert_eq!(a, run(&file_copy));
+    assert_eq!(a, run(&mem_copy));
     assert_eq!(from_file.head().labels, vec!["neg", "pos", "other"]);
+    assert_eq!(file_copy.head().labels, vec!["neg", "pos", "other"]);
     std::fs::remove_dir_all(&dir).ok();
 }
 

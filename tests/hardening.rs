@@ -108,8 +108,10 @@ fn ten_thousand_create_free_cycles_keep_rss_flat() {
         opts.assume_init()
     };
     let cycle = |i: usize, opts: &mut q8bert_options| unsafe {
-        // Alternate file (memory map) and buffer, one and two threads; run once each time.
+        // Alternate file (memory map) and buffer, one and two threads, and every third model
+        // copied into its own (huge-page) memory; run once each time.
         opts.num_threads = 1 + i.is_multiple_of(10) as u32;
+        opts.flags = if i % 3 == 1 { Q8BERT_FLAG_HUGE_PAGES } else { 0 };
         let mut m = null_mut();
         let s = if i.is_multiple_of(2) {
             q8bert_create(cpath.as_ptr(), opts, &mut m)

@@ -69,7 +69,7 @@ class Status:
 HEAD_CLASSIFICATION, HEAD_REGRESSION, HEAD_EMBEDDING, HEAD_TOKEN_STATES = 1, 2, 3, 4
 _HEAD_NAMES = {1: "classification", 2: "regression", 3: "embedding", 4: "token_states"}
 _ACTIVATION_NAMES = {0: "static", 1: "per_row", 2: "mixed"}  # Q8BERT_ACTIVATIONS_*
-FLAG_VERIFY_CHECKSUM, FLAG_TRUNCATE, FLAG_NO_TRUNCATE = 1, 2, 4
+FLAG_VERIFY_CHECKSUM, FLAG_TRUNCATE, FLAG_NO_TRUNCATE, FLAG_HUGE_PAGES = 1, 2, 4, 8
 
 
 class Q8bertError(Exception):
@@ -443,19 +443,24 @@ class Model:
         verify_checksum: hash the whole file at load and check its checksum.
         max_seq_len: token limit for text input, special tokens included; 0 = the model's own
             (a sentence-transformers model's max_seq_length, else its position table).
+        huge_pages: copy the model into this process's memory, in transparent huge pages on
+            Linux, instead of mapping the file: a slower open and memory not shared with other
+            processes, for 2-9% faster calls (most on large models; docs/PERFORMANCE.md).
 
     Raises:
         Q8bertError: the library's status and message (missing file, corrupt file, bad options).
     """
 
     def __init__(self, path: Union[str, os.PathLike], *, num_threads: int = 0, kernel: int = 0,
-                 truncate: Optional[bool] = None, verify_checksum: bool = False, max_seq_len: int = 0):
+                 truncate: Optional[bool] = None, verify_checksum: bool = False, max_seq_len: int = 0,
+                 huge_pages: bool = False):
         self._handle = None
         opts = _Options()
         _lib.q8bert_options_init(ctypes.byref(opts))
         opts.num_threads, opts.kernel, opts.max_seq_len = num_threads, kernel, max_seq_len
         truncation = {None: 0, True: FLAG_TRUNCATE, False: FLAG_NO_TRUNCATE}[None if truncate is None else bool(truncate)]
-        opts.flags = truncation | (FLAG_VERIFY_CHECKSUM if verify_checksum else 0)
+        opts.flags = (truncation | (FLAG_VERIFY_CHECKSUM if verify_checksum else 0)
+                      | (FLAG_HUGE_PAGES if huge_pages else 0))
         handle = c_void_p()
         _check(_lib.q8bert_create(os.fsencode(path), ctypes.byref(opts), ctypes.byref(handle)))
         self._handle = handle.value

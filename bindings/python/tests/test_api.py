@@ -173,6 +173,13 @@ def test_guard_counts_calls_in_flight():
         assert g.detach() == 0, guard_type
 
 
+def test_huge_pages_copy_gives_the_same_bits(emb, suite):
+    texts = ["a gripping, funny film.", "", "naïve café ☃", "x " * 40]
+    with q8bert.Model(suite["dir"] / suite["embed_model"], truncate=True, huge_pages=True) as m:
+        got = m.encode(texts)
+    np.testing.assert_array_equal(got.view(np.uint32), emb.encode(texts).view(np.uint32))
+
+
 def test_context_manager_and_close(suite):
     with q8bert.Model(suite["dir"] / suite["embed_model"]) as m:
         assert not m.closed and "embedding" in repr(m)
