@@ -1,6 +1,7 @@
 //! Model open time for tiny, all-MiniLM-L6-v2-shaped and BERT-base-shaped files: it must stay
 //! flat as the weights grow (memory map, no copy, no repacking). The full-payload checksum
-//! variant is shown for contrast; it is O(file size) by design.
+//! variant is shown for contrast, and `huge_pages` (a copy of the whole file into huge pages);
+//! both are O(file size) by design.
 //!
 //! cargo bench --bench load
 
@@ -52,6 +53,8 @@ fn bench_open(c: &mut Criterion) {
     for (name, path) in &models[1..] {
         let opts = Options { verify_checksum: true, ..Default::default() };
         group.bench_function(format!("{name}/verify_checksum"), |b| b.iter(|| Model::open(path, &opts).unwrap()));
+        let opts = Options { huge_pages: true, ..Default::default() };
+        group.bench_function(format!("{name}/huge_pages"), |b| b.iter(|| Model::open(path, &opts).unwrap()));
     }
     group.finish();
 }

@@ -59,6 +59,7 @@ int main(int argc, char **argv) {
     CHECK(q8bert_create(argv[1], &opts, &model) == Q8BERT_STATUS_OK && model != NULL, "create: a private copy (huge pages)");
     q8bert_free(model);
     model = NULL;
+    CHECK(q8bert_create(argv[2], &opts, &model) != Q8BERT_STATUS_OK && model == NULL, "create: corrupt file rejected from its copy too");
 
     q8bert_options_init(&opts);
     opts.kernel = Q8BERT_KERNEL_SCALAR;
