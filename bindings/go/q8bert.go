@@ -102,6 +102,7 @@ type Options struct {
 	NoTruncate     bool   // fail on long text even where the model truncates (a sentence-transformers text limit)
 	VerifyChecksum bool   // hash the whole file at load
 	MaxSeqLen      int    // token limit for text; 0 = the model's maximum
+	HugePages      bool   // copy the model into huge pages: slower open, unshared memory, faster calls
 }
 
 // Info describes a loaded model.
@@ -169,6 +170,9 @@ func Open(path string, opts *Options) (*Model, error) {
 		}
 		if opts.VerifyChecksum {
 			o.flags |= C.Q8BERT_FLAG_VERIFY_CHECKSUM
+		}
+		if opts.HugePages {
+			o.flags |= C.Q8BERT_FLAG_HUGE_PAGES
 		}
 	}
 	cpath := C.CString(path)

@@ -175,6 +175,23 @@ func TestConformance(t *testing.T) {
 	sameBits(t, "run", out, s.Run.Output)
 }
 
+// TestHugePages: a model copied into huge pages embeds the same bits as the mapped file.
+func TestHugePages(t *testing.T) {
+	s := load(t)
+	m, err := Open(s.path(s.Embed), &Options{HugePages: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	vecs, err := m.Embed(s.Texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range s.Texts {
+		sameBits(t, fmt.Sprintf("embed[%d] (huge pages)", i), vecs[i], s.EmbedOut[i])
+	}
+}
+
 // TestPrompts: sentence-transformers prompts, bit for bit as the Rust API: Embed applies the
 // default prompt, EmbedPrompt a named one or none; an unknown name lists the model's prompts.
 func TestPrompts(t *testing.T) {

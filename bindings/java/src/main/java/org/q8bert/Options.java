@@ -5,6 +5,7 @@ public final class Options {
     public static final int FLAG_VERIFY_CHECKSUM = 1;
     public static final int FLAG_TRUNCATE = 2;
     public static final int FLAG_NO_TRUNCATE = 4;
+    public static final int FLAG_HUGE_PAGES = 8;
 
     int numThreads;
     int kernel;
@@ -38,6 +39,15 @@ public final class Options {
     /** Hash the whole file at load. */
     public Options verifyChecksum(boolean on) {
         flags = on ? flags | FLAG_VERIFY_CHECKSUM : flags & ~FLAG_VERIFY_CHECKSUM;
+        return this;
+    }
+
+    /**
+     * Copy the model into this process's memory, in transparent huge pages on Linux, instead of
+     * mapping the file: a slower open and memory not shared between processes, for faster calls.
+     */
+    public Options hugePages(boolean on) {
+        flags = on ? flags | FLAG_HUGE_PAGES : flags & ~FLAG_HUGE_PAGES;
         return this;
     }
 

@@ -140,6 +140,15 @@ public final class ConformanceTest {
             }
         });
 
+        test("huge pages", () -> {
+            try (Model e = Model.open(emb, new Options().hugePages(true))) {
+                float[][] vecs = e.embed(texts);
+                for (int i = 0; i < texts.size(); i++) {
+                    check(Arrays.equals(bits(vecs[i]), embed.get(i)), "embed text " + i + " bit-exact from the huge-page copy");
+                }
+            }
+        });
+
         test("prompts", () -> {
             try (Model p = Model.open(dir.resolve(kv.get("prompt_model")))) {
                 check(p.prompts().equals(prompts), "prompts");
