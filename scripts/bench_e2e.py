@@ -5,7 +5,7 @@ shapes.
 Usage:
     python3 scripts/bench_e2e.py [--quick] [--out docs/BENCHMARKS.md]
         [--models bert-base,minilm] [--points 1x32,1x128,8x128,32x128] [--threads 1,2]
-        [--passes N] [--peers q8bert,q8bert-pt,q8bert-w7,q8bert-dyn,q8bert-i8a,ort-int8,ort-fp32,ov-int8,ct2-int8]
+        [--passes N] [--peers q8bert,q8bert-pt,q8bert-w7,q8bert-dyn,q8bert-hp,q8bert-i8a,ort-int8,ort-fp32,ov-int8,ct2-int8]
         [--ov-graph raw|fused] [--no-q8bert | --q8bert-bin PATH]
 
 What it does:
@@ -64,15 +64,29 @@ SHAPES = {
     "minilm": dict(title="all-MiniLM-L6-v2 shape", layers=6, hidden=384, heads=12, inter=1536,
                    vocab=30522, max_pos=512, type_vocab=2),
 }
-PEERS = ("q8bert", "q8bert-pt", "q8bert-w7", "q8bert-dyn", "q8bert-i8a", "ort-int8", "ort-fp32", "ov-int8", "ct2-int8")
+PEERS = ("q8bert", "q8bert-pt", "q8bert-w7", "q8bert-dyn", "q8bert-hp", "q8bert-i8a", "ort-int8", "ort-fp32", "ov-int8", "ct2-int8")
 PEER_TITLE = {"q8bert": "q8bert", "q8bert-pt": "q8bert per-token",
               "q8bert-w7": "q8bert per-token 7-bit weights",
               "q8bert-dyn": "q8bert per-token dynamic int8 attention",
+              "q8bert-hp": "q8bert per-token huge pages",
               "q8bert-i8a": "q8bert int8 attention", "ort-int8": "ORT int8",
               "ort-fp32": "ORT fp32", "ov-int8": "OpenVINO int8", "ct2-int8": "CTranslate2 int8"}
 TARGET_VS_INT8 = 1.5
 TARGET_VS_FP32 = 3.5
 TARGET_VS_OV = 1.2  # issue 20
+# Per-model tables of one q8bert variant against the per-token pack and the int8 peers: (peer,
+# what it is, the peers it is compared with).
+VARIANT_TABLES = (
+    ("q8bert-w7", "the per-token pack with 7-bit weights (`trainer quantize --weight-bits 7`; on "
+     "CPUs without VNNI its GEMMs take three instructions per 32 multiply-adds instead of four)",
+     ("ov-int8", "ort-int8", "ct2-int8")),
+    ("q8bert-dyn", "the per-token pack with dynamic int8 attention (`trainer quantize "
+     "--dynamic-int8-attention`, opt-in; QKᵀ and P·V through VNNI with a scale per row of Q, K "
+     "and V in every head, docs/ACCURACY.md)", ("ov-int8",)),
+    ("q8bert-hp", "the per-token pack opened with `Q8BERT_FLAG_HUGE_PAGES` (opt-in: the model "
+     "read into private memory in transparent huge pages instead of mapped from the file)",
+     ("ov-int8",)),
+)
 # The ONNX graph OpenVINO converts: "raw" is the un-fused fp32.onnx (the PyTorch exporter's op
 # pattern, what optimum-intel converts), "fused" the ORT-optimized fp32_opt.onnx (contrib ops).
 OV_GRAPHS = {"raw": "fp32.onnx", "fused": "fp32_opt.onnx"}
@@ -851,7 +865,7 @@ def build_q8bert(args):
 
 
 def measure_q8bert(exe, key, batch, seq, threads, timing, int8_attention=False, per_token=False,
-                   weight_bits=8, dynamic_attention=False):
+                   weight_bits=8, dynamic_attention=False, huge_pages=False):
     cmd = [exe, "--shape", key, "--batch", str(batch), "--seq", str(seq), "--threads",
            str(threads), "--min-time-ms", str(int(timing.min_s * 1000))]
     if int8_attention:
@@ -862,6 +876,8 @@ def measure_q8bert(exe, key, batch, seq, threads, timing, int8_attention=False, 
         cmd += ["--weight-bits", str(weight_bits)]
     if dynamic_attention:
         cmd.append("--dynamic-attention")
+    if huge_pages:
+        cmd.append("--huge-pages")
     try:
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                            timeout=max(120.0, 10 * timing.max_s))
@@ -933,6 +949,23 @@ def tool_versions():
             "nncf": pkg("nncf"), "ctranslate2": pkg("ctranslate2")}
 
 
+def variant_table(title, key, peer, what, against, ctx, res):
+    """Markdown lines: `peer`'s ms per cell, against the per-token pack and the peers `against`."""
+    L = [f"{title}, {what}, against {', '.join(PEER_TITLE[a] for a in against)} "
+         f"(✓: >= {TARGET_VS_OV}x):", "",
+         f"| batch x seq | threads | {PEER_TITLE[peer]} ms | vs q8bert per-token | "
+         + " | ".join(f"vs {PEER_TITLE[a]}" for a in against) + " |",
+         "|---|---:|---:|---:|" + "---:|" * len(against)]
+    for (b, s) in ctx["points"]:
+        for th in ctx["threads"]:
+            r = res.get((key, b, s, th), {})
+            q = r.get(peer)
+            L.append(f"| {b}x{s} | {th} | {fmt_ms(q)} | {fmt_r(r.get('q8bert-pt'), q)} | "
+                     + " | ".join(fmt_x(r.get(a), q, TARGET_VS_OV) for a in against) + " |")
+    L.append("")
+    return L
+
+
 def fmt_ms(v):
     if v is None:
         return "—"
@@ -956,7 +989,7 @@ def fmt_x(num, den, target):
 def write_svg(path, results, models, points, threads_list, peers=PEERS):
     """Grouped bars (log-scale latency) per model shape, one group per shape x threads."""
     import math
-    colors = {"q8bert": "#d1495b", "q8bert-pt": "#8f2d56", "q8bert-w7": "#c06c84", "q8bert-dyn": "#6a4c93", "q8bert-i8a": "#edae49",
+    colors = {"q8bert": "#d1495b", "q8bert-pt": "#8f2d56", "q8bert-w7": "#c06c84", "q8bert-dyn": "#6a4c93", "q8bert-hp": "#9d4edd", "q8bert-i8a": "#edae49",
               "ort-int8": "#2e86ab", "ort-fp32": "#a3a9b3", "ov-int8": "#3b8b5a",
               "ct2-int8": "#8c6d31"}
     PEERS = peers  # noqa: N806 (the peers shown)
@@ -1207,38 +1240,9 @@ def write_page(path, svg_name, ctx):
                          f"{fmt_x(ov, q, TARGET_VS_OV)} | {fmt_x(ov, qa, TARGET_VS_OV)} | "
                          f"{fmt_r(ct, qp)} |")
         L.append("")
-        if "q8bert-w7" in ctx["peers"]:
-            L += [f"{c['title']}, the per-token pack with 7-bit weights (`trainer quantize "
-                  "--weight-bits 7`; on CPUs without VNNI its GEMMs take three instructions per 32 "
-                  "multiply-adds instead of four) against every int8 peer (✓: >= "
-                  f"{TARGET_VS_OV}x, issue 20's target for every peer):", "",
-                  "| batch x seq | threads | q8bert 7-bit ms | vs q8bert per-token | "
-                  "vs OpenVINO int8 | vs ORT int8 | vs CTranslate2 int8 |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-            for (b, s) in ctx["points"]:
-                for th in ctx["threads"]:
-                    r = res.get((key, b, s, th), {})
-                    qw = r.get("q8bert-w7")
-                    L.append(f"| {b}x{s} | {th} | {fmt_ms(qw)} | {fmt_r(r.get('q8bert-pt'), qw)} | "
-                             f"{fmt_x(r.get('ov-int8'), qw, TARGET_VS_OV)} | "
-                             f"{fmt_x(r.get('ort-int8'), qw, TARGET_VS_OV)} | "
-                             f"{fmt_x(r.get('ct2-int8'), qw, TARGET_VS_OV)} |")
-            L.append("")
-        if "q8bert-dyn" in ctx["peers"]:
-            L += [f"{c['title']}, the per-token pack with dynamic int8 attention (`trainer "
-                  "quantize --dynamic-int8-attention`, opt-in; QKᵀ and P·V through VNNI with a "
-                  "scale per row of Q, K and V in every head, docs/ACCURACY.md) against OpenVINO "
-                  f"int8 (✓: >= {TARGET_VS_OV}x):", "",
-                  "| batch x seq | threads | q8bert dynamic ms | vs q8bert per-token | "
-                  "vs OpenVINO int8 |",
-                  "|---|---:|---:|---:|---:|"]
-            for (b, s) in ctx["points"]:
-                for th in ctx["threads"]:
-                    r = res.get((key, b, s, th), {})
-                    qd = r.get("q8bert-dyn")
-                    L.append(f"| {b}x{s} | {th} | {fmt_ms(qd)} | {fmt_r(r.get('q8bert-pt'), qd)} | "
-                             f"{fmt_x(r.get('ov-int8'), qd, TARGET_VS_OV)} |")
-            L.append("")
+        for peer, what, against in VARIANT_TABLES:
+            if peer in ctx["peers"]:
+                L += variant_table(c["title"], key, peer, what, against, ctx, res)
     errs = {k: i["errors"] for k, i in ctx["peer_info"].items() if i.get("errors")}
     if errs:
         L += ["### Output error vs ORT fp32", "",
@@ -1425,6 +1429,7 @@ def main():
     q8_flags = {"q8bert": {}, "q8bert-pt": {"per_token": True},
                 "q8bert-w7": {"per_token": True, "weight_bits": 7},
                 "q8bert-dyn": {"per_token": True, "dynamic_attention": True},
+                "q8bert-hp": {"per_token": True, "huge_pages": True},
                 "q8bert-i8a": {"int8_attention": True}}
     for pas in range(args.passes):
         for key in args.models:
