@@ -110,7 +110,8 @@
  `q8bert_options.flags`: copy the model into this process's memory, in transparent huge pages
  where Linux offers them, instead of reading the mapped file or the caller's buffer in place:
  a slower open (a copy of the file) and memory not shared between processes, for faster runs
- (2-9% on a Zen 4; most on large models). See `Options::huge_pages`.
+ (up to 9% on a Zen 4: BERT-base, one sequence of 32 tokens; 0-3% on batches). See
+ `Options::huge_pages`.
  */
 #define Q8BERT_FLAG_HUGE_PAGES 8
 
@@ -439,7 +440,8 @@ q8bert_status q8bert_create(const char *path,
 
 /*
  Opens a model from a buffer without copying it. The buffer must start at a 4-byte-aligned
- address and stay alive and unchanged until `q8bert_free`.
+ address and stay alive and unchanged until `q8bert_free`. (With `Q8BERT_FLAG_HUGE_PAGES` the
+ model is copied at create, and neither applies.)
 
  # Safety
  `data` points to `len` readable bytes that outlive the model; `opts`/`model_out` as in

@@ -164,6 +164,7 @@ impl Arena {
     /// (`Model::working_memory`) fits what is left. The returned workspace grows on its first
     /// `run_with` and is reused after: run with [`Model::run_with`], not `Model::run` (which
     /// makes a workspace per call). Drop the workspace, then the model, to give the bytes back.
+    /// `options.huge_pages` is ignored here: the copy would live outside the arena.
     // Never inlined into the caller (a top-level call): the firmware stage counts q8bert's code
     // by symbol, and one copy is the smallest anyway.
     #[inline(never)]
@@ -176,6 +177,8 @@ impl Arena {
             return Err(ArenaError::TooSmall { needed: bound.saturating_add(self.used()), available: self.available() + self.used() });
         }
         let before = self.used();
+        #[cfg(feature = "std")]
+        let options = &Options { huge_pages: false, ..options.clone() };
         let model = Model::from_bytes(bytes, options)?;
         let working = working_bound(&model, batch, seq_len)?;
         if working > self.available() {

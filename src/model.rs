@@ -1069,9 +1069,10 @@ pub struct Options {
     /// Copy the model into this process's own memory, advised for transparent huge pages on
     /// Linux, instead of reading the mapped file (or the caller's buffer) in place. Opening then
     /// costs a copy of the whole file and the memory is no longer shared between processes, but
-    /// every run reads the weights through far fewer TLB entries: on a Zen 4, BERT-base 1x32
-    /// 1.09x and 8x128 1.02x, MiniLM 1.02-1.03x (docs/PERFORMANCE.md, session 25). For servers
-    /// that open once and run many batches. `std` only (ignored without it).
+    /// runs read the weights from memory in 2 MiB pages: on a Zen 4, BERT-base 1x32 1.09x, 8x128
+    /// 1.02-1.03x, MiniLM 1x32 1.05x, 8x128 1.01x (docs/PERFORMANCE.md, session 25). For servers
+    /// that open once and run many calls. `std` only; ignored by `Arena::open` (the copy would
+    /// live outside the arena).
     pub huge_pages: bool,
 }
 

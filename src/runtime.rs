@@ -419,15 +419,20 @@ fn tokenize_error(e: TokenizeError) -> crate::Error {
 #[cfg(feature = "std")]
 impl Model<'static> {
     /// Opens a model file by memory-mapping it; nothing is read eagerly beyond the header,
-    /// metadata, directory and vocabulary, so load time does not grow with the weights.
+    /// metadata, directory and vocabulary, so load time does not grow with the weights. (With
+    /// [`Options::huge_pages`] the whole file is read into a private copy instead.)
     pub fn open(path: impl AsRef<std::path::Path>, options: &Options) -> Result<Model<'static>> {
         let path = path.as_ref();
         let file = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) => bail!(Status::Io, "cannot open {}: {e}", path.display()),
         };
+        let meta = match file.metadata() {
+            Ok(m) => m,
+            Err(e) => bail!(Status::Io, "cannot read the metadata of {}: {e}", path.display()),
+        };
         // Mapping a directory fails with "No such device"; say what the path is instead.
-        if file.metadata().is_ok_and(|m| m.is_dir()) {
+        if meta.is_dir() {
             bail!(
                 Status::Io,
                 "{} is a directory, not a .q8b model file; if it is a Hugging Face model directory, convert it with `trainer quantize --model {} --output model.q8b`",
@@ -437,7 +442,8 @@ impl Model<'static> {
         }
         // `huge_pages`: read into the copy, never mapping the file (whose pages would otherwise
         // count towards this process's memory beside the copy while it is made).
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // (An empty file takes the map path, which reports it.)
+        let len = meta.len();
         if options.huge_pages && len > 0 {
             let Ok(len) = usize::try_from(len) else { bail!(Status::OutOfMemory, "{} is {len} bytes, more than this platform can address", path.display()) };
             let copy = huge_page_copy(len, |m| std::io::Read::read_exact(&mut &file, m))?;

@@ -542,6 +542,37 @@ fn attention_tiles_match_reference_bit_for_bit() {
     }
 }
 
+/// The narrow scores tile at the smallest stride it takes (16: a sequence of up to 16 keys, the
+/// common case for sentences): every kernel gives the reference's bits, and the reference is
+/// the fused dot product in d order.
+#[test]
+fn narrow_scores_tile_at_stride_16_matches_reference() {
+    use q8bert::kernels::attention::{scores_tile_reference, KEY_TILE_NARROW as W, QUERY_ROWS};
+    let mut rng = Rng(0x16_0A77);
+    let f = |rng: &mut Rng| (rng.below(2001) as f32 - 1000.0) / 337.0;
+    for dh in [1usize, 7, 32, 64] {
+        let q: Vec<f32> = (0..QUERY_ROWS * dh).map(|_| f(&mut rng)).collect();
+        let kt: Vec<f32> = (0..dh * W).map(|_| f(&mut rng)).collect();
+        let mut want = [[0.0f32; W]; QUERY_ROWS];
+        scores_tile_reference(&q, dh, &kt, W, &mut want);
+        for r in 0..QUERY_ROWS {
+            for l in 0..W {
+                let by_hand = (0..dh).fold(0.0f32, |a, d| q[r * dh + d].mul_add(kt[d * W + l], a));
+                assert_eq!(want[r][l], by_hand, "reference, dh {dh}, row {r}, key {l}");
+            }
+        }
+        for kind in KernelKind::ALL {
+            let Some(kernel) = Kernel::new(kind) else {
+                eprintln!("SKIPPED: kernel {} is not available on this CPU", kind.name());
+                continue;
+            };
+            let mut got = [[1.0f32; W]; QUERY_ROWS];
+            kernel.attention_scores_tile(&q, dh, &kt, W, &mut got);
+            assert_eq!(got, want, "kernel {}, dh {dh}", kind.name());
+        }
+    }
+}
+
 /// The K^T block transpose: every kernel copies each element to its transposed place and
 /// writes nothing else, for several strides (K rows are 3H floats apart in the forward pass).
 #[test]

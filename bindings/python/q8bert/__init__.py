@@ -445,7 +445,8 @@ class Model:
             (a sentence-transformers model's max_seq_length, else its position table).
         huge_pages: copy the model into this process's memory, in transparent huge pages on
             Linux, instead of mapping the file: a slower open and memory not shared with other
-            processes, for 2-9% faster calls (most on large models; docs/PERFORMANCE.md).
+            processes, for up to 9% faster calls (BERT-base, one sequence of 32 tokens; 0-3% on
+            batches; docs/PERFORMANCE.md).
 
     Raises:
         Q8bertError: the library's status and message (missing file, corrupt file, bad options).
