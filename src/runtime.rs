@@ -185,7 +185,7 @@ impl<'a> Model<'a> {
         if seq_len > self.layout.config.max_position_embeddings {
             bail!(Status::SequenceTooLong, "seq_len {seq_len} exceeds the model maximum {}", self.layout.config.max_position_embeddings);
         }
-        match bert::working_memory(&self.layout, batch, seq_len, self.parallel().threads()) {
+        match bert::working_memory(&self.layout, batch, seq_len, self.parallel().threads(), self.kernel) {
             Some(n) if batch.saturating_mul(seq_len) <= u32::MAX as usize => Ok(n),
             _ => bail!(Status::InvalidArgument, "batch {batch} x seq_len {seq_len} is too large"),
         }

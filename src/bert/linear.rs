@@ -90,15 +90,22 @@ impl Ctx<'_> {
                 resize(row_inv, rows);
             }
         }
-        resize(acc, rows * n);
+        if !cfg!(feature = "std") {
+            // (Here rather than with the std case below: 44 bytes less firmware code.)
+            resize(acc, rows * n);
+        }
         let blocks = linear_blocks(rows, self.par.threads(), n, self.kernel);
         // Each worker reuses one block's worth of accumulators, which stays in its cache between
         // tasks; fresh rows of a buffer sized for all the rows cost a read for ownership from
         // memory and a write-back per line (BERT-base, a 256-token sub-batch: 7 MB a layer).
         // Blocks too unequal for `threads x largest block` to fit in the rows, and firmware
-        // builds (no thread pool; less code), keep one region per block.
+        // builds (no thread pool; less code), keep one region per block. (The workspace was sized
+        // for this by `linear_accumulator_rows`.)
         let (workers, block_max) = (self.par.threads(), blocks.iter().map(|b| b.1).max().unwrap_or(0));
         let per_worker = cfg!(feature = "std") && workers * block_max <= rows;
+        if cfg!(feature = "std") {
+            resize(acc, if per_worker { workers * block_max * n } else { rows * n });
+        }
         let acc_parts: Vec<Lent<&mut [i32]>> = if per_worker {
             acc[..workers * block_max * n].chunks_exact_mut((block_max * n).max(1)).map(Lent::new).collect()
         } else {

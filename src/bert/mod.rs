@@ -15,7 +15,7 @@ use crate::error::{bail, Result, Status};
 use crate::kernels::attention::{KEY_TILE, KEY_TILE_NARROW, QUERY_ROWS, VALUE_TILE, VALUE_TILE_HALF};
 use crate::kernels::{Kernel, KernelKind};
 use crate::kernels::packed_len;
-use crate::model::{cast, Activation, EmbeddingRef, EmbeddingScales, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
+use crate::model::{cast, Activation, Config, EmbeddingRef, EmbeddingScales, HeadKind, InputQuant, LayerNormRef, LinearRef, ModelLayout, Pooling, PROBABILITY_SCALE};
 use crate::ops::{self, math, padded_k};
 
 /// Forward-pass operations, for the per-op time split (feature `op-timing`).
@@ -217,6 +217,21 @@ fn try_resize<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// int32 accumulators the encoder's linear layers over `t` rows need (the most of any one; QKV,
+/// attention output and FFN output, FFN in). None on overflow.
+fn encoder_accumulators(c: &Config, t: usize, threads: usize, kernel: Kernel) -> Option<usize> {
+    let (h, inter) = (c.hidden_size, c.intermediate_size);
+    if !cfg!(feature = "std") {
+        // Every row of the widest (`linear_accumulator_rows`), in less code.
+        return t.checked_mul(h.checked_mul(3)?.max(inter));
+    }
+    let mut most = 0usize;
+    for n in [h.checked_mul(3)?, h, inter] {
+        most = most.max(linear_accumulator_rows(t, threads, n, kernel).checked_mul(n)?);
+    }
+    Some(most)
+}
+
 /// Largest output width of any linear layer, and the classifier's.
 fn max_linear_n(layout: &ModelLayout) -> (usize, usize) {
     let c = &layout.config;
@@ -239,13 +254,13 @@ fn dense_pooled_len(layout: &ModelLayout) -> usize {
 /// Upper bound of the heap bytes one run allocates for `batch` sequences of `seq_len` tokens
 /// on `threads` threads, with a fresh workspace (docs/HARDENING.md has the formula). None on
 /// overflow.
-pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, threads: usize) -> Option<usize> {
-    let gathered = working_memory_gathered(layout, batch, seq_len, threads)?;
+pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, threads: usize, kernel: Kernel) -> Option<usize> {
+    let gathered = working_memory_gathered(layout, batch, seq_len, threads, kernel)?;
     // The sequence-parallel path (when the mask lets the batch split evenly): the token list of
     // the whole batch, the task lists, and per task a workspace that has run its sub-batches.
     let tasks = threads.max(1);
     let t = batch.checked_mul(seq_len)?;
-    let per_task = working_memory_gathered(layout, sub_batch(seq_len).min(batch), seq_len, 1)?;
+    let per_task = working_memory_gathered(layout, sub_batch(seq_len).min(batch), seq_len, 1, kernel)?;
     let split = t
         .checked_mul(12)?
         .checked_add(batch.checked_add(1)?.checked_mul(8)?)?
@@ -255,7 +270,7 @@ pub fn working_memory(layout: &ModelLayout, batch: usize, seq_len: usize, thread
 }
 
 /// [`working_memory`] of the operation-by-operation path.
-fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, threads: usize) -> Option<usize> {
+fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, threads: usize, kernel: Kernel) -> Option<usize> {
     let c = &layout.config;
     let (h, dh) = (c.hidden_size, c.head_dim());
     let (max_n, classes) = max_linear_n(layout);
@@ -274,7 +289,7 @@ fn working_memory_gathered(layout: &ModelLayout, batch: usize, seq_len: usize, t
     let f32s = [
         t.checked_mul(h.checked_mul(3)?)?,                                   // hidden, ctx, tmp
         if layout.fp32_qkv() { t.checked_mul(h.checked_mul(3)?)? } else { 0 }, // qkv (fp32)
-        t.checked_mul((3 * h).max(c.intermediate_size))?.max(batch.checked_mul(classes)?), // acc (i32)
+        encoder_accumulators(c, t, threads, kernel)?.max(batch.checked_mul(classes)?), // acc (i32)
         max_n,                                                               // dq
         pooled,                                                              // pooled
         // attention: K^T of every sequence over keys padded (`padded_keys`); per task the scores
@@ -540,27 +555,19 @@ const AMX_TASK_ROW_ALIGN: usize = 16;
 /// they stream from memory, so each pass over them should serve as many rows as possible
 /// (BERT-base 8x128 on one thread: 1 MiB tasks streamed 2.5x the bytes and ran 1.07x slower).
 fn linear_blocks(rows: usize, threads: usize, n: usize, kernel: Kernel) -> Vec<(usize, usize)> {
-    let threads = threads.max(1);
-    let parts = |acc_bytes: usize, min_rows: usize, max_rows: usize| {
-        let chunk = (acc_bytes / (4 * n.max(1))).clamp(min_rows, max_rows);
-        rows.div_ceil(chunk).max(threads).div_ceil(threads) * threads
-    };
+    let plan = linear_block_plan(rows, threads, n, kernel);
+    let per = plan.rows;
     if kernel.kind() == KernelKind::Amx {
-        let parts = parts(AMX_TASK_ACC_BYTES, AMX_TASK_MIN_ROWS, AMX_TASK_MAX_ROWS);
-        let per = rows.div_ceil(parts).max(1).next_multiple_of(AMX_TASK_ROW_ALIGN);
         return (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect();
     }
-    let parts = parts(LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS);
     // Rows cut into `threads` even shares, each in blocks of whole register tiles (22-row blocks
     // ran as AVX-512 tiles of 12 + 8 + 2; Zen 5, BERT-base 1x128: 1.05x on one and on two
     // threads). Blocks follow the shares so that the pool, handing them out in order, gives the
     // threads about equal rows; a remainder under one tile joins the block before it rather than
     // stream the weights again for a few rows. (With a 1-row tile, one thread gets the plain
     // even split.)
-    let tile = kernel.row_tile();
-    let share = rows.div_ceil(threads).max(1);
-    let per = share.div_ceil(parts / threads).max(1).next_multiple_of(tile);
-    let mut blocks = Vec::with_capacity(parts);
+    let (share, tile) = (plan.share, plan.tile);
+    let mut blocks = Vec::with_capacity(plan.parts);
     for s in (0..rows).step_by(share) {
         let end = (s + share).min(rows);
         let mut r = s;
@@ -571,6 +578,46 @@ fn linear_blocks(rows: usize, threads: usize, n: usize, kernel: Kernel) -> Vec<(
         }
     }
     blocks
+}
+
+/// How [`linear_blocks`] cuts rows: blocks of `rows` rows within shares of `share` rows, the
+/// last of a share up to `tile - 1` rows longer.
+struct LinearBlockPlan {
+    /// About how many blocks (a capacity).
+    parts: usize,
+    rows: usize,
+    share: usize,
+    tile: usize,
+}
+
+fn linear_block_plan(rows: usize, threads: usize, n: usize, kernel: Kernel) -> LinearBlockPlan {
+    let threads = threads.max(1);
+    let parts = |acc_bytes: usize, min_rows: usize, max_rows: usize| {
+        let chunk = (acc_bytes / (4 * n.max(1))).clamp(min_rows, max_rows);
+        rows.div_ceil(chunk).max(threads).div_ceil(threads) * threads
+    };
+    if kernel.kind() == KernelKind::Amx {
+        let parts = parts(AMX_TASK_ACC_BYTES, AMX_TASK_MIN_ROWS, AMX_TASK_MAX_ROWS);
+        let per = rows.div_ceil(parts).max(1).next_multiple_of(AMX_TASK_ROW_ALIGN);
+        return LinearBlockPlan { parts, rows: per, share: rows.max(1), tile: 1 };
+    }
+    let parts = parts(LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS);
+    let tile = kernel.row_tile();
+    let share = rows.div_ceil(threads).max(1);
+    LinearBlockPlan { parts, rows: share.div_ceil(parts / threads).max(1).next_multiple_of(tile), share, tile }
+}
+
+/// Rows of int32 accumulators a linear layer with `n` outputs over `rows` rows needs at most.
+/// With std each worker reuses one block's worth (see `Ctx::linear`) where the workers' blocks
+/// fit in the rows; otherwise, and in firmware builds, every block keeps its own rows.
+fn linear_accumulator_rows(rows: usize, threads: usize, n: usize, kernel: Kernel) -> usize {
+    if !cfg!(feature = "std") {
+        return rows;
+    }
+    let plan = linear_block_plan(rows, threads, n, kernel);
+    // No block is longer than its share, nor than a plan's block plus a remainder under a tile.
+    let largest = plan.share.min(plan.rows.saturating_add(plan.tile - 1));
+    rows.min(threads.max(1).saturating_mul(largest))
 }
 
 /// Most blocks [`linear_blocks`] makes for `rows` rows on `threads` threads (any `n`).
@@ -752,7 +799,9 @@ fn forward_gathered(layout: &ModelLayout, file: &[u8], kernel: Kernel, par: &dyn
     try_resize(&mut ws.tmp, t * h)?;
     try_resize(&mut ws.inter_q, t * padded_k(inter))?;
     try_resize(&mut ws.xq, (t * padded_k(h)).max(input.batch * padded_k(max_dense_k(layout))))?;
-    try_resize(&mut ws.acc, (t * (3 * h).max(inter)).max(input.batch * classes))?;
+    // (An overflow asks for usize::MAX, which try_resize reports.)
+    let acc_len = if cfg!(feature = "std") { encoder_accumulators(cfg, t, par.threads(), kernel).unwrap_or(usize::MAX) } else { t * (3 * h).max(inter) };
+    try_resize(&mut ws.acc, acc_len.max(input.batch * classes))?;
     try_resize(&mut ws.dq, max_n)?;
     if layout.per_row_linears() > 0 {
         try_resize(&mut ws.row_inv, t.max(input.batch))?;
@@ -898,6 +947,11 @@ mod tests {
                             next += nr;
                         }
                         assert_eq!(next, rows);
+                        // The accumulators `Ctx::linear` takes: a block per worker, or every row.
+                        let largest = b.iter().map(|blk| blk.1).max().unwrap();
+                        let used = if cfg!(feature = "std") && threads * largest <= rows { threads * largest } else { rows };
+                        let sized = linear_accumulator_rows(rows, threads, n, kernel);
+                        assert!(used <= sized && sized <= rows, "{rows} rows {threads} threads n {n}: {used} accumulator rows used, {sized} sized");
                     }
                 }
             }
@@ -916,6 +970,11 @@ mod tests {
         }
         if let Some(amx) = Kernel::new(KernelKind::Amx) {
             assert_eq!(linear_blocks(1024, 1, 3072, amx)[0].1, 256);
+        }
+        // A 256-token sub-batch into FFN-in on one thread: one 24-row block's worth, not 256
+        // rows (3 MiB at BERT-base's 3072 outputs).
+        if cfg!(feature = "std") {
+            assert_eq!(linear_accumulator_rows(256, 1, 3072, Kernel::scalar()), 24);
         }
     }
 
