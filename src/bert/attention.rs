@@ -488,20 +488,20 @@ pub(super) fn attention(cx: &Ctx, heads: usize, dh: usize, h: usize, seq_start: 
 fn query_key_scores(kernel: &Kernel, q: &[f32], dh: usize, kt: &[f32], len_p: usize, scores: &mut [f32]) {
     // Whole 64-key tiles, then narrow ones for the rest (each key's sum is the same either way).
     let wide = len_p - len_p % KEY_TILE;
-    let mut tile = [[0.0f32; KEY_TILE]; QUERY_ROWS];
-    for j0 in (0..wide).step_by(KEY_TILE) {
+    key_tiles::<KEY_TILE>(kernel, q, dh, kt, len_p, 0..wide, scores);
+    if NARROW_KEY_TILES {
+        key_tiles::<KEY_TILE_NARROW>(kernel, q, dh, kt, len_p, wide..len_p, scores);
+    }
+}
+
+/// [`query_key_scores`] of the keys `keys`, in tiles of `W` keys.
+#[inline(always)]
+fn key_tiles<const W: usize>(kernel: &Kernel, q: &[f32], dh: usize, kt: &[f32], len_p: usize, keys: core::ops::Range<usize>, scores: &mut [f32]) {
+    let mut tile = [[0.0f32; W]; QUERY_ROWS];
+    for j0 in keys.step_by(W) {
         kernel.attention_scores_tile(q, dh, &kt[j0..], len_p, &mut tile);
         for (r, t) in tile.iter().enumerate() {
-            scores[r * len_p + j0..r * len_p + j0 + KEY_TILE].copy_from_slice(t);
-        }
-    }
-    if NARROW_KEY_TILES {
-        let mut tile = [[0.0f32; KEY_TILE_NARROW]; QUERY_ROWS];
-        for j0 in (wide..len_p).step_by(KEY_TILE_NARROW) {
-            kernel.attention_scores_tile(q, dh, &kt[j0..], len_p, &mut tile);
-            for (r, t) in tile.iter().enumerate() {
-                scores[r * len_p + j0..r * len_p + j0 + KEY_TILE_NARROW].copy_from_slice(t);
-            }
+            scores[r * len_p + j0..r * len_p + j0 + W].copy_from_slice(t);
         }
     }
 }
