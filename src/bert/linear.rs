@@ -91,7 +91,7 @@ impl Ctx<'_> {
             }
         }
         if !cfg!(feature = "std") {
-            // (Here rather than with the std case below: 44 bytes less firmware code.)
+            // (Here rather than with the std case below: less firmware code.)
             resize(acc, rows * n);
         }
         let blocks = linear_blocks(rows, self.par.threads(), n, self.kernel);
@@ -102,9 +102,12 @@ impl Ctx<'_> {
         // builds (no thread pool; less code), keep one region per block. (The workspace was sized
         // for this by `linear_accumulator_rows`.)
         let (workers, block_max) = (self.par.threads(), blocks.iter().map(|b| b.1).max().unwrap_or(0));
-        let per_worker = cfg!(feature = "std") && workers * block_max <= rows;
+        let per_worker = reuses_worker_regions(workers, block_max, rows);
         if cfg!(feature = "std") {
-            resize(acc, if per_worker { workers * block_max * n } else { rows * n });
+            let needed = if per_worker { workers * block_max * n } else { rows * n };
+            // `forward_gathered` reserved this fallibly; growing here could only abort.
+            debug_assert!(acc.len() >= needed, "{} accumulators reserved, {needed} needed", acc.len());
+            resize(acc, needed);
         }
         let acc_parts: Vec<Lent<&mut [i32]>> = if per_worker {
             acc[..workers * block_max * n].chunks_exact_mut((block_max * n).max(1)).map(Lent::new).collect()

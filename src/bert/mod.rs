@@ -222,7 +222,7 @@ fn try_resize<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> Result<()> {
 fn encoder_accumulators(c: &Config, t: usize, threads: usize, kernel: Kernel) -> Option<usize> {
     let (h, inter) = (c.hidden_size, c.intermediate_size);
     if !cfg!(feature = "std") {
-        // Every row of the widest (`linear_accumulator_rows`), in less code.
+        // Every row of the widest layer, as `linear_accumulator_rows` gives (in less code).
         return t.checked_mul(h.checked_mul(3)?.max(inter));
     }
     let mut most = 0usize;
@@ -556,7 +556,7 @@ const AMX_TASK_ROW_ALIGN: usize = 16;
 /// (BERT-base 8x128 on one thread: 1 MiB tasks streamed 2.5x the bytes and ran 1.07x slower).
 fn linear_blocks(rows: usize, threads: usize, n: usize, kernel: Kernel) -> Vec<(usize, usize)> {
     let plan = linear_block_plan(rows, threads, n, kernel);
-    let per = plan.rows;
+    let per = plan.block_rows;
     if kernel.kind() == KernelKind::Amx {
         return (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect();
     }
@@ -580,43 +580,63 @@ fn linear_blocks(rows: usize, threads: usize, n: usize, kernel: Kernel) -> Vec<(
     blocks
 }
 
-/// How [`linear_blocks`] cuts rows: blocks of `rows` rows within shares of `share` rows, the
-/// last of a share up to `tile - 1` rows longer.
+/// How [`linear_blocks`] cuts rows: blocks of `block_rows` rows within shares of `share` rows,
+/// the last of a share up to `tile - 1` rows longer.
 struct LinearBlockPlan {
     /// About how many blocks (a capacity).
     parts: usize,
-    rows: usize,
+    block_rows: usize,
     share: usize,
     tile: usize,
 }
 
-fn linear_block_plan(rows: usize, threads: usize, n: usize, kernel: Kernel) -> LinearBlockPlan {
-    let threads = threads.max(1);
-    let parts = |acc_bytes: usize, min_rows: usize, max_rows: usize| {
-        let chunk = (acc_bytes / (4 * n.max(1))).clamp(min_rows, max_rows);
-        rows.div_ceil(chunk).max(threads).div_ceil(threads) * threads
+/// Rows of the blocks a linear layer with `n` outputs is cut into, before rounding: about
+/// [`LINEAR_TASK_ACC_BYTES`] of accumulators ([`AMX_TASK_ACC_BYTES`] with AMX).
+fn linear_chunk_rows(n: usize, kernel: Kernel) -> usize {
+    let (bytes, min_rows, max_rows) = if kernel.kind() == KernelKind::Amx {
+        (AMX_TASK_ACC_BYTES, AMX_TASK_MIN_ROWS, AMX_TASK_MAX_ROWS)
+    } else {
+        (LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS)
     };
-    if kernel.kind() == KernelKind::Amx {
-        let parts = parts(AMX_TASK_ACC_BYTES, AMX_TASK_MIN_ROWS, AMX_TASK_MAX_ROWS);
-        let per = rows.div_ceil(parts).max(1).next_multiple_of(AMX_TASK_ROW_ALIGN);
-        return LinearBlockPlan { parts, rows: per, share: rows.max(1), tile: 1 };
-    }
-    let parts = parts(LINEAR_TASK_ACC_BYTES, LINEAR_TASK_MIN_ROWS, LINEAR_TASK_MAX_ROWS);
-    let tile = kernel.row_tile();
-    let share = rows.div_ceil(threads).max(1);
-    LinearBlockPlan { parts, rows: share.div_ceil(parts / threads).max(1).next_multiple_of(tile), share, tile }
+    (bytes / (4 * n.max(1))).clamp(min_rows, max_rows)
 }
 
-/// Rows of int32 accumulators a linear layer with `n` outputs over `rows` rows needs at most.
-/// With std each worker reuses one block's worth (see `Ctx::linear`) where the workers' blocks
-/// fit in the rows; otherwise, and in firmware builds, every block keeps its own rows.
+fn linear_block_plan(rows: usize, threads: usize, n: usize, kernel: Kernel) -> LinearBlockPlan {
+    let threads = threads.max(1);
+    let parts = rows.div_ceil(linear_chunk_rows(n, kernel)).max(threads).div_ceil(threads) * threads;
+    if kernel.kind() == KernelKind::Amx {
+        let per = rows.div_ceil(parts).max(1).next_multiple_of(AMX_TASK_ROW_ALIGN);
+        return LinearBlockPlan { parts, block_rows: per, share: rows.max(1), tile: 1 };
+    }
+    let tile = kernel.row_tile();
+    let share = rows.div_ceil(threads).max(1);
+    LinearBlockPlan { parts, block_rows: share.div_ceil(parts / threads).max(1).next_multiple_of(tile), share, tile }
+}
+
+/// Whether `Ctx::linear` gives each of `workers` workers one region of `largest_block` rows
+/// (reused by all its blocks) rather than each block its own rows: with std, where the
+/// workers' regions fit in the rows.
+fn reuses_worker_regions(workers: usize, largest_block: usize, rows: usize) -> bool {
+    cfg!(feature = "std") && workers.saturating_mul(largest_block) <= rows
+}
+
+/// Rows of int32 accumulators a linear layer with `n` outputs needs over at most `rows` rows:
+/// with std, one region per worker where they fit in the rows (see `Ctx::linear`); otherwise,
+/// and in firmware builds, every row. Never less for more rows, so a layer over fewer rows (the
+/// pooler's one per sequence) fits in what the encoder's tokens reserved.
 fn linear_accumulator_rows(rows: usize, threads: usize, n: usize, kernel: Kernel) -> usize {
     if !cfg!(feature = "std") {
         return rows;
     }
-    let plan = linear_block_plan(rows, threads, n, kernel);
-    // No block is longer than its share, nor than a plan's block plus a remainder under a tile.
-    let largest = plan.share.min(plan.rows.saturating_add(plan.tile - 1));
+    // A share of ceil(rows / T) rows is cut into parts / T >= ceil(share / chunk) blocks, so a
+    // block is at most a chunk rounded up to whole tiles, plus a remainder under one tile.
+    let chunk = linear_chunk_rows(n, kernel);
+    let largest = if kernel.kind() == KernelKind::Amx {
+        chunk.next_multiple_of(AMX_TASK_ROW_ALIGN)
+    } else {
+        let tile = kernel.row_tile();
+        chunk.next_multiple_of(tile) + tile - 1
+    };
     rows.min(threads.max(1).saturating_mul(largest))
 }
 
@@ -947,11 +967,24 @@ mod tests {
                             next += nr;
                         }
                         assert_eq!(next, rows);
-                        // The accumulators `Ctx::linear` takes: a block per worker, or every row.
-                        let largest = b.iter().map(|blk| blk.1).max().unwrap();
-                        let used = if cfg!(feature = "std") && threads * largest <= rows { threads * largest } else { rows };
+                    }
+                }
+            }
+            // The accumulators `Ctx::linear` takes (a region per worker, or every row) fit in
+            // what `linear_accumulator_rows` sizes for the same rows, and that never shrinks as
+            // rows grow, so they fit in what any larger row count reserved (the pooler's `batch`
+            // rows in the encoder's `t`; masked tokens in `batch x seq_len`).
+            for threads in [1, 2, 3, 8] {
+                for n in [2, 384, 512, 768, 1536, 2048, 2304, 3072] {
+                    let mut before = 0;
+                    for rows in (1..=1100).chain([4096, 4097]) {
+                        let largest = linear_blocks(rows, threads, n, kernel).iter().map(|blk| blk.1).max().unwrap();
+                        let used = if reuses_worker_regions(threads, largest, rows) { threads * largest } else { rows };
                         let sized = linear_accumulator_rows(rows, threads, n, kernel);
-                        assert!(used <= sized && sized <= rows, "{rows} rows {threads} threads n {n}: {used} accumulator rows used, {sized} sized");
+                        let at = format!("{} {rows} rows {threads} threads n {n}", kernel.kind().name());
+                        assert!(used <= sized && sized <= rows, "{at}: {used} accumulator rows used, {sized} sized");
+                        assert!(sized >= before, "{at}: {sized} accumulator rows sized, {before} for fewer rows");
+                        before = sized;
                     }
                 }
             }
